@@ -1,0 +1,116 @@
+"""The ``safemig`` command line: a thin Typer layer over the library.
+
+Exit codes: 0 success; 1 a check said no (lint errors, a refused gate, a modified
+migration, a failed migration); 2 usage, configuration or input error; 3 an external
+system failed (database, S3, pg_dump); 130 interrupted; 70 an unexpected internal error
+(a bug: the redacted traceback is written to a log file whose path is printed).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from safemig import __version__
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 a check said no (lint errors, a gate refused, an applied "
+    "migration was modified, a migration failed); 2 usage, configuration or input error; "
+    "3 an external system failed (database, S3, pg_dump); 130 interrupted."
+)
+
+app = typer.Typer(
+    name="safemig",
+    help="Production-safety orchestrator for PostgreSQL schema migrations (SQLx-compatible).\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"safemig {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", "-V", callback=_version_callback, is_eager=True, help="Show the version and exit."),
+    ] = None,
+) -> None:
+    """Production-safety orchestrator for PostgreSQL schema migrations."""
+
+
+def _register_commands() -> None:
+    from safemig.commands import backup, deploy, lint, migrate
+
+    for module in (migrate, lint, backup, deploy):
+        module.register(app)
+
+
+def _write_crash_log(exc: BaseException) -> str:
+    import tempfile
+    import traceback
+
+    from safemig.redact import redact
+
+    text = redact("".join(traceback.format_exception(exc)))
+    fd, path = tempfile.mkstemp(prefix="safemig-crash-", suffix=".log")
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"safemig {__version__}\nargv: {redact(' '.join(sys.argv))}\n\n{text}")
+    return path
+
+
+def _click_exception_class() -> type[Exception]:
+    """Click's usage-error base as Typer ships it (Typer vendors click in recent versions)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code instead of exiting (tests call this)."""
+    from safemig import output
+    from safemig.errors import EXIT_INTERRUPTED, SafemigError
+
+    _register_commands()
+    try:
+        result = app(args=argv, prog_name="safemig", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except SafemigError as exc:
+        output.error(exc)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        output.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except _click_exception_class() as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return exc.exit_code  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        output.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: say so, keep the details in a file
+        path = _write_crash_log(exc)
+        from safemig.redact import redact
+
+        output.echo(f"internal error: {redact(type(exc).__name__ + ': ' + str(exc))}", err=True)
+        output.echo(f"hint: this is a bug in safemig; the traceback is in {path}", err=True)
+        return 70
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,39 @@
+"""Options shared by every command, so ``--config``, ``--env``, ``--database-url`` and
+``--source`` mean the same thing everywhere (sqlx-cli's names where it has one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from safemig.config import Config, load_config
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Config file (default: ./safemig.toml, else [tool.safemig] in ./pyproject.toml).", envvar="SAFEMIG_CONFIG", show_default=False),
+]
+EnvOption = Annotated[
+    Optional[str],
+    typer.Option("--env", "-e", help="Environment name from [envs.NAME] in the config.", show_default=False),
+]
+DatabaseUrlOption = Annotated[
+    Optional[str],
+    typer.Option("--database-url", "-D", help="Database URL (default: the env's database_url, else $DATABASE_URL; libpq PG* variables and .pgpass work).", show_default=False),
+]
+SourceOption = Annotated[
+    Optional[Path],
+    typer.Option("--source", help="Migrations directory (overrides migrations_dir; sqlx-cli's flag).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def load(config_path: Path | None, source: Path | None = None) -> Config:
+    """The configuration, with ``--source`` applied over ``migrations_dir``."""
+    config = load_config(config_path)
+    if source is not None:
+        from dataclasses import replace
+
+        config = replace(config, migrations_dir=source.resolve())
+    return config

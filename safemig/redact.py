@@ -1,0 +1,65 @@
+"""Keep secrets out of everything safemig prints or logs.
+
+Every place that shows a database URL, an error message from libpq/psycopg/boto3 or
+the stderr of pg_dump passes it through :func:`redact` first: passwords in URLs and
+in ``password=...`` conninfo pairs, and AWS access keys / secret keys, are masked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "****"
+
+# scheme://user:password@host  (password may contain anything but '@' and '/')
+_URL_PASSWORD = re.compile(r"(?P<prefix>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]*)(?P<at>@)")
+# key=value conninfo pairs: password=secret or password='se cret'
+_CONNINFO_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# ?password=... query parameters
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)(?P<pw>[^&\s]+)", re.IGNORECASE)
+# AWS access key ids and anything that looks like a 40-char secret access key after a label
+_AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
+_AWS_SECRET = re.compile(
+    r"(?P<key>(aws_secret_access_key|secret_access_key|SecretAccessKey|aws_session_token)\s*[=:]\s*[\"']?)(?P<pw>[^\s\"']+)",
+    re.IGNORECASE,
+)
+
+_SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD", "AWS_ACCESS_KEY_ID")
+
+
+def mask_url(url: str | None) -> str:
+    """Return ``url`` with its password replaced by ``****`` (the URL stays usable to read)."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact(url)
+    if parts.password is None:
+        return redact(url)
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    if ":" in host.split("]")[-1] and not host.startswith("[") and parts.port is None:
+        host = f"[{host}]"
+    netloc = f"{user}:{MASK}@{host}"
+    return redact(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
+
+
+def redact(text: str | None) -> str:
+    """Mask every secret safemig knows how to recognise in free text."""
+    if not text:
+        return text or ""
+    out = _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}{MASK}{m.group('at')}", text)
+    out = _CONNINFO_PASSWORD.sub(lambda m: f"{m.group('key')}{MASK}", out)
+    out = _QUERY_PASSWORD.sub(lambda m: f"{m.group('key')}{MASK}", out)
+    out = _AWS_KEY_ID.sub(MASK, out)
+    out = _AWS_SECRET.sub(lambda m: f"{m.group('key')}{MASK}", out)
+    for name in _SECRET_ENV_VARS:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            out = out.replace(value, MASK)
+    return out
