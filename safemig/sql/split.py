@@ -1,0 +1,225 @@
+"""Split a SQL script into statements the way psql does, keeping every character's position.
+
+Why not a library: sqlglot re-tokenises (and its generator rewrites SQL), and pglast's
+scanner-based ``split`` silently drops text after a statement it cannot lex (measured:
+``"SELECT 1; SELEC broken ;;"`` comes back as ``['SELECT 1']``), which is exactly what a
+safety linter must never do. So this is a small lexer over PostgreSQL's lexical rules,
+with psql's splitting heuristics (``psqlscan.l``):
+
+* ``'...'`` strings (``''`` escapes), ``E'...'`` strings (backslash escapes too),
+  ``"..."`` identifiers, ``$tag$ ... $tag$`` dollar quotes, ``--`` comments and nested
+  ``/* */`` comments are opaque: a ``;`` or a ``DROP`` inside them is not a statement;
+* a ``;`` inside parentheses does not end a statement;
+* inside ``CREATE [OR REPLACE] FUNCTION|PROCEDURE``, ``BEGIN ... END`` (and ``CASE ...
+  END`` within it) is tracked so a ``BEGIN ATOMIC`` body stays one statement.
+
+Nothing is ever lost: input that ends inside a string, comment or dollar quote becomes the
+last statement, flagged ``unterminated`` with where it started. Positions are character
+offsets; lines and columns are 1-based.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+_IDENT_START = r"A-Za-z_\u0080-\U0010ffff"
+_IDENT_CONT = r"A-Za-z_0-9$\u0080-\U0010ffff"
+
+_TOKEN = re.compile(
+    rf"""
+     (?P<ws>\s+)
+    |(?P<line_comment>--[^\n]*)
+    |(?P<block_comment>/\*)
+    |(?P<estring>[eE]'(?:[^'\\]|\\[\s\S]|'')*+')
+    |(?P<estring_open>[eE]')
+    |(?P<string>'(?:[^']|'')*+')
+    |(?P<string_open>')
+    |(?P<ident>"(?:[^"]|"")*+")
+    |(?P<ident_open>")
+    |(?P<dollar>\$(?:[{_IDENT_START}][A-Za-z_0-9\u0080-\U0010ffff]*)?\$)
+    |(?P<word>[{_IDENT_START}][{_IDENT_CONT}]*)
+    |(?P<semi>;)
+    |(?P<lparen>\()
+    |(?P<rparen>\))
+    |(?P<other>[^\s{_IDENT_START}'"$;()/\-]+|[\s\S])
+    """,
+    re.VERBOSE,
+)
+_COMMENT_EDGE = re.compile(r"/\*|\*/")
+_FUNCTION_WORDS = {"create", "function", "procedure", "or", "replace"}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a script, as written (never re-generated)."""
+
+    text: str
+    start: int
+    end: int
+    line: int
+    column: int
+    end_line: int
+    preamble: str
+    unterminated: str | None = None
+    terminated: bool = True  # ended by ';' (the last statement of a file may not be)
+
+    @property
+    def first_line(self) -> str:
+        return self.text.split("\n", 1)[0].strip()
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A ``--`` or ``/* */`` comment with its 1-based position (ignore directives live here)."""
+
+    text: str
+    start: int
+    line: int
+    column: int
+    end_line: int
+
+
+class _Positions:
+    """Offset -> (line, column) in O(log n)."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def line_col(self, offset: int) -> tuple[int, int]:
+        index = bisect.bisect_right(self._starts, offset) - 1
+        return index + 1, offset - self._starts[index] + 1
+
+    def line(self, offset: int) -> int:
+        return bisect.bisect_right(self._starts, offset)
+
+
+def _block_comment_end(sql: str, start: int) -> int:
+    """Offset just after the ``*/`` closing the (nested) comment opened at ``start``; -1 if none."""
+    depth = 0
+    for match in _COMMENT_EDGE.finditer(sql, start):
+        depth += 1 if match.group() == "/*" else -1
+        if depth == 0:
+            return match.end()
+    return -1
+
+
+def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
+    """Statements and comments of ``sql``, in order of appearance."""
+    positions = _Positions(sql)
+    statements: list[Statement] = []
+    comments: list[Comment] = []
+
+    stmt_start = -1  # offset of the statement's first token
+    last_end = 0  # end of the statement's last significant token
+    boundary = 0  # where the current statement's preamble starts
+    paren_depth = begin_depth = 0
+    words: list[str] = []  # psql's identifiers[]: first letters of the leading words
+    word_count = 0
+    unterminated: str | None = None
+
+    def flush(end_of_statement: int, terminated: bool) -> None:
+        nonlocal stmt_start, paren_depth, begin_depth, word_count, unterminated, boundary
+        if stmt_start >= 0:
+            line, column = positions.line_col(stmt_start)
+            statements.append(
+                Statement(
+                    text=sql[stmt_start:last_end],
+                    start=stmt_start,
+                    end=last_end,
+                    line=line,
+                    column=column,
+                    end_line=positions.line(max(last_end - 1, stmt_start)),
+                    preamble=sql[boundary:stmt_start],
+                    unterminated=unterminated,
+                    terminated=terminated,
+                )
+            )
+            boundary = end_of_statement
+        stmt_start = -1
+        paren_depth = begin_depth = word_count = 0
+        words.clear()
+        unterminated = None
+
+    def describe(kind: str, at: int) -> str:
+        line, column = positions.line_col(at)
+        return f"unterminated {kind} starting at line {line}, column {column}"
+
+    pos, length = 0, len(sql)
+    while pos < length:
+        match = _TOKEN.match(sql, pos)
+        assert match is not None  # the last alternative matches any character
+        kind = match.lastgroup
+        end = match.end()
+        if kind == "ws":
+            pos = end
+            continue
+        if kind == "line_comment" or kind == "block_comment":
+            if kind == "block_comment":
+                end = _block_comment_end(sql, pos)
+                if end < 0:  # PostgreSQL rejects this: keep it as (part of) a statement, flagged
+                    end = length
+                    unterminated = describe("block comment", pos)
+                    if stmt_start < 0:
+                        stmt_start = pos
+                    last_end = end
+            line, column = positions.line_col(pos)
+            comments.append(Comment(sql[pos:end], pos, line, column, positions.line(max(end - 1, pos))))
+            pos = end
+            continue
+        if kind == "semi" and paren_depth == 0 and begin_depth == 0:
+            if stmt_start < 0:
+                boundary = end  # an empty statement: its ';' belongs to no one
+            flush(end, terminated=True)
+            pos = end
+            continue
+        if stmt_start < 0:
+            stmt_start = pos
+        if kind in ("estring_open", "string_open", "ident_open"):
+            label = {"estring_open": "E'' string", "string_open": "string", "ident_open": 'quoted identifier'}[kind]
+            unterminated = describe(label, pos)
+            end = length
+        elif kind == "dollar":
+            tag = match.group()
+            close = sql.find(tag, end)
+            if close < 0:
+                unterminated = describe(f"dollar-quoted string {tag}", pos)
+                end = length
+            else:
+                end = close + len(tag)
+        elif kind == "lparen":
+            paren_depth += 1
+        elif kind == "rparen":
+            paren_depth = max(paren_depth - 1, 0)
+        elif kind == "word":
+            lowered = match.group().lower()
+            if word_count < 4:
+                words.append(lowered[0] if lowered in _FUNCTION_WORDS else "")
+            word_count += 1
+            if paren_depth == 0 and _in_routine_definition(words):
+                if lowered == "begin":
+                    begin_depth += 1
+                elif lowered == "case":
+                    if begin_depth >= 1:
+                        begin_depth += 1
+                elif lowered == "end" and begin_depth > 0:
+                    begin_depth -= 1
+        last_end = end
+        pos = end
+    flush(length, terminated=False)
+    return statements, comments
+
+
+def _in_routine_definition(words: list[str]) -> bool:
+    """psql's test for ``CREATE [OR REPLACE] FUNCTION|PROCEDURE`` at the statement's start."""
+    if not words or words[0] != "c" or len(words) < 2:
+        return False
+    if words[1] in ("f", "p"):
+        return True
+    return len(words) >= 4 and words[1] == "o" and words[2] == "r" and words[3] in ("f", "p")
+
+
+def split_statements(sql: str) -> list[Statement]:
+    """The statements of ``sql`` in order (comments are in each statement's ``preamble``)."""
+    return split_with_comments(sql)[0]
