@@ -17,6 +17,7 @@ This module is pure (no database, no heavy imports): ``safemig lint`` uses it.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,17 @@ def discover(migrations_dir: Path) -> list[Migration]:
             )
         )
     return migrations
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it: shorter messages."""
+    try:
+        path = Path(path)
+        if path.is_absolute() and path.resolve().is_relative_to(Path.cwd()):
+            return os.path.relpath(path)
+    except (OSError, ValueError):  # pragma: no cover - the cwd vanished
+        pass
+    return str(path)
 
 
 def find_rollback(migration: Migration, rollbacks_dir: Path) -> Path | None:

@@ -1,0 +1,462 @@
+"""Apply and revert migrations statement by statement, with the ledger row in the same transaction.
+
+sqlx sends a whole file as one simple query. safemig splits it first
+(:func:`safemig.sql.split.split_statements`) and runs one statement at a time on the
+same transaction, which buys three things: an error names the statement and its line;
+observers (``-v`` output, the deploy pipeline's lock inspection in ``pg_locks``) see
+each statement while its transaction is still open; and a ``-- no-transaction`` file
+with several ``CREATE INDEX CONCURRENTLY`` statements works (sqlx's single simple query
+becomes an implicit transaction, which CONCURRENTLY refuses).
+
+Guarantees:
+
+* transactional migration: the statements and the ``_sqlx_migrations`` row commit
+  together or not at all; a failure rolls back everything and writes no row;
+* ``-- no-transaction`` migration: statements run in autocommit mode; if one fails,
+  the error lists exactly which statements already ran (they cannot be undone) and no
+  row is written;
+* ``lock_timeout`` (SQLSTATE 55P03) is retried ``lock_retries`` times with exponential
+  backoff: the whole migration when transactional, the failing statement otherwise.
+
+The caller owns the connection and takes the advisory lock (:func:`safemig.db.advisory_lock`);
+the :class:`Migrator` never takes it, because deploy holds it for a whole pipeline on the
+same session. The Migrator puts the connection in autocommit mode and manages transactions
+itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from safemig.db import error_text, set_timeouts
+from safemig.errors import CheckFailed, DatabaseError, LedgerError, MigrationFailed, MigrationFileError, UsageError
+from safemig.migrations import ledger
+from safemig.migrations.files import NO_TRANSACTION_MARKER, Migration, display_path, find_rollback, read_sql
+from safemig.sql.split import Statement, split_statements
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+LOCK_NOT_AVAILABLE = "55P03"
+QUERY_CANCELED = "57014"
+MAX_RETRY_DELAY = 60.0
+_TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort"}
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    """Session timeouts and lock-timeout retries for applying migrations (``None``: leave as is)."""
+
+    lock_timeout: str | None = None
+    statement_timeout: str | None = None
+    lock_retries: int = 0
+    retry_backoff: float = 1.0  # seconds before the first retry; doubles each time
+
+
+@dataclass(frozen=True)
+class StatementResult:
+    """What one statement did: where it is, how long it took, what PostgreSQL answered."""
+
+    index: int  # 1-based position in the file
+    line: int
+    text: str
+    first_line: str
+    duration_s: float
+    rowcount: int | None  # rows affected, None when PostgreSQL reports none (DDL)
+    status: str  # PostgreSQL's command tag: "CREATE TABLE", "INSERT 0 3"
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """One migration applied (or reverted, or rehearsed): its statements and total time."""
+
+    version: int
+    description: str
+    duration_ns: int
+    statements: list[StatementResult] = field(default_factory=list)
+
+
+class Observer:
+    """Hooks called while migrating; every method is a no-op here, override what you need.
+
+    ``statement_finished`` runs on the migration's own connection right after the
+    statement, inside its transaction when the migration is transactional, so an
+    observer can inspect ``pg_locks`` while the locks are still held.
+    """
+
+    def migration_started(self, migration: Migration, attempt: int) -> None:
+        pass
+
+    def statement_started(self, migration: Migration, index: int, statement: Statement) -> None:
+        pass
+
+    def statement_finished(self, conn: "psycopg.Connection", migration: Migration, result: StatementResult) -> None:
+        pass
+
+    def migration_finished(self, migration: Migration, result: AppliedMigration) -> None:
+        pass
+
+    def retrying(self, migration: Migration, attempt: int, error: str, delay: float) -> None:
+        pass
+
+
+def rollback_file_name(migration_file_name: str) -> str:
+    """The guide's rollback name: ``004_create_read_models.sql`` -> ``004_rollback_read_models.sql``."""
+    prefix, _, rest = migration_file_name.partition("_")
+    rest = rest.removesuffix(".up.sql").removesuffix(".sql")
+    if rest.startswith("create_") and len(rest) > len("create_"):
+        rest = rest[len("create_"):]
+    return f"{prefix}_rollback_{rest}.sql"
+
+
+def parse(sql: str, label: str, *, no_transaction: bool) -> list[Statement]:
+    """The statements of a script; refuse (exit 2) unterminated input and, in a transactional
+    script, transaction control statements that would commit half a migration."""
+    statements = split_statements(sql)
+    for st in statements:
+        if st.unterminated:
+            raise MigrationFileError(f"{label}:{st.line}: {st.unterminated}", hint="close the string, comment or dollar quote")
+        words = st.text.split(None, 2)
+        keyword = words[0].lower().rstrip(";") if words else ""
+        follower = words[1].lower() if len(words) > 1 else ""
+        if not no_transaction and keyword in _TRANSACTION_CONTROL and not (keyword == "rollback" and follower == "to"):
+            raise MigrationFileError(
+                f"{label}:{st.line}: transaction control statement `{st.first_line}` in a transactional migration",
+                hint=f"remove it: safemig (like sqlx) runs the file in one transaction; or make `{NO_TRANSACTION_MARKER}` the first line",
+            )
+    return statements
+
+
+class _StatementError(Exception):
+    """A statement failed; carries what is needed to decide on a retry and to explain."""
+
+    def __init__(self, index: int, statement: Statement, exc: Exception, done: list[StatementResult]) -> None:
+        super().__init__(str(exc))
+        self.index, self.statement, self.exc, self.done = index, statement, exc, done
+        self.sqlstate = getattr(exc, "sqlstate", None)
+
+
+class Migrator:
+    """Apply, revert and rehearse migrations on one connection the caller owns (and has locked)."""
+
+    def __init__(
+        self,
+        conn: "psycopg.Connection",
+        migrations: list[Migration],
+        *,
+        rollbacks_dir: Path,
+        settings: ApplySettings = ApplySettings(),
+        observer: Observer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        from psycopg import pq
+
+        if not conn.autocommit:
+            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                raise RuntimeError("Migrator needs a connection without an open transaction (commit or roll back first)")
+            conn.autocommit = True
+        self.conn = conn
+        self.migrations = sorted(migrations, key=lambda m: m.version)
+        self.rollbacks_dir = Path(rollbacks_dir)
+        self.settings = settings
+        self.observer = observer or Observer()
+        self._sleep = sleep
+        self._prepared = False
+
+    # -- ledger ----------------------------------------------------------------------
+    def rows(self) -> dict[int, ledger.AppliedRow]:
+        """The ledger's rows (empty when the table does not exist yet)."""
+        return self._db(lambda: ledger.applied_rows(self.conn), "read _sqlx_migrations")
+
+    def states(self) -> list[ledger.MigrationState]:
+        """Every version with its state (see :mod:`safemig.migrations.ledger`)."""
+        return ledger.states(self.migrations, self.rows())
+
+    def check(self, allow_out_of_order: bool = False) -> list[Migration]:
+        """The pending migrations in order; LedgerError (exit 1) when the ledger disagrees."""
+        return ledger.check(self.migrations, self.rows(), allow_out_of_order=allow_out_of_order)
+
+    def plan(self, target_version: int | None = None, allow_out_of_order: bool = False) -> list[Migration]:
+        """What :meth:`run` would apply, checked like sqlx checks ``--target-version``."""
+        rows = self.rows()
+        pending = ledger.check(self.migrations, rows, allow_out_of_order=allow_out_of_order)
+        if target_version is None:
+            return pending
+        if target_version not in {m.version for m in self.migrations}:
+            raise UsageError(
+                f"--target-version {target_version} is not a migration in the source directory",
+                hint="pick a version listed by `safemig migrate info`",
+            )
+        newest = max((v for v, r in rows.items() if r.success), default=0)
+        if target_version < newest:
+            raise UsageError(
+                f"--target-version {target_version} is older than the newest applied version {newest}",
+                hint="use `safemig migrate revert --target-version` to go back",
+            )
+        return [m for m in pending if m.version <= target_version]
+
+    # -- applying --------------------------------------------------------------------
+    def run(self, target_version: int | None = None, allow_out_of_order: bool = False) -> list[AppliedMigration]:
+        """Apply every pending migration (up to ``target_version``) in version order."""
+        return [self.apply(m) for m in self.plan(target_version, allow_out_of_order)]
+
+    def apply(self, migration: Migration) -> AppliedMigration:
+        """Apply one migration and record it in ``_sqlx_migrations`` in the same transaction."""
+        label = display_path(migration.path)
+        statements = parse(migration.sql, label, no_transaction=migration.no_transaction)
+        self._prepare()
+        self._db(lambda: ledger.ensure_table(self.conn), "create _sqlx_migrations")
+        return self._execute(
+            migration,
+            statements,
+            label=label,
+            no_transaction=migration.no_transaction,
+            bookkeeping=lambda duration_ns: ledger.insert_row(self.conn, migration, duration_ns),
+            action="apply",
+        )
+
+    def revert(self, migration: Migration) -> AppliedMigration:
+        """Run the migration's ``.down.sql`` or ``rollbacks/`` script and delete its ledger row with it."""
+        script = find_rollback(migration, self.rollbacks_dir)
+        if script is None:
+            raise CheckFailed(
+                f"{display_path(migration.path)}: version {migration.version} has no rollback script",
+                hint=(
+                    f"write {display_path(self.rollbacks_dir / rollback_file_name(migration.path.name))} "
+                    "(or a .down.sql next to an .up.sql) that undoes it"
+                ),
+            )
+        if migration.version not in self.rows():
+            raise LedgerError(
+                f"version {migration.version} ({migration.description}) is not applied; nothing to revert",
+                hint="`safemig migrate info` shows what is applied",
+            )
+        _, sql = read_sql(script)
+        label = display_path(script)
+        no_transaction = sql.startswith(NO_TRANSACTION_MARKER)
+        statements = parse(sql, label, no_transaction=no_transaction)
+        self._prepare()
+        return self._execute(
+            migration,
+            statements,
+            label=label,
+            no_transaction=no_transaction,
+            bookkeeping=lambda _ns: ledger.delete_row(self.conn, migration.version),
+            action="revert",
+        )
+
+    def execute_sql(self, sql: str, *, no_transaction: bool, label: str, migration: Migration | None = None) -> list[StatementResult]:
+        """Run ``sql`` statement by statement without touching the ledger (rehearsals on staging).
+
+        Same timeouts, retries and observer as :meth:`apply`; observers receive
+        ``migration``, or a stand-in named ``label`` with version 0 when none is given.
+        """
+        statements = parse(sql, label, no_transaction=no_transaction)
+        subject = migration or Migration(
+            version=0,
+            description=label,
+            path=Path(label),
+            sql=sql,
+            checksum=hashlib.sha384(sql.encode("utf-8")).digest(),
+            no_transaction=no_transaction,
+        )
+        self._prepare()
+        result = self._execute(subject, statements, label=label, no_transaction=no_transaction, bookkeeping=None, action="run")
+        return result.statements
+
+    # -- internals -------------------------------------------------------------------
+    def _prepare(self) -> None:
+        if not self._prepared:
+            set_timeouts(self.conn, self.settings.lock_timeout, self.settings.statement_timeout)
+            self._prepared = True
+
+    def _db(self, fn, what: str):
+        import psycopg
+
+        try:
+            return fn()
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot {what}: {error_text(exc)}") from None
+
+    def _delay(self, attempt: int) -> float:
+        return min(self.settings.retry_backoff * 2 ** (attempt - 1), MAX_RETRY_DELAY)
+
+    def _execute(
+        self,
+        migration: Migration,
+        statements: list[Statement],
+        *,
+        label: str,
+        no_transaction: bool,
+        bookkeeping: Callable[[int], None] | None,
+        action: str,
+    ) -> AppliedMigration:
+        run = self._run_autocommit if no_transaction else self._run_transaction
+        results, duration_ns = run(migration, statements, label, bookkeeping, action)
+        applied = AppliedMigration(migration.version, migration.description, duration_ns, results)
+        self.observer.migration_finished(migration, applied)
+        return applied
+
+    def _run_transaction(self, migration, statements, label, bookkeeping, action):
+        import psycopg
+
+        attempt = 1
+        while True:
+            self.observer.migration_started(migration, attempt)
+            start = time.perf_counter_ns()
+            stage = "statement"
+            try:
+                with self.conn.transaction():
+                    results = self._statements(migration, statements, 0, [])
+                    duration_ns = time.perf_counter_ns() - start
+                    if bookkeeping is not None:
+                        stage = "ledger"
+                        bookkeeping(duration_ns)
+                    stage = "commit"
+                return results, duration_ns
+            except _StatementError as err:
+                if err.sqlstate == LOCK_NOT_AVAILABLE and attempt <= self.settings.lock_retries:
+                    self._retry(migration, attempt, err)
+                    attempt += 1
+                    continue
+                raise self._failure(migration, label, err, action, transactional=True) from None
+            except psycopg.Error as exc:
+                self._raise_if_broken(exc, migration, action, [])
+                where = "writing its _sqlx_migrations row" if stage == "ledger" else "COMMIT"
+                raise MigrationFailed(
+                    f"{label}: {action} of version {migration.version} failed at {where}: {_pg_error(exc)}",
+                    hint="nothing was applied: the transaction was rolled back and the ledger is unchanged"
+                    + (" (a deferred constraint fails at COMMIT)" if stage == "commit" else ""),
+                ) from None
+
+    def _run_autocommit(self, migration, statements, label, bookkeeping, action):
+        import psycopg
+
+        self.observer.migration_started(migration, 1)
+        start = time.perf_counter_ns()
+        results: list[StatementResult] = []
+        position, attempt = 0, 1
+        while position < len(statements):
+            try:
+                results = self._statements(migration, statements, position, results)
+                position = len(statements)
+            except _StatementError as err:
+                results, position = err.done, err.index - 1
+                if err.sqlstate == LOCK_NOT_AVAILABLE and attempt <= self.settings.lock_retries:
+                    self._retry(migration, attempt, err)
+                    attempt += 1
+                    continue
+                raise self._failure(migration, label, err, action, transactional=False) from None
+        duration_ns = time.perf_counter_ns() - start
+        if bookkeeping is not None:
+            try:
+                bookkeeping(duration_ns)
+            except psycopg.Error as exc:
+                self._raise_if_broken(exc, migration, action, results)
+                raise MigrationFailed(
+                    f"{label}: version {migration.version} ran all {len(results)} statements but its _sqlx_migrations row "
+                    f"could not be written: {_pg_error(exc)}",
+                    hint=f"the statements ran (no transaction); record it with `safemig migrate mark-applied {migration.version}`",
+                ) from None
+        return results, duration_ns
+
+    def _statements(self, migration, statements, position, done):
+        """Run ``statements[position:]``; a failure raises _StatementError with what already ran."""
+        import psycopg
+
+        conn, observer = self.conn, self.observer
+        results = list(done)
+        for offset, statement in enumerate(statements[position:], start=position + 1):
+            observer.statement_started(migration, offset, statement)
+            began = time.perf_counter()
+            try:
+                cur = conn.execute(statement.text, prepare=False)
+            except psycopg.Error as exc:
+                raise _StatementError(offset, statement, exc, results) from None
+            elapsed = time.perf_counter() - began
+            result = StatementResult(
+                index=offset,
+                line=statement.line,
+                text=statement.text,
+                first_line=statement.first_line,
+                duration_s=elapsed,
+                rowcount=cur.rowcount if cur.rowcount >= 0 else None,
+                status=cur.statusmessage or "",
+            )
+            results.append(result)
+            observer.statement_finished(conn, migration, result)
+        return results
+
+    def _retry(self, migration: Migration, attempt: int, err: _StatementError) -> None:
+        delay = self._delay(attempt)
+        self.observer.retrying(migration, attempt, _pg_error(err.exc), delay)
+        self._sleep(delay)
+
+    def _raise_if_broken(self, exc: Exception, migration: Migration, action: str, done: list[StatementResult]) -> None:
+        if self.conn.closed or self.conn.broken:
+            ran = f"; statements already run: {_list(done)}" if done else ""
+            raise DatabaseError(
+                f"lost the connection during {action} of version {migration.version}: {error_text(exc)}{ran}",
+                hint="PostgreSQL rolled back the open transaction; check the server, then `safemig migrate info`",
+            ) from None
+
+    def _failure(self, migration: Migration, label: str, err: _StatementError, action: str, *, transactional: bool) -> Exception:
+        self._raise_if_broken(err.exc, migration, action, err.done)
+        st, exc = err.statement, err.exc
+        line = st.line
+        diag = getattr(exc, "diag", None)
+        position = getattr(diag, "statement_position", None) if diag is not None else None
+        if position and str(position).isdigit():
+            line += st.text[: int(position) - 1].count("\n")
+        message = (
+            f"{label}:{line}: {action} of version {migration.version} failed at statement {err.index} "
+            f"`{_clip(st.first_line)}`: {_pg_error(exc)}"
+        )
+        hints = []
+        pg_hint = getattr(diag, "message_hint", None) if diag is not None else None
+        if pg_hint:
+            hints.append(f"PostgreSQL says: {pg_hint}")
+        if err.sqlstate == LOCK_NOT_AVAILABLE:
+            hints.append(
+                f"lock_timeout ({self.settings.lock_timeout or 'session default'}) expired after "
+                f"{self.settings.lock_retries + 1} attempt(s): another session holds a conflicting lock (see pg_stat_activity)"
+            )
+        elif err.sqlstate == QUERY_CANCELED:
+            hints.append(f"statement_timeout ({self.settings.statement_timeout or 'session default'}) expired or the statement was cancelled")
+        if transactional:
+            ledger_note = "the ledger is unchanged" if action != "run" else "nothing was kept"
+            hints.append(f"nothing was applied: the transaction was rolled back and {ledger_note}")
+        elif err.done:
+            hints.append(
+                f"no transaction: statements {_list(err.done)} already ran and cannot be undone; "
+                "no _sqlx_migrations row was written, so make them safe to re-run (IF NOT EXISTS) before running again"
+            )
+        else:
+            hints.append("no statement of it ran; no _sqlx_migrations row was written")
+        return MigrationFailed(message, hint="; ".join(hints))
+
+
+def _pg_error(exc: Exception) -> str:
+    """``SQLSTATE message (detail: ...)`` from a psycopg error, redacted, on one line."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    detail = getattr(diag, "message_detail", None) if diag is not None else None
+    sqlstate = getattr(exc, "sqlstate", None)
+    text = primary or error_text(exc)
+    out = f"{sqlstate} {text}" if sqlstate else text
+    if detail:
+        out += f" (detail: {detail})"
+    return " ".join(error_text(Exception(out)).split())
+
+
+def _clip(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _list(done: list[StatementResult]) -> str:
+    return ", ".join(f"{r.index} (line {r.line})" for r in done)

@@ -1,0 +1,210 @@
+"""The ``_sqlx_migrations`` ledger, byte-compatible with sqlx-cli, and the checks made against it.
+
+The table DDL, the checksum (SHA-384 of the file's raw bytes) and the rows are exactly
+sqlx's (``sqlx-postgres/src/migrate.rs``), so a database can move between sqlx-cli and
+safemig in both directions. What safemig adds is refusing clearly where sqlx is terse
+or silent: every refusal names the version, says what is wrong and how to resolve it.
+
+State of each version, as :func:`states` reports it:
+
+* ``applied`` - a successful row whose checksum matches the file;
+* ``pending`` - a file with no row, newer than every applied version;
+* ``out_of_order`` - a file with no row, older than the newest applied version;
+* ``modified`` - a row whose checksum differs from the file's (the file was edited);
+* ``missing`` - a row with no file (the file was deleted or renamed);
+* ``failed`` - a row with ``success = false`` (a migration died half-way; sqlx calls it dirty).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from safemig.errors import LedgerError
+from safemig.migrations.files import Migration, display_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+TABLE = "_sqlx_migrations"
+
+# Verbatim column list of sqlx's ensure_migrations_table, so both tools create the same table.
+CREATE_TABLE_SQL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+    success BOOLEAN NOT NULL,
+    checksum BYTEA NOT NULL,
+    execution_time BIGINT NOT NULL
+)"""
+
+INSERT_SQL = f"INSERT INTO {TABLE} (version, description, success, checksum, execution_time) VALUES (%s, %s, TRUE, %s, %s)"
+DELETE_SQL = f"DELETE FROM {TABLE} WHERE version = %s"
+
+STATES = ("applied", "pending", "modified", "missing", "failed", "out_of_order")
+
+
+@dataclass(frozen=True)
+class AppliedRow:
+    """One row of ``_sqlx_migrations``."""
+
+    version: int
+    description: str
+    installed_on: datetime
+    success: bool
+    checksum: bytes
+    execution_time: int  # nanoseconds; sqlx writes -1 when it died before measuring
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """A version as both sides see it: the file (if any), the row (if any) and the verdict."""
+
+    version: int
+    description: str
+    state: str
+    migration: Migration | None
+    row: AppliedRow | None
+
+
+def ensure_table(conn: "psycopg.Connection") -> None:
+    """Create the ledger if it does not exist (the same DDL sqlx runs)."""
+    conn.execute(CREATE_TABLE_SQL)
+
+
+def table_exists(conn: "psycopg.Connection") -> bool:
+    """True when ``_sqlx_migrations`` is visible on the search path (a dry run creates nothing)."""
+    (found,) = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()
+    return bool(found)
+
+
+def applied_rows(conn: "psycopg.Connection") -> dict[int, AppliedRow]:
+    """Every ledger row by version; an absent table means nothing was applied yet."""
+    if not table_exists(conn):
+        return {}
+    cur = conn.execute(
+        f"SELECT version, description, installed_on, success, checksum, execution_time FROM {TABLE} ORDER BY version"
+    )
+    return {row[0]: AppliedRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5]) for row in cur}
+
+
+def insert_row(conn: "psycopg.Connection", migration: Migration, execution_time_ns: int) -> None:
+    """Record ``migration`` as applied, exactly as sqlx's INSERT does (``installed_on`` by default)."""
+    conn.execute(INSERT_SQL, (migration.version, migration.description, migration.checksum, execution_time_ns))
+
+
+def delete_row(conn: "psycopg.Connection", version: int) -> None:
+    """Forget ``version`` (a revert), as sqlx's revert does."""
+    conn.execute(DELETE_SQL, (version,))
+
+
+def states(migrations: Iterable[Migration], rows: dict[int, AppliedRow]) -> list[MigrationState]:
+    """Every version known to the files or to the ledger, in version order, with its state."""
+    by_version = {m.version: m for m in migrations}
+    newest_applied = max((v for v, r in rows.items() if r.success), default=None)
+    result = []
+    for version in sorted(set(by_version) | set(rows)):
+        migration, row = by_version.get(version), rows.get(version)
+        if row is not None and not row.success:
+            state = "failed"
+        elif row is None:
+            state = "out_of_order" if newest_applied is not None and version < newest_applied else "pending"
+        elif migration is None:
+            state = "missing"
+        elif migration.checksum != row.checksum:
+            state = "modified"
+        else:
+            state = "applied"
+        description = migration.description if migration is not None else row.description  # type: ignore[union-attr]
+        result.append(MigrationState(version, description, state, migration, row))
+    return result
+
+
+def problems(found: list[MigrationState], *, allow_out_of_order: bool = False) -> list[LedgerError]:
+    """One :class:`LedgerError` per version that forbids migrating, in version order."""
+    errors = []
+    for st in found:
+        if st.state == "failed":
+            errors.append(_failed(st))
+        elif st.state == "missing":
+            errors.append(_missing(st, found))
+        elif st.state == "modified":
+            errors.append(_modified(st))
+        elif st.state == "out_of_order" and not allow_out_of_order:
+            errors.append(_out_of_order(st, found))
+    return errors
+
+
+def check(migrations: Iterable[Migration], rows: dict[int, AppliedRow], allow_out_of_order: bool = False) -> list[Migration]:
+    """The migrations still to apply, in version order; refuse (exit 1) when the ledger disagrees.
+
+    The first problem is raised; the message says how many more there are (``safemig
+    migrate info`` lists them all).
+    """
+    found = states(migrations, rows)
+    errors = problems(found, allow_out_of_order=allow_out_of_order)
+    if errors:
+        first = errors[0]
+        if len(errors) > 1:
+            first.message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''}; `safemig migrate info` lists them)"
+        raise first
+    return [st.migration for st in found if st.state in ("pending", "out_of_order") and st.migration is not None]
+
+
+# -- refusal messages ------------------------------------------------------------------
+
+
+def label(st: MigrationState) -> str:
+    """``version 3 (create rls policies)``: how messages name a version."""
+    return f"version {st.version} ({st.description})"
+
+
+def _failed(st: MigrationState) -> LedgerError:
+    where = display_path(st.migration.path) if st.migration else "its file"
+    return LedgerError(
+        f"{label(st)} is recorded as failed (success = false in {TABLE}): it may be half-applied",
+        hint=(
+            f"inspect the schema, finish or undo what {where} did by hand, then run "
+            f"`safemig migrate mark-applied {st.version} --reason ...` (or DELETE its row to retry it)"
+        ),
+    )
+
+
+def _missing(st: MigrationState, found: list[MigrationState]) -> LedgerError:
+    renamed = next(
+        (
+            o.migration
+            for o in found
+            if o.row is None and o.migration is not None and st.row is not None and o.migration.checksum == st.row.checksum
+        ),
+        None,
+    )
+    if renamed is not None:
+        return LedgerError(
+            f"{label(st)} is applied but its file is gone: it was renamed to {renamed.name} (same checksum, new version {renamed.version})",
+            hint=f"rename {renamed.name} back to a name starting with {st.version}_; never renumber applied migrations",
+        )
+    return LedgerError(
+        f"{label(st)} is applied but no file for it exists: it was deleted or renamed",
+        hint="restore the file from version control (git log --diff-filter=D -- <migrations dir>); applied migrations are history",
+    )
+
+
+def _modified(st: MigrationState) -> LedgerError:
+    assert st.migration is not None and st.row is not None
+    return LedgerError(
+        f"{display_path(st.migration.path)}: {label(st)} was modified after it was applied: "
+        f"applied checksum {st.row.checksum.hex()}, file checksum {st.migration.checksum.hex()}",
+        hint="restore the applied content (git checkout <commit> -- <file>) and put the change in a new migration (`safemig migrate add`)",
+    )
+
+
+def _out_of_order(st: MigrationState, found: list[MigrationState]) -> LedgerError:
+    newest = max(o.version for o in found if o.row is not None and o.row.success)
+    return LedgerError(
+        f"{display_path(st.migration.path) if st.migration else 'ledger'}: {label(st)} is pending but older than the newest applied version {newest} (out of order)",
+        hint=f"give it a version above {newest} (rename the file), or pass --allow-out-of-order if applying it late is safe",
+    )
