@@ -1,0 +1,17 @@
+"""Backups: ``pg_dump`` streamed into S3, verified, listed, restored.
+
+The public API (what ``safemig backup``/``backups``/``restore`` and the deploy pipeline
+call). Nothing here imports boto3 or psycopg at import time.
+"""
+
+from __future__ import annotations
+
+from safemig.backup.restore import RestoreResult, restore_backup, restore_command
+from safemig.backup.run import BackupResult, run_backup
+from safemig.backup.settings import BackupSettings, load_settings
+from safemig.backup.store import BackupInfo, list_backups, put_next_to
+
+__all__ = [
+    "BackupInfo", "BackupResult", "BackupSettings", "RestoreResult", "list_backups", "load_settings",
+    "put_next_to", "restore_backup", "restore_command", "run_backup",
+]

@@ -1,0 +1,188 @@
+"""Find and run PostgreSQL's client programs (pg_dump, pg_restore) safely.
+
+* The binary must be able to read the server's dump (pg_dump refuses servers newer than
+  itself): :func:`pick_binary` checks the major versions first and names the binary to use.
+* The password never reaches a command line (``ps`` shows those): the URL is turned into a
+  conninfo string without it, and the password goes into the child's ``PGPASSWORD``.
+* stderr is drained by a thread, so a chatty pg_dump can never block on a full pipe, and
+  its tail is kept for the error message.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from safemig.errors import ConfigError, ToolError
+from safemig.redact import redact
+
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(?P<full>(?P<major>\d+)[0-9.a-z]*)")
+_STDERR_TAIL = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Binary:
+    """A PostgreSQL client program and its major version."""
+
+    path: str
+    major: int
+    version: str
+
+
+def conninfo_without_password(url: str) -> tuple[str, str | None]:
+    """Split ``url`` (URL or ``key=value`` conninfo) into a password-free conninfo and the password."""
+    if not url:
+        return "", None
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError: malformed URL
+        from safemig.db import describe, error_text
+
+        raise ConfigError(f"invalid database URL {describe(url)}: {error_text(exc)}", hint="use postgresql://USER@HOST:PORT/DBNAME") from None
+    password = params.pop("password", None)
+    return make_conninfo("", **{k: str(v) for k, v in params.items()}), (str(password) if password is not None else None)
+
+
+def child_env(password: str | None) -> dict[str, str]:
+    """The environment for pg_dump/pg_restore: ours, plus ``PGPASSWORD`` when the URL had one."""
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return env
+
+
+def _version_of(path: str) -> Binary:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except OSError as exc:
+        raise ToolError(f"cannot run {path}: {exc.strerror}", hint="check backup.pg_bin_dir or PATH") from None
+    match = _VERSION.search(out)
+    if not match:
+        raise ToolError(f"{path} --version printed {out.strip()!r}, not a PostgreSQL version", hint="point backup.pg_bin_dir at PostgreSQL's bin directory")
+    return Binary(path=path, major=int(match.group("major")), version=match.group("full"))
+
+
+def _candidates(name: str, pg_bin_dir: str | None) -> list[str]:
+    if pg_bin_dir:
+        path = Path(pg_bin_dir) / name
+        if not path.is_file():
+            raise ConfigError(f"backup.pg_bin_dir {pg_bin_dir} has no {name}", hint="point it at the bin directory of a PostgreSQL installation")
+        return [str(path)]
+    found = []
+    on_path = shutil.which(name)
+    if on_path:
+        found.append(on_path)
+    found += sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    found += sorted(glob.glob(f"/usr/pgsql-*/bin/{name}"), reverse=True)  # RHEL/PGDG layout
+    return found
+
+
+def pick_binary(name: str, min_major: int, pg_bin_dir: str | None = None, *, purpose: str) -> Binary:
+    """The first ``name`` whose major version is at least ``min_major``; else a clear error.
+
+    The binary on PATH is preferred; installed versions under ``/usr/lib/postgresql`` are the
+    fallback, so a Debian machine with several clients does the right thing by itself.
+    """
+    seen: list[Binary] = []
+    for path in _candidates(name, pg_bin_dir):
+        binary = _version_of(path)
+        if binary.major >= min_major:
+            return binary
+        seen.append(binary)
+    if not seen:
+        raise ToolError(
+            f"{name} not found on PATH or under /usr/lib/postgresql/*/bin",
+            hint=f"install the PostgreSQL {min_major} client (Debian: apt-get install postgresql-client-{min_major}) or set backup.pg_bin_dir",
+        )
+    have = ", ".join(f"{b.path} is {b.major}" for b in seen)
+    raise ToolError(
+        f"{name} {min_major} or newer is needed to {purpose} ({have})",
+        hint=f"install postgresql-client-{min_major} and set backup.pg_bin_dir = \"/usr/lib/postgresql/{min_major}/bin\" (or its path on this system)",
+    )
+
+
+class ChildProcess:
+    """A running pg_dump/pg_restore whose stderr is drained in the background."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], stdin: int | None = None, stdout: int | None = None) -> None:
+        self.name = Path(args[0]).name
+        try:
+            self.proc = subprocess.Popen(args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, bufsize=0)
+        except OSError as exc:
+            raise ToolError(f"cannot start {self.name}: {exc.strerror}", hint="check backup.pg_bin_dir or PATH") from None
+        self._tail: collections.deque[bytes] = collections.deque()
+        self._tail_size = 0
+        self._drainer = threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True)
+        self._drainer.start()
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        for line in iter(stream.readline, b""):
+            self._tail.append(line)
+            self._tail_size += len(line)
+            while self._tail_size > _STDERR_TAIL and len(self._tail) > 1:
+                self._tail_size -= len(self._tail.popleft())
+        stream.close()
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.proc.stdin is not None
+        return self.proc.stdin
+
+    def stderr_text(self) -> str:
+        """What the program said on stderr (its last 64 KiB), redacted, on one line."""
+        self._drainer.join(timeout=5)
+        text = b"".join(self._tail).decode("utf-8", "replace")
+        return redact(" ".join(line.strip() for line in text.splitlines() if line.strip()))
+
+    def wait(self) -> int:
+        return self.proc.wait()
+
+    def kill(self) -> None:
+        """Stop the program now (it is being abandoned) and reap it."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:  # pragma: no cover - exited meanwhile
+                pass
+        self.proc.wait()
+
+    def failure(self, what: str) -> str | None:
+        """``None`` if the program exited 0, else why it did not (exit status or signal, and its stderr)."""
+        code = self.proc.wait()
+        if code == 0:
+            return None
+        if code < 0:
+            try:
+                status = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                status = f"was killed by signal {-code}"
+        else:
+            status = f"exited with status {code}"
+        said = self.stderr_text()
+        return f"{self.name} {status} while {what}" + (f": {said[-1500:]}" if said else "")
+
+
+def enlarge_pipe(fd: int, size: int = 1024 * 1024) -> None:
+    """Best effort: a 1 MiB pipe (Linux) so the producer blocks less often on the reader."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (OSError, ImportError):
+        pass
