@@ -1,0 +1,95 @@
+"""What a rule receives: one whole SQL file with everything needed to judge it.
+
+A rule sees the file (path, version, whether it is a migration or a rollback script,
+``-- no-transaction``), every statement (validated by PostgreSQL's parser, with sqlglot's
+AST on demand), the rollback script of the migration, the other file names of its
+directory, and which tables the file itself created before a given statement (those are
+new and empty, so the "existing table" rules leave them alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+from safemig.lint import facts
+from safemig.lint.finding import Violation
+from safemig.lint.parse import ParsedFile, SqlStatement
+
+MIGRATION = "migration"
+ROLLBACK = "rollback"
+
+
+@lru_cache(maxsize=256)
+def sql_names_in(directory: Path) -> tuple[str, ...]:
+    """The ``.sql`` file names of a directory, listed once per run (file-naming compares them)."""
+    try:
+        return tuple(sorted(p.name for p in directory.iterdir() if p.name.endswith(".sql")))
+    except OSError:
+        return ()
+
+
+@dataclass
+class LintFile:
+    """One SQL file under review."""
+
+    path: Path
+    display: str  # the path as shown in findings (relative to the working directory when possible)
+    role: str  # MIGRATION or ROLLBACK
+    parsed: ParsedFile
+    version: int | None = None
+    description: str = ""
+    no_transaction: bool = False
+    rollback_path: Path | None = None
+    rollback: ParsedFile | None = None  # the rollback script, parsed, if there is one
+    rollback_error: str | None = None  # why the rollback script could not be read
+    siblings: list[str] = field(default_factory=list)  # .sql names in the same directory
+    name_problem: str | None = None  # why the file name is not a valid migration name
+    ignores: list = field(default_factory=list)  # safemig:ignore directives (ignores.Ignore)
+    known_rules: set[str] = field(default_factory=set)  # every rule id, for checking ignore directives
+    enabled_rules: set[str] = field(default_factory=set)  # rule ids enabled for this file
+
+    @property
+    def statements(self) -> list[SqlStatement]:
+        return self.parsed.statements
+
+    @property
+    def valid_statements(self) -> list[SqlStatement]:
+        """Statements PostgreSQL's parser accepts (the others get a syntax-error finding only)."""
+        return [s for s in self.parsed.statements if s.error is None]
+
+    @property
+    def is_migration(self) -> bool:
+        return self.role == MIGRATION
+
+    @cached_property
+    def _created_at(self) -> dict[str, int]:
+        created: dict[str, int] = {}
+        for index, stmt in enumerate(self.statements):
+            name = facts.created_table(stmt)
+            if name:
+                created.setdefault(facts.bare(name).lower(), index)
+        return created
+
+    def is_new_table(self, table: str, stmt: SqlStatement) -> bool:
+        """True when ``table`` was created by this file before ``stmt`` (so it is new and empty)."""
+        index = self._created_at.get(facts.bare(table).lower())
+        return index is not None and index < self.statements.index(stmt)
+
+    def preceding(self, stmt: SqlStatement) -> list[SqlStatement]:
+        """The valid statements before ``stmt`` in this file."""
+        index = self.statements.index(stmt)
+        return [s for s in self.statements[:index] if s.error is None]
+
+    def following(self, stmt: SqlStatement) -> list[SqlStatement]:
+        index = self.statements.index(stmt)
+        return [s for s in self.statements[index + 1:] if s.error is None]
+
+    def violation(self, stmt: SqlStatement, message: str, hint: str) -> Violation:
+        """A violation located at ``stmt``'s first token, quoting the statement as written."""
+        return Violation(stmt.line, stmt.column, message, hint, stmt.text)
+
+    def at_file(self, message: str, hint: str) -> Violation:
+        """A violation about the file as a whole (its name, its rollback script)."""
+        return Violation(1, 1, message, hint, "")

@@ -1,0 +1,225 @@
+"""Small, exact questions rules ask about a statement, answered once.
+
+Structure (what kind of statement, which table, which ALTER TABLE actions, IF [NOT] EXISTS)
+comes from PostgreSQL's own parse tree (pglast), because sqlglot misreads some of it:
+``ALTER TABLE t RENAME a TO b`` is a column rename, and a multi-action ALTER TABLE with
+one action sqlglot does not know becomes an opaque ``Command`` as a whole. Expressions
+and column definitions (types, defaults, generated columns, WHERE clauses) are read from
+sqlglot's AST where it has one.
+
+Names are returned as written by the user (unquoted identifiers lower-cased, as
+PostgreSQL folds them) so hints can be pasted back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from safemig.lint.parse import SqlStatement
+
+
+def _strings(items: list | None) -> list[str]:
+    """``[{"String": {"sval": "a"}}, ...]`` -> ``["a", ...]``."""
+    out = []
+    for item in items or []:
+        if "String" in item:
+            out.append(item["String"].get("sval", ""))
+    return out
+
+
+def relation_name(relation: dict | None) -> str:
+    """``{"schemaname": "s", "relname": "t"}`` -> ``"s.t"`` (or ``"t"``)."""
+    if not relation:
+        return ""
+    name = relation.get("relname", "")
+    schema = relation.get("schemaname")
+    return f"{schema}.{name}" if schema else name
+
+
+def bare(name: str) -> str:
+    """The last component of a dotted name, for comparing ``public.t`` with ``t``."""
+    return name.rsplit(".", 1)[-1]
+
+
+def object_name(obj: dict) -> str:
+    """The dotted name of a DROP target, whatever its shape in the parse tree."""
+    if "List" in obj:
+        return ".".join(_strings(obj["List"].get("items")))
+    if "String" in obj:
+        return obj["String"].get("sval", "")
+    if "ObjectWithArgs" in obj:
+        return ".".join(_strings(obj["ObjectWithArgs"].get("objname")))
+    if "TypeName" in obj:
+        return ".".join(_strings(obj["TypeName"].get("names")))
+    return "?"
+
+
+DROP_KINDS = {
+    "OBJECT_TABLE": "TABLE", "OBJECT_INDEX": "INDEX", "OBJECT_VIEW": "VIEW",
+    "OBJECT_MATVIEW": "MATERIALIZED VIEW", "OBJECT_FUNCTION": "FUNCTION", "OBJECT_PROCEDURE": "PROCEDURE",
+    "OBJECT_ROUTINE": "ROUTINE", "OBJECT_TYPE": "TYPE", "OBJECT_DOMAIN": "DOMAIN", "OBJECT_SCHEMA": "SCHEMA",
+    "OBJECT_TRIGGER": "TRIGGER", "OBJECT_POLICY": "POLICY", "OBJECT_SEQUENCE": "SEQUENCE",
+    "OBJECT_EXTENSION": "EXTENSION", "OBJECT_FOREIGN_TABLE": "FOREIGN TABLE", "OBJECT_RULE": "RULE",
+    "OBJECT_AGGREGATE": "AGGREGATE", "OBJECT_COLLATION": "COLLATION", "OBJECT_CONVERSION": "CONVERSION",
+    "OBJECT_OPERATOR": "OPERATOR", "OBJECT_PUBLICATION": "PUBLICATION",
+}
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Something a statement destroys: ``kind`` (TABLE, COLUMN, ...), its name, and its table if any."""
+
+    kind: str
+    name: str
+    table: str
+    if_exists: bool
+    concurrently: bool = False
+    cascade: bool = False
+
+
+def drops(stmt: SqlStatement) -> list[Drop]:
+    """Every object ``stmt`` drops (DROP ..., ALTER TABLE ... DROP COLUMN/CONSTRAINT, TRUNCATE)."""
+    node = stmt.node
+    if stmt.node_type == "DropStmt":
+        kind = DROP_KINDS.get(node.get("removeType", ""), node.get("removeType", "").replace("OBJECT_", ""))
+        out = []
+        for obj in node.get("objects") or []:
+            name = object_name(obj)
+            table = ""
+            if kind in ("TRIGGER", "POLICY", "RULE") and "." in name:
+                table, name = name.rsplit(".", 1)
+            out.append(Drop(kind, name, table, bool(node.get("missing_ok")), bool(node.get("concurrent")),
+                            node.get("behavior") == "DROP_CASCADE"))
+        return out
+    if stmt.node_type == "TruncateStmt":
+        return [Drop("TRUNCATE", relation_name(r.get("RangeVar")), relation_name(r.get("RangeVar")), True,
+                     cascade=node.get("behavior") == "DROP_CASCADE") for r in node.get("relations") or []]
+    if stmt.node_type == "DropdbStmt":
+        return [Drop("DATABASE", node.get("dbname", ""), "", bool(node.get("missing_ok")))]
+    out = []
+    for action in alter_actions(stmt):
+        if action.subtype in ("AT_DropColumn", "AT_DropConstraint"):
+            kind = "COLUMN" if action.subtype == "AT_DropColumn" else "CONSTRAINT"
+            out.append(Drop(kind, action.name, action.table, action.missing_ok, cascade=action.cascade))
+    return out
+
+
+@dataclass(frozen=True)
+class AlterAction:
+    """One action of an ``ALTER TABLE`` (PostgreSQL's ``AlterTableCmd``)."""
+
+    table: str
+    subtype: str  # AT_AddColumn, AT_SetNotNull, AT_AddConstraint, ...
+    name: str  # the column or constraint named by the action
+    missing_ok: bool
+    cascade: bool
+    definition: dict  # the ColumnDef or Constraint node, {} if none
+
+    @property
+    def constraint(self) -> dict:
+        return self.definition.get("Constraint", {})
+
+    @property
+    def column_def(self) -> dict:
+        return self.definition.get("ColumnDef", {})
+
+    @property
+    def column(self) -> str:
+        return self.column_def.get("colname") or self.name
+
+    @property
+    def constraint_type(self) -> str:
+        """``FOREIGN KEY``, ``CHECK``, ``UNIQUE``, ``PRIMARY KEY``, ``EXCLUDE``... for AT_AddConstraint."""
+        contype = self.constraint.get("contype", "")
+        return {"CONSTR_FOREIGN": "FOREIGN KEY", "CONSTR_PRIMARY": "PRIMARY KEY", "CONSTR_UNIQUE": "UNIQUE",
+                "CONSTR_CHECK": "CHECK", "CONSTR_EXCLUSION": "EXCLUDE", "CONSTR_NOTNULL": "NOT NULL"}.get(contype, contype)
+
+
+def alter_actions(stmt: SqlStatement) -> list[AlterAction]:
+    """The actions of an ``ALTER TABLE`` (also when sqlglot gave up on it), else ``[]``."""
+    if stmt.node_type != "AlterTableStmt" or stmt.node.get("objtype", "OBJECT_TABLE") != "OBJECT_TABLE":
+        return []
+    table = relation_name(stmt.node.get("relation"))
+    out = []
+    for cmd in stmt.node.get("cmds") or []:
+        c = cmd.get("AlterTableCmd", {})
+        out.append(AlterAction(table, c.get("subtype", ""), c.get("name", ""), bool(c.get("missing_ok")),
+                               c.get("behavior") == "DROP_CASCADE", c.get("def") or {}))
+    return out
+
+
+def column_constraints(column_def: dict) -> set[str]:
+    """The constraint types on a ``ColumnDef`` node: ``{"CONSTR_NOTNULL", "CONSTR_DEFAULT", ...}``."""
+    return {c.get("Constraint", {}).get("contype", "") for c in column_def.get("constraints") or []}
+
+
+def column_def_text(stmt: SqlStatement, column_def: dict) -> str:
+    """The user's own text of a column's name and type (``"amount numeric(12,2)"``), for hints."""
+    start = column_def.get("location")
+    if start is None:
+        return column_def.get("colname", "")
+    constraint_starts = [c["Constraint"]["location"] for c in column_def.get("constraints") or []
+                         if "location" in c.get("Constraint", {})]
+    text = stmt.text[start:]
+    end = min(constraint_starts) - start if constraint_starts else None
+    if end is None:
+        for stop in (",", ";"):
+            if stop in text:
+                text = text[: text.index(stop)]
+    else:
+        text = text[:end]
+    return " ".join(text.split())
+
+
+def target_table(stmt: SqlStatement) -> str:
+    """The table a statement acts on, when it acts on one (``""`` otherwise)."""
+    node = stmt.node
+    if "relation" in node and isinstance(node["relation"], dict):
+        return relation_name(node["relation"])
+    if stmt.node_type == "CreatePolicyStmt":
+        return relation_name(node.get("table"))
+    if stmt.node_type in ("DeleteStmt", "UpdateStmt", "InsertStmt"):
+        return relation_name(node.get("relation"))
+    return ""
+
+
+def created_table(stmt: SqlStatement) -> str:
+    """The table a ``CREATE TABLE`` (or ``CREATE TABLE AS``) statement creates, else ``""``."""
+    if stmt.node_type == "CreateStmt":
+        return relation_name(stmt.node.get("relation"))
+    if stmt.node_type == "CreateTableAsStmt":
+        return relation_name(stmt.node.get("into", {}).get("rel"))
+    return ""
+
+
+def function_calls(node: Any) -> Iterator[str]:
+    """Names of every function called anywhere under a parse-tree node (lower-cased, unqualified)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            call = item.get("FuncCall")
+            if isinstance(call, dict):
+                names = _strings(call.get("funcname"))
+                if names:
+                    yield names[-1].lower()
+            if "SQLValueFunction" in item:
+                yield item["SQLValueFunction"].get("op", "").lower()
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for a hint only when PostgreSQL needs it."""
+    import re
+
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name or ""):
+        return name
+    return '"' + (name or "").replace('"', '""') + '"'
+
+
+def qualified(name: str) -> str:
+    """``schema.Table`` -> ``schema."Table"``: a dotted name ready to paste."""
+    return ".".join(quote_ident(part) for part in name.split(".")) if name else name

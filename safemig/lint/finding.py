@@ -1,0 +1,75 @@
+"""What a lint run produces: findings (located, ruled, with a safe alternative) and the report.
+
+A rule yields :class:`Violation` (where and what); the engine turns it into a
+:class:`Finding` by adding the file, the rule id and the severity the policy gives it.
+Lines and columns are 1-based everywhere, in every output format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+ERROR = "error"
+WARNING = "warning"
+OFF = "off"
+SEVERITIES = (ERROR, WARNING)
+
+JSON_KEYS = ("path", "line", "column", "rule", "severity", "message", "hint")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One problem a rule found: where (1-based line/column), what, and the safe way instead."""
+
+    line: int
+    column: int
+    message: str
+    hint: str
+    statement: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A violation placed in a file, under a rule id, at the severity the policy decided."""
+
+    path: str
+    line: int
+    column: int
+    rule: str
+    severity: str
+    message: str
+    hint: str
+    statement: str = ""
+
+    def to_json(self) -> dict:
+        """The public JSON shape: ``{path, line, column, rule, severity, message, hint}``."""
+        data = asdict(self)
+        return {key: data[key] for key in JSON_KEYS}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Finding":
+        return cls(**{k: data[k] for k in (*JSON_KEYS, "statement") if k in data})
+
+    @property
+    def sort_key(self) -> tuple:
+        return (self.path, self.line, self.column, self.rule)
+
+
+@dataclass
+class LintReport:
+    """Every finding of a run, sorted by file and position, plus the files that were linted."""
+
+    findings: list[Finding] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(f.severity == ERROR for f in self.findings)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == WARNING]

@@ -1,0 +1,79 @@
+"""Silencing that stays visible in review: ``-- safemig:ignore RULE[, RULE] -- reason``.
+
+* ``-- safemig:ignore RULE -- reason`` on a line of a statement (e.g. after its ``;``)
+  or on a line above it silences RULE for that statement;
+* ``-- safemig:ignore-file RULE -- reason`` anywhere silences RULE for the whole file.
+
+A reason is required, the rule ids must exist, and an ignore that silences nothing is
+itself reported: the ``invalid-ignore`` and ``unused-ignore`` rules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from safemig.sql.split import Comment
+
+_DIRECTIVE = re.compile(r"^--\s*safemig:(?P<kind>ignore-file|ignore)\b(?P<rest>.*)$", re.IGNORECASE)
+
+
+@dataclass
+class Ignore:
+    """One ignore directive, where it is, what it covers, and whether it silenced anything."""
+
+    rules: tuple[str, ...]
+    reason: str
+    line: int
+    column: int
+    whole_file: bool
+    statement_index: int | None  # the statement it covers (None: whole file, or nothing follows)
+    text: str
+    used: set[str]
+
+
+def parse_ignores(comments: list[Comment], statement_lines: list[tuple[int, int]]) -> list[Ignore]:
+    """Every ignore directive among ``comments``, attached to the statement it covers."""
+    out = []
+    for comment in comments:
+        match = _DIRECTIVE.match(comment.text.strip())
+        if not match:
+            continue
+        rest = match.group("rest")
+        rules_part, sep, reason = rest.partition("--")
+        rules = tuple(r for r in re.split(r"[\s,]+", rules_part.strip()) if r)
+        whole_file = match.group("kind").lower() == "ignore-file"
+        index = None
+        if not whole_file:
+            index = _statement_for_line(comment.line, statement_lines)
+        out.append(Ignore(rules, reason.strip() if sep else "", comment.line, comment.column, whole_file,
+                          index, comment.text.strip(), set()))
+    return out
+
+
+def _statement_for_line(line: int, statement_lines: list[tuple[int, int]]) -> int | None:
+    """The statement spanning ``line``, else the first one starting below it."""
+    for index, (first, last) in enumerate(statement_lines):
+        if first <= line <= last:
+            return index
+    for index, (first, _) in enumerate(statement_lines):
+        if first > line:
+            return index
+    return None
+
+
+def statement_at(line: int, statement_lines: list[tuple[int, int]]) -> int | None:
+    """The statement whose lines include ``line`` (where a finding points), or ``None``."""
+    for index, (first, last) in enumerate(statement_lines):
+        if first <= line <= last:
+            return index
+    return None
+
+
+def is_silenced(ignores: list[Ignore], rule_id: str, statement_index: int | None) -> bool:
+    """True (and the ignore marked used) when an ignore covers ``rule_id`` here."""
+    for ignore in ignores:
+        if rule_id in ignore.rules and (ignore.whole_file or ignore.statement_index == statement_index):
+            ignore.used.add(rule_id)
+            return True
+    return False

@@ -1,0 +1,147 @@
+"""This repository's lint policy: which rules are on, at what severity, with which path exceptions.
+
+It lives in ``rules/policy.toml`` at the repository root (next to the house rules), or
+in the ``[lint]`` table of ``safemig.toml``; if both exist, ``[lint]`` wins key by key::
+
+    [rules]                      # severities: "error", "warning" or "off"
+    missing-lock-timeout = "error"
+    json-column = "off"
+
+    [[exceptions]]               # rules that do not apply to some paths (globs from the root)
+    paths = ["docker/migrations/00[1-4]_*.sql"]
+    rules = ["index-without-concurrently"]
+    reason = "created before the tables held data"
+
+``house_rules = "rules"`` (in either place) names the directory of house rules.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from safemig.config import Config, _read_toml
+from safemig.errors import ConfigError
+from safemig.lint.finding import OFF, SEVERITIES
+
+POLICY_FILE = Path("rules") / "policy.toml"
+DEFAULT_HOUSE_RULES = "rules"
+
+
+@dataclass(frozen=True)
+class Exception_:
+    paths: tuple[str, ...]
+    rules: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Severity overrides, path exceptions, where house rules live, and where it was all read from."""
+
+    root: Path
+    severities: dict[str, str] = field(default_factory=dict)
+    exceptions: tuple[Exception_, ...] = ()
+    house_dir: Path | None = None
+    source: str = "(defaults)"
+
+    def severity(self, rule_id: str, default: str, path: Path) -> str:
+        """The severity of ``rule_id`` for a file: an exception turns it off, else override or default."""
+        if self.exceptions:
+            try:
+                rel = PurePosixPath(path.resolve().relative_to(self.root).as_posix())
+            except ValueError:
+                rel = PurePosixPath(path.as_posix())
+            for exc in self.exceptions:
+                if rule_id in exc.rules and any(fnmatch.fnmatch(str(rel), pattern) for pattern in exc.paths):
+                    return OFF
+        return self.severities.get(rule_id, default)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that changes findings, for the cache key."""
+        data = json.dumps([self.severities, [vars(e) for e in self.exceptions], str(self.house_dir)],
+                          sort_keys=True, default=list)
+        return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+    def check_rule_ids(self, known: set[str]) -> None:
+        """Refuse a policy naming a rule that does not exist (a typo would silently do nothing)."""
+        for rule_id in [*self.severities, *(r for e in self.exceptions for r in e.rules)]:
+            if rule_id not in known:
+                from difflib import get_close_matches
+
+                close = get_close_matches(rule_id, sorted(known), n=1)
+                raise ConfigError(f"{self.source}: unknown rule {rule_id!r}",
+                                  hint=f"did you mean {close[0]!r}?" if close else "run `safemig rules` for the ids")
+
+
+def _parse(data: dict[str, Any], source: str) -> tuple[dict[str, str], list[Exception_], str | None]:
+    unknown = set(data) - {"rules", "exceptions", "house_rules"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown lint setting {sorted(unknown)[0]!r}",
+                          hint="known settings: rules, exceptions, house_rules")
+    rules = data.get("rules", {})
+    if not isinstance(rules, dict):
+        raise ConfigError(f"{source}: rules must be a table of rule-id = \"error\"|\"warning\"|\"off\"",
+                          hint='e.g. [rules] then json-column = "off"')
+    severities = {}
+    for rule_id, value in rules.items():
+        if value not in (*SEVERITIES, OFF):
+            raise ConfigError(f"{source}: rules.{rule_id} = {value!r} is not error, warning or off",
+                              hint=f'e.g. {rule_id} = "warning"')
+        severities[rule_id] = value
+    exceptions = []
+    raw_exceptions = data.get("exceptions", [])
+    if not isinstance(raw_exceptions, list):
+        raise ConfigError(f"{source}: exceptions must be an array of tables ([[exceptions]])",
+                          hint="write [[exceptions]] then paths, rules and reason")
+    for index, item in enumerate(raw_exceptions, 1):
+        where = f"{source}: exceptions #{index}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table", hint="write [[exceptions]] then paths, rules and reason")
+        paths, rule_ids, reason = item.get("paths"), item.get("rules"), item.get("reason")
+        if isinstance(paths, str):
+            paths = [paths]
+        if not paths or not all(isinstance(p, str) for p in paths):
+            raise ConfigError(f"{where}: paths must be a list of globs", hint='e.g. paths = ["docker/migrations/001_*.sql"]')
+        if not rule_ids or not isinstance(rule_ids, list) or not all(isinstance(r, str) for r in rule_ids):
+            raise ConfigError(f"{where}: rules must be a list of rule ids", hint='e.g. rules = ["json-column"]')
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError(f"{where}: a reason is required", hint='e.g. reason = "table is empty in every env"')
+        exceptions.append(Exception_(tuple(paths), tuple(rule_ids), reason))
+    house = data.get("house_rules")
+    if house is not None and not isinstance(house, str):
+        raise ConfigError(f"{source}: house_rules must be a directory path", hint='e.g. house_rules = "rules"')
+    return severities, exceptions, house
+
+
+def load_policy(config: Config) -> Policy:
+    """Merge ``rules/policy.toml`` and ``[lint]`` of the config into one :class:`Policy`."""
+    root = config.root
+    severities: dict[str, str] = {}
+    exceptions: list[Exception_] = []
+    house: str | None = None
+    sources = []
+    policy_path = root / POLICY_FILE
+    if policy_path.is_file():
+        s, e, h = _parse(_read_toml(policy_path), str(POLICY_FILE))
+        severities.update(s)
+        exceptions.extend(e)
+        house = h or house
+        sources.append(str(POLICY_FILE))
+    section = config.section("lint")
+    if section:
+        where = f"[lint] in {config.path.name if config.path else 'config'}"
+        s, e, h = _parse(section, where)
+        severities.update(s)
+        exceptions.extend(e)
+        house = h or house
+        sources.append(where)
+    house_dir = (root / (house or DEFAULT_HOUSE_RULES)).resolve()
+    if house is not None and not house_dir.is_dir():
+        raise ConfigError(f"house_rules directory {house_dir} does not exist", hint="fix house_rules or create the directory")
+    return Policy(root=root.resolve(), severities=severities, exceptions=tuple(exceptions), house_dir=house_dir,
+                  source=" + ".join(sources) or "(defaults)")

@@ -1,0 +1,84 @@
+"""A DROP or TRUNCATE in a migration that has no rollback script.
+
+Applies to DROP TABLE, COLUMN, INDEX, VIEW, MATERIALIZED VIEW, FUNCTION, TYPE, SCHEMA,
+CONSTRAINT, TRIGGER, POLICY, SEQUENCE, EXTENSION (and the rest of DROP) and TRUNCATE.
+The migration needs a non-empty rollback script that parses: ``rollbacks/<VERSION>_*.sql``
+or its ``.down.sql``. Dropping a trigger, policy, function, view or index that the same
+migration then re-creates (the drop-and-recreate idiom) destroys nothing and is exempt.
+
+Why:
+    Destructive changes cannot be undone by re-running anything. The team's checklist
+    requires a rollback plan before a destructive change ships.
+
+Bad:
+    -- file: migrations/005_drop_legacy_orders.sql
+    DROP TABLE IF EXISTS legacy_orders;
+
+Good:
+    -- file: migrations/005_drop_legacy_orders.sql
+    DROP TABLE IF EXISTS legacy_orders;
+    -- file: rollbacks/005_restore_legacy_orders.sql
+    CREATE TABLE IF NOT EXISTS legacy_orders (id bigint PRIMARY KEY, total numeric);
+"""
+
+from safemig.lint import facts
+
+ID = "drop-without-rollback"
+SEVERITY = "error"
+SUMMARY = "DROP/TRUNCATE in a migration without a non-empty rollback script that parses"
+FILES = "migrations"
+
+_RECREATABLE = {"TRIGGER", "POLICY", "FUNCTION", "PROCEDURE", "VIEW", "INDEX", "RULE"}
+_CREATE_NODES = {"CreateTrigStmt": "TRIGGER", "CreatePolicyStmt": "POLICY", "CreateFunctionStmt": "FUNCTION",
+                 "ViewStmt": "VIEW", "IndexStmt": "INDEX", "RuleStmt": "RULE"}
+
+
+def _created_names(stmt) -> tuple[str, str] | None:
+    kind = _CREATE_NODES.get(stmt.node_type or "")
+    if kind is None:
+        return None
+    node = stmt.node
+    name = {"TRIGGER": node.get("trigname"), "POLICY": node.get("policy_name"), "INDEX": node.get("idxname"),
+            "RULE": node.get("rulename"), "VIEW": facts.relation_name(node.get("view")),
+            "FUNCTION": ".".join(facts._strings(node.get("funcname")))}.get(kind) or ""
+    if kind == "FUNCTION" and node.get("is_procedure"):
+        kind = "PROCEDURE"
+    return kind, facts.bare(name).lower()
+
+
+def _rollback_problem(file) -> str | None:
+    if file.rollback_error:
+        return file.rollback_error
+    if file.rollback_path is None:
+        return "has no rollback script"
+    name = file.rollback_path.name
+    if file.rollback is None or not file.rollback.statements:
+        return f"has an empty rollback script ({name})"
+    broken = next((s for s in file.rollback.statements if s.error), None)
+    if broken is not None:
+        return f"has a rollback script that does not parse ({name}:{broken.error_line}: {broken.error})"
+    return None
+
+
+def check(file):
+    problem = _rollback_problem(file)
+    if problem is None:
+        return
+    for stmt in file.valid_statements:
+        dropped = facts.drops(stmt)
+        if not dropped:
+            continue
+        recreated = {_created_names(s) for s in file.following(stmt)}
+        destructive = [d for d in dropped
+                       if not (d.kind in _RECREATABLE and (d.kind, facts.bare(d.name).lower()) in recreated)]
+        if not destructive:
+            continue
+        what = ", ".join(f"{d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive)
+        version = f"{file.version:03d}" if file.version is not None else "<VERSION>"
+        slug = (file.description or "rollback").replace(" ", "_")
+        yield file.violation(
+            stmt,
+            f"{what}: migration {version} {problem}",
+            f"write rollbacks/{version}_undo_{slug}.sql that restores what this drops (recreate the objects and "
+            f"reload the data from the pre-deploy backup), or a {file.path.name.removesuffix('.sql').removesuffix('.up')}.down.sql",
+        )

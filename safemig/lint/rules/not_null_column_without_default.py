@@ -1,0 +1,42 @@
+"""ADD COLUMN ... NOT NULL without a DEFAULT on an existing table.
+
+Why:
+    Existing rows have no value for the new column, so PostgreSQL refuses the ALTER as
+    soon as the table has a row: the migration works on an empty dev database and fails
+    in production. (Tables created earlier in the same migration are empty and exempt.)
+
+Bad:
+    ALTER TABLE orders ADD COLUMN IF NOT EXISTS currency text NOT NULL;
+
+Good:
+    ALTER TABLE orders ADD COLUMN IF NOT EXISTS currency text NOT NULL DEFAULT 'EUR';
+"""
+
+from safemig.lint import facts
+
+ID = "not-null-column-without-default"
+SEVERITY = "error"
+SUMMARY = "ADD COLUMN ... NOT NULL without DEFAULT fails on a table that has rows"
+
+_PROVIDES_VALUE = {"CONSTR_DEFAULT", "CONSTR_IDENTITY", "CONSTR_GENERATED"}
+
+
+def check(file):
+    for stmt in file.valid_statements:
+        for action in facts.alter_actions(stmt):
+            if action.subtype != "AT_AddColumn" or file.is_new_table(action.table, stmt):
+                continue
+            constraints = facts.column_constraints(action.column_def)
+            if "CONSTR_NOTNULL" not in constraints and "CONSTR_PRIMARY" not in constraints:
+                continue
+            if constraints & _PROVIDES_VALUE:
+                continue
+            table, column = facts.qualified(action.table), facts.quote_ident(action.column)
+            coldef = facts.column_def_text(stmt, action.column_def)
+            yield file.violation(
+                stmt,
+                f"column {column} is added to {table} as NOT NULL without a DEFAULT: this fails if {table} has rows",
+                f"give it a default: ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {coldef} NOT NULL DEFAULT <value>; "
+                f"or add it nullable, backfill it in batches, then add CHECK ({column} IS NOT NULL) NOT VALID, "
+                f"VALIDATE it and SET NOT NULL in later migrations",
+            )

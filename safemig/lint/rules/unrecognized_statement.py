@@ -1,0 +1,40 @@
+"""A statement kind safemig does not review: it is reported, never passed silently.
+
+Why:
+    A linter that skips what it does not understand gives false confidence. Statement
+    kinds that no rule reviews (e.g. CREATE SERVER, ALTER SYSTEM, SECURITY LABEL) are
+    flagged so a human looks at them; silence it with a reason once reviewed.
+
+Bad:
+    ALTER SYSTEM SET work_mem = '64MB';
+
+Good:
+    ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text;
+"""
+
+ID = "unrecognized-statement"
+SEVERITY = "warning"
+SUMMARY = "a statement kind no rule reviews (reported so a human does)"
+
+# PostgreSQL node types the rules understand or that are harmless in a migration.
+REVIEWED = {
+    "AlterTableStmt", "AlterEnumStmt", "AlterSeqStmt", "AlterDomainStmt", "AlterFunctionStmt", "AlterOwnerStmt",
+    "AlterObjectSchemaStmt", "AlterDefaultPrivilegesStmt", "AlterPolicyStmt", "AlterTypeStmt", "AlterExtensionStmt",
+    "AlterStatsStmt", "AlterCollationStmt", "AlterTableMoveAllStmt",
+    "CreateStmt", "CreateTableAsStmt", "IndexStmt", "CreateSchemaStmt", "CreateSeqStmt", "CreateExtensionStmt",
+    "CreateFunctionStmt", "ViewStmt", "CreateTrigStmt", "CreatePolicyStmt", "CompositeTypeStmt", "CreateEnumStmt",
+    "CreateRangeStmt", "CreateDomainStmt", "DefineStmt", "RuleStmt", "CreateStatsStmt", "CreateCastStmt",
+    "CreateEventTrigStmt", "CreateConversionStmt", "CreatePublicationStmt", "AlterPublicationStmt",
+    "DropStmt", "TruncateStmt", "RenameStmt", "CommentStmt", "GrantStmt", "GrantRoleStmt", "DoStmt",
+    "InsertStmt", "UpdateStmt", "DeleteStmt", "SelectStmt", "MergeStmt", "CallStmt",
+    "VariableSetStmt", "VariableShowStmt", "TransactionStmt", "LockStmt", "VacuumStmt", "ReindexStmt",
+    "RefreshMatViewStmt", "ClusterStmt", "CreateRoleStmt", "AlterRoleStmt", "DropRoleStmt", "NotifyStmt",
+    "ConstraintsSetStmt", "DeclareCursorStmt", "ExplainStmt", "CopyStmt", "CheckPointStmt", "DiscardStmt",
+}
+
+
+def check(file):
+    for stmt in file.valid_statements:
+        if stmt.node_type not in REVIEWED:
+            yield file.violation(stmt, f"safemig does not review {stmt.first_line[:60]!r} ({stmt.node_type})",
+                                 "review this statement by hand for locks and data loss, then silence this with a reason")
