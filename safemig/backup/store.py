@@ -24,8 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from mypy_boto3_s3 import S3Client  # noqa: F401
 
 DUMP_SUFFIX = ".dump"
-_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
-_KEY_NAME = re.compile(r"^(?P<time>\d{8}T\d{6}Z)_v(?P<version>\d+)\.dump$")
+_TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"  # milliseconds kept: two backups in one second must not collide
+_KEY_NAME = re.compile(r"^(?P<time>\d{8}T\d{6}(?:\.\d{3})?Z)_v(?P<version>\d+)\.dump$")
 
 
 def make_client(settings: BackupSettings) -> Any:
@@ -88,7 +88,8 @@ def parse_uri(uri: str) -> tuple[str, str]:
 
 def backup_key(settings: BackupSettings, env: str, when: datetime, newest_version: int | None) -> str:
     """``prefix + env + "/" + UTC timestamp + "_v<newest applied version>.dump"`` (v0: no migration applied)."""
-    stamp = when.astimezone(timezone.utc).strftime(_TIME_FORMAT)
+    utc = when.astimezone(timezone.utc)
+    stamp = utc.strftime("%Y%m%dT%H%M%S") + f".{utc.microsecond // 1000:03d}Z"
     return f"{settings.env_prefix(env)}{stamp}_v{newest_version or 0}{DUMP_SUFFIX}"
 
 
@@ -99,6 +100,11 @@ def encode_metadata(values: dict[str, Any]) -> dict[str, str]:
 
 def decode_metadata(meta: dict[str, str]) -> dict[str, str]:
     return {k.lower(): unquote(v) for k, v in meta.items()}
+
+
+def _parse_stamp(stamp: str) -> datetime:
+    fmt = _TIME_FORMAT if "." in stamp else "%Y%m%dT%H%M%SZ"
+    return datetime.strptime(stamp, fmt).replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,7 @@ class BackupInfo:
 def _info(bucket: str, key: str, head: dict[str, Any]) -> BackupInfo:
     meta = decode_metadata(head.get("Metadata", {}))
     match = _KEY_NAME.match(key.rsplit("/", 1)[-1])
-    created = datetime.strptime(match.group("time"), _TIME_FORMAT).replace(tzinfo=timezone.utc) if match else head["LastModified"]
+    created = _parse_stamp(match.group("time")) if match else head["LastModified"]
     version = meta.get("newest-version") or (match.group("version") if match else "")
     return BackupInfo(
         uri=f"s3://{bucket}/{key}",

@@ -1,0 +1,291 @@
+"""`safemig backup` against a real PostgreSQL server and moto: round trip, and every way it must refuse.
+
+Most tests use moto in-process (``mock_aws``); the end-to-end round trip runs the real CLI
+as a subprocess with pg_dump streaming into moto's HTTP server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from safemig.backup import list_backups, restore_backup, run_backup
+from safemig.backup.settings import load_settings
+from safemig.config import load_config
+from safemig.errors import CheckFailed, ConfigError, StorageError, ToolError
+from safemig.local.postgres import free_port
+from tests.backup.conftest import fill, snapshot, write_config
+
+
+@pytest.fixture
+def s3(bucket_name):
+    """moto in-process, with the project's bucket created."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=bucket_name)
+        yield client
+
+
+def keys(client, bucket: str) -> list[str]:
+    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def open_uploads(client, bucket: str) -> list[dict]:
+    return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+def pg_dump_children() -> list[int]:
+    """PIDs of pg_dump processes this test process started."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)
+            comm = fields[0].split("(", 1)[1]
+            ppid = int(fields[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if comm == "pg_dump" and ppid == os.getpid():
+            found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def big(project, database_url, bucket_name):
+    """The project with ~25 MB more of incompressible rows and no compression: several 5 MiB parts."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bulk AS SELECT i, md5(i::text) || md5(random()::text) || md5(random()::text) AS t FROM generate_series(1, 220000) AS i")
+    write_config(project, bucket_name, part_size_mb=5, compression=0)
+    return load_config(project / "safemig.toml")
+
+
+def test_backup_streams_in_parts_records_metadata_and_restores_identically(big, database_url, database_url_b, s3, bucket_name):
+    result = run_backup(big, "prod", database_url=database_url, label="release 2.1 — hotfix")
+
+    assert result.parts >= 4  # really multipart: 5 MiB parts of a >20 MB dump
+    assert result.uri == f"s3://{bucket_name}/{result.key}"
+    assert result.key.startswith("forgeerp/prod/") and result.key.endswith("_v2.dump")  # newest *successful* version
+    body = s3.get_object(Bucket=bucket_name, Key=result.key)["Body"].read()
+    assert len(body) == result.size and hashlib.sha256(body).hexdigest() == result.sha256
+    head = s3.head_object(Bucket=bucket_name, Key=result.key)
+    meta = head["Metadata"]
+    assert meta["sha256"] == result.sha256 and meta["size"] == str(result.size)
+    assert meta["newest-version"] == "2" and meta["server-version"].startswith("15.")
+    assert meta["database"] == database_url.rsplit("/", 1)[1] and meta["safemig-version"]
+    assert head["ServerSideEncryption"] == "AES256"
+    assert open_uploads(s3, bucket_name) == []
+
+    [info] = list_backups(big, "prod")
+    assert info.verified and info.newest_version == 2 and info.label == "release 2.1 — hotfix"
+
+    restored = restore_backup(big, "prod", source="latest", target_url=database_url_b)
+    assert restored.sha256 == result.sha256
+    assert snapshot(database_url_b) == snapshot(database_url)
+    import psycopg
+
+    with psycopg.connect(database_url_b) as conn:
+        assert conn.execute("SELECT count(*), sum(length(t)) FROM bulk").fetchone() == (220000, 220000 * 96)
+        assert conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'events' ORDER BY 1").fetchall() == [("events_pkey",), ("events_tenant",)]
+
+
+def test_pg_dump_killed_mid_stream_leaves_no_object_and_no_upload(big, database_url, s3, bucket_name):
+    killed = []
+
+    def kill_pg_dump(part_number: int) -> None:
+        if part_number == 2:  # part 1 is on its way to S3: there is something to abort
+            for pid in pg_dump_children():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    with pytest.raises(ToolError) as caught:
+        run_backup(big, "prod", database_url=database_url, on_part=kill_pg_dump)
+    assert killed, "pg_dump had already finished: the test database is too small"
+    assert "pg_dump was killed by SIGKILL" in caught.value.message
+    assert caught.value.exit_code == 3
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
+
+
+def test_pg_dump_error_is_reported_with_its_stderr_and_nothing_is_stored(project, config, database_url, pg_cluster, s3, bucket_name):
+    """pg_dump connects fine but cannot read a table: its own message, no object, no password."""
+    dbname = database_url.rsplit("/", 1)[1]
+    pg_cluster.psql("DROP ROLE IF EXISTS limited_backup; CREATE ROLE limited_backup LOGIN PASSWORD 'limited-pw-123'")
+    pg_cluster.psql(f"GRANT CONNECT ON DATABASE {dbname} TO limited_backup", dbname=dbname)
+    pg_cluster.psql("GRANT SELECT ON _sqlx_migrations TO limited_backup", dbname=dbname)  # but not events
+    url = pg_cluster.url(dbname, user="limited_backup", password="limited-pw-123")
+    try:
+        with pytest.raises(ToolError) as caught:
+            run_backup(config, "prod", database_url=url)
+    finally:
+        pg_cluster.psql(f"REVOKE ALL ON DATABASE {dbname} FROM limited_backup; REVOKE ALL ON _sqlx_migrations FROM limited_backup", dbname=dbname)
+    message = caught.value.message
+    assert "pg_dump exited with status 1" in message and "permission denied" in message
+    assert "limited-pw-123" not in message + (caught.value.hint or "")
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
+
+
+def test_s3_failing_mid_upload_aborts_the_upload(big, database_url, s3, bucket_name, monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+
+    import safemig.backup.run as run_module
+
+    real_make_client = run_module.make_client
+
+    def flaky_client(settings):
+        client = real_make_client(settings)
+
+        def fail_part_3(params, **_):
+            if params.get("PartNumber") == 3:
+                raise EndpointConnectionError(endpoint_url="https://s3.example.invalid")
+
+        client.meta.events.register("before-parameter-build.s3.UploadPart", fail_part_3)
+        return client
+
+    monkeypatch.setattr(run_module, "make_client", flaky_client)
+    with pytest.raises(StorageError) as caught:
+        run_backup(big, "prod", database_url=database_url)
+    assert "cannot reach S3 while uploading part 3" in caught.value.message
+    assert pg_dump_children() == []  # pg_dump was stopped, not left writing into a dead pipe
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
+
+
+def test_bucket_missing_is_exit_3_with_a_hint(project, config, database_url, bucket_name):
+    with mock_aws():
+        with pytest.raises(StorageError) as caught:
+            run_backup(config, "prod", database_url=database_url)
+    assert caught.value.exit_code == 3
+    assert f"bucket {bucket_name} does not exist" in caught.value.message
+    assert "backup.bucket" in caught.value.hint
+
+
+def test_access_denied_is_exit_3_and_never_shows_the_keys(project, config, database_url, bucket_name, monkeypatch):
+    from moto.core import set_initial_no_auth_action_count
+
+    @set_initial_no_auth_action_count(4)
+    def attempt():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        iam = boto3.client("iam", region_name="us-east-1")
+        s3.create_bucket(Bucket=bucket_name)
+        iam.create_user(UserName="reader")
+        iam.put_user_policy(
+            UserName="reader", PolicyName="read-only",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}),
+        )
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        with pytest.raises(StorageError) as caught:
+            run_backup(config, "prod", database_url=database_url)
+        return caught.value, key
+
+    with mock_aws():
+        error, key = attempt()
+    text = error.message + error.hint
+    assert error.exit_code == 3 and "access denied" in text
+    assert key["SecretAccessKey"] not in text and key["AccessKeyId"] not in text
+
+
+def test_s3_unreachable_cli_exit_3(project, cli, monkeypatch, database_url):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAABCDEFGHIJKLMNOP")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-key-value-0123456789")
+    result = cli("backup", "--env", "prod")
+    assert result.exit_code == 3, result.output
+    assert "cannot reach S3 while starting the upload" in result.stderr
+    assert "Traceback" not in result.output
+    for secret in ("very-secret-key-value-0123456789", "AKIAABCDEFGHIJKLMNOP", "local-secret-pw"):
+        assert secret not in result.output
+    assert pg_dump_children() == []
+
+
+def test_wrong_database_password_cli_exit_3_masked(project, cli, s3, monkeypatch, database_url, bucket_name):
+    bad = database_url.replace(":local-secret-pw@", ":wrong-pw-456@")
+    result = cli("backup", "--env", "prod", "--database-url", bad)
+    assert result.exit_code == 3, result.output
+    assert "password authentication failed" in result.stderr
+    assert "wrong-pw-456" not in result.output and "****" in result.stderr
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
+
+
+def test_pg_dump_too_old_for_the_server_names_the_binary_to_use(project, database_url, s3, bucket_name, tmp_path):
+    old = tmp_path / "old-bin"
+    old.mkdir()
+    fake = old / "pg_dump"
+    fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 13.4'\n")
+    fake.chmod(0o755)
+    write_config(project, bucket_name, pg_bin_dir=str(old))
+    with pytest.raises(ToolError) as caught:
+        run_backup(load_config(project / "safemig.toml"), "prod", database_url=database_url)
+    assert "pg_dump 15 or newer is needed to dump PostgreSQL 15" in caught.value.message
+    assert f"{fake} is 13" in caught.value.message
+    assert "postgresql-client-15" in caught.value.hint
+    assert keys(s3, bucket_name) == []
+
+
+def test_cli_human_and_json_output(project, cli, s3, bucket_name, database_url):
+    human = cli("backup", "--env", "prod", "--label", "v1")
+    assert human.exit_code == 0, human.output
+    assert f"backup stored and verified: s3://{bucket_name}/forgeerp/prod/" in human.stdout
+    assert "sha256" in human.stdout and "/s" in human.stdout
+    data = json.loads(cli("backup", "--env", "prod", "--json").stdout)
+    assert set(data) >= {"uri", "bucket", "key", "size", "sha256", "duration_s", "throughput_bps", "metadata", "newest_version"}
+    assert data["newest_version"] == 2 and data["metadata"]["sha256"] == data["sha256"]
+    listing = cli("backups", "--env", "prod")
+    assert listing.exit_code == 0 and listing.stdout.count("forgeerp/prod/") == 2 and "[v1]" in listing.stdout
+    listed = json.loads(cli("backups", "--env", "prod", "--json").stdout)
+    assert [b["verified"] for b in listed] == [True, True]
+    assert listed[0]["created"] >= listed[1]["created"]
+    assert "local-secret-pw" not in human.output + listing.output
+
+
+def test_config_mistakes_are_exit_2(project, cli, bucket_name):
+    write_config(project, bucket_name, part_size_mb=4)
+    result = cli("backup", "--env", "prod")
+    assert result.exit_code == 2 and "backup.part_size_mb" in result.stderr and "from 5 to 5120" in result.stderr
+    write_config(project, bucket_name, compression="fast")
+    assert "backup.compression" in cli("backup", "--env", "prod").stderr
+    (project / "safemig.toml").write_text('[envs.prod]\ndatabase_url = "x"\n')
+    result = cli("backups", "--env", "prod")
+    assert result.exit_code == 2 and "backup.bucket is not set" in result.stderr
+
+
+def test_settings_defaults_and_sse(project, bucket_name):
+    write_config(project, bucket_name, sse="aws:kms", kms_key_id="alias/backups", storage_class="STANDARD_IA")
+    settings = load_settings(load_config(project / "safemig.toml"))
+    assert settings.prefix == "forgeerp/" and settings.compression == "1"
+    assert settings.put_args() == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/backups", "StorageClass": "STANDARD_IA"}
+    write_config(project, bucket_name, kms_key_id="alias/x")
+    with pytest.raises(ConfigError, match="kms_key_id"):
+        load_settings(load_config(project / "safemig.toml"))
+
+
+def test_part_size_is_chosen_up_front_to_fit_10000_parts():
+    from safemig.backup.settings import MiB, choose_part_size
+
+    assert choose_part_size(8 * MiB, 10 * 1024 * MiB) == 8 * MiB
+    big = 200 * 1024 * MiB  # 200 GiB
+    size = choose_part_size(8 * MiB, big)
+    assert size % MiB == 0 and size * 10_000 >= big and size > 8 * MiB
+
+
+def test_cli_round_trip_as_a_subprocess_against_moto_server(project, cli_process, s3_env, database_url, database_url_b, bucket_name):
+    """The real thing: `safemig backup` in its own process, pg_dump streaming into an HTTP endpoint."""
+    boto3.client("s3").create_bucket(Bucket=bucket_name)
+    backup = cli_process("backup", "--env", "prod", "--json", cwd=project)
+    assert backup.exit_code == 0, backup.stderr
+    uri = json.loads(backup.stdout)["uri"]
+    restore = cli_process("restore", "--env", "prod", "--from", uri, "--target-database-url", database_url_b, "--json", cwd=project)
+    assert restore.exit_code == 0, restore.stderr
+    assert json.loads(restore.stdout)["sha256"] == json.loads(backup.stdout)["sha256"]
+    assert snapshot(database_url_b) == snapshot(database_url)
+    assert "local-secret-pw" not in backup.stdout + backup.stderr + restore.stdout + restore.stderr
+    assert open_uploads(boto3.client("s3"), bucket_name) == []
