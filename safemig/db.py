@@ -114,7 +114,7 @@ def set_timeouts(conn: "psycopg.Connection", lock_timeout: str | None, statement
             continue
         try:
             conn.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
-        except psycopg.errors.DataException as exc:
+        except psycopg.DataError as exc:
             _rollback_quietly(conn)
             raise ConfigError(
                 f"{name} = {value!r} is not a valid duration: {error_text(exc)}",

@@ -124,18 +124,16 @@ def states(migrations: Iterable[Migration], rows: dict[int, AppliedRow]) -> list
 
 
 def problems(found: list[MigrationState], *, allow_out_of_order: bool = False) -> list[LedgerError]:
-    """One :class:`LedgerError` per version that forbids migrating, in version order."""
-    errors = []
-    for st in found:
-        if st.state == "failed":
-            errors.append(_failed(st))
-        elif st.state == "missing":
-            errors.append(_missing(st, found))
-        elif st.state == "modified":
-            errors.append(_modified(st))
-        elif st.state == "out_of_order" and not allow_out_of_order:
-            errors.append(_out_of_order(st, found))
-    return errors
+    """One :class:`LedgerError` per version that forbids migrating: failed rows first, then
+    missing files, modified files and out-of-order pending ones, each in version order."""
+    makers = {
+        "failed": lambda st: _failed(st),
+        "missing": lambda st: _missing(st, found),
+        "modified": lambda st: _modified(st),
+    }
+    if not allow_out_of_order:
+        makers["out_of_order"] = lambda st: _out_of_order(st, found)
+    return [makers[state](st) for state in makers for st in found if st.state == state]
 
 
 def check(migrations: Iterable[Migration], rows: dict[int, AppliedRow], allow_out_of_order: bool = False) -> list[Migration]:
