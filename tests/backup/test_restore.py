@@ -1,0 +1,116 @@
+"""`safemig restore` and the small helpers deploy uses, on real PostgreSQL and moto in-process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from safemig.backup import put_next_to, restore_backup, restore_command, run_backup
+from safemig.errors import CheckFailed, UsageError
+from tests.backup.conftest import snapshot, write_config
+from safemig.config import load_config
+
+
+@pytest.fixture
+def s3(bucket_name):
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=bucket_name)
+        yield client
+
+
+def table_exists(url: str, name: str = "events") -> bool:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+
+def tamper(client, bucket: str, key: str) -> None:
+    """Change one character of row data, keeping the recorded metadata: pg_restore alone would accept it."""
+    head = client.head_object(Bucket=bucket, Key=key)
+    body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    at = body.find(b"tenant-3")
+    assert at > 0, "uncompressed dump expected"
+    body[at + 7 : at + 8] = b"4"
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(body), Metadata=head["Metadata"])
+
+
+def test_checksum_mismatch_is_refused_and_restores_nothing(project, bucket_name, database_url, database_url_b, s3, cli):
+    write_config(project, bucket_name, compression=0)
+    config = load_config(project / "safemig.toml")
+    result = run_backup(config, "prod", database_url=database_url)
+    tamper(s3, bucket_name, result.key)
+
+    with pytest.raises(CheckFailed) as caught:
+        restore_backup(config, "prod", source=result.uri, target_url=database_url_b)
+    assert "does not match its recorded checksum" in caught.value.message and "nothing was restored" in caught.value.message
+    assert not table_exists(database_url_b)  # pg_restore's single transaction never committed
+
+    via_cli = cli("restore", "--env", "prod", "--from", "latest", "--target-database-url", database_url_b)
+    assert via_cli.exit_code == 1 and "recorded checksum" in via_cli.stderr
+    assert "local-secret-pw" not in via_cli.output
+
+
+def test_non_empty_target_needs_clean_and_confirmation(project, config, database_url, s3, cli):
+    run_backup(config, "prod", database_url=database_url)
+    before = snapshot(database_url)
+    refused = cli("restore", "--env", "prod", "--from", "latest")  # target: the env's own, non-empty database
+    assert refused.exit_code == 1 and "is not empty" in refused.stderr and "--clean --confirm-clean" in refused.stderr
+    unconfirmed = cli("restore", "--env", "prod", "--from", "latest", "--clean")
+    assert unconfirmed.exit_code == 2 and "--confirm-clean" in unconfirmed.stderr
+
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM events WHERE id > 10")
+    done = cli("restore", "--env", "prod", "--from", "latest", "--clean", "--confirm-clean")
+    assert done.exit_code == 0, done.output
+    assert snapshot(database_url) == before
+    assert "local-secret-pw" not in refused.output + done.output
+
+
+def test_unverified_object_is_listed_but_never_restored(project, config, bucket_name, database_url_b, s3, cli):
+    key = "forgeerp/prod/20260101T000000.000Z_v7.dump"
+    s3.put_object(Bucket=bucket_name, Key=key, Body=b"PGDMP partial")
+    listing = cli("backups", "--env", "prod")
+    assert "UNVERIFIED" in listing.stdout and key in listing.stdout
+    with pytest.raises(UsageError, match="no verified backup"):
+        restore_backup(config, "prod", source="latest", target_url=database_url_b)
+    with pytest.raises(CheckFailed, match="no recorded checksum"):
+        restore_backup(config, "prod", source=f"s3://{bucket_name}/{key}", target_url=database_url_b)
+
+
+def test_bad_source_uri_and_missing_object(project, config, bucket_name, database_url_b, s3, cli):
+    bad = cli("restore", "--env", "prod", "--from", "forgeerp/prod/x.dump", "--target-database-url", database_url_b)
+    assert bad.exit_code == 2 and "not an s3://BUCKET/KEY URI" in bad.stderr
+    missing = cli("restore", "--env", "prod", "--from", f"s3://{bucket_name}/nope.dump", "--target-database-url", database_url_b)
+    assert missing.exit_code == 3 and f"s3://{bucket_name}/nope.dump does not exist" in missing.stderr
+
+
+def test_put_next_to_and_restore_command(project, config, bucket_name, database_url, s3):
+    result = run_backup(config, "prod", database_url=database_url)
+    uri = put_next_to(result.uri, "deploy-record.json", b'{"ok": true}', config=config)
+    assert uri == f"s3://{bucket_name}/forgeerp/prod/deploy-record.json"
+    stored = s3.get_object(Bucket=bucket_name, Key="forgeerp/prod/deploy-record.json")
+    assert stored["Body"].read() == b'{"ok": true}' and stored["ServerSideEncryption"] == "AES256"
+    with pytest.raises(UsageError):
+        put_next_to(result.uri, "../x.json", b"", config=config)
+    command = restore_command(config, "prod", result.uri)
+    assert command.startswith("safemig restore --config ") and f"--env prod --from {result.uri}" in command
+    assert '--target-database-url "$TARGET_DATABASE_URL"' in command
+
+
+def test_cli_import_loads_neither_boto3_nor_psycopg():
+    code = (
+        "import sys, safemig.cli, safemig.backup\n"
+        "safemig.cli._register_commands()\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'psycopg', 'moto')]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
