@@ -223,3 +223,51 @@ def quote_ident(name: str) -> str:
 def qualified(name: str) -> str:
     """``schema.Table`` -> ``schema."Table"``: a dotted name ready to paste."""
     return ".".join(quote_ident(part) for part in name.split(".")) if name else name
+
+
+@dataclass(frozen=True)
+class ColumnFact:
+    """A column defined by CREATE TABLE or ALTER TABLE ... ADD COLUMN."""
+
+    table: str
+    name: str
+    type_name: str  # lower-case base type: "json", "bigserial", "int", ...
+    added: bool  # True for ADD COLUMN, False for CREATE TABLE
+    generated_stored: bool
+    identity: bool
+
+
+def _sqlglot_column(table: str, coldef: Any, added: bool) -> ColumnFact:
+    from sqlglot import exp
+
+    kind = coldef.args.get("kind")
+    type_name = kind.this.name.lower() if isinstance(kind, exp.DataType) else ""
+    constraints = [c.args.get("kind") for c in coldef.args.get("constraints") or []]
+    stored = any(isinstance(c, exp.ComputedColumnConstraint) for c in constraints)
+    identity = any(isinstance(c, exp.GeneratedAsIdentityColumnConstraint) for c in constraints)
+    return ColumnFact(table, coldef.name, type_name, added, stored, identity)
+
+
+def _pglast_column(table: str, coldef: dict, added: bool) -> ColumnFact:
+    names = _strings(coldef.get("typeName", {}).get("names"))
+    type_name = names[-1].lower() if names else ""
+    contypes = column_constraints(coldef)
+    return ColumnFact(table, coldef.get("colname", ""), type_name, added,
+                      "CONSTR_GENERATED" in contypes, "CONSTR_IDENTITY" in contypes)
+
+
+def columns(stmt: SqlStatement) -> list[ColumnFact]:
+    """Columns a statement defines, read from sqlglot's AST (PostgreSQL's tree when sqlglot gave up)."""
+    if stmt.node_type not in ("CreateStmt", "AlterTableStmt"):
+        return []
+    from sqlglot import exp
+
+    ast = stmt.ast
+    table = target_table(stmt)
+    if stmt.node_type == "CreateStmt" and isinstance(ast, exp.Create) and isinstance(ast.this, exp.Schema):
+        return [_sqlglot_column(table, c, False) for c in ast.this.expressions if isinstance(c, exp.ColumnDef)]
+    if stmt.node_type == "AlterTableStmt" and isinstance(ast, exp.Alter):
+        return [_sqlglot_column(table, c, True) for c in ast.args.get("actions") or [] if isinstance(c, exp.ColumnDef)]
+    if stmt.node_type == "CreateStmt":
+        return [_pglast_column(table, e["ColumnDef"], False) for e in stmt.node.get("tableElts") or [] if "ColumnDef" in e]
+    return [_pglast_column(table, a.column_def, True) for a in alter_actions(stmt) if a.subtype == "AT_AddColumn"]

@@ -1,0 +1,41 @@
+"""CONCURRENTLY in a migration that runs inside a transaction.
+
+sqlx runs each migration in a transaction unless its first line is ``-- no-transaction``.
+
+Why:
+    CREATE/DROP INDEX CONCURRENTLY and REINDEX CONCURRENTLY cannot run inside a
+    transaction block: PostgreSQL rejects the migration at deploy time.
+
+Bad:
+    CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_orders_customer_id ON orders (customer_id);
+
+Good:
+    -- no-transaction
+    CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_orders_customer_id ON orders (customer_id);
+"""
+
+from safemig.lint import facts
+
+ID = "concurrently-in-transaction"
+SEVERITY = "error"
+SUMMARY = "CONCURRENTLY in a file without `-- no-transaction` (fails inside sqlx's transaction)"
+
+
+def _concurrent(stmt) -> bool:
+    if stmt.node_type == "IndexStmt":
+        return bool(stmt.node.get("concurrent"))
+    if stmt.node_type == "ReindexStmt":
+        return any("concurrently" in str(p).lower() for p in stmt.node.get("params") or [])
+    if stmt.node_type == "RefreshMatViewStmt":
+        return bool(stmt.node.get("concurrent"))
+    return any(d.concurrently for d in facts.drops(stmt))
+
+
+def check(file):
+    if file.no_transaction:
+        return
+    for stmt in file.valid_statements:
+        if _concurrent(stmt):
+            yield file.violation(stmt, "CONCURRENTLY cannot run inside the transaction sqlx wraps this migration in",
+                                 "make `-- no-transaction` the first line of the file (and keep one CONCURRENTLY "
+                                 "statement per migration so a failure leaves nothing half-done)")

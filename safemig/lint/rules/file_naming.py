@@ -1,0 +1,66 @@
+"""A migration file name that breaks ordering or says nothing.
+
+Checks that the name is ``<VERSION>_<description>.sql`` with an integer version, that
+short versions are zero-padded (``005``, not ``5``) to the same width as the other
+migrations of the directory (so lexicographic and numeric order agree), that no other
+migration has the same version, and that the description says what the migration does.
+
+Why:
+    sqlx orders by the integer version, people and tools by the file name: ``10_x.sql``
+    sorts before ``9_y.sql``. Two files with one version make sqlx fail, and a name like
+    ``005_update.sql`` tells a reviewer nothing.
+
+Bad:
+    -- file: migrations/5_update.sql
+    SELECT 1;
+
+Good:
+    -- file: migrations/005_add_order_notes.sql
+    SELECT 1;
+"""
+
+import re
+from collections import Counter
+
+ID = "file-naming"
+SEVERITY = "error"
+SUMMARY = "migration file names: <VERSION>_<description>.sql, zero-padded, consistent width, unique, descriptive"
+FILES = "migrations"
+
+GENERIC = {"", "migration", "migrations", "update", "updates", "change", "changes", "fix", "fixes", "misc", "temp",
+           "tmp", "test", "new", "stuff", "wip", "untitled", "schema", "sql", "script", "patch"}
+_PREFIX = re.compile(r"^(\d+)_")
+
+
+def _prefix(name: str) -> str | None:
+    match = _PREFIX.match(name)
+    return match.group(1) if match else None
+
+
+def check(file):
+    name = file.path.name
+    if file.name_problem:
+        yield file.at_file(file.name_problem, "name it like 005_add_order_notes.sql")
+        return
+    if file.version is None:
+        return
+    if name in ("up.sql",):  # Diesel layout: the directory carries the version
+        return
+    prefix = _prefix(name) or ""
+    others = [n for n in file.siblings if n != name and _prefix(n) and not n.endswith(".down.sql")]
+    widths = Counter(len(_prefix(n)) for n in others)
+    width = widths.most_common(1)[0][0] if widths else max(len(prefix), 3)
+    if len(prefix) < 8 and len(prefix) < 3:
+        yield file.at_file(f"version {prefix} is not zero-padded: {prefix}_... sorts after 10_... and before 2_...",
+                           f"rename it to {file.version:0{max(width, 3)}d}_{name[len(prefix) + 1:]}")
+    elif widths and len(prefix) != width:
+        yield file.at_file(f"version {prefix} is {len(prefix)} digits wide; the other migrations use {width}",
+                           f"rename it to {file.version:0{width}d}_{name[len(prefix) + 1:]}")
+    same = [n for n in others if int(_prefix(n)) == file.version and not (name.endswith(".up.sql") and n.endswith(".down.sql"))]
+    if same:
+        yield file.at_file(f"version {file.version} is also used by {', '.join(same)}",
+                           "give this migration the next free version number; versions must be unique")
+    words = [w for w in re.split(r"[\s_\-]+", file.description.lower()) if w]
+    if not words or " ".join(words) in GENERIC or all(w.isdigit() for w in words):
+        yield file.at_file(f"description {file.description!r} does not say what the migration does",
+                           f"rename it like {prefix}_add_order_notes.sql (verb + object)")

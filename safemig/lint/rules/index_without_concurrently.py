@@ -1,0 +1,46 @@
+"""CREATE INDEX or DROP INDEX without CONCURRENTLY on an existing table.
+
+Why:
+    A plain CREATE INDEX holds a SHARE lock for the whole build, blocking every write
+    to the table; DROP INDEX takes an ACCESS EXCLUSIVE lock. On a busy table that is an
+    outage. CONCURRENTLY builds/drops without blocking writes (it must run outside a
+    transaction: start the file with ``-- no-transaction``).
+
+Bad:
+    CREATE INDEX IF NOT EXISTS idx_orders_customer_id ON orders (customer_id);
+
+Good:
+    -- no-transaction
+    CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_orders_customer_id ON orders (customer_id);
+"""
+
+from safemig.lint import facts
+
+ID = "index-without-concurrently"
+SEVERITY = "error"
+SUMMARY = "CREATE/DROP INDEX without CONCURRENTLY blocks writes on an existing table"
+
+
+def _created_indexes(file, stmt) -> set[str]:
+    return {(s.node.get("idxname") or "").lower() for s in file.preceding(stmt) if s.node_type == "IndexStmt"}
+
+
+def check(file):
+    for stmt in file.valid_statements:
+        node = stmt.node
+        if stmt.node_type == "IndexStmt" and not node.get("concurrent"):
+            table = facts.relation_name(node.get("relation"))
+            if file.is_new_table(table, stmt):
+                continue
+            name = node.get("idxname") or "<name>"
+            unique = "UNIQUE " if node.get("unique") else ""
+            yield file.violation(
+                stmt, f"CREATE {unique}INDEX {name} on existing table {table} blocks writes while it builds",
+                f"put `-- no-transaction` on the file's first line and write CREATE {unique}INDEX CONCURRENTLY "
+                f"IF NOT EXISTS {facts.quote_ident(name)} ON {facts.qualified(table)} (...)")
+        for d in facts.drops(stmt):
+            if d.kind == "INDEX" and not d.concurrently and facts.bare(d.name).lower() not in _created_indexes(file, stmt):
+                yield file.violation(
+                    stmt, f"DROP INDEX {d.name} takes an ACCESS EXCLUSIVE lock on its table",
+                    f"put `-- no-transaction` on the file's first line and write DROP INDEX CONCURRENTLY IF EXISTS "
+                    f"{facts.qualified(d.name)}")

@@ -1,0 +1,28 @@
+"""ADD COLUMN ... GENERATED ALWAYS AS (...) STORED on an existing table.
+
+Why:
+    A stored generated column is computed for every existing row when it is added: the
+    table is rewritten under an ACCESS EXCLUSIVE lock. (In CREATE TABLE it is free.)
+
+Bad:
+    ALTER TABLE orders ADD COLUMN IF NOT EXISTS total_cents bigint GENERATED ALWAYS AS ((total * 100)::bigint) STORED;
+
+Good:
+    ALTER TABLE orders ADD COLUMN IF NOT EXISTS total_cents bigint;
+"""
+
+from safemig.lint import facts
+
+ID = "stored-generated-column"
+SEVERITY = "error"
+SUMMARY = "ADD COLUMN ... GENERATED ... STORED rewrites an existing table"
+
+
+def check(file):
+    for stmt in file.valid_statements:
+        for col in facts.columns(stmt):
+            if col.added and col.generated_stored and not file.is_new_table(col.table, stmt):
+                yield file.violation(
+                    stmt, f"adding generated column {col.name} rewrites all of {col.table} under an ACCESS EXCLUSIVE lock",
+                    f"add a plain column (ALTER TABLE {facts.qualified(col.table)} ADD COLUMN IF NOT EXISTS "
+                    f"{facts.quote_ident(col.name)} <type>), fill it with a trigger for new rows and a batched backfill")

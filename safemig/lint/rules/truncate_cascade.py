@@ -1,0 +1,26 @@
+"""TRUNCATE ... CASCADE.
+
+Why:
+    CASCADE also empties every table with a foreign key to the truncated one, and their
+    referencing tables in turn: the statement does not say which tables lose their data.
+
+Bad:
+    TRUNCATE sessions CASCADE;
+
+Good:
+    TRUNCATE sessions, session_events;
+"""
+
+from safemig.lint import facts
+
+ID = "truncate-cascade"
+SEVERITY = "error"
+SUMMARY = "TRUNCATE ... CASCADE empties tables the statement does not name"
+
+
+def check(file):
+    for stmt in file.valid_statements:
+        if stmt.node_type == "TruncateStmt" and stmt.node.get("behavior") == "DROP_CASCADE":
+            tables = ", ".join(facts.qualified(d.name) for d in facts.drops(stmt))
+            yield file.violation(stmt, f"TRUNCATE {tables} CASCADE also empties every table referencing them",
+                                 f"name every table to empty explicitly: TRUNCATE {tables}, <referencing tables>;")

@@ -1,0 +1,30 @@
+"""VACUUM FULL in a migration.
+
+Why:
+    VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock for as long as the copy
+    takes: no reads, no writes. Use pg_repack (online) or plain VACUUM.
+
+Bad:
+    VACUUM FULL orders;
+
+Good:
+    VACUUM (ANALYZE) orders;
+"""
+
+from safemig.lint import facts
+
+ID = "vacuum-full"
+SEVERITY = "error"
+SUMMARY = "VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock"
+
+
+def check(file):
+    for stmt in file.valid_statements:
+        if stmt.node_type != "VacuumStmt":
+            continue
+        options = [o.get("DefElem", {}).get("defname", "") for o in stmt.node.get("options") or []]
+        if "full" in options:
+            tables = ", ".join(facts.relation_name(r.get("VacuumRelation", {}).get("relation"))
+                               for r in stmt.node.get("rels") or []) or "every table"
+            yield file.violation(stmt, f"VACUUM FULL locks {tables} against reads and writes while it rewrites",
+                                 f"run pg_repack --table {tables} outside the migration, or plain VACUUM (ANALYZE) {tables}")
