@@ -56,8 +56,9 @@ def git_state(root: Path) -> dict[str, Any] | None:
 
 
 def timestamp(moment: datetime) -> str:
-    """A file-name-safe UTC timestamp that sorts in time order: ``20261124T082512Z``."""
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    """A file-name-safe UTC timestamp that sorts in time order: ``20261124T082512.345Z``."""
+    utc = moment.astimezone(timezone.utc)
+    return f"{utc:%Y%m%dT%H%M%S}.{utc.microsecond // 1000:03d}Z"
 
 
 @dataclass
