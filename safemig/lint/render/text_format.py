@@ -27,7 +27,8 @@ def render(report, rules, color: bool = False) -> str:
                 for line in _statement_excerpt(f.statement):
                     out.append(paint(f"    | {line}", "dim"))
             out.append(f"    safe alternative: {f.hint}")
-            out.append(paint(f"    to silence (with a reason): -- safemig:ignore {f.rule} -- <why this is safe>", "dim"))
+            directive = "ignore" if f.statement else "ignore-file"  # file-level findings: silence in the file
+            out.append(paint(f"    to silence (with a reason): -- safemig:{directive} {f.rule} -- <why this is safe>", "dim"))
         out.append("")
     errors, warnings = len(report.errors), len(report.warnings)
     files = len(report.files)

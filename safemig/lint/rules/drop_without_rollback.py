@@ -73,12 +73,12 @@ def check(file):
                        if not (d.kind in _RECREATABLE and (d.kind, facts.bare(d.name).lower()) in recreated)]
         if not destructive:
             continue
-        what = ", ".join(f"{d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive)
+        what = ", ".join(f"DROP {d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive)
         version = f"{file.version:03d}" if file.version is not None else "<VERSION>"
-        slug = (file.description or "rollback").replace(" ", "_")
+        slug = (file.description or "migration").replace(" ", "_")
         yield file.violation(
             stmt,
-            f"{what}: migration {version} {problem}",
+            f"{what} destroys data, and migration {version} {problem}",
             f"write rollbacks/{version}_undo_{slug}.sql that restores what this drops (recreate the objects and "
             f"reload the data from the pre-deploy backup), or a {file.path.name.removesuffix('.sql').removesuffix('.up')}.down.sql",
         )

@@ -51,7 +51,7 @@ def check(file):
     widths = Counter(len(_prefix(n)) for n in others)
     width = widths.most_common(1)[0][0] if widths else max(len(prefix), 3)
     if len(prefix) < 8 and len(prefix) < 3:
-        yield file.at_file(f"version {prefix} is not zero-padded: {prefix}_... sorts after 10_... and before 2_...",
+        yield file.at_file(f"version {prefix} is not zero-padded: {name} sorts after 10_... in file listings",
                            f"rename it to {file.version:0{max(width, 3)}d}_{name[len(prefix) + 1:]}")
     elif widths and len(prefix) != width:
         yield file.at_file(f"version {prefix} is {len(prefix)} digits wide; the other migrations use {width}",
@@ -63,4 +63,4 @@ def check(file):
     words = [w for w in re.split(r"[\s_\-]+", file.description.lower()) if w]
     if not words or " ".join(words) in GENERIC or all(w.isdigit() for w in words):
         yield file.at_file(f"description {file.description!r} does not say what the migration does",
-                           f"rename it like {prefix}_add_order_notes.sql (verb + object)")
+                           f"rename it like {file.version:0{max(width, len(prefix))}d}_add_order_notes.sql (verb + object)")

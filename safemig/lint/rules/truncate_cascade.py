@@ -8,7 +8,10 @@ Bad:
     TRUNCATE sessions CASCADE;
 
 Good:
+    -- file: migrations/005_clear_sessions.sql
     TRUNCATE sessions, session_events;
+    -- file: rollbacks/005_restore_sessions.sql
+    SELECT 'sessions are recreated on the next login; nothing to restore';
 """
 
 from safemig.lint import facts

@@ -1,0 +1,338 @@
+"""The engine's promises: false positives avoided, sqlglot's fallbacks still checked, ignores, policy, cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from safemig.errors import ConfigError, UsageError
+from tests.lint.conftest import rules_of
+
+
+def _ids(report):
+    return sorted({f.rule for f in report.findings})
+
+
+def _without_lock_timeout(report):
+    """Findings other than missing-lock-timeout (a warning most examples here would also get)."""
+    return [f for f in report.findings if f.rule != "missing-lock-timeout"]
+
+
+# --- parsing: never pass what was not understood -------------------------------------------------
+
+def test_drop_inside_function_body_or_string_is_not_a_drop(project):
+    project.write("migrations/005_add_cleanup_function.sql", """
+CREATE OR REPLACE FUNCTION purge_old() RETURNS void AS $body$
+BEGIN
+    DROP TABLE IF EXISTS scratch;  -- runs when called, not in the migration
+    EXECUTE 'DROP TABLE legacy';
+END
+$body$ LANGUAGE plpgsql;
+SELECT 'DROP TABLE orders; TRUNCATE orders', E'it\\'s DROP TABLE x';
+/* DROP TABLE commented_out; */
+""")
+    report = project.lint()
+    assert rules_of(report, "drop-without-rollback") == []
+    assert rules_of(report, "not-idempotent") == []
+
+
+def test_drop_if_exists_with_rollback_present_passes(project):
+    project.write("migrations/005_drop_legacy_orders.sql", "DROP TABLE IF EXISTS legacy_orders;\n")
+    project.write("rollbacks/005_restore_legacy_orders.sql", "CREATE TABLE IF NOT EXISTS legacy_orders (id bigint);\n")
+    report = project.lint()
+    assert _without_lock_timeout(report) == []
+    assert "rollbacks/005_restore_legacy_orders.sql" in report.files  # the rollback is linted too
+
+
+def test_drop_with_empty_or_broken_rollback_fails(project):
+    project.write("migrations/005_drop_legacy_orders.sql", "DROP TABLE IF EXISTS legacy_orders;\n")
+    project.write("rollbacks/005_restore_legacy_orders.sql", "-- nothing yet\n")
+    assert "empty rollback script" in rules_of(project.lint(), "drop-without-rollback")[0].message
+    project.write("rollbacks/005_restore_legacy_orders.sql", "CREATE TABLE legacy_orders (id bigint,,);\n")
+    report = project.lint()
+    assert "does not parse" in rules_of(report, "drop-without-rollback")[0].message
+    assert rules_of(report, "rollback-invalid")
+    broken = [f for f in rules_of(report, "syntax-error") if f.path.startswith("rollbacks/")]
+    assert broken and broken[0].line == 1 and broken[0].column == 39
+
+
+def test_rollback_scripts_get_syntax_checks_but_not_naming_or_drop_rules(project):
+    project.write("rollbacks/005_undo.sql", "DROP TABLE IF EXISTS orders;\nSELEC 1;\n")
+    (finding,) = _without_lock_timeout(project.lint("rollbacks"))
+    assert (finding.rule, finding.line) == ("syntax-error", 2)
+
+
+def test_drop_recreate_idiom_is_not_destructive(project):
+    project.write("migrations/005_refresh_trigger.sql", """
+DROP TRIGGER IF EXISTS orders_touch ON orders;
+CREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION touch();
+""")
+    report = project.lint()
+    assert rules_of(report, "drop-without-rollback") == []
+    assert rules_of(report, "not-idempotent") == []
+
+
+@pytest.mark.parametrize("sql, rule", [
+    # sqlglot turns these into an opaque Command; PostgreSQL's node type still routes them to the rules.
+    ("ALTER TABLE orders DROP COLUMN IF EXISTS note, ENABLE ROW LEVEL SECURITY;", "drop-without-rollback"),
+    ("DROP POLICY IF EXISTS orders_tenant ON orders;", "drop-without-rollback"),
+    ("DROP EXTENSION IF EXISTS pgcrypto;", "drop-without-rollback"),
+    ("ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES c (id), ENABLE ROW LEVEL SECURITY;", "constraint-without-not-valid"),
+    ("ALTER TABLE orders ADD COLUMN IF NOT EXISTS c text NOT NULL, ENABLE ROW LEVEL SECURITY;", "not-null-column-without-default"),
+    ("ALTER TABLE orders ADD PRIMARY KEY (id), ENABLE ROW LEVEL SECURITY;", "unique-without-index"),
+    ("ALTER TABLE orders ADD COLUMN IF NOT EXISTS p json, ENABLE ROW LEVEL SECURITY;", "json-column"),
+    # sqlglot parses this column rename as a table rename
+    ("ALTER TABLE orders RENAME total TO amount;", "rename"),
+    ("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;", "explicit-lock"),
+    ("VACUUM FULL orders;", "vacuum-full"),
+    ("REINDEX TABLE orders;", "reindex-without-concurrently"),
+    ("CREATE EXTENSION pgcrypto;", "not-idempotent"),
+    ("CREATE POLICY p ON orders USING (true);", "not-idempotent"),
+    ("CREATE TYPE mood AS ENUM ('ok');", "not-idempotent"),
+    ("DO $$ BEGIN CREATE TYPE mood AS ENUM ('ok'); END $$;", "not-idempotent"),
+])
+def test_statements_sqlglot_cannot_parse_are_still_checked(project, sql, rule):
+    project.write("migrations/005_change_orders.sql", sql + "\n")
+    assert rules_of(project.lint(), rule), f"{rule} missed: {sql}"
+
+
+def test_column_rename_message_names_the_column(project):
+    project.write("migrations/005_rename_total.sql", "ALTER TABLE orders RENAME total TO amount;\n")
+    (finding,) = rules_of(project.lint(), "rename")
+    assert "column orders.total to amount" in finding.message
+
+
+def test_guarded_do_block_counts_as_idempotent(project):
+    project.write("migrations/005_add_mood.sql", """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood') THEN
+        CREATE TYPE mood AS ENUM ('ok');
+    END IF;
+END $$;
+""")
+    assert project.lint().findings == []
+
+
+def test_unknown_statement_kinds_are_warned_never_passed(project):
+    project.write("migrations/005_tune.sql", "ALTER SYSTEM SET work_mem = '64MB';\n")
+    (finding,) = project.lint().findings
+    assert (finding.rule, finding.severity) == ("unrecognized-statement", "warning")
+
+
+def test_syntax_error_location_is_the_token_postgres_rejects(project):
+    project.write("migrations/005_add_notes.sql", "-- notes\nSELECT 1;\n\nALTER TABLE orders\n    ADD COLUMN IF NOT EXISTS note text text;\n")
+    (finding,) = project.lint().findings
+    assert (finding.rule, finding.line, finding.column) == ("syntax-error", 5, 40)
+
+
+def test_unterminated_dollar_quote_is_a_syntax_error(project):
+    project.write("migrations/005_add_fn.sql", "CREATE OR REPLACE FUNCTION f() RETURNS int AS $$ SELECT 1;\n")
+    (finding,) = project.lint().findings
+    assert finding.rule == "syntax-error" and "unterminated" in finding.message
+
+
+# --- the existing-table exemption ----------------------------------------------------------------
+
+def test_tables_created_in_the_same_file_are_exempt_from_existing_table_rules(project):
+    project.write("migrations/005_create_invoices.sql", """
+CREATE TABLE IF NOT EXISTS invoices (id bigint PRIMARY KEY, number text);
+CREATE INDEX IF NOT EXISTS idx_invoices_number ON invoices (number);
+ALTER TABLE invoices ADD COLUMN IF NOT EXISTS total numeric NOT NULL;
+ALTER TABLE invoices ALTER COLUMN number SET NOT NULL;
+ALTER TABLE invoices ADD CONSTRAINT invoices_number_key UNIQUE (number);
+ALTER TABLE invoices ADD CONSTRAINT invoices_total_check CHECK (total > 0);
+UPDATE invoices SET total = 0;
+""")
+    assert project.lint().findings == []
+
+
+def test_same_statements_on_an_existing_table_are_flagged(project):
+    project.write("migrations/005_change_invoices.sql", """
+CREATE INDEX IF NOT EXISTS idx_invoices_number ON invoices (number);
+ALTER TABLE invoices ADD COLUMN IF NOT EXISTS total numeric NOT NULL;
+ALTER TABLE invoices ALTER COLUMN number SET NOT NULL;
+ALTER TABLE invoices ADD CONSTRAINT invoices_number_key UNIQUE (number);
+ALTER TABLE invoices ADD CONSTRAINT invoices_total_check CHECK (total > 0);
+UPDATE invoices SET total = 0;
+""")
+    assert _ids(project.lint()) == ["constraint-without-not-valid", "index-without-concurrently", "missing-lock-timeout",
+                                    "not-null-column-without-default", "set-not-null", "unbounded-dml",
+                                    "unique-without-index"]
+
+
+def test_hints_use_the_users_names(project):
+    project.write("migrations/005_require_currency.sql", 'ALTER TABLE "Billing".orders ALTER COLUMN "Currency" SET NOT NULL;\n')
+    (finding,) = rules_of(project.lint(), "set-not-null")
+    assert 'ALTER TABLE "Billing".orders ADD CONSTRAINT "orders_Currency_not_null" CHECK ("Currency" IS NOT NULL) NOT VALID' in finding.hint
+
+
+def test_lock_timeout_set_first_satisfies_the_rule(project):
+    project.write("migrations/005_add_note.sql", "SET lock_timeout = '5s';\nALTER TABLE orders ADD COLUMN IF NOT EXISTS note text;\n")
+    assert project.lint().findings == []
+
+
+def test_concurrently_needs_no_transaction(project):
+    sql = "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_orders_c ON orders (c);\n"
+    project.write("migrations/005_index_orders.sql", sql)
+    assert _ids(project.lint()) == ["concurrently-in-transaction"]
+    project.write("migrations/005_index_orders.sql", "-- no-transaction\n" + sql)
+    assert project.lint().findings == []
+
+
+def test_transaction_control_and_validate_in_same_transaction(project):
+    project.write("migrations/005_check_total.sql", """BEGIN;
+SET lock_timeout = '5s';
+ALTER TABLE orders ADD CONSTRAINT orders_total_check CHECK (total > 0) NOT VALID;
+ALTER TABLE orders VALIDATE CONSTRAINT orders_total_check;
+COMMIT;
+""")
+    assert _ids(project.lint()) == ["transaction-control", "validate-in-same-transaction"]
+
+
+# --- file naming ----------------------------------------------------------------------------------
+
+def test_file_naming_width_uniqueness_and_no_version(project):
+    project.write("migrations/001_create_orders.sql", "SELECT 1;\n")
+    project.write("migrations/0002_add_notes.sql", "SELECT 1;\n")
+    project.write("migrations/001_add_index.sql", "SELECT 1;\n")
+    project.write("migrations/orders.sql", "SELECT 1;\n")
+    messages = [(f.path, f.message) for f in rules_of(project.lint(), "file-naming")]
+    assert ("migrations/0002_add_notes.sql", "version 0002 is 4 digits wide; the other migrations use 3") in messages
+    assert any(p == "migrations/001_add_index.sql" and "also used by 001_create_orders.sql" in m for p, m in messages)
+    assert any(p == "migrations/orders.sql" and "no <VERSION>_ prefix" in m for p, m in messages)
+
+
+def test_timestamp_versions_and_diesel_layout(project):
+    project.write("migrations/20240101120000_create_orders/up.sql", "CREATE TABLE IF NOT EXISTS orders (id bigint);\n")
+    project.write("migrations/20240101120000_create_orders/down.sql", "DROP TABLE IF EXISTS orders;\n")
+    project.write("migrations/20240102120000_drop_orders/up.sql", "DROP TABLE IF EXISTS orders;\n")
+    report = project.lint()
+    assert [(f.path, f.rule) for f in _without_lock_timeout(report)] == [
+        ("migrations/20240102120000_drop_orders/up.sql", "drop-without-rollback")]
+
+
+# --- ignores --------------------------------------------------------------------------------------
+
+def test_ignore_on_the_statement_or_the_line_above(project):
+    project.write("migrations/005_drop_legacy.sql", """
+DROP TABLE IF EXISTS a; -- safemig:ignore drop-without-rollback -- archived to S3 in 2023
+-- safemig:ignore drop-without-rollback, not-idempotent -- table was never used
+DROP TABLE b;
+DROP TABLE IF EXISTS c;
+""")
+    report = project.lint()
+    assert [(f.rule, f.line) for f in _without_lock_timeout(report)] == [("drop-without-rollback", 5)]
+
+
+def test_ignore_file_and_unused_and_reasonless_ignores(project):
+    project.write("migrations/005_drop_legacy.sql", """-- safemig:ignore-file drop-without-rollback -- legacy tables, archived
+DROP TABLE IF EXISTS a;
+-- safemig:ignore json-column -- nothing to silence here
+CREATE TABLE IF NOT EXISTS t (id bigint);
+DROP TABLE IF EXISTS b; -- safemig:ignore not-idempotent
+""")
+    report = project.lint()
+    assert [(f.rule, f.severity, f.line) for f in _without_lock_timeout(report)] == [
+        ("unused-ignore", "warning", 3), ("invalid-ignore", "error", 5), ("unused-ignore", "warning", 5)]
+
+
+# --- policy and house rules -----------------------------------------------------------------------
+
+def test_policy_severity_override_off_and_path_exception(project):
+    sql = "CREATE TABLE IF NOT EXISTS t (id serial, doc json);\n"
+    project.write("migrations/005_create_t.sql", sql)
+    project.write("migrations/006_create_u.sql", sql.replace(" t ", " u "))
+    project.write("rules/policy.toml", """
+[rules]
+serial-column = "error"
+json-column = "off"
+
+[[exceptions]]
+paths = ["migrations/006_*.sql"]
+rules = ["serial-column"]
+reason = "u is a staging table"
+""")
+    report = project.lint()
+    assert [(f.path, f.rule, f.severity) for f in report.findings] == [("migrations/005_create_t.sql", "serial-column", "error")]
+
+
+def test_lint_section_of_safemig_toml_and_bad_policies(project):
+    project.write("migrations/005_create_t.sql", "CREATE TABLE IF NOT EXISTS t (doc json);\n")
+    project.write("safemig.toml", 'migrations_dir = "migrations"\n[lint.rules]\njson-column = "error"\n')
+    assert [f.severity for f in project.lint().findings] == ["error"]
+    project.write("safemig.toml", 'migrations_dir = "migrations"\n[lint.rules]\njson-colum = "error"\n')
+    with pytest.raises(ConfigError, match="unknown rule 'json-colum'") as exc:
+        project.lint()
+    assert "json-column" in exc.value.hint
+    project.write("safemig.toml", 'migrations_dir = "migrations"\n[lint.rules]\njson-column = "fatal"\n')
+    with pytest.raises(ConfigError, match="not error, warning or off"):
+        project.lint()
+    project.write("safemig.toml", 'migrations_dir = "migrations"\n[[lint.exceptions]]\npaths = ["x"]\nrules = ["json-column"]\n')
+    with pytest.raises(ConfigError, match="reason is required"):
+        project.lint()
+
+
+def test_house_rule_loaded_through_the_same_interface(project):
+    project.write("migrations/005_create_t.sql", "CREATE TABLE IF NOT EXISTS t (id bigint);\n")
+    project.write("rules/no_table_t.py", '''"""Table t is reserved.
+
+Why:
+    Because.
+
+Bad:
+    CREATE TABLE IF NOT EXISTS t (id bigint);
+
+Good:
+    CREATE TABLE IF NOT EXISTS u (id bigint);
+"""
+ID = "no-table-t"
+SEVERITY = "warning"
+
+def check(file):
+    for stmt in file.valid_statements:
+        if stmt.node_type == "CreateStmt" and stmt.node["relation"]["relname"] == "t":
+            yield file.violation(stmt, "table t is reserved", "call it u")
+''')
+    (finding,) = project.lint().findings
+    assert (finding.rule, finding.severity, finding.hint) == ("no-table-t", "warning", "call it u")
+    project.write("rules/broken.py", "ID = 'broken'\nraise RuntimeError('boom')\n")
+    with pytest.raises(ConfigError, match="broken.py failed to load: RuntimeError: boom"):
+        project.lint()
+
+
+def test_missing_path_is_a_usage_error(project):
+    with pytest.raises(UsageError, match="no such file"):
+        project.lint("migrations/404_missing.sql")
+
+
+# --- cache and parallel runs ----------------------------------------------------------------------
+
+def test_cache_hit_skips_parsing_and_a_change_invalidates_it(project, monkeypatch):
+    project.write("migrations/005_drop_legacy.sql", "DROP TABLE IF EXISTS legacy;\n")
+    first = project.lint(use_cache=True)
+    assert _ids(first) == ["drop-without-rollback", "missing-lock-timeout"]
+
+    import safemig.lint.parse as parse
+
+    def refuse(text):
+        raise AssertionError("parsed although cached")
+
+    monkeypatch.setattr(parse, "parse_sql", refuse)
+    assert project.lint(use_cache=True).findings == first.findings
+    project.write("rollbacks/005_restore_legacy.sql", "CREATE TABLE IF NOT EXISTS legacy (id bigint);\n")
+    with pytest.raises(AssertionError, match="parsed although cached"):
+        project.lint(use_cache=True)  # a new rollback script changes the key
+    monkeypatch.undo()
+    assert _ids(project.lint(use_cache=True)) == ["missing-lock-timeout"]
+
+
+def test_parallel_run_matches_serial_run(project):
+    for i in range(1, 41):
+        project.write(f"migrations/{i:03d}_change_table_{i}.sql",
+                      f"CREATE TABLE t{i} (id serial);\nALTER TABLE orders RENAME c{i} TO d{i};\nSELEC {i};\n")
+    from safemig.lint import engine
+
+    parallel = project.lint()
+    serial = [f for p in sorted((project.root / "migrations").glob("*.sql")) for f in project.lint(str(p.relative_to(project.root))).findings]
+    assert len(parallel.findings) == 40 * 5
+    assert sorted(parallel.findings, key=lambda f: f.sort_key) == sorted(serial, key=lambda f: f.sort_key)
+    assert engine.PARALLEL_THRESHOLD < 40
