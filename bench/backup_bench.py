@@ -1,20 +1,53 @@
-"""Benchmark `safemig backup` (placeholder: data preparation only, the measurements follow)."""
+"""Benchmark `safemig backup`: is pg_dump the limit, and is memory bounded?
+
+Run:  python3 bench/backup_bench.py [--runs 3] [--x4] [--skip-levels]
+
+What it measures, as whole-process wall times (median of --runs), in one script so the
+ratios compare runs on the same machine at the same moment:
+
+* ``pg_dump -Fc -Z L > /dev/null``      the reference: pg_dump's own speed;
+* ``safemig backup --env bench``        the real command (dump, upload, read-back verification),
+                                        also split into dump+upload and verification, with the
+                                        peak RSS of the safemig process (VmHWM from /proc);
+* ``pg_dump -Fc -Z L | aws s3 cp - s3://..``  the shell one-liner teams use today;
+* ``multipart`` / ``transfer-manager``  the streaming upload alone (no verification) with
+                                        safemig's multipart code vs boto3's ``upload_fileobj``;
+
+on two databases: ``bench_pgbench`` (``pgbench -i -s 70``, 1 GB, compresses ~36:1) and
+``bench_md5`` (3M rows of md5 hex text, ~390 MB, compresses ~1.8:1), plus a pg_dump
+compression-level sweep and, with ``--x4``, the peak memory at 4x the size
+(``bench_pgbench_x4``, ``pgbench -s 280``).
+
+The databases live in a PostgreSQL cluster under ``/var/tmp/safemig-bench`` (override with
+SAFEMIG_BENCH_DIR), built on the first run (about a minute, more with --x4) and reused
+afterwards; delete the directory to rebuild. S3 is moto's HTTP server, run by this script
+in its own thread, so its memory is not counted in safemig's.
+"""
+
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 from safemig.local.postgres import SUPERUSER, LocalCluster, find_pg_bin  # noqa: E402
 
 BENCH_DIR = Path(os.environ.get("SAFEMIG_BENCH_DIR", "/var/tmp/safemig-bench"))
 PGBENCH_SCALE = 70
-MD5_ROWS = 3_000_000  # about 330 MB of hex text, compresses only ~1.8:1
+MD5_ROWS = 3_000_000
+BUCKET = "bench-backups"
+PART_MB = 8
+CONCURRENCY = 4
 
 
 def cluster() -> LocalCluster:
@@ -27,7 +60,7 @@ def _exists(pg: LocalCluster, name: str) -> bool:
 
 
 def prepare(pg: LocalCluster, x4: bool) -> None:
-    """Create the bench databases once (minutes); later runs reuse them."""
+    """Create the bench databases once; later runs reuse them."""
     wanted = [("bench_pgbench", PGBENCH_SCALE), ("bench_md5", None)]
     if x4:
         wanted.append(("bench_pgbench_x4", PGBENCH_SCALE * 4))
@@ -48,13 +81,214 @@ def prepare(pg: LocalCluster, x4: bool) -> None:
                 f"md5(random()::text) AS c FROM generate_series(1, {MD5_ROWS}) AS i",
                 dbname=name,
             )
-        size = pg.psql(f"SELECT pg_size_pretty(pg_database_size('{name}'))").strip()
-        print(f"prepared {name}: {size} in {time.monotonic() - started:.0f}s", flush=True)
+        pg.psql("VACUUM ANALYZE", dbname=name)
+        print(f"prepared {name}: {db_size(pg, name)} in {time.monotonic() - started:.0f}s", flush=True)
+
+
+def db_size(pg: LocalCluster, name: str) -> str:
+    return pg.psql(f"SELECT pg_size_pretty(pg_database_size('{name}'))").strip()
+
+
+# -- measuring -------------------------------------------------------------------------
+
+
+def run_timed(args: list[str] | str, *, env: dict[str, str], cwd: Path | None = None, shell: bool = False) -> tuple[float, int, str]:
+    """Wall time, peak RSS in KiB (VmHWM of the process itself, not its children) and stdout."""
+    started = time.monotonic()
+    proc = subprocess.Popen(args, env=env, cwd=cwd, shell=shell, executable="/bin/bash" if shell else None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    reader.join()
+    err = proc.stderr.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {args}\n{err[-2000:]}")
+    return elapsed, peak, out[0] if out else ""
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def child_upload(mode: str, conninfo: str, compression: str, key: str) -> None:
+    """``--child``: stream pg_dump into S3 with one uploader, no verification (for the comparison)."""
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    from safemig.backup.pgdump import ChildProcess, child_env, enlarge_pipe
+    from safemig.backup.upload import stream_to_s3
+
+    pg_dump = find_pg_bin("pg_dump")
+    dump = ChildProcess([pg_dump, "-Fc", f"-Z{compression}", f"--dbname={conninfo}"], env=child_env(None), stdout=-1)
+    enlarge_pipe(dump.stdout.fileno())
+    client = boto3.client("s3")
+
+    def finish() -> None:
+        problem = dump.failure("dumping")
+        if problem:
+            raise RuntimeError(problem)
+
+    if mode == "multipart":
+        stream_to_s3(client, dump.stdout, bucket=BUCKET, key=key, part_size=PART_MB << 20, concurrency=CONCURRENCY,
+                     extra_args={}, finish=finish)
+        return
+
+    class CheckedReader:
+        """pg_dump's stdout whose end raises unless pg_dump exited 0 (so the manager aborts)."""
+
+        def read(self, n: int = -1) -> bytes:
+            data = dump.stdout.read(n) if n and n > 0 else dump.stdout.readall()
+            if not data:
+                finish()
+            return data
+
+    client.upload_fileobj(CheckedReader(), BUCKET, key, Config=TransferConfig(multipart_chunksize=PART_MB << 20, max_concurrency=CONCURRENCY))
+
+
+def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str) -> dict:
+    """All variants on one database, ``runs`` times each, interleaved; returns the medians."""
+    import boto3
+
+    url = pg.url(name)
+    conninfo = f"host=127.0.0.1 port={pg.port} user={SUPERUSER} dbname={name}"
+    env = {**os.environ, **s3env, "PGPASSWORD": pg.password, "CI": "1"}
+    project = Path(tempfile.mkdtemp(prefix="safemig-bench-"))
+    (project / "safemig.toml").write_text(
+        f'[envs.bench]\ndatabase_url = "{url}"\n\n[backup]\nbucket = "{BUCKET}"\nprefix = "bench/"\n'
+        f"compression = {compression}\npart_size_mb = {PART_MB}\nconcurrency = {CONCURRENCY}\n"
+    )
+    s3 = boto3.client("s3", endpoint_url=s3env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id=s3env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3env["AWS_SECRET_ACCESS_KEY"])
+
+    def clean() -> None:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+
+    pg_dump = find_pg_bin("pg_dump")
+    times: dict[str, list[float]] = {k: [] for k in ("pg_dump", "safemig", "safemig_dump_upload", "safemig_verify", "aws_cp", "multipart", "transfer_manager")}
+    peaks: list[int] = []
+    size = 0
+    for i in range(runs):
+        t, _, _ = run_timed(f"{pg_dump} -Fc -Z{compression} --dbname='{conninfo}' > /dev/null", env=env, shell=True)
+        times["pg_dump"].append(t)
+        t, peak, out = run_timed([sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project)
+        result = json.loads(out)
+        size = result["size"]
+        times["safemig"].append(t)
+        times["safemig_dump_upload"].append(result["dump_s"])
+        times["safemig_verify"].append(result["verify_s"])
+        peaks.append(peak)
+        clean()
+        t, _, _ = run_timed(f"set -o pipefail; {pg_dump} -Fc -Z{compression} --dbname='{conninfo}' | aws s3 cp - s3://{BUCKET}/cp/{i}.dump", env=env, shell=True)
+        times["aws_cp"].append(t)
+        clean()
+        for mode in ("multipart", "transfer_manager"):
+            t, _, _ = run_timed([sys.executable, __file__, "--child", mode, conninfo, compression, f"{mode}/{i}.dump"], env=env)
+            times[mode].append(t)
+            clean()
+        print(f"  {name} run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()), flush=True)
+    med = {k: median(v) for k, v in times.items()}
+    return {"database": name, "db_size": db_size(pg, name), "dump_bytes": size, "compression": compression, "runs": runs,
+            "median_s": med, "peak_rss_mb": max(peaks) / 1024, "ratios": {
+                "safemig / pg_dump": med["safemig"] / med["pg_dump"],
+                "safemig dump+upload / pg_dump": (med["safemig_dump_upload"]) / med["pg_dump"],
+                "safemig / aws s3 cp": med["safemig"] / med["aws_cp"],
+                "multipart / pg_dump": med["multipart"] / med["pg_dump"],
+                "transfer_manager / pg_dump": med["transfer_manager"] / med["pg_dump"],
+            }}
+
+
+def compression_sweep(pg: LocalCluster, name: str, levels: list[str]) -> list[dict]:
+    """pg_dump to a counter at each level: wall time and bytes (the trade-off the default is based on)."""
+    conninfo = f"host=127.0.0.1 port={pg.port} user={SUPERUSER} dbname={name}"
+    env = {**os.environ, "PGPASSWORD": pg.password}
+    rows = []
+    for level in levels:
+        t, _, out = run_timed(f"{find_pg_bin('pg_dump')} -Fc -Z{level} --dbname='{conninfo}' | wc -c", env=env, shell=True)
+        rows.append({"database": name, "level": level, "seconds": t, "bytes": int(out.strip()), "MB/s out": int(out.strip()) / t / 1e6})
+        print(f"  {name} -Z{level}: {t:.1f}s, {int(out.strip()) / 1e6:.0f} MB", flush=True)
+    return rows
+
+
+def peak_only(pg: LocalCluster, name: str, s3env: dict[str, str], compression: str) -> dict:
+    env = {**os.environ, **s3env, "PGPASSWORD": pg.password, "CI": "1"}
+    project = Path(tempfile.mkdtemp(prefix="safemig-bench-"))
+    (project / "safemig.toml").write_text(
+        f'[envs.bench]\ndatabase_url = "{pg.url(name)}"\n\n[backup]\nbucket = "{BUCKET}"\nprefix = "bench/"\ncompression = {compression}\n'
+    )
+    t, peak, out = run_timed([sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project)
+    result = json.loads(out)
+    return {"database": name, "db_size": db_size(pg, name), "dump_bytes": result["size"], "seconds": t, "peak_rss_mb": peak / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--compression", default="1", help="pg_dump -Z level for the comparison (safemig's default: 1)")
+    parser.add_argument("--x4", action="store_true", help="also measure peak memory on a 4 GB database")
+    parser.add_argument("--skip-levels", action="store_true", help="skip the compression-level sweep")
+    parser.add_argument("--only", help="bench only this database")
+    parser.add_argument("--prepare-only", action="store_true")
+    parser.add_argument("--child", nargs=4, metavar=("MODE", "CONNINFO", "LEVEL", "KEY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_upload(*args.child)
+        return
+
+    pg = cluster()
+    prepare(pg, args.x4)
+    if args.prepare_only:
+        return
+    import logging
+
+    from safemig.local.s3 import start_local_s3
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+
+    s3 = start_local_s3()
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1",
+                 aws_access_key_id=s3.env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3.env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
+    report: dict = {"databases": [], "levels": [], "x4": None}
+    try:
+        for name in ("bench_pgbench", "bench_md5"):
+            if args.only and name != args.only:
+                continue
+            print(f"{name} ({db_size(pg, name)}), -Z{args.compression}, {args.runs} runs", flush=True)
+            report["databases"].append(bench_database(pg, name, s3.env, args.runs, args.compression))
+        if not args.skip_levels:
+            for name in ("bench_pgbench", "bench_md5"):
+                if not args.only or name == args.only:
+                    report["levels"] += compression_sweep(pg, name, ["0", "1", "3", "6"])
+        if args.x4:
+            report["x4"] = peak_only(pg, "bench_pgbench_x4", s3.env, args.compression)
+    finally:
+        s3.stop()
+    print(json.dumps(report, indent=2))
+    print("\nsummary")
+    for db in report["databases"]:
+        print(f"  {db['database']} ({db['db_size']}, dump {db['dump_bytes'] / 1e6:.0f} MB at -Z{db['compression']}, median of {db['runs']}):")
+        for key, value in db["median_s"].items():
+            print(f"    {key:<22} {value:7.2f}s")
+        for key, value in db["ratios"].items():
+            print(f"    {key:<32} {value:.3f}x")
+        print(f"    peak RSS of safemig          {db['peak_rss_mb']:.0f} MB")
+    if report["x4"]:
+        x4 = report["x4"]
+        print(f"  {x4['database']} ({x4['db_size']}): {x4['seconds']:.1f}s, peak RSS {x4['peak_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--prepare-only", action="store_true")
-    parser.add_argument("--x4", action="store_true")
-    args = parser.parse_args()
-    prepare(cluster(), args.x4)
+    main()

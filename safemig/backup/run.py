@@ -4,9 +4,12 @@ The steps, each refusing to go on when the previous one did not fully succeed:
 
 1. read the database's facts (name, server version, size, newest applied migration);
 2. pick a pg_dump able to dump that server;
-3. stream ``pg_dump -Fc`` into a multipart upload (memory bounded, SHA-256 on the fly); the
-   upload completes only after pg_dump exited 0, otherwise it is aborted;
-4. read the stored object back: size, SHA-256, and pg_restore over the whole archive;
+3. stream ``pg_dump -Fc`` into a multipart upload (memory bounded, SHA-256 on the fly) and,
+   at the same time, into ``pg_restore -f /dev/null`` (every block of the archive read);
+   the upload completes only after pg_dump exited 0 and pg_restore read it all, otherwise
+   it is aborted;
+4. read the stored object back: its size and SHA-256 must be the ones sent, and
+   ``pg_restore --list`` must read its table of contents;
 5. write the checksum and size into the object's metadata (an in-place copy; S3 metadata
    cannot change otherwise). An object without a ``sha256`` is never offered for restore.
 
@@ -27,7 +30,7 @@ from safemig.backup.progress import transfer_progress
 from safemig.backup.settings import BackupSettings, choose_part_size, load_settings
 from safemig.backup.store import backup_key, encode_metadata, make_client, storage_error
 from safemig.backup.upload import stream_to_s3
-from safemig.backup.verify import delete_quietly, verify_backup
+from safemig.backup.verify import ArchiveCheck, delete_quietly, verify_stored
 from safemig.config import Config
 from safemig.errors import DatabaseError, SafemigError, ToolError
 
@@ -134,26 +137,36 @@ def run_backup(
     dump = ChildProcess(pg_dump_args(pg_dump, conninfo, settings), env=child_env(password), stdout=-1)
     enlarge_pipe(dump.stdout.fileno())
 
+    archive = ArchiveCheck(pg_restore)
+
     def dump_succeeded() -> None:
+        """Runs after pg_dump's last byte, before the upload may complete."""
         problem = dump.failure(f"dumping {facts.name}")
         if problem:
             raise ToolError(problem, hint="nothing was stored (the upload was aborted); fix the cause and run the backup again")
+        archive.conclude(f"pg_dump's output for s3://{settings.bucket}/{key}")
 
     try:
         with transfer_progress(f"pg_dump {facts.name} -> s3://{settings.bucket}", progress) as advance:
+
+            def on_chunk(chunk: memoryview) -> None:
+                archive.feed(chunk)
+                advance(len(chunk))
+
             uploaded = stream_to_s3(
                 client, dump.stdout, bucket=settings.bucket, key=key, part_size=part_size,
                 concurrency=settings.concurrency, extra_args=extra, finish=dump_succeeded,
-                on_bytes=advance, on_part=on_part,
+                on_chunk=on_chunk, on_part=on_part,
             )
     except BaseException:
         dump.kill()
+        archive.kill()
         raise
     dumped = time.monotonic()
 
     final_meta = {**metadata, "sha256": uploaded.sha256, "size": uploaded.size}
     try:
-        checked = verify_backup(client, settings.bucket, key, size=uploaded.size, sha256=uploaded.sha256, pg_restore=pg_restore)
+        checked = verify_stored(client, settings.bucket, key, size=uploaded.size, sha256=uploaded.sha256, pg_restore=pg_restore)
         _set_metadata(client, settings, key, uploaded.size, encode_metadata(final_meta))
     except BaseException as exc:
         failed_delete = delete_quietly(client, settings.bucket, key)

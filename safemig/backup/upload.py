@@ -46,21 +46,22 @@ def stream_to_s3(
     concurrency: int,
     extra_args: dict[str, Any],
     finish: Callable[[], None],
-    on_bytes: Callable[[int], None] | None = None,
+    on_chunk: Callable[[memoryview], None] | None = None,
     on_part: Callable[[int], None] | None = None,
 ) -> Uploaded:
     """Upload everything ``source`` yields to ``s3://bucket/key``; return size and checksum.
 
     ``finish`` is called after the source's end and before completion; it raises to
-    refuse the object (e.g. pg_dump exited non-zero). ``on_bytes`` sees every chunk read
-    (for progress), ``on_part`` every part number sent (tests use it to inject failures).
+    refuse the object (e.g. pg_dump exited non-zero). ``on_chunk`` sees every chunk as it
+    is read (progress, the archive check), ``on_part`` every part number sent (tests use it
+    to inject failures).
     """
     try:
         upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra_args)["UploadId"]
     except Exception as exc:
         raise storage_error(exc, "starting the upload to", bucket, key) from None
     try:
-        return _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, finish, on_bytes, on_part)
+        return _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, finish, on_chunk, on_part)
     except BaseException:
         abort(client, bucket, key, upload_id)
         raise
@@ -78,7 +79,7 @@ def abort(client: Any, bucket: str, key: str, upload_id: str) -> None:
                 return
 
 
-def _fill(source: IO[bytes], buf: bytearray, digest: Any, on_bytes: Callable[[int], None] | None) -> int:
+def _fill(source: IO[bytes], buf: bytearray, digest: Any, on_chunk: Callable[[memoryview], None] | None) -> int:
     """Read into ``buf`` until it is full or the source ends; hash what was read."""
     view = memoryview(buf)
     filled = 0
@@ -87,15 +88,17 @@ def _fill(source: IO[bytes], buf: bytearray, digest: Any, on_bytes: Callable[[in
         n = source.readinto(view[filled : min(size, filled + _READ_CHUNK)])
         if not n:
             break
-        digest.update(view[filled : filled + n])
+        chunk = view[filled : filled + n]
+        digest.update(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+        chunk.release()
         filled += n
-        if on_bytes is not None:
-            on_bytes(n)
     view.release()
     return filled
 
 
-def _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, finish, on_bytes, on_part) -> Uploaded:
+def _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, finish, on_chunk, on_part) -> Uploaded:
     digest = hashlib.sha256()
     total = 0
     etags: dict[int, str] = {}
@@ -121,7 +124,7 @@ def _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, 
         number = 0
         while True:
             buf = bytearray(part_size)
-            filled = _fill(source, buf, digest, on_bytes)
+            filled = _fill(source, buf, digest, on_chunk)
             if filled == 0 and number > 0:
                 break
             number += 1

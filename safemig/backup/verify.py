@@ -1,9 +1,17 @@
-"""Read a stored backup back from S3 and prove it whole: size, SHA-256, and a full pg_restore read.
+"""Prove a backup whole: the archive is readable, and S3 holds exactly those bytes.
 
-``pg_restore --list`` alone exits 0 on a truncated archive (it reads only the table of
-contents), so the whole object is streamed once, through the SHA-256 and into two
-pg_restores: ``--list`` (the table of contents, counted) and ``-f /dev/null`` (every data
-block read and decompressed). No temporary copy of the dump is written.
+Two checks, which together read the whole archive back:
+
+* :class:`ArchiveCheck` - ``pg_restore -f /dev/null`` is fed the very bytes being
+  uploaded, while pg_dump runs: every data block is read and decompressed, so a truncated
+  or corrupt archive fails it (``pg_restore --list`` alone exits 0 on a truncated dump: it
+  reads only the table of contents). It runs beside the upload, costing no wall time after
+  it, and a failure aborts the upload, so an unreadable archive never becomes an object.
+* :func:`verify_stored` - after completion the object is streamed back from S3: its size and
+  SHA-256 must equal what was sent (so the stored bytes are the ones pg_restore read), and
+  ``pg_restore --list`` reads its table of contents.
+
+No temporary copy of the dump is written.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from safemig.backup.pgdump import Binary, ChildProcess, child_env
+from safemig.backup.pgdump import Binary, ChildProcess, child_env, enlarge_pipe
 from safemig.backup.store import storage_error
 from safemig.errors import CheckFailed, StorageError
 
@@ -32,14 +40,14 @@ class Verified:
 
 
 class _Feed:
-    """A pg_restore fed from our stream; it may stop reading early (``--list``) without harm."""
+    """Writes to a child's stdin; a child that stops reading early just stops being fed."""
 
-    def __init__(self, child: ChildProcess, optional_tail: bool) -> None:
+    def __init__(self, child: ChildProcess) -> None:
         self.child = child
         self.open = True
-        self.optional_tail = optional_tail
+        enlarge_pipe(child.stdin.fileno())
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         if not self.open:
             return
         try:
@@ -54,6 +62,27 @@ class _Feed:
             except BrokenPipeError:
                 pass
             self.open = False
+
+
+class ArchiveCheck:
+    """``pg_restore -f /dev/null`` over a stream: proves every block of the archive readable."""
+
+    def __init__(self, pg_restore: Binary) -> None:
+        self.child = ChildProcess([pg_restore.path, "-f", os.devnull], env=child_env(None), stdin=-1)
+        self._feed = _Feed(self.child)
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        self._feed.write(chunk)
+
+    def conclude(self, where: str) -> None:
+        """After the last byte: raise :class:`CheckFailed` unless pg_restore read it all and exited 0."""
+        self._feed.close()
+        problem = self.child.failure("reading the whole archive")
+        if problem:
+            raise CheckFailed(f"{where}: {problem}", hint="pg_dump's output is not a readable archive; nothing was stored, run the backup again")
+
+    def kill(self) -> None:
+        self.child.kill()
 
 
 def iter_object(client: Any, bucket: str, key: str, action: str):
@@ -75,43 +104,36 @@ def iter_object(client: Any, bucket: str, key: str, action: str):
         body.close()
 
 
-def verify_backup(client: Any, bucket: str, key: str, *, size: int, sha256: str, pg_restore: Binary) -> Verified:
-    """Check that ``s3://bucket/key`` holds exactly ``size`` bytes hashing to ``sha256`` and a readable archive.
+def verify_stored(client: Any, bucket: str, key: str, *, size: int, sha256: str, pg_restore: Binary) -> Verified:
+    """Stream ``s3://bucket/key`` back: exactly ``size`` bytes hashing to ``sha256``, and a readable TOC.
 
     Raises :class:`StorageError` when it cannot be read back and :class:`CheckFailed` when
-    what S3 returns is not the dump that was sent or pg_restore cannot read it.
+    what S3 returns is not the dump that was sent.
     """
-    env = child_env(None)
+    where = f"s3://{bucket}/{key}"
     with tempfile.TemporaryFile() as toc_out:
-        lister = ChildProcess([pg_restore.path, "--list"], env=env, stdin=-1, stdout=toc_out.fileno())
-        reader = ChildProcess([pg_restore.path, "-f", os.devnull], env=env, stdin=-1)
-        feeds = [_Feed(lister, optional_tail=True), _Feed(reader, optional_tail=False)]
+        lister = ChildProcess([pg_restore.path, "--list"], env=child_env(None), stdin=-1, stdout=toc_out.fileno())
+        feed = _Feed(lister)
         digest = hashlib.sha256()
         seen = 0
         try:
             for chunk in iter_object(client, bucket, key, "reading back"):
                 digest.update(chunk)
                 seen += len(chunk)
-                for feed in feeds:
-                    feed.write(chunk)
+                feed.write(chunk)
         except BaseException:
             lister.kill()
-            reader.kill()
             raise
-        for feed in feeds:
-            feed.close()
-        where = f"s3://{bucket}/{key}"
+        feed.close()
         if seen != size or digest.hexdigest() != sha256:
             lister.kill()
-            reader.kill()
             raise CheckFailed(
                 f"{where} read back as {seen} bytes with SHA-256 {digest.hexdigest()}, but {size} bytes with {sha256} were sent",
                 hint="the store did not keep the dump intact; the object was deleted, run the backup again",
             )
-        for child, what in ((lister, "listing the archive's table of contents"), (reader, "reading the whole archive back")):
-            problem = child.failure(what)
-            if problem:
-                raise CheckFailed(f"{where}: {problem}", hint="the dump is not a readable archive; the object was deleted, run the backup again")
+        problem = lister.failure("listing the archive's table of contents")
+        if problem:
+            raise CheckFailed(f"{where}: {problem}", hint="the object was deleted; run the backup again")
         toc_out.seek(0)
         lines = [line for line in toc_out.read().decode("utf-8", "replace").splitlines() if line.strip() and not line.startswith(";")]
     return Verified(

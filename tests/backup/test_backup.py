@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 
 import boto3
@@ -130,6 +131,23 @@ def test_pg_dump_error_is_reported_with_its_stderr_and_nothing_is_stored(project
     message = caught.value.message
     assert "pg_dump exited with status 1" in message and "permission denied" in message
     assert "limited-pw-123" not in message + (caught.value.hint or "")
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
+
+
+def test_truncated_output_with_exit_0_is_caught_by_the_archive_check(big, project, database_url, s3, bucket_name, tmp_path):
+    """End of input is not success: a stream cut short (here by a wrapper that still exits 0) is refused."""
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    real = shutil.which("pg_dump")
+    (wrappers / "pg_dump").write_text(
+        f'#!/bin/bash\nif [ "$1" = --version ]; then exec {real} --version; fi\n{real} "$@" | head -c 3000000\nexit 0\n'
+    )
+    (wrappers / "pg_dump").chmod(0o755)
+    (wrappers / "pg_restore").symlink_to(shutil.which("pg_restore"))
+    write_config(project, bucket_name, part_size_mb=5, compression=0, pg_bin_dir=str(wrappers))
+    with pytest.raises(CheckFailed) as caught:
+        run_backup(load_config(project / "safemig.toml"), "prod", database_url=database_url)
+    assert "pg_restore exited with status 1 while reading the whole archive" in caught.value.message
     assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
 
 
