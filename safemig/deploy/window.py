@@ -142,7 +142,7 @@ def parse_window(text: str, setting: str = "maintenance_window") -> Window:
     start = _parse_time(match["start"], setting, is_end=False)
     end = _parse_time(match["end"], setting, is_end=True)
     if start == end:
-        raise ConfigError(f"{setting}: window {text!r} is empty (start equals end)", hint="give an end time after the start")
+        raise ConfigError(f"{setting}: window {text!r} is empty (start equals end)", hint=f"give an end time different from the start; e.g. {_EXAMPLE}")
     return Window(text=text.strip(), days=_parse_days(match["days"], setting), start=start, end=end, zone=zone)
 
 
