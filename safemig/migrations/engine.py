@@ -167,6 +167,7 @@ class Migrator:
         self.observer = observer or Observer()
         self._sleep = sleep
         self._prepared = False
+        self._ledger_ready = False
 
     # -- ledger ----------------------------------------------------------------------
     def rows(self) -> dict[int, ledger.AppliedRow]:
@@ -210,13 +211,15 @@ class Migrator:
         label = display_path(migration.path)
         statements = parse(migration.sql, label, no_transaction=migration.no_transaction)
         self._prepare()
-        self._db(lambda: ledger.ensure_table(self.conn), "create _sqlx_migrations")
+        if not self._ledger_ready:
+            self._db(lambda: ledger.ensure_table(self.conn), "create _sqlx_migrations")
+            self._ledger_ready = True
         return self._execute(
             migration,
             statements,
             label=label,
             no_transaction=migration.no_transaction,
-            bookkeeping=lambda duration_ns: ledger.insert_row(self.conn, migration, duration_ns),
+            bookkeeping=lambda duration_ns: ledger.insert_sql(migration, duration_ns),
             action="apply",
         )
 
@@ -246,7 +249,7 @@ class Migrator:
             statements,
             label=label,
             no_transaction=no_transaction,
-            bookkeeping=lambda _ns: ledger.delete_row(self.conn, migration.version),
+            bookkeeping=lambda _ns: ledger.delete_sql(migration.version),
             action="revert",
         )
 
@@ -293,9 +296,10 @@ class Migrator:
         *,
         label: str,
         no_transaction: bool,
-        bookkeeping: Callable[[int], None] | None,
+        bookkeeping: Callable[[int], "psycopg.sql.Composable"] | None,
         action: str,
     ) -> AppliedMigration:
+        """Run the statements, then ``bookkeeping(duration_ns)`` (the ledger write) in the same transaction."""
         run = self._run_autocommit if no_transaction else self._run_transaction
         results, duration_ns = run(migration, statements, label, bookkeeping, action)
         applied = AppliedMigration(migration.version, migration.description, duration_ns, results)
@@ -303,36 +307,62 @@ class Migrator:
         return applied
 
     def _run_transaction(self, migration, statements, label, bookkeeping, action):
+        """BEGIN, the statements, then the ledger write and COMMIT in one round trip (as psql would)."""
         import psycopg
+        from psycopg import pq
+        from psycopg import sql as pgsql
 
+        conn = self.conn
         attempt = 1
         while True:
             self.observer.migration_started(migration, attempt)
             start = time.perf_counter_ns()
-            stage = "statement"
+            stage = "begin"
             try:
-                with self.conn.transaction():
-                    results = self._statements(migration, statements, 0, [])
-                    duration_ns = time.perf_counter_ns() - start
-                    if bookkeeping is not None:
-                        stage = "ledger"
-                        bookkeeping(duration_ns)
-                    stage = "commit"
+                conn.execute("BEGIN")
+                stage = "statement"
+                results = self._statements(migration, statements, 0, [])
+                duration_ns = time.perf_counter_ns() - start
+                stage = "ledger"
+                if bookkeeping is not None:
+                    conn.execute(pgsql.SQL("{}; COMMIT").format(bookkeeping(duration_ns)))
+                else:
+                    conn.execute("COMMIT")
                 return results, duration_ns
-            except _StatementError as err:
-                if err.sqlstate == LOCK_NOT_AVAILABLE and attempt <= self.settings.lock_retries:
-                    self._retry(migration, attempt, err)
-                    attempt += 1
-                    continue
-                raise self._failure(migration, label, err, action, transactional=True) from None
-            except psycopg.Error as exc:
+            except BaseException as exc:
+                # COMMIT that fails ends the transaction itself; anything before it leaves it open.
+                committed_or_gone = conn.info.transaction_status == pq.TransactionStatus.IDLE
+                self._rollback()
+                if isinstance(exc, _StatementError):
+                    if exc.sqlstate == LOCK_NOT_AVAILABLE and attempt <= self.settings.lock_retries:
+                        self._retry(migration, attempt, exc)
+                        attempt += 1
+                        continue
+                    raise self._failure(migration, label, exc, action, transactional=True) from None
+                if not isinstance(exc, psycopg.Error):
+                    raise
                 self._raise_if_broken(exc, migration, action, [])
-                where = "writing its _sqlx_migrations row" if stage == "ledger" else "COMMIT"
+                at_commit = stage == "ledger" and (committed_or_gone or bookkeeping is None)
+                where = {"begin": "BEGIN", "ledger": "writing its _sqlx_migrations row"}.get(stage, stage)
                 raise MigrationFailed(
-                    f"{label}: {action} of version {migration.version} failed at {where}: {_pg_error(exc)}",
+                    f"{label}: {action} of version {migration.version} failed at {'COMMIT' if at_commit else where}: {_pg_error(exc)}",
                     hint="nothing was applied: the transaction was rolled back and the ledger is unchanged"
-                    + (" (a deferred constraint fails at COMMIT)" if stage == "commit" else ""),
+                    + (" (a deferred constraint fails at COMMIT)" if at_commit else ""),
                 ) from None
+
+    def _rollback(self) -> None:
+        """End a transaction left open or failed; a dead connection is reported by the caller."""
+        import psycopg
+        from psycopg import pq
+
+        conn = self.conn
+        if conn.closed or conn.broken:
+            return
+        if conn.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:  # pragma: no cover - the connection died under us
+                pass
 
     def _run_autocommit(self, migration, statements, label, bookkeeping, action):
         import psycopg
@@ -355,7 +385,7 @@ class Migrator:
         duration_ns = time.perf_counter_ns() - start
         if bookkeeping is not None:
             try:
-                bookkeeping(duration_ns)
+                self.conn.execute(bookkeeping(duration_ns))
             except psycopg.Error as exc:
                 self._raise_if_broken(exc, migration, action, results)
                 raise MigrationFailed(

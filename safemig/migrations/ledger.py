@@ -41,9 +41,6 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     execution_time BIGINT NOT NULL
 )"""
 
-INSERT_SQL = f"INSERT INTO {TABLE} (version, description, success, checksum, execution_time) VALUES (%s, %s, TRUE, %s, %s)"
-DELETE_SQL = f"DELETE FROM {TABLE} WHERE version = %s"
-
 STATES = ("applied", "pending", "modified", "missing", "failed", "out_of_order")
 
 
@@ -91,14 +88,37 @@ def applied_rows(conn: "psycopg.Connection") -> dict[int, AppliedRow]:
     return {row[0]: AppliedRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5]) for row in cur}
 
 
+def insert_sql(migration: Migration, execution_time_ns: int) -> "psycopg.sql.Composed":
+    """sqlx's INSERT for ``migration`` (``installed_on`` by default), values as literals.
+
+    As literals it can share one round trip with the COMMIT that follows it.
+    """
+    from psycopg import sql
+
+    return sql.SQL("INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ({}, {}, TRUE, {}, {})").format(
+        sql.Identifier(TABLE),
+        sql.Literal(migration.version),
+        sql.Literal(migration.description),
+        sql.Literal(migration.checksum),
+        sql.Literal(execution_time_ns),
+    )
+
+
+def delete_sql(version: int) -> "psycopg.sql.Composed":
+    """sqlx's revert bookkeeping: forget ``version``."""
+    from psycopg import sql
+
+    return sql.SQL("DELETE FROM {} WHERE version = {}").format(sql.Identifier(TABLE), sql.Literal(version))
+
+
 def insert_row(conn: "psycopg.Connection", migration: Migration, execution_time_ns: int) -> None:
-    """Record ``migration`` as applied, exactly as sqlx's INSERT does (``installed_on`` by default)."""
-    conn.execute(INSERT_SQL, (migration.version, migration.description, migration.checksum, execution_time_ns))
+    """Record ``migration`` as applied, exactly as sqlx's INSERT does."""
+    conn.execute(insert_sql(migration, execution_time_ns))
 
 
 def delete_row(conn: "psycopg.Connection", version: int) -> None:
     """Forget ``version`` (a revert), as sqlx's revert does."""
-    conn.execute(DELETE_SQL, (version,))
+    conn.execute(delete_sql(version))
 
 
 def states(migrations: Iterable[Migration], rows: dict[int, AppliedRow]) -> list[MigrationState]:

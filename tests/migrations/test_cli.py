@@ -194,3 +194,17 @@ def test_no_database_and_bad_timeout_are_usage_errors(cli, three, database_url):
     assert result.exit_code == 2 and "no database given" in result.stderr
     result = run(cli, three, database_url, "run", "--lock-timeout", "later")
     assert result.exit_code == 2 and "lock_timeout = 'later' is not a valid duration" in result.stderr
+
+
+def test_migrate_modules_do_not_import_psycopg_at_import_time():
+    """`safemig lint` loads the command modules; psycopg must wait until a database command runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, safemig.cli; safemig.cli._register_commands();"
+        "import safemig.migrations.ledger, safemig.migrations.engine, safemig.migrations.operations, safemig.db;"
+        "print(sorted(m for m in ('psycopg', 'boto3', 'rich') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
