@@ -29,14 +29,15 @@ class Cache:
         self.salt = salt
 
     @classmethod
-    def for_run(cls, root: Path, rules: list, policy) -> "Cache":
+    def for_run(cls, root: Path, rule_sources: dict[str, Path], policy) -> "Cache":
+        """A cache salted with the rule set (``{id: module file}``, by size and mtime) and the policy."""
         parts = [__version__, policy.fingerprint()]
-        for rule in rules:
+        for rule_id, source in sorted(rule_sources.items()):
             try:
-                st = rule.source.stat()
-                parts.append(f"{rule.id}:{st.st_size}:{st.st_mtime_ns}")
+                st = source.stat()
+                parts.append(f"{rule_id}:{st.st_size}:{st.st_mtime_ns}")
             except OSError:
-                parts.append(rule.id)
+                parts.append(rule_id)
         engine_dir = Path(__file__).parent  # the engine itself (parse, facts, ignores...) counts too
         for path in sorted(engine_dir.glob("*.py")):
             st = path.stat()
@@ -55,7 +56,7 @@ class Cache:
             except OSError:
                 digest.update(b"unreadable")
         if target.role == "migration":
-            from safemig.lint.context import sql_names_in
+            from safemig.lint.targets import sql_names_in
 
             digest.update("\0".join(sql_names_in(target.path.parent)).encode())
         return digest.hexdigest()

@@ -10,24 +10,14 @@ new and empty, so the "existing table" rules leave them alone).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 from safemig.lint import facts
 from safemig.lint.finding import Violation
 from safemig.lint.parse import ParsedFile, SqlStatement
+from safemig.lint.targets import MIGRATION, ROLLBACK  # noqa: F401  (rules compare file.role with them)
 
-MIGRATION = "migration"
-ROLLBACK = "rollback"
-
-
-@lru_cache(maxsize=256)
-def sql_names_in(directory: Path) -> tuple[str, ...]:
-    """The ``.sql`` file names of a directory, listed once per run (file-naming compares them)."""
-    try:
-        return tuple(sorted(p.name for p in directory.iterdir() if p.name.endswith(".sql")))
-    except OSError:
-        return ()
 
 
 @dataclass

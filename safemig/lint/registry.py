@@ -126,6 +126,19 @@ def house_rules(directory: Path | None) -> list[Rule]:
     return rules
 
 
+def rule_sources(house_dir: Path | None = None) -> dict[str, Path]:
+    """``{rule id: module file}`` for built-in and house rules, from file names alone (nothing imported).
+
+    Enough to key the cache and check the policy's rule ids, so a run answered entirely
+    from the cache never imports a rule module.
+    """
+    builtin_dir = Path(__file__).parent / "rules"
+    files = [p for p in sorted(builtin_dir.glob("*.py")) if not p.name.startswith("_")]
+    if house_dir is not None and house_dir.is_dir():
+        files += [p for p in sorted(house_dir.glob("*.py")) if not p.name.startswith("_")]
+    return {p.stem.replace("_", "-"): p for p in files}
+
+
 def all_rules(house_dir: Path | None = None) -> list[Rule]:
     """Built-in rules plus house rules; a house rule may not reuse a built-in id."""
     rules = builtin_rules()

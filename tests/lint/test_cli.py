@@ -86,6 +86,23 @@ def test_lint_imports_neither_boto3_nor_psycopg(project):
     assert proc.stdout.splitlines()[-1] == "1 False False", proc.stdout + proc.stderr
 
 
+def test_fast_path_handles_hook_forms_without_typer(project):
+    project.write("migrations/006_rename_total.sql", DANGEROUS)
+    code = ("import sys; from safemig.commands.lint import fast_main; "
+            "rc = fast_main(['--no-cache', '-f', 'json', 'migrations/006_rename_total.sql']); "
+            "print(rc, [m for m in ('typer', 'pydantic', 'rich', 'boto3', 'psycopg') if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[-1] == "1 []", proc.stdout + proc.stderr
+    assert '"rule": "rename"' in proc.stdout
+
+
+def test_fast_path_defers_everything_else_to_typer():
+    from safemig.commands.lint import fast_main
+
+    for argv in (["--help"], ["--pending", "--env", "prod"], ["--formt", "json"], ["-x"]):
+        assert fast_main(argv) is None, argv
+
+
 def test_pending_lints_only_unapplied_migrations(cli, project, database_url):
     import psycopg
 

@@ -132,28 +132,24 @@ def test_unterminated_dollar_quote_is_a_syntax_error(project):
 
 # --- the existing-table exemption ----------------------------------------------------------------
 
-def test_tables_created_in_the_same_file_are_exempt_from_existing_table_rules(project):
-    project.write("migrations/005_create_invoices.sql", """
-CREATE TABLE IF NOT EXISTS invoices (id bigint PRIMARY KEY, number text);
+EXISTING_TABLE_CHANGES = """
 CREATE INDEX IF NOT EXISTS idx_invoices_number ON invoices (number);
 ALTER TABLE invoices ADD COLUMN IF NOT EXISTS total numeric NOT NULL;
 ALTER TABLE invoices ALTER COLUMN number SET NOT NULL;
 ALTER TABLE invoices ADD CONSTRAINT invoices_number_key UNIQUE (number);
 ALTER TABLE invoices ADD CONSTRAINT invoices_total_check CHECK (total > 0);
 UPDATE invoices SET total = 0;
-""")
+"""
+
+
+def test_tables_created_in_the_same_file_are_exempt_from_existing_table_rules(project):
+    project.write("migrations/005_create_invoices.sql",
+                  "CREATE TABLE IF NOT EXISTS invoices (id bigint PRIMARY KEY, number text);" + EXISTING_TABLE_CHANGES)
     assert project.lint().findings == []
 
 
 def test_same_statements_on_an_existing_table_are_flagged(project):
-    project.write("migrations/005_change_invoices.sql", """
-CREATE INDEX IF NOT EXISTS idx_invoices_number ON invoices (number);
-ALTER TABLE invoices ADD COLUMN IF NOT EXISTS total numeric NOT NULL;
-ALTER TABLE invoices ALTER COLUMN number SET NOT NULL;
-ALTER TABLE invoices ADD CONSTRAINT invoices_number_key UNIQUE (number);
-ALTER TABLE invoices ADD CONSTRAINT invoices_total_check CHECK (total > 0);
-UPDATE invoices SET total = 0;
-""")
+    project.write("migrations/005_change_invoices.sql", EXISTING_TABLE_CHANGES)
     assert _ids(project.lint()) == ["constraint-without-not-valid", "index-without-concurrently", "missing-lock-timeout",
                                     "not-null-column-without-default", "set-not-null", "unbounded-dml",
                                     "unique-without-index"]
@@ -329,10 +325,10 @@ def test_parallel_run_matches_serial_run(project):
     for i in range(1, 41):
         project.write(f"migrations/{i:03d}_change_table_{i}.sql",
                       f"CREATE TABLE t{i} (id serial);\nALTER TABLE orders RENAME c{i} TO d{i};\nSELEC {i};\n")
-    from safemig.lint import engine
+    from safemig.lint import runner
 
     parallel = project.lint()
     serial = [f for p in sorted((project.root / "migrations").glob("*.sql")) for f in project.lint(str(p.relative_to(project.root))).findings]
     assert len(parallel.findings) == 40 * 5
     assert sorted(parallel.findings, key=lambda f: f.sort_key) == sorted(serial, key=lambda f: f.sort_key)
-    assert engine.PARALLEL_THRESHOLD < 40
+    assert runner.PARALLEL_THRESHOLD < 40

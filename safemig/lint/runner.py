@@ -1,0 +1,100 @@
+"""Lint one file: parse it, run every enabled rule, apply its ignore directives; many files on every core.
+
+Imported only when some file is not in the cache, since it brings in the parsers and the rules.
+"""
+
+from __future__ import annotations
+
+import os
+
+from safemig.config import Config
+from safemig.lint import ignores as ignore_mod
+from safemig.lint.context import LintFile
+from safemig.lint.finding import OFF, Finding
+from safemig.lint.policy import Policy, load_policy
+from safemig.lint.registry import Rule, all_rules
+from safemig.lint.targets import MIGRATION, Target, display_path, rollback_ambiguity, sql_names_in
+from safemig.migrations.files import NO_TRANSACTION_MARKER, read_sql
+
+PARALLEL_THRESHOLD = 24  # below this many files to parse, a process pool costs more than it saves
+
+
+def build_file(target: Target, config: Config, text: str) -> LintFile:
+    """Parse ``target`` (and its rollback script) into the :class:`LintFile` rules receive."""
+    from safemig.lint.parse import parse_sql
+
+    parsed = parse_sql(text)
+    lint_file = LintFile(
+        path=target.path, display=display_path(target.path), role=target.role, parsed=parsed,
+        version=target.version, description=target.description,
+        no_transaction=text.startswith(NO_TRANSACTION_MARKER), rollback_path=target.rollback,
+        siblings=list(sql_names_in(target.path.parent)) if target.role == MIGRATION else [],
+        name_problem=target.name_problem,
+    )
+    if target.role == MIGRATION and target.version is not None:
+        lint_file.rollback_error = rollback_ambiguity(target.version, config, target.path.parent)
+    if target.rollback is not None:
+        try:
+            lint_file.rollback = parse_sql(read_sql(target.rollback)[1])
+        except MigrationFileError as exc:
+            lint_file.rollback_error = exc.message
+    return lint_file
+
+
+def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Finding]:
+    """Every finding of the enabled rules on one file, minus what its ignore directives silence."""
+    statement_lines = [(s.line, s.end_line) for s in lint_file.statements]
+    lint_file.ignores = ignore_mod.parse_ignores(lint_file.parsed.comments, statement_lines)
+    lint_file.known_rules = {r.id for r in rules}
+    severities = {}
+    for rule in rules:
+        if rule.files == "migrations" and lint_file.role != MIGRATION:
+            continue
+        severity = policy.severity(rule.id, rule.severity, lint_file.path)
+        if severity != OFF:
+            severities[rule.id] = severity
+    lint_file.enabled_rules = set(severities)
+    findings = []
+    last = [r for r in rules if getattr(r.module, "RUNS_LAST", False)]
+    for rule in [r for r in rules if r not in last] + last:
+        if rule.id not in severities:
+            continue
+        for v in rule.check(lint_file):
+            index = ignore_mod.statement_at(v.line, statement_lines)
+            if rule.id not in ("unused-ignore", "invalid-ignore") and ignore_mod.is_silenced(lint_file.ignores, rule.id, index):
+                continue
+            findings.append(Finding(lint_file.display, v.line, v.column, rule.id, severities[rule.id],
+                                    v.message, v.hint, v.statement))
+    return findings
+
+
+# --- parallel execution -------------------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _worker_init(config: Config) -> None:
+    policy = load_policy(config)
+    _WORKER.update(config=config, policy=policy, rules=all_rules(policy.house_dir))
+
+
+def _worker_lint(job: tuple[Target, str]) -> list[Finding]:
+    target, text = job
+    return run_rules(build_file(target, _WORKER["config"], text), _WORKER["rules"], _WORKER["policy"])
+
+
+def lint_many(jobs: list[tuple[Target, str]], config: Config, policy: Policy, rules: list[Rule]) -> list[list[Finding]]:
+    workers = min(os.cpu_count() or 1, max(1, len(jobs) // (PARALLEL_THRESHOLD // 2)))
+    if len(jobs) < PARALLEL_THRESHOLD or workers < 2:
+        return [run_rules(build_file(t, config, text), rules, policy) for t, text in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    _WORKER.update(config=config, policy=policy, rules=rules)  # inherited by forked workers
+    initializer, initargs = (None, ()) if context.get_start_method() == "fork" else (_worker_init, (config,))
+    chunk = max(1, len(jobs) // (workers * 8))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+        return list(pool.map(_worker_lint, jobs, chunksize=chunk))
+
+
