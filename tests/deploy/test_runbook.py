@@ -38,7 +38,7 @@ def test_runbook_for_pending_migrations(project, cli, monkeypatch):
     # exact commands for this env
     assert "safemig backup --env prod --label before-maintenance" in text
     assert "--env prod --from '<BACKUP_URI>'" in text and 'psql "$PROD_DATABASE_URL"' in text
-    assert "Affected tables: items." in text
+    assert "Affected tables: items, legacy_items." in text
     assert "safemig deploy --env prod\n" in text
     assert "safemig migrate revert --env prod" in text
     assert "safemig migrate mark-applied <VERSION> --env prod --reason 'fixed by hand during the window'" in text
