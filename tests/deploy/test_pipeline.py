@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import datetime, timezone
 
@@ -223,6 +224,15 @@ def test_lock_timeout_on_prod_fails_cleanly_with_the_migration_rolled_back(proje
     assert record["failed_gate"] == "production" and record["applied"] == []
     assert record["backup"]["uri"].startswith(f"s3://{project.bucket}/")
 
+    # Staging passed, so it is now ahead of prod; the next deploy reverts it to prod's state first.
+    assert project.versions(project.staging_url) == [1, 2, 3]
+    retry = project.deploy("--json")
+    assert retry.exit_code == 0, retry.output
+    data = json.loads(retry.stdout)  # --json: the record on stdout, the gates on stderr
+    assert data["status"] == "deployed" and "[5/6] Production apply" in retry.stderr
+    assert data["rehearsal"]["aligned_reverted"] == [3, 2]
+    assert project.versions(project.prod_url) == [1, 2, 3]
+
 
 def test_dry_run_prints_the_plan_and_changes_nothing(project):
     (project.root / "rollbacks" / "003_rollback_index.sql").unlink()
@@ -235,6 +245,13 @@ def test_dry_run_prints_the_plan_and_changes_nothing(project):
     assert "NONE (no rollback script)" in result.stdout
     assert project.versions(project.prod_url) == [] and project.versions(project.staging_url) == []
     assert project.s3_keys() == [] and project.records() == []
+
+
+def test_dry_run_without_staging_says_so(project):
+    project.write_config(staging='"none"')
+    result = project.deploy("--dry-run")
+    assert result.exit_code == 0, result.output
+    assert 'no staging rehearsal (staging = "none")' in result.stdout
 
 
 def test_config_errors_exit_2_before_touching_anything(project):

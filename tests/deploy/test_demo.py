@@ -1,0 +1,30 @@
+"""The one-command demo: real clusters and moto, a real deploy, then nothing to deploy; nothing left running."""
+
+from __future__ import annotations
+
+import json
+
+from safemig.local.postgres import LocalCluster
+from tests.conftest import REPO_ROOT
+
+
+def test_demo_deploys_the_sample_schema_then_has_nothing_to_deploy(tmp_path, cli_process):
+    state = tmp_path / "demo"
+    first = cli_process("demo", "--state-dir", str(state), cwd=REPO_ROOT, timeout=240)
+    assert first.exit_code == 0, first.output
+    assert "$ safemig deploy --env prod" in first.stdout
+    for title in ("Preflight", "Lint", "Backup", "Staging rehearsal", "Production apply", "Report"):
+        assert f"{title}: passed" in first.stdout
+    assert "backup:  s3://safemig-demo-backups/demo/prod/" in first.stdout
+    assert "Deploy to prod: deployed" in first.stdout
+    assert "local-secret-pw" not in first.output
+
+    second = cli_process("demo", "--state-dir", str(state), cwd=REPO_ROOT, timeout=240)
+    assert second.exit_code == 0, second.output
+    assert "nothing to deploy: prod has all" in second.stdout
+
+    for name in ("staging", "prod"):
+        assert not LocalCluster(state / name).running(), f"demo left {name} running"
+    records = sorted((state / ".safemig" / "deploys").glob("*.json"))
+    statuses = [json.loads(p.read_text())["status"] for p in records]
+    assert statuses == ["deployed", "nothing to deploy"]
