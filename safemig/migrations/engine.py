@@ -27,6 +27,7 @@ itself.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,26 @@ LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
 MAX_RETRY_DELAY = 60.0
 _TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort"}
+_CONCURRENT_INDEX = re.compile(
+    r"^CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)",
+    re.IGNORECASE,
+)
+
+
+def concurrent_index_name(statement_text: str) -> str | None:
+    """The index a ``CREATE INDEX CONCURRENTLY`` statement builds, as written (quotes kept)."""
+    match = _CONCURRENT_INDEX.match(statement_text)
+    return match.group("name") if match else None
+
+
+class InvalidIndexError(Exception):
+    """A ``CREATE INDEX CONCURRENTLY`` left (or found, and skipped with IF NOT EXISTS) an INVALID index."""
+
+    sqlstate = None
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,17 @@ def rollback_file_name(migration_file_name: str) -> str:
     if rest.startswith("create_") and len(rest) > len("create_"):
         rest = rest[len("create_"):]
     return f"{prefix}_rollback_{rest}.sql"
+
+
+def no_rollback_error(migration: Migration, rollbacks_dir: Path) -> CheckFailed:
+    """The refusal for reverting a migration that has neither a .down.sql nor a rollbacks/ script."""
+    return CheckFailed(
+        f"{display_path(migration.path)}: version {migration.version} has no rollback script",
+        hint=(
+            f"write {display_path(rollbacks_dir / rollback_file_name(migration.path.name))} "
+            "(or a .down.sql next to an .up.sql) that undoes it"
+        ),
+    )
 
 
 def parse(sql: str, label: str, *, no_transaction: bool) -> list[Statement]:
@@ -227,13 +259,7 @@ class Migrator:
         """Run the migration's ``.down.sql`` or ``rollbacks/`` script and delete its ledger row with it."""
         script = find_rollback(migration, self.rollbacks_dir)
         if script is None:
-            raise CheckFailed(
-                f"{display_path(migration.path)}: version {migration.version} has no rollback script",
-                hint=(
-                    f"write {display_path(self.rollbacks_dir / rollback_file_name(migration.path.name))} "
-                    "(or a .down.sql next to an .up.sql) that undoes it"
-                ),
-            )
+            raise no_rollback_error(migration, self.rollbacks_dir)
         if migration.version not in self.rows():
             raise LedgerError(
                 f"version {migration.version} ({migration.description}) is not applied; nothing to revert",
@@ -371,13 +397,20 @@ class Migrator:
         start = time.perf_counter_ns()
         results: list[StatementResult] = []
         position, attempt = 0, 1
+        leftover: str | None = None  # an INVALID index the last attempt left, dropped before retrying
         while position < len(statements):
             try:
-                results = self._statements(migration, statements, position, results)
+                if leftover is not None:
+                    self._drop_invalid_index(migration, position + 1, statements[position], results, leftover)
+                    leftover = None
+                results = self._statements(migration, statements, position, results, check_indexes=True)
                 position = len(statements)
             except _StatementError as err:
                 results, position = err.done, err.index - 1
                 if err.sqlstate == LOCK_NOT_AVAILABLE and attempt <= self.settings.lock_retries:
+                    name = concurrent_index_name(err.statement.text)
+                    if name and self._index_is_invalid(name):
+                        leftover = name
                     self._retry(migration, attempt, err)
                     attempt += 1
                     continue
@@ -395,8 +428,21 @@ class Migrator:
                 ) from None
         return results, duration_ns
 
-    def _statements(self, migration, statements, position, done):
-        """Run ``statements[position:]``; a failure raises _StatementError with what already ran."""
+    def _drop_invalid_index(self, migration, index, statement, done, name) -> None:
+        """DROP INDEX CONCURRENTLY the INVALID index a timed-out attempt left; a failure counts as the attempt's."""
+        import psycopg
+
+        try:
+            self.conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        except psycopg.Error as exc:
+            raise _StatementError(index, statement, exc, done) from None
+
+    def _statements(self, migration, statements, position, done, *, check_indexes=False):
+        """Run ``statements[position:]``; a failure raises _StatementError with what already ran.
+
+        With ``check_indexes`` (autocommit mode), a ``CREATE INDEX CONCURRENTLY`` must leave a
+        valid index: ``IF NOT EXISTS`` silently skips an INVALID one left by an earlier failure.
+        """
         import psycopg
 
         conn, observer = self.conn, self.observer
@@ -418,9 +464,27 @@ class Migrator:
                 rowcount=cur.rowcount if cur.rowcount >= 0 else None,
                 status=cur.statusmessage or "",
             )
+            if check_indexes:
+                name = concurrent_index_name(statement.text)
+                if name and self._index_is_invalid(name):
+                    error = InvalidIndexError(name, f"index {name} exists but is INVALID (left by an earlier failed CREATE INDEX CONCURRENTLY)")
+                    raise _StatementError(offset, statement, error, results)
             results.append(result)
             observer.statement_finished(conn, migration, result)
         return results
+
+    def _index_is_invalid_quietly(self, name: str) -> bool:
+        """Like :meth:`_index_is_invalid`, for error messages: a failing check is just "don't know"."""
+        import psycopg
+
+        try:
+            return self._index_is_invalid(name)
+        except psycopg.Error:
+            return False
+
+    def _index_is_invalid(self, name: str) -> bool:
+        row = self.conn.execute("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (name,)).fetchone()
+        return bool(row and row[0])
 
     def _retry(self, migration: Migration, attempt: int, err: _StatementError) -> None:
         delay = self._delay(attempt)
@@ -458,6 +522,9 @@ class Migrator:
             )
         elif err.sqlstate == QUERY_CANCELED:
             hints.append(f"statement_timeout ({self.settings.statement_timeout or 'session default'}) expired or the statement was cancelled")
+        index = None if transactional else concurrent_index_name(st.text)
+        if index and (isinstance(exc, InvalidIndexError) or self._index_is_invalid_quietly(index)):
+            hints.append(f"drop the INVALID index it left: DROP INDEX CONCURRENTLY IF EXISTS {index}; then run again")
         if transactional:
             ledger_note = "the ledger is unchanged" if action != "run" else "nothing was kept"
             hints.append(f"nothing was applied: the transaction was rolled back and {ledger_note}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from safemig.db import advisory_lock, connect, error_text
 from safemig.errors import DatabaseError, LedgerError, MigrationFileError, UsageError
 from safemig.migrations import ledger
-from safemig.migrations.engine import AppliedMigration, ApplySettings, Migrator, Observer, rollback_file_name
+from safemig.migrations.engine import AppliedMigration, ApplySettings, Migrator, Observer, no_rollback_error, rollback_file_name
 from safemig.migrations.files import Migration, discover, display_path, find_rollback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,11 +76,13 @@ def run(
 
 def info(url: str, migrations_dir: Path) -> list[ledger.MigrationState]:
     """Every version with its state; reads only (no lock, no table created)."""
+    import psycopg
+
     migrations = discover(migrations_dir)
     with session(url, lock=False) as conn:
         try:
             rows = ledger.applied_rows(conn)
-        except Exception as exc:
+        except psycopg.Error as exc:
             raise DatabaseError(f"cannot read {ledger.TABLE}: {error_text(exc)}") from None
     return ledger.states(migrations, rows)
 
@@ -137,8 +139,8 @@ def revert(
         for migration in reversed(chosen):
             script = find_rollback(migration, rollbacks_dir)
             if script is None:
-                migrator.revert(migration)  # raises CheckFailed with the hint naming the file to write
-            steps.append(RevertStep(migration, script))  # type: ignore[arg-type]
+                raise no_rollback_error(migration, rollbacks_dir)
+            steps.append(RevertStep(migration, script))
         if not dry_run:
             for step in steps:
                 step.result = migrator.revert(step.migration)
@@ -225,34 +227,34 @@ def mark_applied(
             f"no migration file with version {version} in {display_path(migrations_dir)}",
             hint="mark-applied records a file's real checksum, so the file must exist",
         )
+    import psycopg
+
     with session(url, lock=True, on_wait=on_wait) as conn:
         try:
             ledger.ensure_table(conn)
             with conn.transaction():
                 previous = ledger.applied_rows(conn).get(version)
-                if previous is None:
-                    ledger.insert_row(conn, migration, 0)
-                    action = "inserted"
-                elif not previous.success:
-                    conn.execute(
-                        f"UPDATE {ledger.TABLE} SET success = TRUE, checksum = %s, description = %s, execution_time = 0 WHERE version = %s",
-                        (migration.checksum, migration.description, version),
-                    )
-                    action = "repaired"
-                elif previous.checksum == migration.checksum:
-                    action = "unchanged"
-                else:
-                    raise LedgerError(
-                        f"version {version} is already applied with checksum {previous.checksum.hex()}, "
-                        f"but {display_path(migration.path)} has {migration.checksum.hex()}",
-                        hint="that is a modified migration: restore the applied file and add a new migration instead",
-                    )
-        except LedgerError:
-            raise
-        except Exception as exc:
-            import psycopg
-
-            if isinstance(exc, psycopg.Error):
-                raise DatabaseError(f"cannot update {ledger.TABLE}: {error_text(exc)}") from None
-            raise
+                action = _record_as_applied(conn, migration, previous)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot update {ledger.TABLE}: {error_text(exc)}") from None
     return MarkResult(migration, action, previous)
+
+
+def _record_as_applied(conn: "psycopg.Connection", migration: Migration, previous: ledger.AppliedRow | None) -> str:
+    """Write (or repair) the row for ``migration``; say which of the three things happened."""
+    if previous is None:
+        ledger.insert_row(conn, migration, 0)
+        return "inserted"
+    if not previous.success:
+        conn.execute(
+            f"UPDATE {ledger.TABLE} SET success = TRUE, checksum = %s, description = %s, execution_time = 0 WHERE version = %s",
+            (migration.checksum, migration.description, migration.version),
+        )
+        return "repaired"
+    if previous.checksum == migration.checksum:
+        return "unchanged"
+    raise LedgerError(
+        f"version {migration.version} is already applied with checksum {previous.checksum.hex()}, "
+        f"but {display_path(migration.path)} has {migration.checksum.hex()}",
+        hint="that is a modified migration: restore the applied file and add a new migration instead",
+    )

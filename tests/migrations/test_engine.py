@@ -268,3 +268,52 @@ def test_migrator_refuses_a_connection_inside_a_transaction(database_url, projec
         c.execute("SELECT 1")
         with pytest.raises(RuntimeError, match="without an open transaction"):
             Migrator(c, [], rollbacks_dir=project.rollbacks)
+
+
+def _leave_invalid_index(conn, database_url, name):
+    """Make CREATE INDEX CONCURRENTLY time out while waiting for a writer: it leaves an INVALID index."""
+    with psycopg.connect(database_url) as writer:
+        writer.execute("INSERT INTO t VALUES (1)")  # open transaction holding RowExclusiveLock
+        conn.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            conn.execute(f"CREATE INDEX CONCURRENTLY {name} ON t (a)")
+        conn.execute("RESET lock_timeout")
+        writer.rollback()
+    assert scalar(conn, f"SELECT NOT indisvalid FROM pg_index WHERE indexrelid = '{name}'::regclass") is True
+
+
+def test_if_not_exists_does_not_hide_an_invalid_concurrent_index(conn, project, database_url):
+    conn.execute("CREATE TABLE t (a int)")
+    _leave_invalid_index(conn, database_url, "t_a")
+    project.write("001_idx.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a);\n")
+    with pytest.raises(MigrationFailed, match="index t_a exists but is INVALID") as info:
+        migrator(conn, project).run()
+    assert "DROP INDEX CONCURRENTLY IF EXISTS t_a" in info.value.hint
+    assert scalar(conn, "SELECT count(*) FROM _sqlx_migrations") == 0
+
+
+def test_concurrent_index_retry_drops_the_invalid_index_it_left(conn, project, database_url):
+    conn.execute("CREATE TABLE t (a int)")
+    project.write("001_idx.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a);\n")
+    released = threading.Event()
+
+    def writer():
+        with psycopg.connect(database_url) as w:
+            w.execute("INSERT INTO t VALUES (1)")
+            released.wait(10)
+            time.sleep(0.4)
+            w.rollback()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.3)
+    released.set()
+    observer = Recorder()
+    settings = ApplySettings(lock_timeout="150ms", lock_retries=10, retry_backoff=0.1)
+    try:
+        migrator(conn, project, settings=settings, observer=observer).run()
+    finally:
+        thread.join()
+    assert any(e[0] == "retrying" for e in observer.events)
+    assert scalar(conn, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass") is True
+    assert scalar(conn, "SELECT count(*) FROM _sqlx_migrations") == 1
