@@ -34,7 +34,7 @@ class LintFile:
     rollback_path: Path | None = None
     rollback: ParsedFile | None = None  # the rollback script, parsed, if there is one
     rollback_error: str | None = None  # why the rollback script could not be read
-    siblings: list[str] = field(default_factory=list)  # .sql names in the same directory
+    siblings: tuple[str, ...] = ()  # .sql names in the same directory
     name_problem: str | None = None  # why the file name is not a valid migration name
     ignores: list = field(default_factory=list)  # safemig:ignore directives (ignores.Ignore)
     known_rules: set[str] = field(default_factory=set)  # every rule id, for checking ignore directives

@@ -13,10 +13,28 @@ PostgreSQL folds them) so hints can be pasted back.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from safemig.lint.parse import SqlStatement
+
+T = TypeVar("T")
+
+
+def per_statement(fn: Callable[[SqlStatement], T]) -> Callable[[SqlStatement], T]:
+    """Compute a fact once per statement: every rule asks the same questions."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def cached(stmt: SqlStatement) -> T:
+        try:
+            return stmt.memo[name]
+        except KeyError:
+            value = stmt.memo[name] = fn(stmt)
+            return value
+
+    return cached
 
 
 def _strings(items: list | None) -> list[str]:
@@ -78,6 +96,7 @@ class Drop:
     cascade: bool = False
 
 
+@per_statement
 def drops(stmt: SqlStatement) -> list[Drop]:
     """Every object ``stmt`` drops (DROP ..., ALTER TABLE ... DROP COLUMN/CONSTRAINT, TRUNCATE)."""
     node = stmt.node
@@ -136,6 +155,7 @@ class AlterAction:
                 "CONSTR_CHECK": "CHECK", "CONSTR_EXCLUSION": "EXCLUDE", "CONSTR_NOTNULL": "NOT NULL"}.get(contype, contype)
 
 
+@per_statement
 def alter_actions(stmt: SqlStatement) -> list[AlterAction]:
     """The actions of an ``ALTER TABLE`` (also when sqlglot gave up on it), else ``[]``."""
     if stmt.node_type != "AlterTableStmt" or stmt.node.get("objtype", "OBJECT_TABLE") != "OBJECT_TABLE":
@@ -172,6 +192,7 @@ def column_def_text(stmt: SqlStatement, column_def: dict) -> str:
     return " ".join(text.split())
 
 
+@per_statement
 def target_table(stmt: SqlStatement) -> str:
     """The table a statement acts on, when it acts on one (``""`` otherwise)."""
     node = stmt.node
@@ -184,6 +205,7 @@ def target_table(stmt: SqlStatement) -> str:
     return ""
 
 
+@per_statement
 def created_table(stmt: SqlStatement) -> str:
     """The table a ``CREATE TABLE`` (or ``CREATE TABLE AS``) statement creates, else ``""``."""
     if stmt.node_type == "CreateStmt":
@@ -256,10 +278,13 @@ def _pglast_column(table: str, coldef: dict, added: bool) -> ColumnFact:
                       "CONSTR_GENERATED" in contypes, "CONSTR_IDENTITY" in contypes)
 
 
+@per_statement
 def columns(stmt: SqlStatement) -> list[ColumnFact]:
     """Columns a statement defines, read from sqlglot's AST (PostgreSQL's tree when sqlglot gave up)."""
     if stmt.node_type not in ("CreateStmt", "AlterTableStmt"):
         return []
+    if stmt.node_type == "AlterTableStmt" and not any(a.subtype == "AT_AddColumn" for a in alter_actions(stmt)):
+        return []  # no column defined: no need for sqlglot's AST
     from sqlglot import exp
 
     ast = stmt.ast

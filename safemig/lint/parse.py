@@ -34,6 +34,7 @@ class SqlStatement:
     error: str | None = None  # why PostgreSQL rejects it
     error_line: int = 0
     error_column: int = 0
+    memo: dict[str, Any] = field(default_factory=dict)  # facts computed once per statement (see facts.py)
 
     @property
     def text(self) -> str:
@@ -70,15 +71,26 @@ class SqlStatement:
         return self.ast is None or isinstance(self.ast, exp.Command)
 
 
-def sqlglot_parse(text: str) -> Any:
-    """sqlglot's postgres AST for one statement, or ``None`` if it raises (it is not the validator)."""
-    import sqlglot
-    from sqlglot.errors import SqlglotError
+_SQLGLOT: dict[str, Any] = {}
 
-    logging.getLogger("sqlglot").setLevel(logging.CRITICAL)  # "falling back to Command" is not news
+
+def sqlglot_parse(text: str) -> Any:
+    """sqlglot's postgres AST for one statement, or ``None`` if it raises (it is not the validator).
+
+    One dialect and one parser are reused for every statement: building them per call
+    costs more than parsing a short statement.
+    """
+    if not _SQLGLOT:
+        from sqlglot.dialects.dialect import Dialect
+        from sqlglot.errors import SqlglotError
+
+        logging.getLogger("sqlglot").setLevel(logging.CRITICAL)  # "falling back to Command" is not news
+        dialect = Dialect.get_or_raise("postgres")
+        _SQLGLOT.update(dialect=dialect, parser=dialect.parser(), errors=(SqlglotError, RecursionError, ValueError))
+    dialect, parser = _SQLGLOT["dialect"], _SQLGLOT["parser"]
     try:
-        trees = [t for t in sqlglot.parse(text, read="postgres") if t is not None]
-    except (SqlglotError, RecursionError, ValueError):
+        trees = [t for t in parser.parse(dialect.tokenize(text), text) if t is not None]
+    except _SQLGLOT["errors"]:
         return None
     return trees[0] if len(trees) == 1 else None
 
@@ -133,10 +145,40 @@ class ParsedFile:
     comments: list[Comment]
 
 
+def _validate_whole_file(text: str, statements: list[SqlStatement]) -> bool:
+    """One parser call for the whole file (the common, valid case); False means "validate one by one".
+
+    Each of PostgreSQL's statements must cover the matching statement of the splitter
+    (offsets in UTF-8 bytes, as libpg_query reports them), else nothing is assigned.
+    """
+    from pglast import parser
+
+    if any(s.raw.unterminated for s in statements):
+        return False
+    try:
+        tree = json.loads(parser.parse_sql_json(text))
+    except (parser.ParseError, RecursionError, ValueError):
+        return False
+    items = tree.get("stmts") or []
+    if len(items) != len(statements):
+        return False
+    ascii_only = text.isascii()
+    for stmt, item in zip(statements, items):
+        start = stmt.raw.start if ascii_only else len(text[: stmt.raw.start].encode("utf-8"))
+        location = item.get("stmt_location", 0)
+        length = item.get("stmt_len")
+        if start < location or (length is not None and start >= location + length):
+            return False
+    for stmt, item in zip(statements, items):
+        ((stmt.node_type, stmt.node),) = item["stmt"].items()
+    return True
+
+
 def parse_sql(text: str) -> ParsedFile:
-    """Split ``text`` into statements and validate each with PostgreSQL's parser."""
+    """Split ``text`` into statements and validate them with PostgreSQL's parser."""
     raw_statements, comments = split_with_comments(text)
     statements = [SqlStatement(raw) for raw in raw_statements]
-    for stmt in statements:
-        validate(stmt)
+    if not _validate_whole_file(text, statements):
+        for stmt in statements:
+            validate(stmt)
     return ParsedFile(text=text, statements=statements, comments=comments)

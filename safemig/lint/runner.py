@@ -28,7 +28,7 @@ def build_file(target: Target, config: Config, text: str) -> LintFile:
         path=target.path, display=display_path(target.path), role=target.role, parsed=parsed,
         version=target.version, description=target.description,
         no_transaction=text.startswith(NO_TRANSACTION_MARKER), rollback_path=target.rollback,
-        siblings=list(sql_names_in(target.path.parent)) if target.role == MIGRATION else [],
+        siblings=sql_names_in(target.path.parent) if target.role == MIGRATION else (),
         name_problem=target.name_problem,
     )
     if target.role == MIGRATION and target.version is not None:

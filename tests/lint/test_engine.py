@@ -332,3 +332,16 @@ def test_parallel_run_matches_serial_run(project):
     assert len(parallel.findings) == 40 * 5
     assert sorted(parallel.findings, key=lambda f: f.sort_key) == sorted(serial, key=lambda f: f.sort_key)
     assert runner.PARALLEL_THRESHOLD < 40
+
+
+def test_non_ascii_files_map_statements_to_the_right_nodes(project):
+    # PostgreSQL reports offsets in UTF-8 bytes; the statements must still line up with their nodes.
+    project.write("migrations/005_add_labels.sql", """-- Étiquettes für Bestellungen ✓
+SET lock_timeout = '5s';
+COMMENT ON TABLE orders IS 'Größe: 「大」';
+ALTER TABLE orders RENAME "Größe" TO size;
+CREATE TABLE IF NOT EXISTS étiquettes (id bigint, données json);
+""")
+    report = project.lint()
+    assert [(f.rule, f.line) for f in report.findings] == [("rename", 4), ("json-column", 5)]
+    assert "column orders.Größe to size" in report.findings[0].message

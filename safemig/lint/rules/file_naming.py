@@ -21,6 +21,7 @@ Good:
 
 import re
 from collections import Counter
+from functools import lru_cache
 
 ID = "file-naming"
 SEVERITY = "error"
@@ -37,6 +38,19 @@ def _prefix(name: str) -> str | None:
     return match.group(1) if match else None
 
 
+@lru_cache(maxsize=64)
+def _directory_facts(names: tuple[str, ...]) -> tuple[Counter, dict[int, list[str]]]:
+    """Prefix widths and names per version of one directory, computed once for all its files."""
+    widths: Counter = Counter()
+    by_version: dict[int, list[str]] = {}
+    for n in names:
+        prefix = _prefix(n)
+        if prefix and not n.endswith(".down.sql"):
+            widths[len(prefix)] += 1
+            by_version.setdefault(int(prefix), []).append(n)
+    return widths, by_version
+
+
 def check(file):
     name = file.path.name
     if file.name_problem:
@@ -47,8 +61,11 @@ def check(file):
     if name in ("up.sql",):  # Diesel layout: the directory carries the version
         return
     prefix = _prefix(name) or ""
-    others = [n for n in file.siblings if n != name and _prefix(n) and not n.endswith(".down.sql")]
-    widths = Counter(len(_prefix(n)) for n in others)
+    widths, by_version = _directory_facts(file.siblings)
+    widths = widths.copy()
+    if name in file.siblings and not name.endswith(".down.sql"):
+        widths[len(prefix)] -= 1  # compare with the other files
+    widths = +widths
     width = widths.most_common(1)[0][0] if widths else max(len(prefix), 3)
     if len(prefix) < 8 and len(prefix) < 3:
         yield file.at_file(f"version {prefix} is not zero-padded: {name} sorts after 10_... in file listings",
@@ -56,7 +73,7 @@ def check(file):
     elif widths and len(prefix) != width:
         yield file.at_file(f"version {prefix} is {len(prefix)} digits wide; the other migrations use {width}",
                            f"rename it to {file.version:0{width}d}_{name[len(prefix) + 1:]}")
-    same = [n for n in others if int(_prefix(n)) == file.version and not (name.endswith(".up.sql") and n.endswith(".down.sql"))]
+    same = [n for n in by_version.get(file.version, []) if n != name]
     if same:
         yield file.at_file(f"version {file.version} is also used by {', '.join(same)}",
                            "give this migration the next free version number; versions must be unique")
