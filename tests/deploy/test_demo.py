@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from safemig.local.postgres import LocalCluster
 from tests.conftest import REPO_ROOT
 
 
-def test_demo_deploys_the_sample_schema_then_has_nothing_to_deploy(tmp_path, cli_process):
-    state = tmp_path / "demo"
+@pytest.fixture
+def state_dir():
+    """Outside pytest's basetemp: pytest resets /tmp/pytest-of-<user> to 0700 when any session
+    starts, which would lock the postgres server user out between the two demo runs."""
+    base = Path(tempfile.mkdtemp(prefix="safemig-demo-test-"))
+    yield base / "demo"
+    for name in ("staging", "prod"):
+        LocalCluster(base / "demo" / name).stop("immediate")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_demo_deploys_the_sample_schema_then_has_nothing_to_deploy(state_dir, cli_process):
+    state = state_dir
     first = cli_process("demo", "--state-dir", str(state), cwd=REPO_ROOT, timeout=240)
     assert first.exit_code == 0, first.output
     assert "$ safemig deploy --env prod" in first.stdout
