@@ -345,15 +345,15 @@ class Migrator:
             start = time.perf_counter_ns()
             stage = "begin"
             try:
-                conn.execute("BEGIN")
+                conn.execute("BEGIN", prepare=False)
                 stage = "statement"
                 results = self._statements(migration, statements, 0, [])
                 duration_ns = time.perf_counter_ns() - start
                 stage = "ledger"
                 if bookkeeping is not None:
-                    conn.execute(pgsql.SQL("{}; COMMIT").format(bookkeeping(duration_ns)))
+                    conn.execute(pgsql.SQL("{}; COMMIT").format(bookkeeping(duration_ns)), prepare=False)
                 else:
-                    conn.execute("COMMIT")
+                    conn.execute("COMMIT", prepare=False)
                 return results, duration_ns
             except BaseException as exc:
                 # COMMIT that fails ends the transaction itself; anything before it leaves it open.
@@ -386,7 +386,7 @@ class Migrator:
             return
         if conn.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
             try:
-                conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK", prepare=False)
             except psycopg.Error:  # pragma: no cover - the connection died under us
                 pass
 
@@ -418,7 +418,7 @@ class Migrator:
         duration_ns = time.perf_counter_ns() - start
         if bookkeeping is not None:
             try:
-                self.conn.execute(bookkeeping(duration_ns))
+                self.conn.execute(bookkeeping(duration_ns), prepare=False)
             except psycopg.Error as exc:
                 self._raise_if_broken(exc, migration, action, results)
                 raise MigrationFailed(
