@@ -16,7 +16,10 @@ Guarantees:
   the error lists exactly which statements already ran (they cannot be undone) and no
   row is written;
 * ``lock_timeout`` (SQLSTATE 55P03) is retried ``lock_retries`` times with exponential
-  backoff: the whole migration when transactional, the failing statement otherwise.
+  backoff: the whole migration when transactional, the failing statement otherwise;
+* a ``CREATE INDEX CONCURRENTLY`` must end with a valid index: one that timed out leaves
+  an INVALID index, which ``IF NOT EXISTS`` would silently accept on the next run, so the
+  engine checks ``pg_index.indisvalid`` after it (and drops its own leftover before a retry).
 
 The caller owns the connection and takes the advisory lock (:func:`safemig.db.advisory_lock`);
 the :class:`Migrator` never takes it, because deploy holds it for a whole pipeline on the
@@ -406,6 +409,7 @@ class Migrator:
                 results = self._statements(migration, statements, position, results, check_indexes=True)
                 position = len(statements)
             except _StatementError as err:
+                self._rollback()  # a BEGIN of the file's own is dead after a failure
                 results, position = err.done, err.index - 1
                 if err.sqlstate == LOCK_NOT_AVAILABLE and attempt <= self.settings.lock_retries:
                     name = concurrent_index_name(err.statement.text)

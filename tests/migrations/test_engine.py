@@ -317,3 +317,18 @@ def test_concurrent_index_retry_drops_the_invalid_index_it_left(conn, project, d
     assert any(e[0] == "retrying" for e in observer.events)
     assert scalar(conn, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass") is True
     assert scalar(conn, "SELECT count(*) FROM _sqlx_migrations") == 1
+
+
+def test_no_transaction_file_may_manage_its_own_transactions(conn, project):
+    project.write(
+        "001_mixed.sql",
+        "-- no-transaction\nBEGIN;\nCREATE TABLE m (a int);\nINSERT INTO m VALUES (1);\nCOMMIT;\nCREATE INDEX CONCURRENTLY m_a ON m (a);\n",
+    )
+    (applied,) = migrator(conn, project).run()
+    assert [r.status for r in applied.statements] == ["BEGIN", "CREATE TABLE", "INSERT 0 1", "COMMIT", "CREATE INDEX"]
+    assert scalar(conn, "SELECT count(*) FROM _sqlx_migrations") == 1
+    project.write("002_fails.sql", "-- no-transaction\nBEGIN;\nINSERT INTO m VALUES (2);\nINSERT INTO m VALUES ('x');\nCOMMIT;\n")
+    with pytest.raises(MigrationFailed, match="002_fails.sql:4"):
+        migrator(conn, project).run()
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # the file's BEGIN was rolled back
+    assert scalar(conn, "SELECT count(*) FROM m") == 1
