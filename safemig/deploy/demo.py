@@ -21,6 +21,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from safemig.deploy.record import RECORDS_DIR, read_records
 from safemig.errors import UsageError
 
 DEMO_DB = "forgeerp"
@@ -122,9 +123,10 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
         _say()
         code = cli.run(["deploy", "--env", "prod", "--config", str(config_path)])
         _say()
-        if code == 0:
-            _say("demo: run ./scripts/demo again: prod is up to date, so it says there is nothing to deploy.")
-            _say(f"demo: deploy records are in {state / '.safemig' / 'deploys'}; `--reset` starts from empty databases.")
+        records = read_records(state)
+        if code == 0 and records and records[-1]["status"] == "deployed":
+            _say("demo: run ./scripts/demo again: prod is up to date now, so it will say there is nothing to deploy.")
+        _say(f"demo: deploy records are in {state / RECORDS_DIR}; `./scripts/demo --reset` starts from empty databases.")
         if keep_running:
             env_file = state / "demo.env"
             env_file.write_text(

@@ -222,7 +222,11 @@ class _Deploy:
                     outcome.upload_warning = f"deploy record not uploaded to S3: {exc.message}"
                     gate.warn(outcome.upload_warning)
             self.record.gates = [r.as_dict() for r in self.runner.results if r.name != "report"]
-            outcome.record_path = write_record(self.record, self.config.root)
+            try:
+                outcome.record_path = write_record(self.record, self.config.root)
+            except OSError as exc:  # the deploy itself is done; say so rather than hide its outcome
+                gate.warn(f"deploy record not written to {self.config.root / '.safemig' / 'deploys'}: {exc.strerror or exc}")
+                return
             where = _rel(outcome.record_path, self.config.root)
             gate.summary(f"record {where}" + (f", uploaded to {outcome.record_uri}" if outcome.record_uri else ""))
 
@@ -255,6 +259,12 @@ class _Deploy:
             if self.staging_url:
                 self.staging = self.stack.enter_context(
                     _closing(db.connect(self.staging_url, autocommit=True, application_name="safemig deploy (staging)"))
+                )
+            if self.staging is not None and _same_database(self.prod, self.staging):
+                raise ConfigError(
+                    f"envs.{self.env} and its staging env {settings.staging} reach the same database "
+                    f"({mask_url(self.prod_url)} and {mask_url(self.staging_url)})",
+                    hint="the rehearsal rolls migrations back and forth: it must run on a separate database",
                 )
             gate.note(f"{self.env} reachable: {mask_url(self.prod_url)}" + (f"; {settings.staging} reachable: {mask_url(self.staging_url)}" if self.staging_url else ""))
 
@@ -482,6 +492,16 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def _same_database(a, b) -> bool:
+    """True when two connections reach one database (same server start time, port and name).
+
+    URLs can differ and still name one database (host aliases, pgbouncer); these facts are
+    readable by any role, unlike the cluster's system identifier.
+    """
+    query = "SELECT pg_postmaster_start_time(), inet_server_port(), current_database()"
+    return a.execute(query).fetchone() == b.execute(query).fetchone()
 
 
 def _read_rows(conn, env: str):

@@ -265,6 +265,11 @@ def test_config_errors_exit_2_before_touching_anything(project):
     assert result.exit_code == 2 and "envs.prod.lock_retries" in result.stderr
     result = project.deploy("--outside-window")
     assert result.exit_code == 2 and "--outside-window needs --reason" in result.stderr
+    project.write_config()
+    alias = project.prod_url.replace("@127.0.0.1:", "@localhost:")  # another URL, the same database
+    result = project.run_cli("deploy", "--env", "prod", cwd=project.root, env={**project.env, "STAGING_DATABASE_URL": alias})
+    assert result.exit_code == 2, result.output
+    assert "and its staging env staging reach the same database" in result.stderr
     assert project.s3_keys() == [] and project.versions(project.prod_url) == []
 
 
