@@ -117,8 +117,7 @@ def _rel(path: Path | None, root: Path) -> str:
 
 def _prefixed(exc: SafemigError, prefix: str) -> SafemigError:
     """The same error (same class, same exit code) with ``prefix`` saying where it happened."""
-    new = type(exc)(f"{prefix}: {exc.message}", exc.hint)
-    return new
+    return type(exc)(f"{prefix}: {exc.message}", exc.hint)
 
 
 def backup_destination(config: Config, env: str) -> str:
@@ -151,6 +150,7 @@ class _Deploy:
         self.prod_applied: set[int] = set()
         self.window: WindowStatus | None = None
         self.backup_uri: str | None = None
+        self.backup_destination = ""
         self.plan: DeployPlan | None = None
 
     # -- the pipeline ------------------------------------------------------------------
@@ -249,17 +249,20 @@ class _Deploy:
             self.rollbacks = {m.version: find_rollback(m, self.config.rollbacks_dir) for m in self.migrations}
             gate.note(f"config {self.config.source}: {len(self.migrations)} migrations in {_rel(self.config.migrations_dir, self.config.root)}")
 
+            self.backup_destination = backup_destination(self.config, self.env)  # a bad [backup] fails here, not after staging
+
             from safemig import db
 
-            for name, url in ((self.env, self.prod_url), (settings.staging, self.staging_url)):
-                if url is None:
-                    continue
-                db.wait_until_ready(url, settings.ready_timeout_s)
-            self.prod = self.stack.enter_context(_closing(db.connect(self.prod_url, autocommit=True, application_name="safemig deploy")))
+            def open_connection(name: str, url: str, application_name: str):
+                try:
+                    db.wait_until_ready(url, settings.ready_timeout_s)
+                    return self.stack.enter_context(_closing(db.connect(url, autocommit=True, application_name=application_name)))
+                except SafemigError as exc:
+                    raise _prefixed(exc, name) from None
+
+            self.prod = open_connection(self.env, self.prod_url, "safemig deploy")
             if self.staging_url:
-                self.staging = self.stack.enter_context(
-                    _closing(db.connect(self.staging_url, autocommit=True, application_name="safemig deploy (staging)"))
-                )
+                self.staging = open_connection(f"staging env {settings.staging}", self.staging_url, "safemig deploy (staging)")
             if self.staging is not None and _same_database(self.prod, self.staging):
                 raise ConfigError(
                     f"envs.{self.env} and its staging env {settings.staging} reach the same database "
@@ -333,15 +336,11 @@ class _Deploy:
             gate.summary(f"{len(paths)} file(s) linted, {len(report.findings)} warning(s)" if report.findings else f"{len(paths)} file(s) clean")
 
     def _plan(self) -> DeployPlan:
-        try:
-            destination = backup_destination(self.config, self.env)
-        except SafemigError as exc:
-            destination = f"(backup not configured: {exc.message})"
         return DeployPlan(
             env=self.env,
             staging=self.settings.staging,
             database=mask_url(self.prod_url),
-            backup_destination=destination,
+            backup_destination=self.backup_destination,
             items=[PlanItem(m, self.rollbacks[m.version]) for m in self.pending],
             window=self.window.describe() if self.window else "",
         )

@@ -278,6 +278,7 @@ def test_unreachable_database_exits_3(project):
     env = {"PROD_DATABASE_URL": "postgresql://u:hunter2secret@127.0.0.1:1/db"}
     result = project.run_cli("deploy", "--env", "prod", cwd=project.root, env={**project.env, **env})
     assert result.exit_code == 3, result.output
-    assert "does not answer" in result.stderr and "hunter2secret" not in result.output
+    assert "error: prod: postgresql://u:****@127.0.0.1:1/db does not answer" in result.stderr
+    assert "hunter2secret" not in result.output
     (record,) = project.records()
     assert record["failed_gate"] == "preflight" and "hunter2secret" not in str(record)
