@@ -3,8 +3,8 @@
 The key covers everything a file's findings depend on: its bytes and displayed path,
 its role and version, its rollback script's bytes, the names of the other migrations in
 its directory (file-naming looks at them), the rule set (each rule module's size and
-mtime) and the policy. Entries are small JSON files under ``.safemig/lint-cache/`` in
-the project root, written atomically; a corrupt or unreadable entry is just a miss.
+mtime) and the policy. Entries live in bucket files under ``.safemig/lint-cache/`` in the project root,
+written atomically; a corrupt or unreadable bucket is just a miss.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ CACHE_DIR = Path(".safemig") / "lint-cache"
 
 
 class Cache:
-    """A directory of ``<key>.json`` files, one per (file, context) combination."""
+    """A directory of JSON buckets mapping a key (file + context) to that file's findings."""
 
     def __init__(self, directory: Path, salt: str) -> None:
         self.directory = directory
@@ -56,30 +56,55 @@ class Cache:
             except OSError:
                 digest.update(b"unreadable")
         if target.role == "migration":
-            from safemig.lint.targets import sql_names_in
+            from safemig.lint.targets import sql_names_digest
 
-            digest.update("\0".join(sql_names_in(target.path.parent)).encode())
+            digest.update(sql_names_digest(target.path.parent).encode())
         return digest.hexdigest()
 
-    def _path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.json"
+    def _bucket(self, name: str) -> Path:
+        return self.directory / f"{name}.json"
 
-    def get(self, key: str) -> list[Finding] | None:
+    def _load(self, name: str) -> dict:
         try:
-            data = json.loads(self._path(key).read_text(encoding="utf-8"))
-            return [Finding.from_json(item) for item in data]
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
+            data = json.loads(self._bucket(name).read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
 
-    def put(self, key: str, findings: list[Finding]) -> None:
-        """Store ``findings`` (best effort: a read-only checkout just does not cache)."""
-        path = self._path(key)
-        data = [dict(f.to_json(), statement=f.statement) for f in findings]
+    def get_many(self, keys: list[str]) -> dict[str, list[Finding]]:
+        """The cached findings of every key that has them (one read per bucket of keys)."""
+        found: dict[str, list[Finding]] = {}
+        wanted: dict[str, list[str]] = {}
+        for key in keys:
+            wanted.setdefault(key[:2], []).append(key)
+        for name, bucket_keys in wanted.items():
+            bucket = self._load(name)
+            for key in bucket_keys:
+                if key in bucket:
+                    try:
+                        found[key] = [Finding.from_json(item) for item in bucket[key]]
+                    except (TypeError, KeyError):
+                        pass
+        return found
+
+    def put_many(self, entries: dict[str, list[Finding]]) -> None:
+        """Store findings by key (best effort: a read-only checkout just does not cache).
+
+        Entries live in at most 256 bucket files (by the key's first two hex digits), each
+        rewritten atomically once per run; concurrent runs can only lose entries, never
+        corrupt them.
+        """
+        by_bucket: dict[str, dict[str, list]] = {}
+        for key, findings in entries.items():
+            by_bucket.setdefault(key[:2], {})[key] = [dict(f.to_json(), statement=f.statement) for f in findings]
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, path)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for name, new in by_bucket.items():
+                bucket = self._load(name)
+                bucket.update(new)
+                fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(bucket, fh)
+                os.replace(tmp, self._bucket(name))
         except OSError:
             pass

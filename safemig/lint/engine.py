@@ -16,7 +16,7 @@ from safemig.lint.cache import Cache
 from safemig.lint.finding import Finding, LintReport
 from safemig.lint.policy import load_policy
 from safemig.lint.registry import rule_sources
-from safemig.lint.targets import ROLLBACK, Target, classify_target, display_path, expand, sql_names_in
+from safemig.lint.targets import ROLLBACK, Target, classify_target, display_path, expand, sql_names_digest, sql_names_in
 from safemig.migrations.files import read_sql
 
 
@@ -34,6 +34,7 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
     sources = rule_sources(policy.house_dir)
     policy.check_rule_ids(set(sources))
     sql_names_in.cache_clear()
+    sql_names_digest.cache_clear()
     files = expand(paths)
     targets = [classify_target(p, config) for p in files]
     seen = set(files)
@@ -42,26 +43,29 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
             seen.add(target.rollback.resolve())
             targets.append(Target(target.rollback.resolve(), ROLLBACK, None, "", None))
     cache = Cache.for_run(config.root, sources, policy) if use_cache else None
-    results: dict[int, list[Finding]] = {}
-    misses: list[tuple[int, Target, str, str | None]] = []
-    for index, target in enumerate(targets):
+    texts: list[str] = []
+    keys: list[str | None] = []
+    for target in targets:
         raw, text = read_sql(target.path)
-        key = cache.key(target, raw, display_path(target.path)) if cache else None
-        cached = cache.get(key) if cache and key else None
-        if cached is not None:
-            results[index] = cached
+        texts.append(text)
+        keys.append(cache.key(target, raw, display_path(target.path)) if cache else None)
+    cached = cache.get_many([k for k in keys if k]) if cache else {}
+    results: dict[int, list[Finding]] = {}
+    misses = []
+    for index, (target, text, key) in enumerate(zip(targets, texts, keys)):
+        if key is not None and key in cached:
+            results[index] = cached[key]
         else:
-            misses.append((index, target, text, key))
-    linted = []
+            misses.append(index)
     if misses:
         from safemig.lint.registry import all_rules
         from safemig.lint.runner import lint_many
 
-        linted = lint_many([(t, text) for _, t, text, _ in misses], config, policy, all_rules(policy.house_dir))
-    for (index, _, _, key), findings in zip(misses, linted):
-        results[index] = findings
-        if cache and key:
-            cache.put(key, findings)
+        linted = lint_many([(targets[i], texts[i]) for i in misses], config, policy, all_rules(policy.house_dir))
+        for index, findings in zip(misses, linted):
+            results[index] = findings
+        if cache:
+            cache.put_many({keys[i]: results[i] for i in misses if keys[i]})
     findings = sorted((f for i in range(len(targets)) for f in results[i]), key=lambda f: f.sort_key)
     return LintReport(findings=findings, files=[display_path(t.path) for t in targets])
 

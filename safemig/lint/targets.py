@@ -105,6 +105,14 @@ def sql_names_in(directory: Path) -> tuple[str, ...]:
         return ()
 
 
+@lru_cache(maxsize=256)
+def sql_names_digest(directory: Path) -> str:
+    """A hash of :func:`sql_names_in`, so a cache key covers the directory without rehashing it per file."""
+    import hashlib
+
+    return hashlib.sha256("\0".join(sql_names_in(directory)).encode()).hexdigest()
+
+
 def rollback_ambiguity(version: int, config: Config, directory: Path) -> str | None:
     """The error for a version with several rollback scripts, if any."""
     for folder in (config.rollbacks_dir, directory / "rollbacks"):

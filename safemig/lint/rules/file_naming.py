@@ -21,7 +21,6 @@ Good:
 
 import re
 from collections import Counter
-from functools import lru_cache
 
 ID = "file-naming"
 SEVERITY = "error"
@@ -38,9 +37,17 @@ def _prefix(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-@lru_cache(maxsize=64)
+_LAST: list = [None, None]  # (names tuple, facts) of the directory seen last
+
+
 def _directory_facts(names: tuple[str, ...]) -> tuple[Counter, dict[int, list[str]]]:
-    """Prefix widths and names per version of one directory, computed once for all its files."""
+    """Prefix widths and names per version of one directory, computed once for all its files.
+
+    The engine hands every file of a directory the same tuple, so identity is the key
+    (hashing a 4,000-name tuple per file would cost more than the check itself).
+    """
+    if _LAST[0] is names:
+        return _LAST[1]
     widths: Counter = Counter()
     by_version: dict[int, list[str]] = {}
     for n in names:
@@ -48,6 +55,7 @@ def _directory_facts(names: tuple[str, ...]) -> tuple[Counter, dict[int, list[st
         if prefix and not n.endswith(".down.sql"):
             widths[len(prefix)] += 1
             by_version.setdefault(int(prefix), []).append(n)
+    _LAST[:] = [names, (widths, by_version)]
     return widths, by_version
 
 
@@ -62,10 +70,10 @@ def check(file):
         return
     prefix = _prefix(name) or ""
     widths, by_version = _directory_facts(file.siblings)
-    widths = widths.copy()
-    if name in file.siblings and not name.endswith(".down.sql"):
+    if name in by_version.get(file.version, ()):
+        widths = widths.copy()
         widths[len(prefix)] -= 1  # compare with the other files
-    widths = +widths
+        widths = +widths
     width = widths.most_common(1)[0][0] if widths else max(len(prefix), 3)
     if len(prefix) < 8 and len(prefix) < 3:
         yield file.at_file(f"version {prefix} is not zero-padded: {name} sorts after 10_... in file listings",
