@@ -21,7 +21,7 @@ from safemig.backup.settings import load_settings
 from safemig.backup.store import BackupInfo, head_backup, list_env_backups, make_client, parse_uri
 from safemig.backup.verify import iter_object
 from safemig.config import Config
-from safemig.errors import CheckFailed, DatabaseError, StorageError, ToolError, UsageError
+from safemig.errors import CheckFailed, DatabaseError, ToolError, UsageError
 
 _USER_OBJECTS = """
 SELECT

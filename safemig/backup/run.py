@@ -8,19 +8,21 @@ The steps, each refusing to go on when the previous one did not fully succeed:
    at the same time, into ``pg_restore -f /dev/null`` (every block of the archive read);
    the upload completes only after pg_dump exited 0 and pg_restore read it all, otherwise
    it is aborted;
-4. read the stored object back: its size and SHA-256 must be the ones sent, and
-   ``pg_restore --list`` must read its table of contents;
-5. write the checksum and size into the object's metadata (an in-place copy; S3 metadata
-   cannot change otherwise). An object without a ``sha256`` is never offered for restore.
+4. write the checksum and size into the object's metadata (an in-place server-side copy:
+   S3 metadata cannot change otherwise). An object without a ``sha256`` is never offered
+   for restore;
+5. read the final object back: S3's Content-Length and metadata must say what was sent, the
+   bytes must hash to the SHA-256 sent, and ``pg_restore --list`` must read its table of
+   contents. (Should the process die between 4 and 5, restore still re-checks every byte.)
 
-A failure in 4 or 5 deletes the object. Every failure is exit 3 (or 1 when the read-back
-disagrees with what was sent), with pg_dump's stderr or the S3 error, redacted.
+A failure in 4 or 5 deletes the object. Every failure is exit 3, with pg_dump's or
+pg_restore's stderr or the S3 error, redacted.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -66,7 +68,6 @@ class BackupResult:
     verify_s: float = 0.0
     toc_entries: int = 0
     pg_dump: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,10 +135,13 @@ def run_backup(
     part_size = choose_part_size(settings.part_size, 2 * facts.size_bytes)
 
     conninfo, password = conninfo_without_password(database_url)
-    dump = ChildProcess(pg_dump_args(pg_dump, conninfo, settings), env=child_env(password), stdout=-1)
-    enlarge_pipe(dump.stdout.fileno())
-
     archive = ArchiveCheck(pg_restore)
+    try:
+        dump = ChildProcess(pg_dump_args(pg_dump, conninfo, settings), env=child_env(password), stdout=-1)
+    except BaseException:
+        archive.kill()
+        raise
+    enlarge_pipe(dump.stdout.fileno())
 
     def dump_succeeded() -> None:
         """Runs after pg_dump's last byte, before the upload may complete."""
@@ -166,8 +170,8 @@ def run_backup(
 
     final_meta = {**metadata, "sha256": uploaded.sha256, "size": uploaded.size}
     try:
-        checked = verify_stored(client, settings.bucket, key, size=uploaded.size, sha256=uploaded.sha256, pg_restore=pg_restore)
         _set_metadata(client, settings, key, uploaded.size, encode_metadata(final_meta))
+        checked = verify_stored(client, settings.bucket, key, size=uploaded.size, sha256=uploaded.sha256, pg_restore=pg_restore)
     except BaseException as exc:
         failed_delete = delete_quietly(client, settings.bucket, key)
         if failed_delete and isinstance(exc, SafemigError):

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from safemig.backup.settings import S3_MAX_PARTS
 from safemig.backup.store import storage_error
-from safemig.errors import StorageError
+from safemig.errors import SafemigError, StorageError
 
 _READ_CHUNK = 1024 * 1024
 
@@ -62,21 +62,26 @@ def stream_to_s3(
         raise storage_error(exc, "starting the upload to", bucket, key) from None
     try:
         return _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, finish, on_chunk, on_part)
-    except BaseException:
-        abort(client, bucket, key, upload_id)
+    except BaseException as exc:
+        if not abort(client, bucket, key, upload_id) and isinstance(exc, SafemigError):
+            exc.hint = (
+                f"{exc.hint or ''} The upload {upload_id[:16]}... could not be aborted either; the bucket's"
+                " AbortIncompleteMultipartUpload lifecycle rule will remove its parts (see README, section backup)."
+            ).strip()
         raise
 
 
-def abort(client: Any, bucket: str, key: str, upload_id: str) -> None:
-    """Abort a multipart upload so S3 frees its parts; retried by botocore, never raises."""
+def abort(client: Any, bucket: str, key: str, upload_id: str) -> bool:
+    """Abort a multipart upload so S3 frees its parts (botocore retries too); never raises."""
     for _ in range(3):
         try:
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-            return
+            return True
         except Exception as exc:  # noqa: BLE001 - the original failure is the one to report
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
-            if code == "NoSuchUpload":
-                return
+            response = getattr(exc, "response", None) or {}
+            if response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return True
+    return False
 
 
 def _fill(source: IO[bytes], buf: bytearray, digest: Any, on_chunk: Callable[[memoryview], None] | None) -> int:

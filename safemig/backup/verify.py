@@ -24,7 +24,7 @@ from typing import Any
 
 from safemig.backup.pgdump import Binary, ChildProcess, child_env, enlarge_pipe
 from safemig.backup.store import storage_error
-from safemig.errors import CheckFailed, StorageError
+from safemig.errors import StorageError, ToolError
 
 STREAM_CHUNK = 1024 * 1024
 
@@ -75,22 +75,28 @@ class ArchiveCheck:
         self._feed.write(chunk)
 
     def conclude(self, where: str) -> None:
-        """After the last byte: raise :class:`CheckFailed` unless pg_restore read it all and exited 0."""
+        """After the last byte: raise :class:`ToolError` unless pg_restore read it all and exited 0."""
         self._feed.close()
         problem = self.child.failure("reading the whole archive")
         if problem:
-            raise CheckFailed(f"{where}: {problem}", hint="pg_dump's output is not a readable archive; nothing was stored, run the backup again")
+            raise ToolError(f"{where}: {problem}", hint="pg_dump's output is not a readable archive (cut short?); nothing was stored, run the backup again")
 
     def kill(self) -> None:
         self.child.kill()
 
 
-def iter_object(client: Any, bucket: str, key: str, action: str):
-    """Yield the object's bytes in 1 MiB chunks; S3 failures become :class:`StorageError`."""
+def iter_object(client: Any, bucket: str, key: str, action: str, response: dict | None = None):
+    """Yield the object's bytes in 1 MiB chunks; S3 failures become :class:`StorageError`.
+
+    ``response``, when given, receives the GetObject response's headers (length, metadata).
+    """
     try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        got = client.get_object(Bucket=bucket, Key=key)
     except Exception as exc:
         raise storage_error(exc, action, bucket, key) from None
+    if response is not None:
+        response.update({k: v for k, v in got.items() if k != "Body"})
+    body = got["Body"]
     try:
         while True:
             try:
@@ -105,10 +111,11 @@ def iter_object(client: Any, bucket: str, key: str, action: str):
 
 
 def verify_stored(client: Any, bucket: str, key: str, *, size: int, sha256: str, pg_restore: Binary) -> Verified:
-    """Stream ``s3://bucket/key`` back: exactly ``size`` bytes hashing to ``sha256``, and a readable TOC.
+    """Stream ``s3://bucket/key`` back: exactly ``size`` bytes hashing to ``sha256``, the same
+    size and checksum in S3's own answer (Content-Length, metadata), and a readable TOC.
 
-    Raises :class:`StorageError` when it cannot be read back and :class:`CheckFailed` when
-    what S3 returns is not the dump that was sent.
+    Raises :class:`StorageError` when it cannot be read back or S3 returns other bytes than
+    were sent, :class:`ToolError` when pg_restore cannot list the table of contents.
     """
     where = f"s3://{bucket}/{key}"
     with tempfile.TemporaryFile() as toc_out:
@@ -116,8 +123,9 @@ def verify_stored(client: Any, bucket: str, key: str, *, size: int, sha256: str,
         feed = _Feed(lister)
         digest = hashlib.sha256()
         seen = 0
+        response: dict = {}
         try:
-            for chunk in iter_object(client, bucket, key, "reading back"):
+            for chunk in iter_object(client, bucket, key, "reading back", response):
                 digest.update(chunk)
                 seen += len(chunk)
                 feed.write(chunk)
@@ -125,15 +133,24 @@ def verify_stored(client: Any, bucket: str, key: str, *, size: int, sha256: str,
             lister.kill()
             raise
         feed.close()
+        meta = {k.lower(): v for k, v in response.get("Metadata", {}).items()}
+        recorded = (response.get("ContentLength"), meta.get("sha256"), meta.get("size"))
+        if recorded != (size, sha256, str(size)):
+            lister.kill()
+            raise StorageError(
+                f"{where} is described by S3 as {recorded[0]} bytes with checksum {recorded[1]} (metadata size {recorded[2]}),"
+                f" but {size} bytes with {sha256} were sent",
+                hint="the store did not keep the object or its metadata; the object was deleted, run the backup again",
+            )
         if seen != size or digest.hexdigest() != sha256:
             lister.kill()
-            raise CheckFailed(
+            raise StorageError(
                 f"{where} read back as {seen} bytes with SHA-256 {digest.hexdigest()}, but {size} bytes with {sha256} were sent",
                 hint="the store did not keep the dump intact; the object was deleted, run the backup again",
             )
         problem = lister.failure("listing the archive's table of contents")
         if problem:
-            raise CheckFailed(f"{where}: {problem}", hint="the object was deleted; run the backup again")
+            raise ToolError(f"{where}: {problem}", hint="the object was deleted; run the backup again")
         toc_out.seek(0)
         lines = [line for line in toc_out.read().decode("utf-8", "replace").splitlines() if line.strip() and not line.startswith(";")]
     return Verified(

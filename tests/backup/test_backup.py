@@ -19,7 +19,7 @@ from moto import mock_aws
 from safemig.backup import list_backups, restore_backup, run_backup
 from safemig.backup.settings import load_settings
 from safemig.config import load_config
-from safemig.errors import CheckFailed, ConfigError, StorageError, ToolError
+from safemig.errors import ConfigError, StorageError, ToolError
 from safemig.local.postgres import free_port
 from tests.backup.conftest import fill, snapshot, write_config
 
@@ -145,8 +145,9 @@ def test_truncated_output_with_exit_0_is_caught_by_the_archive_check(big, projec
     (wrappers / "pg_dump").chmod(0o755)
     (wrappers / "pg_restore").symlink_to(shutil.which("pg_restore"))
     write_config(project, bucket_name, part_size_mb=5, compression=0, pg_bin_dir=str(wrappers))
-    with pytest.raises(CheckFailed) as caught:
+    with pytest.raises(ToolError) as caught:
         run_backup(load_config(project / "safemig.toml"), "prod", database_url=database_url)
+    assert caught.value.exit_code == 3
     assert "pg_restore exited with status 1 while reading the whole archive" in caught.value.message
     assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
 
@@ -173,6 +174,33 @@ def test_s3_failing_mid_upload_aborts_the_upload(big, database_url, s3, bucket_n
         run_backup(big, "prod", database_url=database_url)
     assert "cannot reach S3 while uploading part 3" in caught.value.message
     assert pg_dump_children() == []  # pg_dump was stopped, not left writing into a dead pipe
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
+
+
+def test_store_returning_other_bytes_fails_the_read_back_and_deletes_the_object(project, config, database_url, s3, bucket_name, monkeypatch):
+    import io
+
+    from botocore.response import StreamingBody
+
+    import safemig.backup.run as run_module
+
+    real_make_client = run_module.make_client
+
+    def corrupting_client(settings):
+        client = real_make_client(settings)
+
+        def flip_a_byte(http_response, parsed, **_):
+            data = bytearray(parsed["Body"].read())
+            data[len(data) // 2] ^= 0xFF
+            parsed["Body"] = StreamingBody(io.BytesIO(bytes(data)), len(data))
+
+        client.meta.events.register("after-call.s3.GetObject", flip_a_byte)
+        return client
+
+    monkeypatch.setattr(run_module, "make_client", corrupting_client)
+    with pytest.raises(StorageError) as caught:
+        run_backup(config, "prod", database_url=database_url)
+    assert "read back as" in caught.value.message and "object was deleted" in caught.value.hint
     assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
 
 
@@ -307,3 +335,27 @@ def test_cli_round_trip_as_a_subprocess_against_moto_server(project, cli_process
     assert snapshot(database_url_b) == snapshot(database_url)
     assert "local-secret-pw" not in backup.stdout + backup.stderr + restore.stdout + restore.stderr
     assert open_uploads(boto3.client("s3"), bucket_name) == []
+
+
+def test_sigterm_during_backup_aborts_the_upload(big, project, cli_process, s3_env, database_url, bucket_name):
+    """CI cancelling the job (SIGTERM) mid-upload: exit 130, no object, no open upload, no pg_dump left."""
+    import subprocess
+    import sys
+    import time
+
+    write_config(project, bucket_name, part_size_mb=5, compression=9, concurrency=1)  # -Z9: slow enough to catch
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket_name)
+    proc = subprocess.Popen([sys.executable, "-m", "safemig.cli", "backup", "--env", "prod"], cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not open_uploads(s3, bucket_name) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the backup finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
+    dbname = database_url.rsplit("/", 1)[1]
+    leftovers = subprocess.run(["pgrep", "-f", f"pg_dump.*{dbname}"], capture_output=True, text=True).stdout
+    assert leftovers.strip() == ""
