@@ -63,3 +63,11 @@ def test_golden_output(house_project, rule, fmt):
         for item in json.loads(rendered):
             assert set(item) == {"path", "line", "column", "rule", "severity", "message", "hint"}
             assert item["line"] >= 1 and item["column"] >= 1
+
+
+def test_readme_lists_every_builtin_rule_with_its_severity():
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("<!-- section:lint -->"):readme.index("<!-- /section:lint -->")]
+    for rule in RULES:
+        if rule.builtin:
+            assert f"| `{rule.id}` | {rule.severity} |" in section, rule.id
