@@ -135,7 +135,7 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
                 encoding="utf-8",
             )
             env_file.chmod(0o600)
-            _say(f"demo: PostgreSQL keeps running (stop: pg_ctl stop -D <datadir>); `source {env_file}` to use it, e.g.")
+            _say(f"demo: PostgreSQL keeps running (./scripts/demo without --keep-running stops it); `source {env_file}` to use it, e.g.")
             _say(f"  safemig migrate info --config {config_path} --env prod")
             _say(f"demo: the local S3 lives in this process; press Ctrl-C to stop it (export AWS_ENDPOINT_URL={s3.endpoint_url}).")
             try:
