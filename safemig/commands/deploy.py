@@ -47,6 +47,10 @@ def make_reporter(*, err: bool) -> "Reporter":
                 summary = f": {result.summary}" if result.summary else ""
                 output.echo(text + summary, err=err, style="green" if result.verdict == PASSED else "yellow")
 
+        def gate_skipped(self, result: "GateResult") -> None:
+            names = [gate for gate, _ in GATES]
+            output.echo(f"[{names.index(result.name) + 1}/{len(names)}] {result.title}: {result.summary}", err=err)
+
         def note(self, text: str) -> None:
             output.echo(f"    - {text}", err=err)
 

@@ -60,6 +60,9 @@ class Reporter:
 
     def gate_finished(self, result: GateResult) -> None: ...
 
+    def gate_skipped(self, result: GateResult) -> None:
+        """A gate that will not run because an earlier one failed."""
+
     def note(self, text: str) -> None:
         """A line of detail inside the running gate."""
 
@@ -129,7 +132,9 @@ class GateRunner:
             result.duration_s = time.monotonic() - started
             self.reporter.gate_finished(result)
 
-    def skip(self, name: str, title: str, reason: str) -> None:
-        """Record a gate that did not run (after a failure, or nothing to deploy)."""
+    def skip(self, name: str, title: str, reason: str, *, announce: bool = False) -> None:
+        """Record a gate that did not run (after a failure, or nothing to deploy); ``announce`` tells the reporter."""
         result = GateResult(name=name, title=title, verdict=SKIPPED, summary=reason)
         self.results.append(result)
+        if announce:
+            self.reporter.gate_skipped(result)

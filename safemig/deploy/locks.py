@@ -222,8 +222,13 @@ class LockRecorder(Observer):
         self.forward.migration_finished(migration, result)
 
     def retrying(self, migration, attempt, error, delay):
-        # The failed attempt's statements were rolled back; keep only what the next attempt does.
-        self.statements = [s for s in self.statements if s.version != migration.version]
+        if self._sampling and self._sampler is not None:  # the statement failed: stop watching it
+            self._sampler.stop()
+            self._sampling = False
+        if not migration.no_transaction:
+            # The failed attempt was rolled back as a whole; keep only what the next attempt does.
+            # (Without a transaction only the failing statement is retried; what ran before stays.)
+            self.statements = [s for s in self.statements if s.version != migration.version]
         self.forward.retrying(migration, attempt, error, delay)
 
     # -- helpers ----------------------------------------------------------------------

@@ -196,13 +196,13 @@ class _Deploy:
         self.record.error = message
         self.record.hint = hint
         if failed is not None:
-            self._skip_rest(failed.name, f"not run: {failed.name} failed")
+            self._skip_rest(failed.name, f"not run: {failed.name} failed", announce=True)
 
-    def _skip_rest(self, after: str, reason: str) -> None:
+    def _skip_rest(self, after: str, reason: str, *, announce: bool = False) -> None:
         names = [name for name, _ in GATES]
         for name in names[names.index(after) + 1 :]:
             if name != "report" and name not in {r.name for r in self.runner.results}:
-                self.runner.skip(name, TITLES[name], reason)
+                self.runner.skip(name, TITLES[name], reason, announce=announce)
 
     def _finish(self, outcome: DeployOutcome) -> None:
         """Gate 6: write the record locally, upload it next to the backup. A dry run writes none."""

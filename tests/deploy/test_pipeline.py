@@ -89,7 +89,7 @@ def test_lint_error_stops_before_any_backup(project):
     assert result.exit_code == 1, result.output
     assert "Lint: FAILED" in result.stdout
     assert "004_broken.sql:1" in result.stderr and "syntax-error" in result.stderr
-    assert "[3/6] Backup" not in result.stdout
+    assert "[3/6] Backup ..." not in result.stdout and "[3/6] Backup: not run: lint failed" in result.stdout
     assert project.s3_keys() == []
     assert project.versions(project.prod_url) == []
     (record,) = project.records()
@@ -109,7 +109,7 @@ def test_migration_failing_on_staging_stops_before_prod(project):
     assert "Staging rehearsal: FAILED" in result.stdout
     assert "staging rehearsal on staging, applying 004_touch_orders.sql" in result.stderr
     assert "statement 1 `ALTER TABLE orders" in result.stderr and "42P01" in result.stderr
-    assert "[5/6] Production apply" not in result.stdout
+    assert "[5/6] Production apply ..." not in result.stdout and "[5/6] Production apply: not run: staging failed" in result.stdout
     # prod untouched, backup present and named in the record
     assert project.query(project.prod_url, "SELECT version, checksum FROM _sqlx_migrations ORDER BY version") == before
     (record,) = project.records()
