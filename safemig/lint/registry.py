@@ -6,6 +6,7 @@ A rule is a module. Its interface (the same for built-in and house rules):
 * ``SEVERITY``: ``"error"`` or ``"warning"`` (the policy may override it);
 * ``SUMMARY``: one line for ``safemig rules``;
 * ``FILES``: ``"all"`` (default) or ``"migrations"`` (not applied to rollback scripts);
+* optional ``RUNS_LAST`` / ``SILENCEABLE`` (for the rules about ignore directives);
 * a docstring with ``Why:``, ``Bad:`` and ``Good:`` sections (``safemig explain``);
 * ``check(file: LintFile) -> Iterable[Violation]``.
 
@@ -43,6 +44,8 @@ class Rule:
     module: ModuleType
     source: Path
     builtin: bool
+    runs_last: bool = False  # judged after every other rule (unused-ignore)
+    silenceable: bool = True  # False for the rules about ignore directives themselves
 
     @property
     def doc(self) -> dict[str, str]:
@@ -87,7 +90,8 @@ def _as_rule(module: ModuleType, source: Path, builtin: bool) -> Rule:
         raise ConfigError(f"{where}: docstring lacks {', '.join(m + ':' for m in missing)}",
                           hint="document the rule with Why:, Bad: and Good: sections")
     summary = getattr(module, "SUMMARY", "") or sections["intro"].splitlines()[0]
-    return Rule(rule_id, severity, summary, files, module, source, builtin)
+    return Rule(rule_id, severity, summary, files, module, source, builtin,
+                runs_last=bool(getattr(module, "RUNS_LAST", False)), silenceable=bool(getattr(module, "SILENCEABLE", True)))
 
 
 def builtin_rules() -> list[Rule]:
@@ -112,7 +116,9 @@ def house_rules(directory: Path | None) -> list[Rule]:
             continue
         name = f"safemig_house_rules.{path.stem}"
         module = sys.modules.get(name)
-        if module is None or getattr(module, "__file__", None) != str(path):
+        st = path.stat()
+        stamp = (str(path), st.st_mtime_ns, st.st_size)
+        if module is None or getattr(module, "_safemig_stamp", None) != stamp:  # new or edited since loaded
             spec = importlib.util.spec_from_file_location(name, path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
@@ -121,6 +127,7 @@ def house_rules(directory: Path | None) -> list[Rule]:
             except Exception as exc:  # a broken house rule is a config problem, named precisely
                 raise ConfigError(f"house rule {path} failed to load: {type(exc).__name__}: {exc}",
                                   hint="fix the module or move it out of the rules directory") from None
+            module._safemig_stamp = stamp
             sys.modules[name] = module
         rules.append(_as_rule(module, path, builtin=False))
     return rules

@@ -41,6 +41,22 @@ def build_file(target: Target, config: Config, text: str) -> LintFile:
     return lint_file
 
 
+def _violations(rule: Rule, lint_file: LintFile) -> list:
+    """A rule's violations; a crashing house rule is a configuration problem named precisely (exit 2).
+
+    A crashing built-in rule is a bug in safemig and propagates (exit 70, with a crash log).
+    """
+    if rule.builtin:
+        return list(rule.check(lint_file))
+    try:
+        return list(rule.check(lint_file))
+    except Exception as exc:
+        from safemig.errors import ConfigError
+
+        raise ConfigError(f"house rule {rule.id} ({rule.source}) crashed on {lint_file.display}: "
+                          f"{type(exc).__name__}: {exc}", hint="fix the rule module, or set it to \"off\" in the policy") from None
+
+
 def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Finding]:
     """Every finding of the enabled rules on one file, minus what its ignore directives silence."""
     statement_lines = [(s.line, s.end_line) for s in lint_file.statements]
@@ -55,13 +71,13 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
             severities[rule.id] = severity
     lint_file.enabled_rules = set(severities)
     findings = []
-    last = [r for r in rules if getattr(r.module, "RUNS_LAST", False)]
-    for rule in [r for r in rules if r not in last] + last:
+    ordered = sorted(rules, key=lambda r: r.runs_last)  # unused-ignore judges after everyone else
+    for rule in ordered:
         if rule.id not in severities:
             continue
-        for v in rule.check(lint_file):
+        for v in _violations(rule, lint_file):
             index = ignore_mod.statement_at(v.line, statement_lines)
-            if rule.id not in ("unused-ignore", "invalid-ignore") and ignore_mod.is_silenced(lint_file.ignores, rule.id, index):
+            if rule.silenceable and ignore_mod.is_silenced(lint_file.ignores, rule.id, index):
                 continue
             findings.append(Finding(lint_file.display, v.line, v.column, rule.id, severities[rule.id],
                                     v.message, v.hint, v.statement))

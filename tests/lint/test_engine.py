@@ -290,6 +290,10 @@ def check(file):
 ''')
     (finding,) = project.lint().findings
     assert (finding.rule, finding.severity, finding.hint) == ("no-table-t", "warning", "call it u")
+    project.write("rules/no_table_t.py", (project.root / "rules/no_table_t.py").read_text().replace(
+        'stmt.node["relation"]["relname"] == "t"', 'stmt.node["nope"]'))
+    with pytest.raises(ConfigError, match=r"house rule no-table-t .* crashed on migrations/005_create_t.sql: KeyError"):
+        project.lint()
     project.write("rules/broken.py", "ID = 'broken'\nraise RuntimeError('boom')\n")
     with pytest.raises(ConfigError, match="broken.py failed to load: RuntimeError: boom"):
         project.lint()

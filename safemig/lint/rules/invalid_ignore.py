@@ -16,6 +16,7 @@ from safemig.lint.finding import Violation
 
 ID = "invalid-ignore"
 SEVERITY = "error"
+SILENCEABLE = False  # an ignore cannot silence the report about itself
 SUMMARY = "an ignore directive without a reason or with an unknown rule id"
 
 

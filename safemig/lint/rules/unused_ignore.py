@@ -16,6 +16,7 @@ from safemig.lint.finding import Violation
 
 ID = "unused-ignore"
 SEVERITY = "warning"
+SILENCEABLE = False  # an ignore cannot silence the report about itself
 SUMMARY = "an ignore directive that matches no finding"
 RUNS_LAST = True  # judged after every other rule has reported
 
