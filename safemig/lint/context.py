@@ -44,10 +44,14 @@ class LintFile:
     def statements(self) -> list[SqlStatement]:
         return self.parsed.statements
 
-    @property
+    @cached_property
     def valid_statements(self) -> list[SqlStatement]:
         """Statements PostgreSQL's parser accepts (the others get a syntax-error finding only)."""
         return [s for s in self.parsed.statements if s.error is None]
+
+    @cached_property
+    def _index(self) -> dict[int, int]:
+        return {id(s): i for i, s in enumerate(self.statements)}
 
     @property
     def is_migration(self) -> bool:
@@ -65,16 +69,14 @@ class LintFile:
     def is_new_table(self, table: str, stmt: SqlStatement) -> bool:
         """True when ``table`` was created by this file before ``stmt`` (so it is new and empty)."""
         index = self._created_at.get(facts.bare(table).lower())
-        return index is not None and index < self.statements.index(stmt)
+        return index is not None and index < self._index[id(stmt)]
 
     def preceding(self, stmt: SqlStatement) -> list[SqlStatement]:
         """The valid statements before ``stmt`` in this file."""
-        index = self.statements.index(stmt)
-        return [s for s in self.statements[:index] if s.error is None]
+        return [s for s in self.statements[: self._index[id(stmt)]] if s.error is None]
 
     def following(self, stmt: SqlStatement) -> list[SqlStatement]:
-        index = self.statements.index(stmt)
-        return [s for s in self.statements[index + 1:] if s.error is None]
+        return [s for s in self.statements[self._index[id(stmt)] + 1:] if s.error is None]
 
     def violation(self, stmt: SqlStatement, message: str, hint: str) -> Violation:
         """A violation located at ``stmt``'s first token, quoting the statement as written."""
