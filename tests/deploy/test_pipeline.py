@@ -282,3 +282,37 @@ def test_unreachable_database_exits_3(project):
     assert "hunter2secret" not in result.output
     (record,) = project.records()
     assert record["failed_gate"] == "preflight" and "hunter2secret" not in str(record)
+
+
+def test_ctrl_c_during_the_production_apply_rolls_back_and_records_it(project):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    project.apply_directly(project.prod_url, [1])
+    project.write_config(lock_timeout='"60s"', lock_retries="0")
+    holder = _TableLockHolder(project.prod_url, "items", release_on_retry=False)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "safemig.cli", "deploy", "--env", "prod"], cwd=project.root,
+            env={**os.environ, **project.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not holder.waits and time.monotonic() < deadline:  # the ALTER is queued behind our lock
+            time.sleep(0.05)
+        assert holder.waits, "the deploy never reached the production apply"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        holder.close()
+    assert proc.returncode == 130, stdout + stderr
+    assert "Production apply: FAILED" in stdout and "interrupted" in stdout
+    assert project.versions(project.prod_url) == [1]
+    assert "note" not in project.columns(project.prod_url, "items")
+    record = project.records()[-1]
+    assert (record["status"], record["failed_gate"], record["error"]) == ("failed", "production", "interrupted")
+    # the lock was released with the session: a new deploy can take it at once
+    dbname = project.prod_url.rsplit("/", 1)[1]
+    assert project.query(project.prod_url, f"SELECT pg_try_advisory_lock({lock_id(dbname)})")[0][0] is True
