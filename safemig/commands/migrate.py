@@ -156,7 +156,7 @@ def run_command(
         for migration in report.plan:
             statements = parse(migration.sql, display_path(migration.path), no_transaction=migration.no_transaction)
             mode = "no transaction, statement by statement" if migration.no_transaction else "in one transaction"
-            output.echo(f"-- Would apply {display_path(migration.path)} ({len(statements)} statements, {mode})")
+            output.echo(f"-- Would apply {display_path(migration.path)} ({len(statements)} statement{'' if len(statements) == 1 else 's'}, {mode})")
             for statement in statements:
                 output.echo(f"-- line {statement.line}\n{statement.text};")
             output.echo(f"-- then record version {migration.version} in _sqlx_migrations\n")

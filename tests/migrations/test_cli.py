@@ -41,7 +41,7 @@ def test_run_verbose_then_nothing_to_do(cli, three, database_url):
 def test_dry_run_prints_sql_and_touches_nothing(cli, three, database_url):
     result = run(cli, three, database_url, "run", "--dry-run", "--target-version", "2")
     assert result.exit_code == 0, result.output
-    assert "-- Would apply docker/migrations/001_create_a.sql (1 statements, in one transaction)" in result.stdout
+    assert "-- Would apply docker/migrations/001_create_a.sql (1 statement, in one transaction)" in result.stdout
     assert "INSERT INTO b VALUES (1), (2), (3);" in result.stdout
     assert "003_create_c" not in result.stdout
     assert "2 migration(s) would be applied; nothing was changed" in result.stdout
@@ -208,3 +208,29 @@ def test_migrate_modules_do_not_import_psycopg_at_import_time():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_ctrl_c_mid_migration_rolls_back_and_releases_the_lock(project, database_url):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    project.write("001_slow.sql", "CREATE TABLE slow_half (a int);\nSELECT pg_sleep(60);\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "safemig.cli", "migrate", "run", "--database-url", database_url],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if scalar(database_url, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(60)%'"):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert scalar(database_url, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(60)%'") == 0
+    assert scalar(database_url, "SELECT to_regclass('slow_half')") is None
+    assert scalar(database_url, "SELECT count(*) FROM _sqlx_migrations") == 0
+    assert scalar(database_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
