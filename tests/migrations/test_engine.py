@@ -332,3 +332,15 @@ def test_no_transaction_file_may_manage_its_own_transactions(conn, project):
         migrator(conn, project).run()
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # the file's BEGIN was rolled back
     assert scalar(conn, "SELECT count(*) FROM m") == 1
+
+
+def test_revert_prefers_the_down_file_of_a_reversible_pair(conn, project):
+    project.write("001_pair.up.sql", "CREATE TABLE pair (a int);")
+    project.write("001_pair.down.sql", "DROP TABLE pair;")
+    project.rollback("001_rollback_pair.sql", "SELECT 1/0;")  # would fail if it were used
+    m = migrator(conn, project)
+    (applied,) = m.run()
+    assert applied.description == "pair"
+    m.revert(project.discover()[0])
+    assert scalar(conn, "SELECT to_regclass('pair')") is None
+    assert scalar(conn, "SELECT count(*) FROM _sqlx_migrations") == 0
