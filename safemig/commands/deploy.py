@@ -33,11 +33,14 @@ def make_reporter(*, err: bool) -> "Reporter":
     from safemig.deploy.gates import FAILED, PASSED, Reporter
     from safemig.deploy.pipeline import GATES
 
+    names = [gate for gate, _ in GATES]
+
+    def number(name: str) -> str:
+        return f"[{names.index(name) + 1}/{len(names)}]" if name in names else "[?]"
+
     class TerminalReporter(Reporter):
         def gate_started(self, name: str, title: str) -> None:
-            names = [gate for gate, _ in GATES]
-            number = names.index(name) + 1 if name in names else "?"
-            output.echo(f"[{number}/{len(names)}] {title} ...", err=err, style="bold")
+            output.echo(f"{number(name)} {title} ...", err=err, style="bold")
 
         def gate_finished(self, result: "GateResult") -> None:
             text = f"    {result.title}: {result.verdict.upper() if result.verdict == FAILED else result.verdict} ({result.duration_s:.2f}s)"
@@ -48,8 +51,7 @@ def make_reporter(*, err: bool) -> "Reporter":
                 output.echo(text + summary, err=err, style="green" if result.verdict == PASSED else "yellow")
 
         def gate_skipped(self, result: "GateResult") -> None:
-            names = [gate for gate, _ in GATES]
-            output.echo(f"[{names.index(result.name) + 1}/{len(names)}] {result.title}: {result.summary}", err=err)
+            output.echo(f"{number(result.name)} {result.title}: {result.summary}", err=err)
 
         def note(self, text: str) -> None:
             output.echo(f"    - {text}", err=err)
@@ -151,11 +153,7 @@ def register(app: typer.Typer) -> None:
         )
         outcome = deploy(cfg, name, options, make_reporter(err=json_out))
         if json_out:
-            output.print_json(outcome.record.as_dict() if not (dry_run and outcome.plan) else {
-                "env": outcome.plan.env, "dry_run": True, "backup_destination": outcome.plan.backup_destination,
-                "window": outcome.plan.window, "staging": outcome.plan.staging,
-                "pending": [item.as_dict(cfg.root) for item in outcome.plan.items],
-            })
+            output.print_json(outcome.plan.as_dict(cfg.root) if outcome.plan else outcome.record.as_dict())
         elif outcome.plan is not None:
             show_plan(outcome.plan)
         if not json_out and not (dry_run and outcome.error is None):

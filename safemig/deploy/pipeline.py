@@ -89,6 +89,17 @@ class DeployPlan:
     items: list[PlanItem] = field(default_factory=list)
     window: str = ""
 
+    def as_dict(self, root: Path) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "dry_run": True,
+            "database": self.database,
+            "staging": self.staging,
+            "window": self.window,
+            "backup_destination": self.backup_destination,
+            "pending": [item.as_dict(root) for item in self.items],
+        }
+
 
 @dataclass
 class DeployOutcome:

@@ -243,6 +243,10 @@ def test_dry_run_prints_the_plan_and_changes_nothing(project):
     assert "rollback: 001_rollback_items.sql" in result.stdout
     assert "003_index_name.sql" in result.stdout and "no transaction" in result.stdout
     assert "NONE (no rollback script)" in result.stdout
+    plan = json.loads(project.deploy("--dry-run", "--json").stdout)
+    assert [(p["version"], p["rollback"], p["transaction"]) for p in plan["pending"]] == [
+        (1, "rollbacks/001_rollback_items.sql", True), (2, "rollbacks/002_rollback_note.sql", True), (3, None, False),
+    ]
     assert project.versions(project.prod_url) == [] and project.versions(project.staging_url) == []
     assert project.s3_keys() == [] and project.records() == []
 
