@@ -25,6 +25,8 @@ def _gate_verdicts(record: dict) -> dict[str, str]:
 
 def test_happy_path_through_a_closed_window_then_nothing_to_deploy(project):
     project.apply_directly(project.prod_url, [1])  # prod is one migration in; staging is empty
+    # prod's planner statistics say items is large (no need to load two million rows for that)
+    project.query(project.prod_url, "UPDATE pg_class SET reltuples = 2000000 WHERE relname = 'items' RETURNING 1")
     project.write_config(maintenance_window=_closed_window())
 
     refused = project.deploy()
@@ -43,8 +45,10 @@ def test_happy_path_through_a_closed_window_then_nothing_to_deploy(project):
     # verbose production log: each statement with its duration
     assert "prod 002_add_note.sql #1 (line 2) ALTER TABLE items ADD COLUMN IF NOT EXISTS note TEXT -> ALTER TABLE in" in out
     assert "prod 003_index_name.sql #1" in out
-    # the lock report shows the ACCESS EXCLUSIVE that 002 takes on an existing prod table
-    assert "lock: ACCESS EXCLUSIVE on public.items (002_add_note.sql" in out
+    # the lock report warns about the ACCESS EXCLUSIVE that 002 takes on a large prod table
+    assert "! ACCESS EXCLUSIVE on public.items (002_add_note.sql, held" in out
+    assert "~2,000,000 rows on prod): a large table; its reads and writes wait until the migration commits" in out
+    assert "lock: SHARE UPDATE EXCLUSIVE on public.items (003_index_name.sql" in out
     assert DEFAULT_PASSWORD not in result.output
 
     assert project.versions(project.prod_url) == [1, 2, 3]
@@ -58,7 +62,7 @@ def test_happy_path_through_a_closed_window_then_nothing_to_deploy(project):
     record = records[1]
     verdicts = _gate_verdicts(record)
     assert verdicts.pop("lint") in ("passed", "passed with warnings")  # lint warnings do not stop a deploy
-    assert verdicts == {"preflight": "passed with warnings", "backup": "passed", "staging": "passed", "production": "passed"}
+    assert verdicts == {"preflight": "passed with warnings", "backup": "passed", "staging": "passed with warnings", "production": "passed"}
     assert record["window"]["override_reason"] == "release 42 hotfix"
     assert record["operator"]["user"] and record["operator"]["host"]
     assert [a["version"] for a in record["applied"]] == [2, 3]
@@ -67,6 +71,7 @@ def test_happy_path_through_a_closed_window_then_nothing_to_deploy(project):
     assert record["rehearsal"]["idempotent"] == [2, 3]
     items_lock = next(lk for lk in record["locks"] if lk["relation"] == "public.items")
     assert items_lock["mode"] == "ACCESS EXCLUSIVE" and items_lock["version"] == 2 and items_lock["exists_on_prod"]
+    assert items_lock["prod_rows_estimate"] == 2000000 and items_lock["large"]
     assert DEFAULT_PASSWORD not in str(record)
 
     keys = project.s3_keys()
