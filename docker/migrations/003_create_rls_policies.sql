@@ -9,6 +9,9 @@
 --   that bypass row-level security.
 -- Idempotent: policies and the trigger are created only when absent.
 
+-- Give up rather than queue behind a long query (and block everyone queued behind us).
+SET LOCAL lock_timeout = '5s';
+
 ALTER TABLE events FORCE ROW LEVEL SECURITY;
 ALTER TABLE snapshots FORCE ROW LEVEL SECURITY;
 
