@@ -194,14 +194,21 @@ class _TableLockHolder:
         self.conn.close()
 
 
-def test_lock_timeout_on_prod_is_retried_then_succeeds(project):
+def _deploy_while_items_is_locked(project, *, release_on_retry: bool, **settings: str):
+    """prod at version 1, ``items`` held by another session, then ``safemig deploy``."""
     project.apply_directly(project.prod_url, [1])
-    project.write_config(lock_timeout='"300ms"', lock_retries="5", retry_backoff='"0.2s"')
-    holder = _TableLockHolder(project.prod_url, "items", release_on_retry=True)
+    project.write_config(**settings)
+    holder = _TableLockHolder(project.prod_url, "items", release_on_retry=release_on_retry)
     try:
-        result = project.deploy()
+        return project.deploy(), holder
     finally:
         holder.close()
+
+
+def test_lock_timeout_on_prod_is_retried_then_succeeds(project):
+    result, holder = _deploy_while_items_is_locked(
+        project, release_on_retry=True, lock_timeout='"300ms"', lock_retries="5", retry_backoff='"0.2s"'
+    )
     assert result.exit_code == 0, result.output
     assert "prod: 002_add_note.sql hit lock_timeout (attempt 1: 55P03" in result.stdout
     assert len(holder.waits) >= 2
@@ -211,13 +218,9 @@ def test_lock_timeout_on_prod_is_retried_then_succeeds(project):
 
 
 def test_lock_timeout_on_prod_fails_cleanly_with_the_migration_rolled_back(project):
-    project.apply_directly(project.prod_url, [1])
-    project.write_config(lock_timeout='"200ms"', lock_retries="1", retry_backoff='"0.1s"')
-    holder = _TableLockHolder(project.prod_url, "items", release_on_retry=False)
-    try:
-        result = project.deploy()
-    finally:
-        holder.close()
+    result, _ = _deploy_while_items_is_locked(
+        project, release_on_retry=False, lock_timeout='"200ms"', lock_retries="1", retry_backoff='"0.1s"'
+    )
     assert result.exit_code == 1, result.output
     assert "Production apply: FAILED" in result.stdout
     assert "55P03" in result.stderr and "002_add_note.sql" in result.stderr
