@@ -328,3 +328,15 @@ def test_ctrl_c_during_the_production_apply_rolls_back_and_records_it(project):
     # the lock was released with the session: a new deploy can take it at once
     dbname = project.prod_url.rsplit("/", 1)[1]
     assert project.query(project.prod_url, f"SELECT pg_try_advisory_lock({lock_id(dbname)})")[0][0] is True
+
+
+def test_backup_failure_stops_before_staging_and_prod(project):
+    project.bucket = "no-such-bucket-for-deploy"
+    project.write_config()
+    result = project.deploy()
+    assert result.exit_code == 3, result.output
+    assert "Backup: FAILED" in result.stdout and "[4/6] Staging rehearsal: not run: backup failed" in result.stdout
+    assert "no-such-bucket-for-deploy" in result.stderr
+    assert project.versions(project.prod_url) == [] and project.versions(project.staging_url) == []
+    (record,) = project.records()
+    assert record["failed_gate"] == "backup" and record["backup"] is None and record["record_uri"] is None
