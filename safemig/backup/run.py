@@ -117,7 +117,6 @@ def run_backup(
     facts = database_facts(database_url)
     pg_dump = pick_binary("pg_dump", facts.server_major, settings.pg_bin_dir, purpose=f"dump PostgreSQL {facts.server_version} (database {facts.name})")
     pg_restore = pick_binary("pg_restore", pg_dump.major, settings.pg_bin_dir, purpose=f"verify a pg_dump {pg_dump.major} archive")
-    client = make_client(settings)
     when = datetime.now(timezone.utc)
     key = backup_key(settings, env, when, facts.newest_version)
     metadata = {
@@ -151,6 +150,7 @@ def run_backup(
         archive.conclude(f"pg_dump's output for s3://{settings.bucket}/{key}")
 
     try:
+        client = make_client(settings)  # boto3 loads while pg_dump reads the catalog and locks tables
         with transfer_progress(f"pg_dump {facts.name} -> s3://{settings.bucket}", progress) as advance:
 
             def on_chunk(chunk: memoryview) -> None:
