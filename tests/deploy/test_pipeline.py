@@ -340,3 +340,14 @@ def test_backup_failure_stops_before_staging_and_prod(project):
     assert project.versions(project.prod_url) == [] and project.versions(project.staging_url) == []
     (record,) = project.records()
     assert record["failed_gate"] == "backup" and record["backup"] is None and record["record_uri"] is None
+
+
+def test_staging_none_deploys_without_a_rehearsal_and_says_so(project):
+    project.write_config(staging='"none"')
+    result = project.deploy()
+    assert result.exit_code == 0, result.output
+    assert "[4/6] Staging rehearsal" not in result.stdout
+    assert 'no staging rehearsal: envs.prod.staging = "none"' in result.stdout
+    assert project.versions(project.prod_url) == [1, 2, 3] and project.versions(project.staging_url) == []
+    (record,) = project.records()
+    assert _gate_verdicts(record)["staging"] == "skipped" and record["staging_env"] is None
