@@ -10,8 +10,11 @@ ratios compare runs on the same machine at the same moment:
                                         also split into dump+upload and verification, with the
                                         peak RSS of the safemig process (VmHWM from /proc);
 * ``pg_dump -Fc -Z L | aws s3 cp - s3://..``  the shell one-liner teams use today;
-* ``multipart`` / ``transfer-manager``  the streaming upload alone (no verification) with
-                                        safemig's multipart code vs boto3's ``upload_fileobj``;
+* ``multipart`` / ``transfer_manager``  the streaming upload alone (no verification) with
+                                        safemig's multipart code vs boto3's ``upload_fileobj``
+                                        (its input raising at EOF unless pg_dump exited 0);
+* ``multipart_checked``                 the same plus the in-stream ``pg_restore -f /dev/null``
+                                        archive check safemig runs (its cost, isolated);
 
 on two databases: ``bench_pgbench`` (``pgbench -i -s 70``, 1 GB, compresses ~36:1) and
 ``bench_md5`` (3M rows of md5 hex text, ~390 MB, compresses ~1.8:1), plus a pg_dump
@@ -138,9 +141,22 @@ def child_upload(mode: str, conninfo: str, compression: str, key: str) -> None:
         if problem:
             raise RuntimeError(problem)
 
-    if mode == "multipart":
+    if mode in ("multipart", "multipart_checked"):
+        on_chunk = None
+        if mode == "multipart_checked":  # what safemig adds while streaming: pg_restore reading every block
+            from safemig.backup.pgdump import pick_binary
+            from safemig.backup.verify import ArchiveCheck
+
+            check = ArchiveCheck(pick_binary("pg_restore", 0, purpose="check"))
+            on_chunk = check.feed
+            dump_done = finish
+
+            def finish() -> None:
+                dump_done()
+                check.conclude("bench")
+
         stream_to_s3(client, dump.stdout, bucket=BUCKET, key=key, part_size=PART_MB << 20, concurrency=CONCURRENCY,
-                     extra_args={}, finish=finish)
+                     extra_args={}, finish=finish, on_chunk=on_chunk)
         return
 
     class CheckedReader:
@@ -176,7 +192,7 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
                 s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
 
     pg_dump = find_pg_bin("pg_dump")
-    times: dict[str, list[float]] = {k: [] for k in ("pg_dump", "safemig", "safemig_dump_upload", "safemig_verify", "aws_cp", "multipart", "transfer_manager")}
+    times: dict[str, list[float]] = {k: [] for k in ("pg_dump", "safemig", "safemig_dump_upload", "safemig_verify", "aws_cp", "multipart", "multipart_checked", "transfer_manager")}
     peaks: list[int] = []
     size = 0
     for i in range(runs):
@@ -193,7 +209,7 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
         t, _, _ = run_timed(f"set -o pipefail; {pg_dump} -Fc -Z{compression} --dbname='{conninfo}' | aws s3 cp - s3://{BUCKET}/cp/{i}.dump", env=env, shell=True)
         times["aws_cp"].append(t)
         clean()
-        for mode in ("multipart", "transfer_manager"):
+        for mode in ("multipart", "multipart_checked", "transfer_manager"):
             t, _, _ = run_timed([sys.executable, __file__, "--child", mode, conninfo, compression, f"{mode}/{i}.dump"], env=env)
             times[mode].append(t)
             clean()
@@ -205,6 +221,7 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
                 "safemig dump+upload / pg_dump": (med["safemig_dump_upload"]) / med["pg_dump"],
                 "safemig / aws s3 cp": med["safemig"] / med["aws_cp"],
                 "multipart / pg_dump": med["multipart"] / med["pg_dump"],
+                "multipart_checked / pg_dump": med["multipart_checked"] / med["pg_dump"],
                 "transfer_manager / pg_dump": med["transfer_manager"] / med["pg_dump"],
             }}
 

@@ -16,14 +16,14 @@ def transfer_progress(description: str, enabled: bool) -> Iterator[Callable[[int
     if not enabled:
         yield lambda _n: None
         return
-    from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+    from rich.progress import FileSizeColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
     from safemig import output
 
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
-        DownloadColumn(),
+        FileSizeColumn(),
         TransferSpeedColumn(),
         TimeElapsedColumn(),
         console=output.console(stderr=True),
