@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
 LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
 MAX_RETRY_DELAY = 60.0
+_BEGIN = "BEGIN;\n"
 _TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort"}
 _CONCURRENT_INDEX = re.compile(
     r"^CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)",
@@ -170,10 +171,11 @@ def parse(sql: str, label: str, *, no_transaction: bool) -> list[Statement]:
 class _StatementError(Exception):
     """A statement failed; carries what is needed to decide on a retry and to explain."""
 
-    def __init__(self, index: int, statement: Statement, exc: Exception, done: list[StatementResult]) -> None:
+    def __init__(self, index: int, statement: Statement, exc: Exception, done: list[StatementResult], position_shift: int = 0) -> None:
         super().__init__(str(exc))
         self.index, self.statement, self.exc, self.done = index, statement, exc, done
         self.sqlstate = getattr(exc, "sqlstate", None)
+        self.position_shift = position_shift  # characters sent before the statement in the same query
 
 
 class Migrator:
@@ -348,9 +350,13 @@ class Migrator:
             start = time.perf_counter_ns()
             stage = "begin"
             try:
-                conn.execute("BEGIN", prepare=False)
-                stage = "statement"
-                results = self._statements(migration, statements, 0, [])
+                if statements:  # BEGIN travels with the first statement: one round trip fewer
+                    stage = "statement"
+                    results = self._statements(migration, statements, 0, [], prefix=_BEGIN)
+                else:
+                    conn.execute("BEGIN", prepare=False)
+                    stage = "statement"
+                    results = []
                 duration_ns = time.perf_counter_ns() - start
                 stage = "ledger"
                 if bookkeeping is not None:
@@ -441,9 +447,10 @@ class Migrator:
         except psycopg.Error as exc:
             raise _StatementError(index, statement, exc, done) from None
 
-    def _statements(self, migration, statements, position, done, *, check_indexes=False):
+    def _statements(self, migration, statements, position, done, *, check_indexes=False, prefix=""):
         """Run ``statements[position:]``; a failure raises _StatementError with what already ran.
 
+        ``prefix`` (``BEGIN;``) is sent in the same simple query as the first statement.
         With ``check_indexes`` (autocommit mode), a ``CREATE INDEX CONCURRENTLY`` must leave a
         valid index: ``IF NOT EXISTS`` silently skips an INVALID one left by an earlier failure.
         """
@@ -455,9 +462,12 @@ class Migrator:
             observer.statement_started(migration, offset, statement)
             began = time.perf_counter()
             try:
-                cur = conn.execute(statement.text, prepare=False)
+                cur = conn.execute(prefix + statement.text, prepare=False)
+                if prefix:
+                    cur.nextset()  # the statement's result, after the prefix's
             except psycopg.Error as exc:
-                raise _StatementError(offset, statement, exc, results) from None
+                raise _StatementError(offset, statement, exc, results, position_shift=len(prefix)) from None
+            prefix = ""
             elapsed = time.perf_counter() - began
             result = StatementResult(
                 index=offset,
@@ -509,8 +519,8 @@ class Migrator:
         line = st.line
         diag = getattr(exc, "diag", None)
         position = getattr(diag, "statement_position", None) if diag is not None else None
-        if position and str(position).isdigit():
-            line += st.text[: int(position) - 1].count("\n")
+        if position and str(position).isdigit() and int(position) > err.position_shift:
+            line += st.text[: int(position) - 1 - err.position_shift].count("\n")
         message = (
             f"{label}:{line}: {action} of version {migration.version} failed at statement {err.index} "
             f"`{_clip(st.first_line)}`: {_pg_error(exc)}"
