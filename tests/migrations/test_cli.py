@@ -234,3 +234,14 @@ def test_ctrl_c_mid_migration_rolls_back_and_releases_the_lock(project, database
     assert scalar(database_url, "SELECT to_regclass('slow_half')") is None
     assert scalar(database_url, "SELECT count(*) FROM _sqlx_migrations") == 0
     assert scalar(database_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+def test_next_version_keeps_timestamp_versions(project):
+    from safemig.migrations.operations import next_version_prefix
+
+    project.write("20240101120000_init.sql", "SELECT 1;")
+    prefix = next_version_prefix(project.discover())
+    assert len(prefix) == 14 and int(prefix) > 20240101120000
+    project.write("7_x.sql", "SELECT 1;")
+    (project.migrations / "20240101120000_init.sql").unlink()
+    assert next_version_prefix(project.discover()) == "8"
