@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -132,25 +133,34 @@ def test_no_transaction_failure_names_statements_that_ran(conn, project):
     assert scalar(conn, "SELECT to_regclass('t_a')") == "t_a"
 
 
-def _hold_lock(database_url, table, seconds, ready):
-    with psycopg.connect(database_url) as holder:
-        holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        ready.set()
-        time.sleep(seconds)
-        holder.rollback()
+@contextmanager
+def busy_table(conn, database_url, seconds):
+    """Table ``busy``, locked ACCESS EXCLUSIVE by another session for ``seconds`` from now."""
+    conn.execute("CREATE TABLE busy (a int)")
+    ready = threading.Event()
+
+    def hold():
+        with psycopg.connect(database_url) as holder:
+            holder.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+            ready.set()
+            time.sleep(seconds)
+            holder.rollback()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        yield
+    finally:
+        thread.join()
 
 
 def test_lock_timeout_is_retried_with_backoff(conn, project, database_url):
-    conn.execute("CREATE TABLE busy (a int)")
     project.write("001_alter.sql", "CREATE TABLE side (a int);\nALTER TABLE busy ADD COLUMN b int;\n")
-    ready = threading.Event()
-    holder = threading.Thread(target=_hold_lock, args=(database_url, "busy", 0.8, ready))
-    holder.start()
-    ready.wait(5)
     observer = Recorder()
     settings = ApplySettings(lock_timeout="150ms", lock_retries=10, retry_backoff=0.1)
-    migrator(conn, project, settings=settings, observer=observer).run()
-    holder.join()
+    with busy_table(conn, database_url, 0.8):
+        migrator(conn, project, settings=settings, observer=observer).run()
     retries = [e for e in observer.events if e[0] == "retrying"]
     assert retries, "expected at least one retry"
     assert all("55P03" in e[3] for e in retries)
@@ -162,19 +172,11 @@ def test_lock_timeout_is_retried_with_backoff(conn, project, database_url):
 
 
 def test_lock_timeout_gives_up_after_retries(conn, project, database_url):
-    conn.execute("CREATE TABLE busy (a int)")
     project.write("001_alter.sql", "ALTER TABLE busy ADD COLUMN b int;")
-    ready = threading.Event()
-    holder = threading.Thread(target=_hold_lock, args=(database_url, "busy", 1.5, ready))
-    holder.start()
-    ready.wait(5)
     observer = Recorder()
     settings = ApplySettings(lock_timeout="100ms", lock_retries=1, retry_backoff=0.05)
-    try:
-        with pytest.raises(MigrationFailed) as info:
-            migrator(conn, project, settings=settings, observer=observer).run()
-    finally:
-        holder.join()
+    with busy_table(conn, database_url, 1.5), pytest.raises(MigrationFailed) as info:
+        migrator(conn, project, settings=settings, observer=observer).run()
     assert "55P03" in info.value.message
     assert "lock_timeout (100ms) expired after 2 attempt(s)" in info.value.hint
     assert len([e for e in observer.events if e[0] == "retrying"]) == 1
@@ -182,16 +184,11 @@ def test_lock_timeout_gives_up_after_retries(conn, project, database_url):
 
 
 def test_no_transaction_retries_only_the_failing_statement(conn, project, database_url):
-    conn.execute("CREATE TABLE busy (a int)")
     project.write("001_two.sql", "-- no-transaction\nCREATE TABLE IF NOT EXISTS first_one (a int);\nALTER TABLE busy ADD COLUMN b int;\n")
-    ready = threading.Event()
-    holder = threading.Thread(target=_hold_lock, args=(database_url, "busy", 0.5, ready))
-    holder.start()
-    ready.wait(5)
     observer = Recorder()
     settings = ApplySettings(lock_timeout="100ms", lock_retries=20, retry_backoff=0.05)
-    (applied,) = migrator(conn, project, settings=settings, observer=observer).run()
-    holder.join()
+    with busy_table(conn, database_url, 0.5):
+        (applied,) = migrator(conn, project, settings=settings, observer=observer).run()
     runs = [e[2] for e in observer.events if e[0] == "statement"]
     assert runs.count(1) == 1 and runs.count(2) >= 2
     assert [r.index for r in applied.statements] == [1, 2]
