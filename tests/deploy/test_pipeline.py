@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from datetime import datetime, timezone
 
 import psycopg
@@ -146,14 +151,24 @@ def test_nothing_pending_and_a_concurrent_deploy(project):
         assert "prod is being migrated by another session" in refused.stderr
         assert "other-deployer" in refused.stderr
 
-        timer = threading.Timer(1.0, lambda: holder.execute("SELECT pg_advisory_unlock_all()"))
-        timer.start()
-        waited = project.deploy("--lock-wait", "30")
-        timer.join()
+        def release_once_the_deploy_waits() -> None:
+            with psycopg.connect(project.prod_url, autocommit=True) as watcher:
+                for _ in range(1500):
+                    if watcher.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'safemig deploy' AND wait_event = 'advisory'"
+                    ).fetchone():
+                        break
+                    time.sleep(0.02)
+            holder.execute("SELECT pg_advisory_unlock_all()")
+
+        releaser = threading.Thread(target=release_once_the_deploy_waits)
+        releaser.start()
+        waited = project.deploy("--lock-wait", "60")
+        releaser.join()
     finally:
         holder.close()
     assert waited.exit_code == 0, waited.output
-    assert "waiting up to 30s for the migration lock on prod" in waited.stdout
+    assert "waiting up to 60s for the migration lock on prod" in waited.stdout
     assert "nothing to deploy: prod has all 3 migrations applied" in waited.stdout
     assert project.s3_keys() == []  # nothing pending: no backup taken
     assert [r["status"] for r in project.records()] == ["failed", "nothing to deploy"]
@@ -297,12 +312,6 @@ def test_unreachable_database_exits_3(project):
 
 
 def test_ctrl_c_during_the_production_apply_rolls_back_and_records_it(project):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     project.apply_directly(project.prod_url, [1])
     project.write_config(lock_timeout='"60s"', lock_retries="0")
     holder = _TableLockHolder(project.prod_url, "items", release_on_retry=False)
