@@ -69,6 +69,18 @@ def _settings(config: "Config", env: str | None, lock_timeout: str | None, state
     return ApplySettings(lock_timeout=lock_timeout, statement_timeout=statement_timeout, lock_retries=retries)
 
 
+def _writer_arguments(config, source, env, database_url, lock_timeout, statement_timeout, lock_retries) -> tuple["Config", dict]:
+    """The config, and the keyword arguments ``operations.run`` and ``operations.revert`` share."""
+    cfg = load(config, source)
+    return cfg, {
+        "url": _database(cfg, env, database_url),
+        "migrations_dir": cfg.migrations_dir,
+        "rollbacks_dir": cfg.rollbacks_dir,
+        "settings": _settings(cfg, env, lock_timeout, statement_timeout, lock_retries),
+        "on_wait": _on_wait,
+    }
+
+
 def _on_wait() -> None:
     from safemig import output
 
@@ -138,19 +150,13 @@ def run_command(
     from safemig.migrations.engine import parse
     from safemig.migrations.files import display_path
 
-    cfg = load(config, source)
-    url = _database(cfg, env, database_url)
-    settings = _settings(cfg, env, lock_timeout, statement_timeout, lock_retries)
+    _, common = _writer_arguments(config, source, env, database_url, lock_timeout, statement_timeout, lock_retries)
     report = operations.run(
-        url,
-        cfg.migrations_dir,
-        cfg.rollbacks_dir,
+        **common,
         target_version=target_version,
         allow_out_of_order=allow_out_of_order,
         dry_run=dry_run,
-        settings=settings,
         observer=_observer(verbose, "Applying", "Applied"),
-        on_wait=_on_wait,
     )
     if dry_run:
         for migration in report.plan:
@@ -232,17 +238,8 @@ def revert_command(
     from safemig.migrations import operations
     from safemig.migrations.files import display_path
 
-    cfg = load(config, source)
-    steps = operations.revert(
-        _database(cfg, env, database_url),
-        cfg.migrations_dir,
-        cfg.rollbacks_dir,
-        target_version=target_version,
-        dry_run=dry_run,
-        settings=_settings(cfg, env, lock_timeout, statement_timeout, lock_retries),
-        observer=_observer(verbose, "Reverting", "Reverted"),
-        on_wait=_on_wait,
-    )
+    _, common = _writer_arguments(config, source, env, database_url, lock_timeout, statement_timeout, lock_retries)
+    steps = operations.revert(**common, target_version=target_version, dry_run=dry_run, observer=_observer(verbose, "Reverting", "Reverted"))
     if not steps:
         output.echo("No migrations available to revert.")
         return
