@@ -7,7 +7,6 @@ the command functions so that ``safemig lint`` never loads them.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
