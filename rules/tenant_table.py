@@ -81,7 +81,9 @@ def check(file):
     rls, policies = None, None
     for stmt in file.valid_statements:
         if stmt.node_type != "CreateStmt" or stmt.node.get("relation", {}).get("relpersistence") == "t":
-            continue
+            continue  # temporary tables hold no tenant data beyond the session
+        if stmt.node.get("partbound") or stmt.node.get("inhRelations"):
+            continue  # partitions and children inherit the parent's columns (the parent is checked)
         table = facts.relation_name(stmt.node.get("relation"))
         name = facts.bare(table).lower()
         quoted = facts.qualified(table)

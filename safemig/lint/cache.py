@@ -21,6 +21,19 @@ from safemig.lint.finding import Finding
 CACHE_DIR = Path(".safemig") / "lint-cache"
 
 
+def _code_files() -> list[Path]:
+    """Files whose change changes findings: the lint engine, the splitter, sqlx naming, and the parsers' packages."""
+    import importlib.util
+
+    here = Path(__file__).parent
+    files = sorted(here.glob("*.py")) + [here.parent / "sql" / "split.py", here.parent / "migrations" / "files.py"]
+    for package in ("sqlglot", "pglast"):  # located without importing them
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            files.append(Path(spec.origin))
+    return files
+
+
 class Cache:
     """A directory of JSON buckets mapping a key (file + context) to that file's findings."""
 
@@ -38,10 +51,12 @@ class Cache:
                 parts.append(f"{rule_id}:{st.st_size}:{st.st_mtime_ns}")
             except OSError:
                 parts.append(rule_id)
-        engine_dir = Path(__file__).parent  # the engine itself (parse, facts, ignores...) counts too
-        for path in sorted(engine_dir.glob("*.py")):
-            st = path.stat()
-            parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+        for path in _code_files():  # the engine, the splitter and the parsers count too
+            try:
+                st = path.stat()
+                parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+            except OSError:
+                parts.append(str(path))
         salt = hashlib.sha256("\n".join(parts).encode()).hexdigest()
         return cls(root / CACHE_DIR, salt)
 

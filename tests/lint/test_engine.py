@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from safemig.errors import ConfigError, UsageError
-from tests.lint.conftest import rules_of
+from tests.lint.conftest import REPO_ROOT, rules_of
 
 
 def _ids(report):
@@ -349,3 +349,20 @@ CREATE TABLE IF NOT EXISTS étiquettes (id bigint, données json);
     report = project.lint()
     assert [(f.rule, f.line) for f in report.findings] == [("rename", 4), ("json-column", 5)]
     assert "column orders.Größe to size" in report.findings[0].message
+
+
+def test_tenant_house_rule_on_new_tables(house_project):
+    house_project.write("migrations/005_create_stock.sql", """
+CREATE TABLE IF NOT EXISTS stock (id uuid PRIMARY KEY, tenant_id uuid, qty int);
+CREATE TABLE IF NOT EXISTS stock_2026 PARTITION OF stock FOR VALUES IN (2026);
+""")
+    messages = [f.message for f in house_project.lint().findings if f.rule == "tenant-table"]
+    assert messages == ["table stock has no tenant_id UUID NOT NULL column",
+                        "table stock is created without row-level security",
+                        "table stock has no tenant policy in this migration"]
+
+
+def test_repository_samples_pass_the_tenant_house_rule(house_project):
+    for path in sorted((REPO_ROOT / "docker" / "migrations").glob("*.sql")):
+        house_project.write(f"migrations/{path.name}", path.read_text(encoding="utf-8"))
+    assert [f for f in house_project.lint().findings if f.rule == "tenant-table"] == []
