@@ -81,7 +81,10 @@ def run(argv: list[str] | None = None) -> int:
     _register_commands()
     try:
         result = app(args=argv, prog_name="safemig", standalone_mode=False)
-        return result if isinstance(result, int) else 0
+        code = result if isinstance(result, int) else 0
+        if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into Exit(130)
+            output.echo("interrupted", err=True)
+        return code
     except SafemigError as exc:
         output.error(exc)
         return exc.exit_code

@@ -150,6 +150,7 @@ class LocalCluster:
         """Start the server (initialising first when the directory is new) and wait until it accepts."""
         if not self.initialised:
             self.init()
+        self._make_traversable()  # e.g. pytest re-chmods its base temp dir 0700 each session
         if self.running():
             self.port = self._read_port()
             return self

@@ -29,7 +29,7 @@ _IDENT_CONT = r"A-Za-z_0-9$\u0080-\U0010ffff"
 
 _TOKEN = re.compile(
     rf"""
-     (?P<ws>\s+)
+     (?P<ws>[ \t\n\r\f\v]+)
     |(?P<line_comment>--[^\n]*)
     |(?P<block_comment>/\*)
     |(?P<estring>[eE]'(?:[^'\\]|\\[\s\S]|'')*+')
@@ -43,7 +43,7 @@ _TOKEN = re.compile(
     |(?P<semi>;)
     |(?P<lparen>\()
     |(?P<rparen>\))
-    |(?P<other>[^\s{_IDENT_START}'"$;()/\-]+|[\s\S])
+    |(?P<other>[^ \t\n\r\f\v{_IDENT_START}'"$;()/\-]+|[\s\S])
     """,
     re.VERBOSE,
 )
