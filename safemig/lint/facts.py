@@ -176,21 +176,28 @@ def column_constraints(column_def: dict) -> set[str]:
 
 def column_def_text(stmt: SqlStatement, column_def: dict) -> str:
     """The user's own text of a column's name and type (``"amount numeric(12,2)"``), for hints."""
-    start = column_def.get("location")
-    if start is None:
+    location = column_def.get("location")
+    if location is None:
         return column_def.get("colname", "")
-    constraint_starts = [c["Constraint"]["location"] for c in column_def.get("constraints") or []
+    start = stmt.text_index(location)
+    constraint_starts = [stmt.text_index(c["Constraint"]["location"]) for c in column_def.get("constraints") or []
                          if "location" in c.get("Constraint", {})]
-    text = stmt.text[start:]
-    end = min(constraint_starts) - start if constraint_starts else None
-    if end is None:
-        for stop in (",", ";"):
-            if stop in text:
-                text = text[: text.index(stop)]
-    else:
-        text = text[:end]
-    return " ".join(text.split())
+    end = min(constraint_starts) if constraint_starts else _top_level_comma(stmt.text, start)
+    return " ".join(stmt.text[start:end].split())
 
+
+def _top_level_comma(text: str, start: int) -> int:
+    """Index of the first ``,`` outside parentheses after ``start`` (``numeric(12, 2)`` stays whole), else the end."""
+    depth = 0
+    for index in range(start, len(text)):
+        char = text[index]
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth <= 0:
+            return index
+    return len(text)
 
 @per_statement
 def target_table(stmt: SqlStatement) -> str:

@@ -35,6 +35,7 @@ class SqlStatement:
     error_line: int = 0
     error_column: int = 0
     memo: dict[str, Any] = field(default_factory=dict)  # facts computed once per statement (see facts.py)
+    node_base: int = 0  # UTF-8 byte offset of ``text`` in what the parser saw (node locations count from there)
 
     @property
     def text(self) -> str:
@@ -55,6 +56,13 @@ class SqlStatement:
     @property
     def first_line(self) -> str:
         return self.raw.first_line
+
+    def text_index(self, location: int) -> int:
+        """The index in :attr:`text` of a parse-tree ``location`` (libpg_query counts UTF-8 bytes)."""
+        offset = max(location - self.node_base, 0)
+        if self.raw.text.isascii():
+            return offset
+        return len(self.raw.text.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
 
     @cached_property
     def ast(self) -> Any:
@@ -171,6 +179,7 @@ def _validate_whole_file(text: str, statements: list[SqlStatement]) -> bool:
             return False
     for stmt, item in zip(statements, items):
         ((stmt.node_type, stmt.node),) = item["stmt"].items()
+        stmt.node_base = stmt.raw.start if ascii_only else len(text[: stmt.raw.start].encode("utf-8"))
     return True
 
 

@@ -366,3 +366,15 @@ def test_repository_samples_pass_the_tenant_house_rule(house_project):
     for path in sorted((REPO_ROOT / "docker" / "migrations").glob("*.sql")):
         house_project.write(f"migrations/{path.name}", path.read_text(encoding="utf-8"))
     assert [f for f in house_project.lint().findings if f.rule == "tenant-table"] == []
+
+
+def test_hints_quote_the_users_column_definition_in_multi_statement_files(project):
+    project.write("migrations/005_add_amounts.sql", """-- Beträge ✓
+SET lock_timeout = '5s';
+ALTER TABLE orders ADD COLUMN amount numeric(12, 2), ADD COLUMN note text NOT NULL;
+ALTER TABLE "Bücher" ADD COLUMN IF NOT EXISTS "Preis" numeric(10, 2) NOT NULL;
+""")
+    hints = [f.hint for f in project.lint().findings]
+    assert "write ALTER TABLE orders ADD COLUMN IF NOT EXISTS amount numeric(12, 2) ..." in hints
+    assert "write ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text ..." in hints
+    assert any('ALTER TABLE "Bücher" ADD COLUMN IF NOT EXISTS "Preis" numeric(10, 2) NOT NULL DEFAULT <value>' in h for h in hints)

@@ -29,7 +29,9 @@ def check(file):
                 continue
             table = facts.qualified(action.table)
             name = action.constraint.get("conname") or f"{facts.bare(action.table)}_{action.constraint_type.split()[0].lower()}"
+            single = len(facts.alter_actions(stmt)) == 1 and action.constraint.get("conname")
+            add = f"{stmt.text} NOT VALID" if single else (
+                f"ALTER TABLE {table} ADD CONSTRAINT {facts.quote_ident(name)} {action.constraint_type} (...) NOT VALID")
             yield file.violation(
                 stmt, f"{action.constraint_type} constraint {name} on {action.table} is validated while writes are blocked",
-                f"ALTER TABLE {table} ADD CONSTRAINT {facts.quote_ident(name)} {action.constraint_type} (...) NOT VALID; "
-                f"then, in a later migration: ALTER TABLE {table} VALIDATE CONSTRAINT {facts.quote_ident(name)};")
+                f"{add}; then, in a later migration: ALTER TABLE {table} VALIDATE CONSTRAINT {facts.quote_ident(name)};")

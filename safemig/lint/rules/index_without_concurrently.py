@@ -14,7 +14,11 @@ Good:
     CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_orders_customer_id ON orders (customer_id);
 """
 
+import re
+
 from safemig.lint import facts
+
+_CREATE_INDEX = re.compile(r"^CREATE\s+(UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?", re.IGNORECASE)
 
 ID = "index-without-concurrently"
 SEVERITY = "error"
@@ -34,10 +38,10 @@ def check(file):
                 continue
             name = node.get("idxname") or "<name>"
             unique = "UNIQUE " if node.get("unique") else ""
+            concurrent = _CREATE_INDEX.sub(lambda m: f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS ", stmt.text, count=1)
             yield file.violation(
                 stmt, f"CREATE {unique}INDEX {name} on existing table {table} blocks writes while it builds",
-                f"put `-- no-transaction` on the file's first line and write CREATE {unique}INDEX CONCURRENTLY "
-                f"IF NOT EXISTS {facts.quote_ident(name)} ON {facts.qualified(table)} (...)")
+                f"in a migration whose first line is `-- no-transaction`: {concurrent};")
         for d in facts.drops(stmt):
             if d.kind == "INDEX" and not d.concurrently and facts.bare(d.name).lower() not in _created_indexes(file, stmt):
                 yield file.violation(
