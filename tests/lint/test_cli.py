@@ -130,3 +130,15 @@ def test_pending_lints_only_unapplied_migrations(cli, project, database_url):
     assert result.exit_code == 1, result.output
     assert {d["path"] for d in json.loads(result.stdout)} == {"migrations/002_rename_tax.sql"}
     assert cli("lint", "--pending", cwd=project.root).exit_code == 2
+
+
+def test_pre_commit_hook_definition():
+    import re
+
+    text = (REPO_ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8")
+    for line in ("- id: safemig-lint", "  entry: safemig lint", "  language: python"):
+        assert line in text.splitlines()
+    pattern = re.search(r"^  files: '(.+)'$", text, re.MULTILINE).group(1)
+    assert re.search(pattern, "docker/migrations/005_add_notes.sql")
+    assert re.search(pattern, "rollbacks/005_undo.sql")
+    assert not re.search(pattern, "docs/queries/report.sql")
