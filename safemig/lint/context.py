@@ -16,7 +16,7 @@ from pathlib import Path
 from safemig.lint import facts
 from safemig.lint.finding import Violation
 from safemig.lint.parse import ParsedFile, SqlStatement
-from safemig.lint.targets import MIGRATION, ROLLBACK  # noqa: F401  (rules compare file.role with them)
+from safemig.lint.targets import MIGRATION
 
 
 

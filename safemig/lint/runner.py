@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from safemig.config import Config
+from safemig.errors import MigrationFileError
 from safemig.lint import ignores as ignore_mod
 from safemig.lint.context import LintFile
 from safemig.lint.finding import OFF, Finding

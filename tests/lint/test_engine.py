@@ -378,3 +378,12 @@ ALTER TABLE "Bücher" ADD COLUMN IF NOT EXISTS "Preis" numeric(10, 2) NOT NULL;
     assert "write ALTER TABLE orders ADD COLUMN IF NOT EXISTS amount numeric(12, 2) ..." in hints
     assert "write ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text ..." in hints
     assert any('ALTER TABLE "Bücher" ADD COLUMN IF NOT EXISTS "Preis" numeric(10, 2) NOT NULL DEFAULT <value>' in h for h in hints)
+
+
+def test_rollback_script_that_is_not_utf8_is_a_named_input_error(project):
+    project.write("migrations/005_drop_legacy.sql", "DROP TABLE IF EXISTS legacy;\n")
+    (project.root / "rollbacks/005_restore_legacy.sql").write_bytes(b"-- ok\nCREATE TABLE legacy (name text DEFAULT '\xe9');\n")
+    from safemig.errors import MigrationFileError
+
+    with pytest.raises(MigrationFileError, match=r"005_restore_legacy.sql:2: not valid UTF-8 at byte offset 44"):
+        project.lint()

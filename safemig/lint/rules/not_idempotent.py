@@ -129,8 +129,8 @@ def check(file):
             if created and not _CATALOG_GUARD.search(body):
                 what, name = created[0]
                 yield file.violation(stmt, f"DO block creates {what.upper()} {name} without checking whether it exists",
-                                     f"wrap the CREATE in IF NOT EXISTS (SELECT 1 FROM pg_catalog...) THEN ... END IF, "
-                                     f"or catch EXCEPTION WHEN duplicate_object THEN NULL")
+                                     "wrap the CREATE in IF NOT EXISTS (SELECT 1 FROM pg_catalog...) THEN ... END IF, "
+                                     "or catch EXCEPTION WHEN duplicate_object THEN NULL")
         for action in facts.alter_actions(stmt):
             if action.subtype == "AT_AddColumn" and not action.missing_ok:
                 coldef = facts.column_def_text(stmt, action.column_def)
