@@ -385,5 +385,5 @@ def test_rollback_script_that_is_not_utf8_is_a_named_input_error(project):
     (project.root / "rollbacks/005_restore_legacy.sql").write_bytes(b"-- ok\nCREATE TABLE legacy (name text DEFAULT '\xe9');\n")
     from safemig.errors import MigrationFileError
 
-    with pytest.raises(MigrationFileError, match=r"005_restore_legacy.sql:2: not valid UTF-8 at byte offset 44"):
+    with pytest.raises(MigrationFileError, match=r"005_restore_legacy.sql:2: not valid UTF-8 at byte offset 46"):
         project.lint()
