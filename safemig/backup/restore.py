@@ -123,10 +123,11 @@ def restore_backup(config: Config, env: str, *, source: str, target_url: str, cl
                 if held is not None:
                     _feed(restorer, held, database)
                 held = chunk
-        if seen != info.size or digest.hexdigest() != info.sha256:
+        recorded_size = info.metadata.get("size", str(info.size))
+        if str(seen) != recorded_size or digest.hexdigest() != info.sha256:
             raise CheckFailed(
                 f"{info.uri} does not match its recorded checksum ({seen} bytes, SHA-256 {digest.hexdigest()};"
-                f" recorded {info.metadata.get('size', info.size)} bytes, {info.sha256}): nothing was restored",
+                f" recorded {recorded_size} bytes, {info.sha256}): nothing was restored",
                 hint="the object was changed or damaged in storage; restore another backup (`safemig backups --env ENV`)",
             )
         if held is not None:
