@@ -107,7 +107,12 @@ def lint_many(jobs: list[tuple[Target, str]], config: Config, policy: Policy, ru
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    import threading
+
+    # fork is cheap (workers inherit the loaded rules) but unsafe once other threads exist
+    # (a library caller such as `safemig deploy` may run some): then workers start fresh.
+    fork = hasattr(os, "fork") and threading.active_count() == 1
+    context = multiprocessing.get_context("fork" if fork else "spawn")
     _WORKER.update(config=config, policy=policy, rules=rules)  # inherited by forked workers
     initializer, initargs = (None, ()) if context.get_start_method() == "fork" else (_worker_init, (config,))
     chunk = max(1, len(jobs) // (workers * 8))

@@ -387,3 +387,19 @@ def test_rollback_script_that_is_not_utf8_is_a_named_input_error(project):
 
     with pytest.raises(MigrationFileError, match=r"005_restore_legacy.sql:2: not valid UTF-8 at byte offset 46"):
         project.lint()
+
+
+def test_parallel_run_with_other_threads_alive_uses_fresh_workers(project):
+    import threading
+
+    for i in range(1, 31):
+        project.write(f"migrations/{i:03d}_rename_column_{i}.sql", f"ALTER TABLE orders RENAME c{i} TO d{i};\n")
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        report = project.lint()
+    finally:
+        stop.set()
+        thread.join()
+    assert len([f for f in report.findings if f.rule == "rename"]) == 30
