@@ -67,7 +67,7 @@ def storage_error(exc: BaseException, action: str, bucket: str, key: str | None 
         if code in ("NoSuchKey", "404", "NotFound"):
             return StorageError(f"{where} does not exist (while {action})", hint="list the env's backups with `safemig backups --env ENV`")
         if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-            return StorageError(f"access denied to {where} while {action}: {message}", hint="the credentials in use need s3:PutObject, s3:GetObject, s3:ListBucket and s3:AbortMultipartUpload on the bucket")
+            return StorageError(f"access denied to {where} while {action}: {message}", hint="the credentials in use need s3:PutObject, s3:GetObject, s3:ListBucket, s3:AbortMultipartUpload and s3:DeleteObject on the bucket (and kms:GenerateDataKey/kms:Decrypt with SSE-KMS)")
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
             return StorageError(f"S3 rejected the credentials ({code}) while {action} {where}", hint="check AWS_PROFILE / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or refresh the session)")
         return StorageError(f"S3 error {code or status} while {action} {where}: {message}", hint="see the S3 error code in the AWS documentation")
