@@ -12,7 +12,8 @@ in the ``[lint]`` table of ``safemig.toml``; if both exist, ``[lint]`` wins key 
     rules = ["index-without-concurrently"]
     reason = "created before the tables held data"
 
-``house_rules = "rules"`` (in either place) names the directory of house rules.
+``house_rules = "rules"`` (in either place) names the directory of house rules; without it,
+``rules/*.py`` are house rules when ``rules/policy.toml`` exists.
 """
 
 from __future__ import annotations
@@ -140,8 +141,14 @@ def load_policy(config: Config) -> Policy:
         exceptions.extend(e)
         house = h or house
         sources.append(where)
-    house_dir = (root / (house or DEFAULT_HOUSE_RULES)).resolve()
-    if house is not None and not house_dir.is_dir():
-        raise ConfigError(f"house_rules directory {house_dir} does not exist", hint="fix house_rules or create the directory")
+    # House rules are code: they run only where the repository opted in (a policy file next
+    # to them, or house_rules set), never because some unrelated rules/ directory exists.
+    house_dir = None
+    if house is not None:
+        house_dir = (root / house).resolve()
+        if not house_dir.is_dir():
+            raise ConfigError(f"house_rules directory {house_dir} does not exist", hint="fix house_rules or create the directory")
+    elif policy_path.is_file():
+        house_dir = (root / DEFAULT_HOUSE_RULES).resolve()
     return Policy(root=root.resolve(), severities=severities, exceptions=tuple(exceptions), house_dir=house_dir,
                   source=" + ".join(sources) or "(defaults)")

@@ -269,6 +269,10 @@ def test_lint_section_of_safemig_toml_and_bad_policies(project):
 
 def test_house_rule_loaded_through_the_same_interface(project):
     project.write("migrations/005_create_t.sql", "CREATE TABLE IF NOT EXISTS t (id bigint);\n")
+    project.write("rules/not_a_rule.py", "raise SystemExit('an unrelated script must not run')\n")
+    assert project.lint().findings == []  # no policy file, no house_rules setting: rules/ is not code to run
+    (project.root / "rules/not_a_rule.py").unlink()
+    project.write("rules/policy.toml", "[rules]\n")
     project.write("rules/no_table_t.py", '''"""Table t is reserved.
 
 Why:
