@@ -99,6 +99,46 @@ def query_locks(conn: "psycopg.Connection", pid: int) -> list[HeldLock]:
     return found
 
 
+_RELATION_SQL = """
+SELECT n.nspname, c.relname, c.relkind::text, c.reltuples::bigint,
+       c.relpages::bigint * current_setting('block_size')::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(%s)
+"""
+
+
+def pg_mode(mode: str) -> str:
+    """``SHARE UPDATE EXCLUSIVE`` -> ``ShareUpdateExclusiveLock`` (the inverse of :func:`sql_mode`)."""
+    return "".join(word.capitalize() for word in mode.split()) + "Lock"
+
+
+def predicted_locks(conn: "psycopg.Connection", statement: str) -> list[HeldLock]:
+    """The lock PostgreSQL documents for ``statement``'s kind, on the relation it names.
+
+    Used only for a ``-- no-transaction`` statement that ran entirely between two samples
+    (a ``CREATE INDEX CONCURRENTLY`` on a small staging table takes a few milliseconds), so
+    the report still says which lock prod will see; the entry's method says it was predicted.
+    """
+    import psycopg
+
+    from safemig.deploy.expectations import expected_locks
+
+    found = []
+    try:
+        for expected in expected_locks(statement):
+            mode = pg_mode(expected.mode)
+            if mode not in LOCK_MODES:
+                continue
+            row = conn.execute(_RELATION_SQL, (expected.table,), prepare=False).fetchone()
+            if row is None or row[0] in _SYSTEM_SCHEMAS:
+                continue
+            schema, name, kind, rows, size = row
+            found.append(HeldLock(f"{schema}.{name}", mode, True, kind, max(rows, 0) if rows is not None else None, size))
+    except psycopg.Error:
+        return []
+    return found
+
+
 @dataclass
 class StatementLocks:
     """The locks one statement took, with how long it ran."""
@@ -212,7 +252,11 @@ class LockRecorder(Observer):
             self._sampling = False
             if self._sampler.error:
                 self.notes.append(f"lock sampling failed for {migration.name}: {self._sampler.error}")
-            entry = self._entry(migration, result, locks, method=f"sampled every {SAMPLE_INTERVAL_S * 1000:g} ms", held=False)
+            method = f"sampled every {SAMPLE_INTERVAL_S * 1000:g} ms"
+            if not locks:  # finished between two samples: fall back to the documented lock of its kind
+                locks = predicted_locks(conn, result.text)
+                method = "predicted from the statement (it finished between two samples)" if locks else method
+            entry = self._entry(migration, result, locks, method=method, held=False)
         else:
             entry = self._entry(migration, result, self._new_locks_in_transaction(conn), method="in-transaction", held=True)
         self.statements.append(entry)

@@ -61,3 +61,30 @@ def test_no_transaction_statements_are_sampled_from_a_second_connection(tmp_path
     assert slow.method.startswith("sampled") and not slow.held_until_commit
     assert [(lk.relation, sql_mode(lk.mode)) for lk in slow.locks] == [("public.big", "ACCESS SHARE")]
     assert quick.locks == []
+
+
+def test_a_statement_quicker_than_the_sampler_gets_its_documented_lock_marked_predicted(tmp_path, database_url):
+    with psycopg.connect(database_url, autocommit=True) as setup:
+        setup.execute("CREATE TABLE items (id int, name text)")
+    (m,) = _migrations(tmp_path, {"001_idx.sql": "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS idx_items_name ON items (name);\n"})
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # a sampler that never samples: the statement always "finishes between two samples"
+        recorder = LockRecorder(conn.info.backend_pid, database_url)
+        recorder._sampler = _NeverSampler()
+        Migrator(conn, [m], rollbacks_dir=tmp_path, observer=recorder).apply(m)
+    (entry,) = recorder.statements
+    assert entry.method.startswith("predicted")
+    assert [(lk.relation, sql_mode(lk.mode)) for lk in entry.locks] == [("public.items", "SHARE UPDATE EXCLUSIVE")]
+
+
+class _NeverSampler:
+    error = None
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> list:
+        return []
+
+    def close(self) -> None:
+        pass
