@@ -108,7 +108,7 @@ def test_put_next_to_and_restore_command(project, config, bucket_name, database_
 def test_cli_import_loads_neither_boto3_nor_psycopg():
     code = (
         "import sys, safemig.cli, safemig.backup\n"
-        "safemig.cli._register_commands()\n"
+        "safemig.cli.build_app()\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'psycopg', 'moto')]\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )

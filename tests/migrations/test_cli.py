@@ -202,7 +202,7 @@ def test_migrate_modules_do_not_import_psycopg_at_import_time():
     import sys
 
     code = (
-        "import sys, safemig.cli; safemig.cli._register_commands();"
+        "import sys, safemig.cli; safemig.cli.build_app();"
         "import safemig.migrations.ledger, safemig.migrations.engine, safemig.migrations.operations, safemig.db;"
         "print(sorted(m for m in ('psycopg', 'boto3', 'rich') if m in sys.modules))"
     )
