@@ -34,6 +34,7 @@ def check(file):
         if has_where or file.is_new_table(table, stmt):
             continue
         verb = "DELETE" if stmt.node_type == "DeleteStmt" else "UPDATE"
+        example = f"DELETE FROM {facts.qualified(table)}" if verb == "DELETE" else f"UPDATE {facts.qualified(table)} SET ..."
         yield file.violation(stmt, f"{verb} without WHERE touches every row of {table}",
-                             f"add a WHERE clause; for a backfill, {verb} {facts.qualified(table)} ... WHERE id BETWEEN "
+                             f"add a WHERE clause; for a backfill, {example} WHERE id BETWEEN "
                              f"<from> AND <to> in batches (outside the migration, or one batch per migration)")
