@@ -264,6 +264,13 @@ def main() -> None:
         return
 
     pg = cluster()
+    try:
+        run(pg, args)
+    finally:
+        pg.stop()  # the data stays under BENCH_DIR for the next run
+
+
+def run(pg: LocalCluster, args: argparse.Namespace) -> None:
     prepare(pg, args.x4)
     if args.prepare_only:
         return
