@@ -56,6 +56,20 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+# Once a statement cannot be a CREATE FUNCTION/PROCEDURE any more (decided by its first
+# words), its words no longer matter: runs of ordinary text are skipped in one match. The
+# run is made of whole words, digits, operators and white space, and stops at anything
+# that starts another token: quotes, a dollar quote, an E'' string, comments, parentheses
+# and ';'. This roughly halves the splitter's time on typical migrations.
+_SKIP = re.compile(
+    rf"""(?:
+        (?![eE]'){_IDENT_START}{_IDENT_CONT}*   # a whole word ('$' and 'e' inside it included)
+       |[{_OTHER}{_WHITESPACE}]                  # digits, operators, white space
+       |-(?!-)
+       |/(?!\*)
+    )+""",
+    re.VERBOSE,
+)
 _COMMENT_EDGE = re.compile(r"/\*|\*/")
 _FUNCTION_WORDS = {"create", "function", "procedure", "or", "replace"}
 
@@ -126,10 +140,11 @@ def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
     paren_depth = begin_depth = 0
     words: list[str] = []  # psql's identifiers[]: first letters of the leading words
     word_count = 0
+    skim = False  # the statement cannot be a routine definition: skip ordinary text in runs
     unterminated: str | None = None
 
     def flush(end_of_statement: int, terminated: bool) -> None:
-        nonlocal stmt_start, paren_depth, begin_depth, word_count, unterminated, boundary
+        nonlocal stmt_start, paren_depth, begin_depth, word_count, unterminated, boundary, skim
         if stmt_start >= 0:
             line, column = positions.line_col(stmt_start)
             statements.append(
@@ -149,6 +164,7 @@ def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
         stmt_start = -1
         paren_depth = begin_depth = word_count = 0
         words.clear()
+        skim = False
         unterminated = None
 
     def describe(kind: str, at: int) -> str:
@@ -157,6 +173,17 @@ def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
 
     pos, length = 0, len(sql)
     while pos < length:
+        if skim:
+            run = _SKIP.match(sql, pos)
+            if run is not None:
+                end = run.end()
+                significant = end
+                while significant > pos and sql[significant - 1] in _WHITESPACE:
+                    significant -= 1
+                if significant > pos:
+                    last_end = significant
+                pos = end
+                continue
         match = _TOKEN.match(sql, pos)
         assert match is not None  # the last alternative matches any character
         kind = match.lastgroup
@@ -206,6 +233,7 @@ def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
             if word_count < 4:
                 words.append(lowered[0] if lowered in _FUNCTION_WORDS else "")
             word_count += 1
+            skim = _cannot_be_routine(words)
             if paren_depth == 0 and _in_routine_definition(words):
                 if lowered == "begin":
                     begin_depth += 1
@@ -227,6 +255,18 @@ def _in_routine_definition(words: list[str]) -> bool:
     if words[1] in ("f", "p"):
         return True
     return len(words) >= 4 and words[1] == "o" and words[2] == "r" and words[3] in ("f", "p")
+
+
+def _cannot_be_routine(words: list[str]) -> bool:
+    """True once the leading words rule out ``CREATE [OR REPLACE] FUNCTION|PROCEDURE``."""
+    n = len(words)
+    if words[0] != "c":
+        return True
+    if n >= 2 and words[1] not in ("f", "p", "o"):
+        return True
+    if n >= 3 and words[1] == "o" and words[2] != "r":
+        return True
+    return n >= 4 and words[1] == "o" and words[3] not in ("f", "p")
 
 
 def split_statements(sql: str) -> list[Statement]:
