@@ -140,8 +140,11 @@ def find_config(cwd: Path) -> tuple[Path | None, dict[str, Any]]:
     return None, {}
 
 
-def load_config(path: Path | str | None = None, cwd: Path | str | None = None) -> Config:
-    """Read the configuration; with no file at all, the defaults (sqlx's layout) apply."""
+def load_config(path: Path | str | None = None, cwd: Path | str | None = None, *, source: Path | str | None = None) -> Config:
+    """Read the configuration; with no file at all, the defaults (sqlx's layout) apply.
+
+    ``source`` (the ``--source DIR`` option, sqlx-cli's name) replaces ``migrations_dir``.
+    """
     base = Path(cwd) if cwd is not None else Path.cwd()
     if path is not None:
         cfg_path: Path | None = Path(path)
@@ -155,27 +158,27 @@ def load_config(path: Path | str | None = None, cwd: Path | str | None = None) -
     else:
         cfg_path, data = find_config(base)
     root = cfg_path.parent if cfg_path else base
-    source = cfg_path.name if cfg_path else "(defaults)"
+    origin = cfg_path.name if cfg_path else "(defaults)"  # for messages
 
     def dir_setting(key: str, default: str) -> Path:
         value = data.get(key, default)
         if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key} in {source} must be a non-empty string", hint=f'e.g. {key} = "{default}"')
-        return (root / interpolate(value, f"{key} in {source}")).resolve()
+            raise ConfigError(f"{key} in {origin} must be a non-empty string", hint=f'e.g. {key} = "{default}"')
+        return (root / interpolate(value, f"{key} in {origin}")).resolve()
 
     envs_raw = data.get("envs", {})
     if not isinstance(envs_raw, dict):
-        raise ConfigError(f"envs in {source} must be tables like [envs.prod]", hint="write [envs.prod] then database_url = ...")
+        raise ConfigError(f"envs in {origin} must be tables like [envs.prod]", hint="write [envs.prod] then database_url = ...")
     envs: dict[str, EnvConfig] = {}
     for name, table in envs_raw.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"envs.{name} in {source} must be a table", hint=f"write [envs.{name}] then database_url = ...")
-        envs[name] = EnvConfig(name=name, raw=dict(table), source=source)
+            raise ConfigError(f"envs.{name} in {origin} must be a table", hint=f"write [envs.{name}] then database_url = ...")
+        envs[name] = EnvConfig(name=name, raw=dict(table), source=origin)
 
     return Config(
         root=root,
         path=cfg_path,
-        migrations_dir=dir_setting("migrations_dir", DEFAULT_MIGRATIONS_DIR),
+        migrations_dir=(base / source).resolve() if source is not None else dir_setting("migrations_dir", DEFAULT_MIGRATIONS_DIR),
         rollbacks_dir=dir_setting("rollbacks_dir", DEFAULT_ROLLBACKS_DIR),
         envs=envs,
         sections={k: v for k, v in data.items() if k not in _TOP_LEVEL_KEYS},

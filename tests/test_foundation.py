@@ -100,3 +100,9 @@ def test_local_cluster_serves_a_fresh_database(database_url):
 
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_source_option_replaces_migrations_dir(tmp_path):
+    (tmp_path / "safemig.toml").write_text('migrations_dir = "db/migrations"\n')
+    assert load_config(cwd=tmp_path, source="other").migrations_dir == (tmp_path / "other").resolve()
+    assert load_config(cwd=tmp_path).migrations_dir == (tmp_path / "db/migrations").resolve()

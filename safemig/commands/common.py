@@ -31,9 +31,4 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 def load(config_path: Path | None, source: Path | None = None) -> Config:
     """The configuration, with ``--source`` applied over ``migrations_dir``."""
-    config = load_config(config_path)
-    if source is not None:
-        from dataclasses import replace
-
-        config = replace(config, migrations_dir=source.resolve())
-    return config
+    return load_config(config_path, source=source)

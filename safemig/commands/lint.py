@@ -10,6 +10,8 @@ and Typer itself) is imported inside the functions that need it, so :func:`fast_
 import os
 from pathlib import Path
 
+from safemig.config import load_config
+
 
 def register(app) -> None:
     """Add ``lint``, ``rules`` and ``explain`` to the root app."""
@@ -86,16 +88,6 @@ def fast_main(argv: list[str]) -> int | None:
     return run_lint(args.paths, args.fmt, no_cache=args.no_cache, config_path=args.config, source=args.source)
 
 
-def _load(config_path: Path | None, source: Path | None):
-    """The configuration with ``--source`` applied (``commands.common.load`` without importing Typer)."""
-    from dataclasses import replace
-
-    from safemig.config import load_config
-
-    config = load_config(config_path)
-    return replace(config, migrations_dir=source.resolve()) if source is not None else config
-
-
 def _pending_paths(config, env: str | None, database_url: str | None) -> list[Path]:
     """The migrations not yet applied in the env's database (their rollback scripts come along)."""
     from safemig.config import resolve_database_url
@@ -124,7 +116,7 @@ def run_lint(paths: list[Path], fmt: str, *, no_cache: bool = False, config_path
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}", hint="e.g. --format json")
-    config = _load(config_path, source)
+    config = load_config(config_path, source=source)
     if pending:
         if paths:
             raise UsageError("give either PATH arguments or --pending, not both", hint="--pending picks the files itself")
@@ -155,7 +147,7 @@ def list_rules(config_path: Path | None) -> None:
     from safemig.lint.policy import load_policy
     from safemig.lint.registry import all_rules
 
-    config = _load(config_path, None)
+    config = load_config(config_path)
     policy = load_policy(config)
     rules = all_rules(policy.house_dir)
     width = max(len(r.id) for r in rules)
@@ -171,7 +163,7 @@ def explain_rule(rule_id: str, config_path: Path | None) -> None:
     from safemig.lint.policy import load_policy
     from safemig.lint.registry import all_rules, find_rule
 
-    config = _load(config_path, None)
+    config = load_config(config_path)
     rule = find_rule(all_rules(load_policy(config).house_dir), rule_id)
     doc = rule.doc
     output.echo(f"{rule.id} ({rule.severity}){'' if rule.builtin else ' - house rule'}")
