@@ -100,7 +100,6 @@ def run(argv: list[str] | None = None) -> int:
             code = fast_main(args[1:])
             if code is not None:
                 return code
-        import typer
 
         app = build_app()
         result = app(args=args, prog_name="safemig", standalone_mode=False)

@@ -267,8 +267,8 @@ def render_markdown(rb: Runbook) -> str:
     # -- backup and restore ----------------------------------------------------------------
     add("## 3. Backup and restore")
     add("")
-    add(f"`safemig deploy` takes and verifies the backup itself (gate 3) and prints its `s3://` URI; it is also in the deploy record. "
-        f"To take one by hand:")
+    add("`safemig deploy` takes and verifies the backup itself (gate 3) and prints its `s3://` URI; it is also in the deploy record. "
+        "To take one by hand:")
     add("")
     add("```bash")
     add(_cmd(cfg, "backup", "--env", env, "--label", "before-maintenance"))

@@ -21,7 +21,7 @@ from safemig.backup.settings import load_settings
 from safemig.config import load_config
 from safemig.errors import ConfigError, StorageError, ToolError
 from safemig.local.postgres import free_port
-from tests.backup.conftest import fill, snapshot, write_config
+from tests.backup.conftest import snapshot, write_config
 
 
 @pytest.fixture
