@@ -57,18 +57,24 @@ class LintFile:
     def is_migration(self) -> bool:
         return self.role == MIGRATION
 
+    @staticmethod
+    def _table_key(name: str) -> tuple[str, str]:
+        """``(schema, table)``, lower-cased; no schema means ``public`` (``audit.events`` is not ``events``)."""
+        schema, _, table = name.rpartition(".")
+        return (schema or "public").lower(), table.lower()
+
     @cached_property
-    def _created_at(self) -> dict[str, int]:
-        created: dict[str, int] = {}
+    def _created_at(self) -> dict[tuple[str, str], int]:
+        created: dict[tuple[str, str], int] = {}
         for index, stmt in enumerate(self.statements):
             name = facts.created_table(stmt)
             if name:
-                created.setdefault(facts.bare(name).lower(), index)
+                created.setdefault(self._table_key(name), index)
         return created
 
     def is_new_table(self, table: str, stmt: SqlStatement) -> bool:
         """True when ``table`` was created by this file before ``stmt`` (so it is new and empty)."""
-        index = self._created_at.get(facts.bare(table).lower())
+        index = self._created_at.get(self._table_key(table))
         return index is not None and index < self._index[id(stmt)]
 
     def preceding(self, stmt: SqlStatement) -> list[SqlStatement]:

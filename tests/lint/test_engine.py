@@ -148,6 +148,21 @@ def test_tables_created_in_the_same_file_are_exempt_from_existing_table_rules(pr
     assert project.lint().findings == []
 
 
+def test_a_table_created_in_another_schema_does_not_exempt_an_existing_one(project):
+    project.write("migrations/005_create_audit_events.sql", """
+CREATE TABLE IF NOT EXISTS audit.events (id bigint PRIMARY KEY, tenant_id uuid NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_audit_events_tenant ON audit.events (tenant_id);
+CREATE INDEX IF NOT EXISTS idx_events_tenant ON events (tenant_id);
+""")
+    (finding,) = project.lint().findings
+    assert (finding.rule, finding.line) == ("index-without-concurrently", 4)
+    project.write("migrations/005_create_audit_events.sql", """
+CREATE TABLE IF NOT EXISTS events (id bigint PRIMARY KEY, tenant_id uuid NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_events_tenant ON public.events (tenant_id);
+""")
+    assert project.lint().findings == []
+
+
 def test_same_statements_on_an_existing_table_are_flagged(project):
     project.write("migrations/005_change_invoices.sql", EXISTING_TABLE_CHANGES)
     assert _ids(project.lint()) == ["constraint-without-not-valid", "index-without-concurrently", "missing-lock-timeout",
