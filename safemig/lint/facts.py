@@ -303,3 +303,108 @@ def columns(stmt: SqlStatement) -> list[ColumnFact]:
     if stmt.node_type == "CreateStmt":
         return [_pglast_column(table, e["ColumnDef"], False) for e in stmt.node.get("tableElts") or [] if "ColumnDef" in e]
     return [_pglast_column(table, a.column_def, True) for a in alter_actions(stmt) if a.subtype == "AT_AddColumn"]
+
+
+@dataclass
+class DoBlock:
+    """What a ``DO`` block runs: the SQL statements of its body, and what safemig cannot see."""
+
+    statements: list[SqlStatement]  # the body's static SQL (and EXECUTE of a string literal), parsed
+    opaque: list[str]  # why part of it cannot be reviewed (EXECUTE of a computed string, ...)
+
+
+_DYNAMIC = ("PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors")
+
+
+def _embedded_sql(stmt: SqlStatement, query: str) -> SqlStatement | None:
+    """``query`` (one statement of a DO body) parsed by PostgreSQL's parser, located at ``stmt``."""
+    import json
+
+    from pglast import parser
+
+    try:
+        items = json.loads(parser.parse_sql_json(query)).get("stmts") or []
+    except (parser.ParseError, RecursionError, ValueError):
+        return None
+    if len(items) != 1:
+        return None
+    ((node_type, node),) = items[0]["stmt"].items()
+    return SqlStatement(stmt.raw, node_type=node_type, node=node)
+
+
+def _string_literal(expression: str) -> str | None:
+    """The value of ``expression`` when it is a plain string literal (``'DROP TABLE t'``), else None."""
+    import json
+
+    from pglast import parser
+
+    try:
+        items = json.loads(parser.parse_sql_json(f"SELECT {expression}")).get("stmts") or []
+        target = items[0]["stmt"]["SelectStmt"]["targetList"]
+        (only,) = target
+        value = only["ResTarget"]["val"]["A_Const"]["sval"]["sval"]
+    except (parser.ParseError, RecursionError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+@per_statement
+def do_block(stmt: SqlStatement) -> DoBlock:
+    """The statements a ``DO`` block executes (read with PostgreSQL's PL/pgSQL parser), else empty.
+
+    A DROP inside a DO block runs when the migration runs (unlike one inside a function
+    body), so the rules about destroying data must see it. What cannot be read (another
+    language, EXECUTE of a computed string, a body PL/pgSQL rejects) is listed in ``opaque``.
+    """
+    if stmt.node_type != "DoStmt":
+        return DoBlock([], [])
+    import json
+
+    from pglast import parser
+
+    options = {a.get("DefElem", {}).get("defname"): a.get("DefElem", {}).get("arg", {}).get("String", {}).get("sval", "")
+               for a in stmt.node.get("args") or []}
+    language, body = (options.get("language") or "plpgsql").lower(), options.get("as") or ""
+    if language != "plpgsql":
+        return DoBlock([], [f"LANGUAGE {language}"])
+    tag = "$safemig$"
+    while tag in body:
+        tag = tag[:-1] + "_$"
+    try:
+        tree = json.loads(parser.parse_plpgsql_json(
+            f"CREATE FUNCTION safemig_do() RETURNS void LANGUAGE plpgsql AS {tag}{body}{tag}"))
+    except (parser.ParseError, RecursionError, ValueError) as exc:
+        return DoBlock([], [f"a body PL/pgSQL cannot parse ({exc.args[0] if exc.args else exc})"])
+    statements: list[SqlStatement] = []
+    opaque: list[str] = []
+    stack: list[Any] = [tree]
+    while stack:  # depth first, in the body's order
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+            continue
+        if not isinstance(item, dict):
+            continue
+        for key, value in item.items():
+            if key == "PLpgSQL_stmt_execsql":
+                query = value.get("sqlstmt", {}).get("PLpgSQL_expr", {}).get("query", "")
+                parsed = _embedded_sql(stmt, query)
+                if parsed is None:
+                    opaque.append(f"a statement safemig cannot parse ({query[:60]})")
+            elif key in _DYNAMIC:
+                expression = value.get("query", {}).get("PLpgSQL_expr", {}).get("query", "")
+                literal = _string_literal(expression)
+                parsed = _embedded_sql(stmt, literal) if literal is not None else None
+                if parsed is None:
+                    opaque.append(f"EXECUTE {expression[:60]}")
+            else:
+                continue
+            if parsed is not None:
+                statements.append(parsed)
+        stack.extend(reversed([v for v in item.values() if isinstance(v, (dict, list))]))
+    return DoBlock(statements, opaque)
+
+
+def executed(stmt: SqlStatement) -> list[SqlStatement]:
+    """``stmt`` itself, and for a DO block also the statements its body runs."""
+    return [stmt, *do_block(stmt).statements] if stmt.node_type == "DoStmt" else [stmt]

@@ -101,6 +101,47 @@ def test_column_rename_message_names_the_column(project):
     assert "column orders.total to amount" in finding.message
 
 
+def test_drop_and_rename_run_by_a_do_block_are_caught(project):
+    # Unlike a function body, a DO block's body runs with the migration.
+    project.write("migrations/005_clear_legacy.sql", """
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'legacy') THEN
+        DROP TABLE legacy;
+    END IF;
+    EXECUTE 'TRUNCATE sessions';
+    ALTER TABLE orders RENAME total TO amount;
+END $$;
+""")
+    report = project.lint()
+    (drop,) = rules_of(report, "drop-without-rollback")
+    assert "DROP TABLE legacy, TRUNCATE sessions" in drop.message
+    assert "column orders.total to amount" in rules_of(report, "rename")[0].message
+    project.write("rollbacks/005_restore_legacy.sql", "CREATE TABLE IF NOT EXISTS legacy (id bigint);\n")
+    assert rules_of(project.lint(), "drop-without-rollback") == []
+
+
+def test_do_block_drop_and_recreate_passes_and_computed_execute_is_warned(project):
+    project.write("migrations/005_refresh_policy.sql", """
+SET lock_timeout = '5s';
+DO $$
+BEGIN
+    DROP POLICY IF EXISTS orders_tenant ON orders;
+    CREATE POLICY orders_tenant ON orders USING (tenant_id = current_setting('app.tenant')::uuid);
+END $$;
+""")
+    assert project.lint().findings == []
+    project.write("migrations/005_refresh_policy.sql", """
+DO $$
+BEGIN
+    EXECUTE format('DROP TABLE %I', 'orders_' || to_char(now(), 'YYYY'));
+END $$;
+""")
+    (finding,) = project.lint().findings
+    assert (finding.rule, finding.severity) == ("unrecognized-statement", "warning")
+    assert "EXECUTE format(" in finding.message
+
+
 def test_guarded_do_block_counts_as_idempotent(project):
     project.write("migrations/005_add_mood.sql", """
 DO $$ BEGIN

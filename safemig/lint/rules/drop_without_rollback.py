@@ -3,7 +3,7 @@
 Applies to DROP TABLE, COLUMN, INDEX, VIEW, MATERIALIZED VIEW, FUNCTION, TYPE, SCHEMA,
 CONSTRAINT, TRIGGER, POLICY, SEQUENCE, EXTENSION (and the rest of DROP) and TRUNCATE.
 The migration needs a non-empty rollback script that parses: ``rollbacks/<VERSION>_*.sql``
-or its ``.down.sql``. Dropping a trigger, policy, function, view or index that the same
+or its ``.down.sql``. A DROP or TRUNCATE that a ``DO`` block runs counts too. Dropping a trigger, policy, function, view or index that the same
 migration then re-creates (the drop-and-recreate idiom) destroys nothing and is exempt.
 
 Why:
@@ -65,10 +65,11 @@ def check(file):
     if problem is None:
         return
     for stmt in file.valid_statements:
-        dropped = facts.drops(stmt)
+        ran = facts.executed(stmt)  # a DO block's body runs now: its DROPs count
+        dropped = [d for s in ran for d in facts.drops(s)]
         if not dropped:
             continue
-        recreated = {_created_names(s) for s in file.following(stmt)}
+        recreated = {_created_names(s) for s in [*ran[1:], *file.following(stmt)]}
         destructive = [d for d in dropped
                        if not (d.kind in _RECREATABLE and (d.kind, facts.bare(d.name).lower()) in recreated)]
         if not destructive:

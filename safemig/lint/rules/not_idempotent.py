@@ -125,7 +125,10 @@ def check(file):
                     f"THEN CREATE {what} {facts.qualified(name)} ...; END IF; END $$;")
         elif kind == "DoStmt":
             body = _dollar_body(stmt.text)
-            created = _DO_CREATES.findall(body)
+            dropped_first = {(d.kind, facts.bare(d.name).lower()) for s in facts.do_block(stmt).statements
+                             for d in facts.drops(s) if d.if_exists}  # DROP ... IF EXISTS then CREATE: re-runnable
+            created = [(what, name) for what, name in _DO_CREATES.findall(body)
+                       if (what.upper(), facts.bare(name.strip('"')).lower()) not in dropped_first]
             if created and not _CATALOG_GUARD.search(body):
                 what, name = created[0]
                 yield file.violation(stmt, f"DO block creates {what.upper()} {name} without checking whether it exists",

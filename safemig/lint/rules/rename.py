@@ -20,10 +20,10 @@ SUMMARY = "RENAME table/column breaks the running application (use expand and co
 
 
 def check(file):
-    for stmt in file.valid_statements:
-        if stmt.node_type != "RenameStmt":
+    for stmt, inner in ((s, i) for s in file.valid_statements for i in facts.executed(s)):  # DO bodies too
+        if inner.node_type != "RenameStmt":
             continue
-        node = stmt.node
+        node = inner.node
         rename_type = node.get("renameType")
         table = facts.relation_name(node.get("relation"))
         if file.is_new_table(table, stmt):

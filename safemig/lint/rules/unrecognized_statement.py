@@ -34,7 +34,12 @@ REVIEWED = {
 
 
 def check(file):
+    from safemig.lint import facts
+
     for stmt in file.valid_statements:
         if stmt.node_type not in REVIEWED:
             yield file.violation(stmt, f"safemig does not review {stmt.first_line[:60]!r} ({stmt.node_type})",
                                  "review this statement by hand for locks and data loss, then silence this with a reason")
+        elif stmt.node_type == "DoStmt" and facts.do_block(stmt).opaque:
+            yield file.violation(stmt, f"safemig cannot see what this DO block runs: {facts.do_block(stmt).opaque[0]}",
+                                 "review what it executes by hand for locks and data loss, then silence this with a reason")
