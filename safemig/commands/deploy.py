@@ -138,6 +138,7 @@ def register(app: typer.Typer) -> None:
         refused or a migration failed, 2 configuration/usage error, 3 database or S3 failure.
         """
         from safemig import output
+        from safemig.commands.backup import _sigterm_as_interrupt
         from safemig.deploy.pipeline import DeployOptions, deploy
         from safemig.errors import UsageError
 
@@ -151,7 +152,8 @@ def register(app: typer.Typer) -> None:
             dry_run=dry_run, outside_window=outside_window, reason=reason, lock_wait_s=max(0.0, lock_wait),
             allow_out_of_order=allow_out_of_order,
         )
-        outcome = deploy(cfg, name, options, make_reporter(err=json_out))
+        with _sigterm_as_interrupt():  # CI cancelling the job: abort the backup's upload, write the record
+            outcome = deploy(cfg, name, options, make_reporter(err=json_out))
         if json_out:
             output.print_json(outcome.plan.as_dict(cfg.root) if outcome.plan else outcome.record.as_dict())
         elif outcome.plan is not None:

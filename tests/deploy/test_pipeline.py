@@ -360,3 +360,34 @@ def test_staging_none_deploys_without_a_rehearsal_and_says_so(project):
     assert project.versions(project.prod_url) == [1, 2, 3] and project.versions(project.staging_url) == []
     (record,) = project.records()
     assert _gate_verdicts(record)["staging"] == "skipped" and record["staging_env"] is None
+
+
+def test_sigterm_during_the_backup_gate_aborts_the_upload_and_records_it(project):
+    """CI cancelling a deploy (SIGTERM) while pg_dump streams: no object, no open upload, a record, exit 130."""
+    import boto3
+
+    from tests.deploy.conftest import _creds
+
+    project.apply_directly(project.prod_url, [1])
+    s3 = boto3.client("s3", endpoint_url=project.s3.endpoint_url, **_creds(project.s3))
+    blocker = psycopg.connect(project.prod_url)
+    blocker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # pg_dump waits here, its upload open
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "safemig.cli", "deploy", "--env", "prod"], cwd=project.root,
+            env={**os.environ, **project.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not s3.list_multipart_uploads(Bucket=project.bucket).get("Uploads") and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the deploy ended before its backup started"
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        blocker.close()
+    assert proc.returncode == 130, stdout + stderr
+    assert s3.list_multipart_uploads(Bucket=project.bucket).get("Uploads", []) == []
+    assert project.s3_keys() == []
+    assert project.versions(project.prod_url) == [1] and project.versions(project.staging_url) == []
+    record = project.records()[-1]
+    assert (record["status"], record["failed_gate"], record["error"]) == ("failed", "backup", "interrupted")
