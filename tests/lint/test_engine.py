@@ -71,6 +71,16 @@ CREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTIO
     assert rules_of(report, "not-idempotent") == []
 
 
+def test_drop_cascade_then_recreate_is_destructive(project):
+    # CASCADE drops what depends on the function too: a generated column using it loses its data.
+    project.write("migrations/005_refresh_price_function.sql", """
+DROP FUNCTION IF EXISTS net_price(numeric) CASCADE;
+CREATE OR REPLACE FUNCTION net_price(p numeric) RETURNS numeric IMMUTABLE LANGUAGE sql AS 'SELECT p * 0.8';
+""")
+    (finding,) = rules_of(project.lint(), "drop-without-rollback")
+    assert "DROP FUNCTION net_price" in finding.message
+
+
 @pytest.mark.parametrize("sql, rule", [
     # sqlglot turns these into an opaque Command; PostgreSQL's node type still routes them to the rules.
     ("ALTER TABLE orders DROP COLUMN IF EXISTS note, ENABLE ROW LEVEL SECURITY;", "drop-without-rollback"),

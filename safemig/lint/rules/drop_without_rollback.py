@@ -3,8 +3,10 @@
 Applies to DROP TABLE, COLUMN, INDEX, VIEW, MATERIALIZED VIEW, FUNCTION, TYPE, SCHEMA,
 CONSTRAINT, TRIGGER, POLICY, SEQUENCE, EXTENSION (and the rest of DROP) and TRUNCATE.
 The migration needs a non-empty rollback script that parses: ``rollbacks/<VERSION>_*.sql``
-or its ``.down.sql``. A DROP or TRUNCATE that a ``DO`` block runs counts too. Dropping a trigger, policy, function, view or index that the same
-migration then re-creates (the drop-and-recreate idiom) destroys nothing and is exempt.
+or its ``.down.sql``. A DROP or TRUNCATE that a ``DO`` block runs counts too. Dropping a
+trigger, policy, function, view or index that the same migration then re-creates (the
+drop-and-recreate idiom) destroys nothing and is exempt, unless it is DROP ... CASCADE,
+which also drops what depends on it (a generated column using the function, a trigger).
 
 Why:
     Destructive changes cannot be undone by re-running anything. The team's checklist
@@ -71,7 +73,8 @@ def check(file):
             continue
         recreated = {_created_names(s) for s in [*ran[1:], *file.following(stmt)]}
         destructive = [d for d in dropped
-                       if not (d.kind in _RECREATABLE and (d.kind, facts.bare(d.name).lower()) in recreated)]
+                       if d.cascade  # CASCADE also drops what depends on it (a column using a function...)
+                       or not (d.kind in _RECREATABLE and (d.kind, facts.bare(d.name).lower()) in recreated)]
         if not destructive:
             continue
         what = ", ".join(f"DROP {d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive)
