@@ -221,6 +221,17 @@ def test_same_statements_on_an_existing_table_are_flagged(project):
                                     "unique-without-index"]
 
 
+def test_adding_a_serial_or_identity_column_to_an_existing_table_is_a_rewrite(project):
+    # Checked on PostgreSQL: both change the table's relfilenode (every row gets nextval()).
+    project.write("migrations/005_number_orders.sql", """SET lock_timeout = '5s';
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS seq bigserial;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS num bigint GENERATED ALWAYS AS IDENTITY;
+CREATE TABLE IF NOT EXISTS invoices (id bigint PRIMARY KEY);
+ALTER TABLE invoices ADD COLUMN IF NOT EXISTS num bigint GENERATED ALWAYS AS IDENTITY;
+""")
+    assert [(f.line, f.severity) for f in rules_of(project.lint(), "volatile-default")] == [(2, "error"), (3, "error")]
+
+
 def test_hints_use_the_users_names(project):
     project.write("migrations/005_require_currency.sql", 'ALTER TABLE "Billing".orders ALTER COLUMN "Currency" SET NOT NULL;\n')
     (finding,) = rules_of(project.lint(), "set-not-null")
