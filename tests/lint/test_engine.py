@@ -232,6 +232,18 @@ ALTER TABLE invoices ADD COLUMN IF NOT EXISTS num bigint GENERATED ALWAYS AS IDE
     assert [(f.line, f.severity) for f in rules_of(project.lint(), "volatile-default")] == [(2, "error"), (3, "error")]
 
 
+def test_unbounded_delete_or_update_in_a_with_clause_is_flagged(project):
+    project.write("migrations/005_archive_orders.sql", """
+WITH gone AS (DELETE FROM orders RETURNING *) INSERT INTO orders_archive SELECT * FROM gone;
+WITH moved AS (DELETE FROM carts WHERE created_at < '2020-01-01' RETURNING *) INSERT INTO carts_archive SELECT * FROM moved;
+WITH touched AS (UPDATE invoices SET paid = true RETURNING id) SELECT count(*) FROM touched;
+""")
+    assert [(f.line, f.message) for f in rules_of(project.lint(), "unbounded-dml")] == [
+        (2, "DELETE without WHERE (in a WITH clause) touches every row of orders"),
+        (4, "UPDATE without WHERE (in a WITH clause) touches every row of invoices"),
+    ]
+
+
 def test_hints_use_the_users_names(project):
     project.write("migrations/005_require_currency.sql", 'ALTER TABLE "Billing".orders ALTER COLUMN "Currency" SET NOT NULL;\n')
     (finding,) = rules_of(project.lint(), "set-not-null")

@@ -23,6 +23,11 @@ def check(file):
     from safemig.lint import facts
 
     for stmt in file.valid_statements:
+        for verb, inner in _in_with_clauses(stmt.node):  # WITH gone AS (DELETE FROM t RETURNING *) SELECT ...
+            table = facts.relation_name(inner.get("relation"))
+            if not inner.get("whereClause") and not file.is_new_table(table, stmt):
+                yield file.violation(stmt, f"{verb} without WHERE (in a WITH clause) touches every row of {table}",
+                                     f"add a WHERE clause to the {verb} in the WITH clause, or batch it by key range")
         if stmt.node_type not in ("DeleteStmt", "UpdateStmt"):
             continue
         ast = stmt.ast
@@ -38,3 +43,17 @@ def check(file):
         yield file.violation(stmt, f"{verb} without WHERE touches every row of {table}",
                              f"add a WHERE clause; for a backfill, {example} WHERE id BETWEEN "
                              f"<from> AND <to> in batches (outside the migration, or one batch per migration)")
+
+
+def _in_with_clauses(node):
+    """``(verb, node)`` for every DELETE / UPDATE inside a WITH clause of ``node`` (data-modifying CTEs)."""
+    stack = [cte.get("CommonTableExpr", {}).get("ctequery", {}) for cte in (node.get("withClause") or {}).get("ctes") or []]
+    while stack:
+        item = stack.pop()
+        for kind, verb in (("DeleteStmt", "DELETE"), ("UpdateStmt", "UPDATE")):
+            if kind in item:
+                yield verb, item[kind]
+        for inner in item.values():
+            if isinstance(inner, dict):
+                stack.extend(cte.get("CommonTableExpr", {}).get("ctequery", {})
+                             for cte in (inner.get("withClause") or {}).get("ctes") or [])
