@@ -81,6 +81,14 @@ CREATE OR REPLACE FUNCTION net_price(p numeric) RETURNS numeric IMMUTABLE LANGUA
     assert "DROP FUNCTION net_price" in finding.message
 
 
+def test_diesel_drop_hint_names_down_sql(project):
+    project.write("migrations/20240101000000_drop_legacy/up.sql", "ALTER TABLE orders DROP COLUMN IF EXISTS legacy;\n")
+    (finding,) = rules_of(project.lint(), "drop-without-rollback")
+    assert finding.hint.endswith("or a down.sql beside it")
+    project.write("migrations/20240101000000_drop_legacy/down.sql", "ALTER TABLE orders ADD COLUMN IF NOT EXISTS legacy text;\n")
+    assert rules_of(project.lint(), "drop-without-rollback") == []
+
+
 @pytest.mark.parametrize("sql, rule", [
     # sqlglot turns these into an opaque Command; PostgreSQL's node type still routes them to the rules.
     ("ALTER TABLE orders DROP COLUMN IF EXISTS note, ENABLE ROW LEVEL SECURITY;", "drop-without-rollback"),

@@ -79,10 +79,12 @@ def check(file):
             continue
         what = ", ".join(f"DROP {d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive)
         version = f"{file.version:03d}" if file.version is not None else "<VERSION>"
+        down = ("a down.sql beside it" if file.path.name == "up.sql"  # Diesel layout
+                else f"a {file.path.name.removesuffix('.sql').removesuffix('.up')}.down.sql")
         slug = (file.description or "migration").replace(" ", "_")
         yield file.violation(
             stmt,
             f"{what} destroys data, and migration {version} {problem}",
             f"write rollbacks/{version}_undo_{slug}.sql that restores what this drops (recreate the objects and "
-            f"reload the data from the pre-deploy backup), or a {file.path.name.removesuffix('.sql').removesuffix('.up')}.down.sql",
+            f"reload the data from the pre-deploy backup), or {down}",
         )
