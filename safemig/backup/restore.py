@@ -103,6 +103,12 @@ def restore_backup(config: Config, env: str, *, source: str, target_url: str, cl
             f"target database {database} at {describe(target_url)} is not empty ({objects} tables, views, sequences or functions)",
             hint="restore into a fresh database (createdb NAME), or pass --clean --confirm-clean to drop and replace what the backup contains",
         )
+    recorded_size = info.metadata.get("size", str(info.size))
+    if str(info.size) != recorded_size:
+        raise CheckFailed(
+            f"{info.uri} is {info.size} bytes in S3 but {recorded_size} bytes were recorded at backup time: nothing was restored",
+            hint=_CHANGED_HINT,
+        )
     dump_major = _major(info.metadata.get("pg-dump-version", ""))
     pg_restore = pick_binary("pg_restore", dump_major, settings.pg_bin_dir, purpose=f"read a pg_dump {info.metadata.get('pg-dump-version')} archive")
     conninfo, password = conninfo_without_password(target_url)
@@ -120,15 +126,19 @@ def restore_backup(config: Config, env: str, *, source: str, target_url: str, cl
                 digest.update(chunk)
                 seen += len(chunk)
                 advance(len(chunk))
+                if seen > int(recorded_size):  # pg_restore may end (and commit) before the extra bytes: never feed it on
+                    raise CheckFailed(
+                        f"{info.uri} does not match its recorded checksum (more than the {recorded_size} bytes recorded): nothing was restored",
+                        hint=_CHANGED_HINT,
+                    )
                 if held is not None:
                     _feed(restorer, held, database)
                 held = chunk
-        recorded_size = info.metadata.get("size", str(info.size))
         if str(seen) != recorded_size or digest.hexdigest() != info.sha256:
             raise CheckFailed(
                 f"{info.uri} does not match its recorded checksum ({seen} bytes, SHA-256 {digest.hexdigest()};"
                 f" recorded {recorded_size} bytes, {info.sha256}): nothing was restored",
-                hint="the object was changed or damaged in storage; restore another backup (`safemig backups --env ENV`)",
+                hint=_CHANGED_HINT,
             )
         if held is not None:
             _feed(restorer, held, database)
@@ -141,6 +151,9 @@ def restore_backup(config: Config, env: str, *, source: str, target_url: str, cl
         raise ToolError(problem, hint="pg_restore ran in a single transaction, so nothing was restored; fix the cause and retry")
     return RestoreResult(uri=info.uri, target=describe(target_url), database=database, size=seen, sha256=info.sha256,
                          duration_s=time.monotonic() - started, cleaned=clean)
+
+
+_CHANGED_HINT = "the object was changed or damaged in storage; restore another backup (`safemig backups --env ENV`)"
 
 
 def _feed(restorer: ChildProcess, chunk: bytes, database: str) -> None:

@@ -56,6 +56,21 @@ def test_checksum_mismatch_is_refused_and_restores_nothing(project, bucket_name,
     assert "local-secret-pw" not in via_cli.output
 
 
+def test_object_grown_in_storage_is_refused_before_pg_restore_can_commit(project, config, bucket_name, database_url, database_url_b, s3):
+    """Bytes appended after the archive: pg_restore would finish (and commit) before the checksum is known."""
+    import os
+
+    result = run_backup(config, "prod", database_url=database_url)
+    head = s3.head_object(Bucket=bucket_name, Key=result.key)
+    body = s3.get_object(Bucket=bucket_name, Key=result.key)["Body"].read()
+    s3.put_object(Bucket=bucket_name, Key=result.key, Body=body + os.urandom(3 * 1024 * 1024), Metadata=head["Metadata"])
+
+    with pytest.raises(CheckFailed) as caught:
+        restore_backup(config, "prod", source=result.uri, target_url=database_url_b)
+    assert "recorded" in caught.value.message and "nothing was restored" in caught.value.message
+    assert not table_exists(database_url_b)
+
+
 def test_non_empty_target_needs_clean_and_confirmation(project, config, database_url, s3, cli):
     run_backup(config, "prod", database_url=database_url)
     before = snapshot(database_url)
