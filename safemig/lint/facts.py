@@ -134,6 +134,7 @@ class AlterAction:
     missing_ok: bool
     cascade: bool
     definition: dict  # the ColumnDef or Constraint node, {} if none
+    inline_column: str = ""  # for a constraint written on an added column (ADD COLUMN c int UNIQUE): that column
 
     @property
     def constraint(self) -> dict:
@@ -166,6 +167,27 @@ def alter_actions(stmt: SqlStatement) -> list[AlterAction]:
         c = cmd.get("AlterTableCmd", {})
         out.append(AlterAction(table, c.get("subtype", ""), c.get("name", ""), bool(c.get("missing_ok")),
                                c.get("behavior") == "DROP_CASCADE", c.get("def") or {}))
+    return out
+
+
+_TABLE_CONSTRAINTS = {"CONSTR_FOREIGN", "CONSTR_CHECK", "CONSTR_UNIQUE", "CONSTR_PRIMARY", "CONSTR_EXCLUSION"}
+
+
+@per_statement
+def added_constraints(stmt: SqlStatement) -> list[AlterAction]:
+    """Every constraint an ALTER TABLE adds, as ``AT_AddConstraint`` actions: ``ADD CONSTRAINT ...``
+    and those written on an added column (``ADD COLUMN c bigint REFERENCES t (id)``, ``... UNIQUE``),
+    which scan the table or build an index just the same."""
+    out = []
+    for action in alter_actions(stmt):
+        if action.subtype == "AT_AddConstraint":
+            out.append(action)
+        elif action.subtype == "AT_AddColumn":
+            for item in action.column_def.get("constraints") or []:
+                constraint = item.get("Constraint", {})
+                if constraint.get("contype") in _TABLE_CONSTRAINTS:
+                    out.append(AlterAction(action.table, "AT_AddConstraint", action.column, action.missing_ok,
+                                           action.cascade, item, inline_column=action.column))
     return out
 
 

@@ -252,6 +252,23 @@ WITH touched AS (UPDATE invoices SET paid = true RETURNING id) SELECT count(*) F
     ]
 
 
+def test_constraints_written_on_an_added_column_are_checked(project):
+    project.write("migrations/005_link_orders.sql", """SET lock_timeout = '5s';
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS code text UNIQUE;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS customer_id bigint REFERENCES customers (id);
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS qty int DEFAULT 0 CHECK (qty >= 0);
+CREATE TABLE IF NOT EXISTS carts (id bigint PRIMARY KEY);
+ALTER TABLE carts ADD COLUMN IF NOT EXISTS customer_id bigint REFERENCES customers (id) UNIQUE;
+""")
+    report = project.lint()
+    (unique,) = rules_of(report, "unique-without-index")
+    assert unique.line == 2 and "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS orders_code_key_idx ON orders (code)" in unique.hint
+    foreign, check = rules_of(report, "constraint-without-not-valid")
+    assert (foreign.line, check.line) == (3, 4)
+    assert ("ALTER TABLE orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers (id) "
+            "NOT VALID") in foreign.hint
+
+
 def test_hints_use_the_users_names(project):
     project.write("migrations/005_require_currency.sql", 'ALTER TABLE "Billing".orders ALTER COLUMN "Currency" SET NOT NULL;\n')
     (finding,) = rules_of(project.lint(), "set-not-null")

@@ -19,23 +19,32 @@ SEVERITY = "error"
 SUMMARY = "ADD UNIQUE / PRIMARY KEY without USING INDEX builds an index under an ACCESS EXCLUSIVE lock"
 
 
-def _columns(constraint: dict) -> str:
-    return ", ".join(facts._strings(constraint.get("keys"))) or "..."
+def _columns(action) -> str:
+    return ", ".join(facts._strings(action.constraint.get("keys"))) or facts.quote_ident(action.inline_column) or "..."
 
 
 def check(file):
     for stmt in file.valid_statements:
-        for action in facts.alter_actions(stmt):
-            if action.subtype != "AT_AddConstraint" or action.constraint_type not in ("UNIQUE", "PRIMARY KEY"):
+        for action in facts.added_constraints(stmt):  # also ADD COLUMN c text UNIQUE
+            if action.constraint_type not in ("UNIQUE", "PRIMARY KEY"):
                 continue
             if action.constraint.get("indexname") or file.is_new_table(action.table, stmt):
                 continue
             table = facts.qualified(action.table)
             kind = action.constraint_type
-            name = action.constraint.get("conname") or f"{facts.bare(action.table)}_{'pkey' if kind == 'PRIMARY KEY' else 'key'}"
+            suffix = "pkey" if kind == "PRIMARY KEY" else "key"
+            inline = [action.inline_column] if action.inline_column and kind == "UNIQUE" else []  # PostgreSQL's own names
+            name = action.constraint.get("conname") or "_".join([facts.bare(action.table), *inline, suffix])
             index = facts.quote_ident(f"{name}_idx")
+            first = (f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {facts.column_def_text(stmt, _column_def(stmt, action))}"
+                     f"; then, in a " if action.inline_column else "")
             yield file.violation(
                 stmt, f"ADD {kind} on {action.table} builds its index while blocking reads and writes",
-                f"-- no-transaction migration: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} "
-                f"({_columns(action.constraint)}); then: ALTER TABLE {table} ADD CONSTRAINT {facts.quote_ident(name)} "
+                f"{first}-- no-transaction migration: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} "
+                f"({_columns(action)}); then: ALTER TABLE {table} ADD CONSTRAINT {facts.quote_ident(name)} "
                 f"{kind} USING INDEX {index};")
+
+
+def _column_def(stmt, action) -> dict:
+    return next((a.column_def for a in facts.alter_actions(stmt)
+                 if a.subtype == "AT_AddColumn" and a.column == action.inline_column), {})
