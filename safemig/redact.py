@@ -35,16 +35,17 @@ def mask_url(url: str | None) -> str:
         return ""
     try:
         parts = urlsplit(url)
-    except ValueError:
+        port = parts.port
+    except ValueError:  # libpq's multi-host form (postgresql://u:pw@h1:5432,h2:5432/db) has no single port
         return redact(url)
     if parts.password is None:
         return redact(url)
     user = parts.username or ""
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    if ":" in host.split("]")[-1] and not host.startswith("[") and parts.port is None:
+    if ":" in host:  # IPv6 literal: keep its brackets
         host = f"[{host}]"
+    if port is not None:
+        host = f"{host}:{port}"
     netloc = f"{user}:{MASK}@{host}"
     return redact(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
 

@@ -391,3 +391,14 @@ def test_sigterm_during_the_backup_gate_aborts_the_upload_and_records_it(project
     assert project.versions(project.prod_url) == [1] and project.versions(project.staging_url) == []
     record = project.records()[-1]
     assert (record["status"], record["failed_gate"], record["error"]) == ("failed", "backup", "interrupted")
+
+
+def test_multi_host_database_url_deploys_with_its_password_masked(project):
+    """libpq's multi-host URL (an HA pair: the first host down here) is a normal prod setting, not a crash."""
+    multi = project.prod_url.replace("@127.0.0.1:", "@127.0.0.1:1,127.0.0.1:", 1)
+    result = project.run_cli("deploy", "--env", "prod", cwd=project.root, env={**project.env, "PROD_DATABASE_URL": multi})
+    assert result.exit_code == 0, result.output
+    assert project.versions(project.prod_url) == [1, 2, 3]
+    (record,) = project.records()
+    assert record["database"].startswith("postgresql://postgres:****@127.0.0.1:1,127.0.0.1:")
+    assert DEFAULT_PASSWORD not in result.output + json.dumps(record)
