@@ -288,6 +288,12 @@ def test_concurrently_needs_no_transaction(project):
     assert project.lint().findings == []
 
 
+def test_refresh_materialized_view_concurrently_runs_in_a_transaction(project):
+    # Checked on PostgreSQL: unlike CREATE INDEX CONCURRENTLY, it works inside BEGIN ... COMMIT.
+    project.write("migrations/005_refresh_totals.sql", "REFRESH MATERIALIZED VIEW CONCURRENTLY order_totals;\n")
+    assert rules_of(project.lint(), "concurrently-in-transaction") == []
+
+
 def test_transaction_control_and_validate_in_same_transaction(project):
     project.write("migrations/005_check_total.sql", """BEGIN;
 SET lock_timeout = '5s';

@@ -4,7 +4,8 @@ sqlx runs each migration in a transaction unless its first line is ``-- no-trans
 
 Why:
     CREATE/DROP INDEX CONCURRENTLY and REINDEX CONCURRENTLY cannot run inside a
-    transaction block: PostgreSQL rejects the migration at deploy time.
+    transaction block: PostgreSQL rejects the migration at deploy time. (REFRESH
+    MATERIALIZED VIEW CONCURRENTLY can, and is not flagged.)
 
 Bad:
     CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_orders_customer_id ON orders (customer_id);
@@ -26,8 +27,6 @@ def _concurrent(stmt) -> bool:
         return bool(stmt.node.get("concurrent"))
     if stmt.node_type == "ReindexStmt":
         return any("concurrently" in str(p).lower() for p in stmt.node.get("params") or [])
-    if stmt.node_type == "RefreshMatViewStmt":
-        return bool(stmt.node.get("concurrent"))
     return any(d.concurrently for d in facts.drops(stmt))
 
 
