@@ -63,7 +63,7 @@ def storage_error(exc: BaseException, action: str, bucket: str, key: str | None 
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = redact(str(error.get("Message") or code))
         if code == "NoSuchBucket" or (code == "404" and key is None):
-            return StorageError(f"bucket {bucket} does not exist (while {action})", hint="create it, or fix backup.bucket / the endpoint (AWS_ENDPOINT_URL, backup.endpoint_url)")
+            return StorageError(f"bucket {bucket} does not exist (while {action} {where})", hint="create it, or fix backup.bucket / the endpoint (AWS_ENDPOINT_URL, backup.endpoint_url)")
         if code in ("NoSuchKey", "404", "NotFound"):
             return StorageError(f"{where} does not exist (while {action})", hint="list the env's backups with `safemig backups --env ENV`")
         if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):

@@ -209,7 +209,7 @@ def test_bucket_missing_is_exit_3_with_a_hint(project, config, database_url, buc
         with pytest.raises(StorageError) as caught:
             run_backup(config, "prod", database_url=database_url)
     assert caught.value.exit_code == 3
-    assert f"bucket {bucket_name} does not exist" in caught.value.message
+    assert f"bucket {bucket_name} does not exist (while starting the upload to s3://{bucket_name}/forgeerp/prod/" in caught.value.message
     assert "backup.bucket" in caught.value.hint
 
 
