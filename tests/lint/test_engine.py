@@ -294,6 +294,15 @@ def test_refresh_materialized_view_concurrently_runs_in_a_transaction(project):
     assert rules_of(project.lint(), "concurrently-in-transaction") == []
 
 
+def test_vacuum_needs_no_transaction(project):
+    # Checked on PostgreSQL: "VACUUM cannot run inside a transaction block"; ANALYZE can.
+    project.write("migrations/005_vacuum_orders.sql", "VACUUM (ANALYZE) orders;\nANALYZE orders;\n")
+    assert [(f.line, f.message) for f in rules_of(project.lint(), "concurrently-in-transaction")] == [
+        (1, "VACUUM cannot run inside the transaction sqlx wraps this migration in")]
+    project.write("migrations/005_vacuum_orders.sql", "-- no-transaction\nVACUUM (ANALYZE) orders;\n")
+    assert project.lint().findings == []
+
+
 def test_transaction_control_and_validate_in_same_transaction(project):
     project.write("migrations/005_check_total.sql", """BEGIN;
 SET lock_timeout = '5s';

@@ -5,7 +5,8 @@ sqlx runs each migration in a transaction unless its first line is ``-- no-trans
 Why:
     CREATE/DROP INDEX CONCURRENTLY and REINDEX CONCURRENTLY cannot run inside a
     transaction block: PostgreSQL rejects the migration at deploy time. (REFRESH
-    MATERIALIZED VIEW CONCURRENTLY can, and is not flagged.)
+    MATERIALIZED VIEW CONCURRENTLY can, and is not flagged.) VACUUM cannot either, and is
+    flagged here too.
 
 Bad:
     CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_orders_customer_id ON orders (customer_id);
@@ -19,7 +20,7 @@ from safemig.lint import facts
 
 ID = "concurrently-in-transaction"
 SEVERITY = "error"
-SUMMARY = "CONCURRENTLY in a file without `-- no-transaction` (fails inside sqlx's transaction)"
+SUMMARY = "CONCURRENTLY (or VACUUM) in a file without `-- no-transaction` (fails inside sqlx's transaction)"
 
 
 def _concurrent(stmt) -> bool:
@@ -38,3 +39,7 @@ def check(file):
             yield file.violation(stmt, "CONCURRENTLY cannot run inside the transaction sqlx wraps this migration in",
                                  "make `-- no-transaction` the first line of the file (and keep one CONCURRENTLY "
                                  "statement per migration so a failure leaves nothing half-done)")
+        elif stmt.node_type == "VacuumStmt" and stmt.node.get("is_vacuumcmd"):  # ANALYZE alone is fine
+            yield file.violation(stmt, "VACUUM cannot run inside the transaction sqlx wraps this migration in",
+                                 "make `-- no-transaction` the first line of the file, or run VACUUM outside the "
+                                 "migration (ANALYZE alone may stay: it runs inside a transaction)")
