@@ -269,6 +269,15 @@ ALTER TABLE carts ADD COLUMN IF NOT EXISTS customer_id bigint REFERENCES custome
             "NOT VALID") in foreign.hint
 
 
+def test_not_null_with_default_null_is_still_without_default(project):
+    project.write("migrations/005_add_region.sql", """SET lock_timeout = '5s';
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS region text NOT NULL DEFAULT NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS zone text NOT NULL DEFAULT NULL::text;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS area text NOT NULL DEFAULT 'eu';
+""")
+    assert [f.line for f in rules_of(project.lint(), "not-null-column-without-default")] == [2, 3]
+
+
 def test_hints_use_the_users_names(project):
     project.write("migrations/005_require_currency.sql", 'ALTER TABLE "Billing".orders ALTER COLUMN "Currency" SET NOT NULL;\n')
     (finding,) = rules_of(project.lint(), "set-not-null")

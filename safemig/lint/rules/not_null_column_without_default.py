@@ -29,6 +29,8 @@ def check(file):
             constraints = facts.column_constraints(action.column_def)
             if "CONSTR_NOTNULL" not in constraints and "CONSTR_PRIMARY" not in constraints:
                 continue
+            if any(_null_default(c.get("Constraint", {})) for c in action.column_def.get("constraints") or []):
+                constraints = constraints - {"CONSTR_DEFAULT"}  # DEFAULT NULL gives no value
             if constraints & _PROVIDES_VALUE:
                 continue
             table, column = facts.qualified(action.table), facts.quote_ident(action.column)
@@ -40,3 +42,13 @@ def check(file):
                 f"or add it nullable, backfill it in batches, then add CHECK ({column} IS NOT NULL) NOT VALID, "
                 f"VALIDATE it and SET NOT NULL in later migrations",
             )
+
+
+def _null_default(constraint: dict) -> bool:
+    """``DEFAULT NULL`` (or ``DEFAULT NULL::type``)."""
+    if constraint.get("contype") != "CONSTR_DEFAULT":
+        return False
+    expr = constraint.get("raw_expr") or {}
+    while "TypeCast" in expr:
+        expr = expr["TypeCast"].get("arg") or {}
+    return bool(expr.get("A_Const", {}).get("isnull"))
