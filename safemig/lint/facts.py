@@ -101,7 +101,7 @@ def drops(stmt: SqlStatement) -> list[Drop]:
     """Every object ``stmt`` drops (DROP ..., ALTER TABLE ... DROP COLUMN/CONSTRAINT, TRUNCATE)."""
     node = stmt.node
     if stmt.node_type == "DropStmt":
-        kind = DROP_KINDS.get(node.get("removeType", ""), node.get("removeType", "").replace("OBJECT_", ""))
+        kind = DROP_KINDS.get(node.get("removeType", ""), node.get("removeType", "").replace("OBJECT_", "").replace("_", " "))
         out = []
         for obj in node.get("objects") or []:
             name = object_name(obj)
@@ -116,6 +116,9 @@ def drops(stmt: SqlStatement) -> list[Drop]:
                      cascade=node.get("behavior") == "DROP_CASCADE") for r in node.get("relations") or []]
     if stmt.node_type == "DropdbStmt":
         return [Drop("DATABASE", node.get("dbname", ""), "", bool(node.get("missing_ok")))]
+    if stmt.node_type == "DropOwnedStmt":  # every table, view, ... the roles own: re-runnable, but destructive
+        return [Drop("OWNED BY", r.get("RoleSpec", {}).get("rolename", "?"), "", True,
+                     cascade=node.get("behavior") == "DROP_CASCADE") for r in node.get("roles") or []]
     out = []
     for action in alter_actions(stmt):
         if action.subtype in ("AT_DropColumn", "AT_DropConstraint"):

@@ -94,6 +94,7 @@ def test_diesel_drop_hint_names_down_sql(project):
     ("ALTER TABLE orders DROP COLUMN IF EXISTS note, ENABLE ROW LEVEL SECURITY;", "drop-without-rollback"),
     ("DROP POLICY IF EXISTS orders_tenant ON orders;", "drop-without-rollback"),
     ("DROP EXTENSION IF EXISTS pgcrypto;", "drop-without-rollback"),
+    ("DROP OWNED BY legacy_app;", "drop-without-rollback"),  # drops every table the role owns
     ("ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES c (id), ENABLE ROW LEVEL SECURITY;", "constraint-without-not-valid"),
     ("ALTER TABLE orders ADD COLUMN IF NOT EXISTS c text NOT NULL, ENABLE ROW LEVEL SECURITY;", "not-null-column-without-default"),
     ("ALTER TABLE orders ADD PRIMARY KEY (id), ENABLE ROW LEVEL SECURITY;", "unique-without-index"),

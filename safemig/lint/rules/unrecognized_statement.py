@@ -25,7 +25,7 @@ REVIEWED = {
     "CreateFunctionStmt", "ViewStmt", "CreateTrigStmt", "CreatePolicyStmt", "CompositeTypeStmt", "CreateEnumStmt",
     "CreateRangeStmt", "CreateDomainStmt", "DefineStmt", "RuleStmt", "CreateStatsStmt", "CreateCastStmt",
     "CreateEventTrigStmt", "CreateConversionStmt", "CreatePublicationStmt", "AlterPublicationStmt",
-    "DropStmt", "TruncateStmt", "RenameStmt", "CommentStmt", "GrantStmt", "GrantRoleStmt", "DoStmt",
+    "DropStmt", "DropOwnedStmt", "TruncateStmt", "RenameStmt", "CommentStmt", "GrantStmt", "GrantRoleStmt", "DoStmt",
     "InsertStmt", "UpdateStmt", "DeleteStmt", "SelectStmt", "MergeStmt", "CallStmt",
     "VariableSetStmt", "VariableShowStmt", "TransactionStmt", "LockStmt", "VacuumStmt", "ReindexStmt",
     "RefreshMatViewStmt", "ClusterStmt", "CreateRoleStmt", "AlterRoleStmt", "DropRoleStmt", "NotifyStmt",
