@@ -290,6 +290,14 @@ def test_lock_timeout_set_first_satisfies_the_rule(project):
     assert project.lint().findings == []
 
 
+def test_set_local_lock_timeout_does_nothing_without_a_transaction(project):
+    project.write("migrations/005_add_note.sql",
+                  "-- no-transaction\nSET LOCAL lock_timeout = '5s';\nALTER TABLE orders ADD COLUMN IF NOT EXISTS note text;\n")
+    assert [f.line for f in rules_of(project.lint(), "missing-lock-timeout")] == [3]
+    project.write("migrations/005_add_note.sql", "SET LOCAL lock_timeout = '5s';\nALTER TABLE orders ADD COLUMN IF NOT EXISTS note text;\n")
+    assert project.lint().findings == []
+
+
 def test_concurrently_needs_no_transaction(project):
     sql = "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_orders_c ON orders (c);\n"
     project.write("migrations/005_index_orders.sql", sql)

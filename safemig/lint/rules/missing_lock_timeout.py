@@ -52,9 +52,11 @@ def _locked_table(stmt) -> str | None:
     return None
 
 
-def _sets_lock_timeout(stmt) -> bool:
+def _sets_lock_timeout(stmt, no_transaction: bool) -> bool:
     if stmt.node_type == "VariableSetStmt":
-        return stmt.node.get("name", "").lower() == "lock_timeout"
+        if no_transaction and stmt.node.get("is_local"):
+            return False  # SET LOCAL outside a transaction block does nothing (PostgreSQL only warns)
+        return stmt.node.get("name", "").lower() == "lock_timeout" and stmt.node.get("kind") != "VAR_RESET"
     if stmt.node_type == "SelectStmt":
         return "set_config" in facts.function_calls(stmt.node) and "lock_timeout" in stmt.text.lower()
     return False
@@ -62,7 +64,7 @@ def _sets_lock_timeout(stmt) -> bool:
 
 def check(file):
     for stmt in file.valid_statements:
-        if _sets_lock_timeout(stmt):
+        if _sets_lock_timeout(stmt, file.no_transaction):
             return
         table = _locked_table(stmt)
         if table and not file.is_new_table(table, stmt):
