@@ -15,7 +15,7 @@ import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from safemig.redact import redact
+from safemig.redact import redact, redact_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -81,8 +81,9 @@ def plain(text: str, *, err: bool = False) -> None:
 
 
 def print_json(data: Any) -> None:
-    """Write ``data`` as indented JSON on stdout (redacted)."""
-    plain(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    """Write ``data`` as indented JSON on stdout (its strings redacted before serialising: always valid JSON)."""
+    sys.stdout.write(json.dumps(redact_data(data), indent=2, default=lambda o: redact(str(o)), ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def success(text: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "****"
@@ -64,3 +65,18 @@ def redact(text: str | None) -> str:
         if value and len(value) >= 4:
             out = out.replace(value, MASK)
     return out
+
+
+def redact_data(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with every string redacted.
+
+    Machine-readable output is redacted this way, before it is serialised: redacting the
+    JSON text instead can swallow the quote after a masked ``password=...`` and break it.
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_data(k): redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(v) for v in value]
+    return value

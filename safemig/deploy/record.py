@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from safemig import __version__
-from safemig.redact import redact
+from safemig.redact import redact, redact_data
 
 RECORDS_DIR = Path(".safemig") / "deploys"
 
@@ -121,7 +121,7 @@ class DeployRecord:
         }
 
     def to_json(self) -> str:
-        return redact(json.dumps(self.as_dict(), indent=2, ensure_ascii=False, default=str)) + "\n"
+        return json.dumps(redact_data(self.as_dict()), indent=2, ensure_ascii=False, default=lambda o: redact(str(o))) + "\n"
 
 
 def write_record(record: DeployRecord, root: Path) -> Path:

@@ -402,3 +402,19 @@ def test_multi_host_database_url_deploys_with_its_password_masked(project):
     (record,) = project.records()
     assert record["database"].startswith("postgresql://postgres:****@127.0.0.1:1,127.0.0.1:")
     assert DEFAULT_PASSWORD not in result.output + json.dumps(record)
+
+
+def test_conninfo_url_with_the_password_last_keeps_the_record_valid_json(project):
+    """``key=value`` conninfo ending in ``password=...``: masked in the record, which stays parseable JSON."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(project.prod_url)
+    conninfo = " ".join(f"{k}={params[k]}" for k in ("host", "port", "user", "dbname")) + f" password={params['password']}"
+    result = project.run_cli("deploy", "--env", "prod", "--json", cwd=project.root, env={**project.env, "PROD_DATABASE_URL": conninfo})
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    (record,) = project.records()
+    uploaded = json.loads(project.s3_get(record["record_uri"].split("/", 3)[3]))
+    for data in (printed, record, uploaded):
+        assert data["database"].endswith(" password=****") and data["status"] == "deployed"
+    assert DEFAULT_PASSWORD not in result.output + json.dumps(record) + json.dumps(uploaded)
