@@ -161,6 +161,20 @@ END $$;
     assert "EXECUTE format(" in finding.message
 
 
+def test_locking_statements_run_by_a_do_block_are_warned_never_passed(project):
+    project.write("migrations/005_widen_total.sql", """SET lock_timeout = '5s';
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'total') THEN
+        ALTER TABLE orders ALTER COLUMN total TYPE numeric(14, 2);
+    END IF;
+END $$;
+""")
+    (finding,) = project.lint().findings
+    assert (finding.rule, finding.severity, finding.line) == ("unrecognized-statement", "warning", 2)
+    assert "AlterTableStmt" in finding.message
+
+
 def test_guarded_do_block_counts_as_idempotent(project):
     project.write("migrations/005_add_mood.sql", """
 DO $$ BEGIN

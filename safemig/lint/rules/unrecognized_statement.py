@@ -43,3 +43,16 @@ def check(file):
         elif stmt.node_type == "DoStmt" and facts.do_block(stmt).opaque:
             yield file.violation(stmt, f"safemig cannot see what this DO block runs: {facts.do_block(stmt).opaque[0]}",
                                  "review what it executes by hand for locks and data loss, then silence this with a reason")
+        elif stmt.node_type == "DoStmt":
+            # Inside a DO block only DROP/TRUNCATE/RENAME are checked; locking statements get a human.
+            unchecked = [s for s in facts.do_block(stmt).statements
+                         if s.node_type in _LOCKING_IN_DO or s.node_type not in REVIEWED]
+            if unchecked:
+                yield file.violation(stmt, f"safemig does not review the {unchecked[0].node_type} this DO block runs "
+                                           f"(for locks and table rewrites)",
+                                     "prefer a plain statement (every rule then checks it); else review it by hand, "
+                                     "then silence this with a reason")
+
+
+_LOCKING_IN_DO = {"AlterTableStmt", "IndexStmt", "UpdateStmt", "DeleteStmt", "LockStmt", "VacuumStmt", "ReindexStmt",
+                  "ClusterStmt", "RefreshMatViewStmt"}
