@@ -16,6 +16,9 @@ def test_parse_name_matches_sqlx():
     assert parse_name("001_create_events_table.sql") == (1, "create events table", "simple")
     assert parse_name("20240101120000_add_x.up.sql") == (20240101120000, "add x", "up")
     assert parse_name("2_add_x.down.sql") == (2, "add x", "down")
+    # sqlx derives the description with trim_end_matches, which strips every repeated suffix
+    assert parse_name("3_add_x.sql.sql") == (3, "add x", "simple")
+    assert parse_name("4_add_x.up.sql.up.sql") == (4, "add x", "up")
     assert parse_name("README.md") is None
 
 

@@ -99,8 +99,9 @@ def parse_name(file_name: str) -> tuple[int, str, str] | None:
         raise MigrationFileError(f"{file_name}: version {prefix} does not fit in a BIGINT", hint="use a smaller version number")
     for suffix, kind in _SUFFIXES:
         if rest.endswith(suffix):
-            description = rest[: -len(suffix)].replace("_", " ")
-            return version, description, kind
+            while rest.endswith(suffix):  # sqlx's trim_end_matches strips every repetition: 1_x.sql.sql is "x"
+                rest = rest[: -len(suffix)]
+            return version, rest.replace("_", " "), kind
     raise AssertionError("unreachable: rest ends with .sql")  # pragma: no cover
 
 
