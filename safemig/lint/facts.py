@@ -265,6 +265,9 @@ def function_calls(node: Any) -> Iterator[str]:
             stack.extend(item)
 
 
+SERIALS = {"serial", "bigserial", "smallserial", "serial4", "serial8", "serial2"}  # nextval() for every row
+
+
 def quote_ident(name: str) -> str:
     """Quote an identifier for a hint only when PostgreSQL needs it."""
     import re

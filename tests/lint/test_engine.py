@@ -173,6 +173,16 @@ END $$;
     (finding,) = project.lint().findings
     assert (finding.rule, finding.severity, finding.line) == ("unrecognized-statement", "warning", 2)
     assert "AlterTableStmt" in finding.message
+    project.write("migrations/005_widen_total.sql", """SET lock_timeout = '5s';
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'orders_total_check') THEN
+        ALTER TABLE orders ADD CONSTRAINT orders_total_check CHECK (total > 0) NOT VALID;
+    END IF;
+    ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text;
+END $$;
+""")
+    assert project.lint().findings == []  # the guarded idioms of idempotent migrations are quick
 
 
 def test_guarded_do_block_counts_as_idempotent(project):

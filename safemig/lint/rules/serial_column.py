@@ -18,7 +18,7 @@ ID = "serial-column"
 SEVERITY = "warning"
 SUMMARY = "serial column: use bigint GENERATED ALWAYS AS IDENTITY"
 
-SERIALS = {"serial", "bigserial", "smallserial", "serial4", "serial8", "serial2"}
+SERIALS = facts.SERIALS
 
 
 def check(file):

@@ -25,13 +25,10 @@ VOLATILE = {"gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_g
             "random_normal", "gen_random_bytes"}
 
 
-SERIALS = {"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"}
-
-
 def _filled_per_row(column_def: dict) -> str | None:
     """A serial type or an identity: the new column gets nextval() for every row (a rewrite)."""
     names = facts._strings(column_def.get("typeName", {}).get("names"))
-    if names and names[-1].lower() in SERIALS and len(names) == 1:
+    if names and names[-1].lower() in facts.SERIALS and len(names) == 1:
         return f"a {names[-1].lower()} column"
     if "CONSTR_IDENTITY" in facts.column_constraints(column_def):
         return "GENERATED AS IDENTITY"
