@@ -23,6 +23,7 @@ DEFAULT_CONCURRENCY = 4
 # gzip level 1: measured 2.4-2.6x faster than pg_dump's default (6) for 3-8% more bytes
 # (bench/backup_bench.py); pg_dump's own speed is what bounds a backup.
 DEFAULT_COMPRESSION = "1"
+_ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # readable only after a RestoreObject request
 _SSE_VALUES = {"AES256", "aws:kms", "aws:kms:dsse", "none"}
 _COMPRESSION = re.compile(r"^(?:[0-9]|(?:gzip|lz4|zstd|none)(?::[0-9]{1,2})?)$")
 _KNOWN_KEYS = {
@@ -107,11 +108,18 @@ def load_settings(config: Config) -> BackupSettings:
             f"backup.compression = {section.get('compression')!r} in {where} is not a pg_dump -Z value",
             hint="use 0-9 (gzip level; 1 is fast, 6 is pg_dump's default) or, with pg_dump 16+, \"zstd:3\" / \"lz4\"",
         )
+    storage_class = _string(section, "storage_class", where)
+    if storage_class and storage_class.upper() in _ARCHIVE_CLASSES:
+        raise ConfigError(
+            f"backup.storage_class = {storage_class!r} in {where}: such objects cannot be read back without a restore request,"
+            " so a backup could neither be verified nor restored",
+            hint='use "GLACIER_IR" (instant retrieval) or "STANDARD_IA", and move old backups to GLACIER with a bucket lifecycle rule',
+        )
     part_mb = _int(section, "part_size_mb", where, DEFAULT_PART_SIZE // MiB, S3_MIN_PART // MiB, S3_MAX_PART // MiB)
     return BackupSettings(
         bucket=bucket,
         prefix=prefix,
-        storage_class=_string(section, "storage_class", where),
+        storage_class=storage_class,
         sse=None if sse == "none" else sse,
         kms_key_id=kms_key_id,
         endpoint_url=_string(section, "endpoint_url", where),

@@ -304,6 +304,16 @@ def test_config_mistakes_are_exit_2(project, cli, bucket_name):
     assert result.exit_code == 2 and "backup.bucket is not set" in result.stderr
 
 
+@pytest.mark.parametrize("storage_class", ["GLACIER", "DEEP_ARCHIVE"])
+def test_archive_storage_class_is_refused_before_dumping(project, cli, s3, bucket_name, storage_class):
+    """Such objects cannot be read back (verify, restore) without a restore request: refuse up front, not after the dump."""
+    write_config(project, bucket_name, storage_class=storage_class)
+    result = cli("backup", "--env", "prod")
+    assert result.exit_code == 2, result.output
+    assert f"backup.storage_class = '{storage_class}'" in result.stderr and "GLACIER_IR" in result.stderr
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == [] and pg_dump_children() == []
+
+
 def test_settings_defaults_and_sse(project, bucket_name):
     write_config(project, bucket_name, sse="aws:kms", kms_key_id="alias/backups", storage_class="STANDARD_IA")
     settings = load_settings(load_config(project / "safemig.toml"))
