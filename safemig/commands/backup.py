@@ -40,21 +40,26 @@ def _show_progress() -> bool:
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (CI cancelling the job, ``kill``) into KeyboardInterrupt, so uploads are aborted."""
+    """Turn SIGTERM (CI cancelling the job, ``kill``) and SIGHUP (the ssh session dropping) into
+    KeyboardInterrupt, so uploads are aborted."""
     import signal
 
     def handler(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
+    signums = [signal.SIGTERM]
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: keep going
+        signums.append(signal.SIGHUP)
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {signum: signal.signal(signum, handler) for signum in signums}
     except ValueError:  # not the main thread (tests running the CLI in a thread)
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def backup_command(

@@ -347,8 +347,9 @@ def test_cli_round_trip_as_a_subprocess_against_moto_server(project, cli_process
     assert open_uploads(boto3.client("s3"), bucket_name) == []
 
 
-def test_sigterm_during_backup_aborts_the_upload(big, project, cli_process, s3_env, database_url, bucket_name):
-    """CI cancelling the job (SIGTERM) mid-upload: exit 130, no object, no open upload, no pg_dump left."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_during_backup_aborts_the_upload(big, project, cli_process, s3_env, database_url, bucket_name, signum):
+    """CI cancelling the job (SIGTERM) or the ssh session dropping (SIGHUP) mid-upload: exit 130, no object, no open upload, no pg_dump left."""
     import subprocess
     import sys
     import time
@@ -362,10 +363,39 @@ def test_sigterm_during_backup_aborts_the_upload(big, project, cli_process, s3_e
     while not open_uploads(s3, bucket_name) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the backup finished before it could be interrupted"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
     dbname = database_url.rsplit("/", 1)[1]
     leftovers = subprocess.run(["pgrep", "-f", f"pg_dump.*{dbname}"], capture_output=True, text=True).stdout
     assert leftovers.strip() == ""
+
+
+def test_sighup_under_nohup_does_not_stop_the_backup(project, s3_env, database_url, bucket_name):
+    """`nohup safemig backup &`: SIGHUP is ignored on purpose, and the backup carries on to the end."""
+    import subprocess
+    import sys
+    import time
+
+    import psycopg
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket_name)
+    blocker = psycopg.connect(database_url)
+    blocker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")  # pg_dump waits here, the upload open
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "safemig.cli", "backup", "--env", "prod"], cwd=project,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        deadline = time.monotonic() + 60
+        while not open_uploads(s3, bucket_name) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert proc.poll() is None
+    finally:
+        blocker.close()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert len(keys(s3, bucket_name)) == 1 and open_uploads(s3, bucket_name) == []
