@@ -28,12 +28,28 @@ _AWS_SECRET = re.compile(
 )
 
 _SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD", "AWS_ACCESS_KEY_ID")
+# The password of a URL too malformed to parse (an unescaped '/', '@' or space, a bad %-escape):
+# everything between "user:" and the last '@'. libpq and psycopg quote such tokens in their errors.
+_RAW_URL_PASSWORD = re.compile(r"^\s*[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:(?P<pw>.+)@")
+_MALFORMED = re.compile(r"[\s/@?#]|%(?![0-9A-Fa-f]{2})")
+_seen_passwords: set[str] = set()
+
+
+def _remember_password(url: str) -> None:
+    """Mask from now on the raw password of a malformed URL (a well-formed one is masked by pattern)."""
+    match = _RAW_URL_PASSWORD.match(url)
+    if not match or not _MALFORMED.search(match["pw"]):
+        return
+    for secret in [match["pw"], *match["pw"].split("@")]:  # libpq may take what follows an '@' for the host
+        if len(secret) >= 4:
+            _seen_passwords.add(secret)
 
 
 def mask_url(url: str | None) -> str:
     """Return ``url`` with its password replaced by ``****`` (the URL stays usable to read)."""
     if not url:
         return ""
+    _remember_password(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -60,6 +76,8 @@ def redact(text: str | None) -> str:
     out = _QUERY_PASSWORD.sub(lambda m: f"{m.group('key')}{MASK}", out)
     out = _AWS_KEY_ID.sub(MASK, out)
     out = _AWS_SECRET.sub(lambda m: f"{m.group('key')}{MASK}", out)
+    for password in sorted(_seen_passwords, key=len, reverse=True):
+        out = out.replace(password, MASK)
     for name in _SECRET_ENV_VARS:
         value = os.environ.get(name)
         if value and len(value) >= 4:

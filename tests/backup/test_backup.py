@@ -253,6 +253,16 @@ def test_s3_unreachable_cli_exit_3(project, cli, monkeypatch, database_url):
     assert pg_dump_children() == []
 
 
+@pytest.mark.parametrize("password", ["Hun/ter2+Secret=", "Hunter2%zzSecret", "Hunter2 Secret", "Hunter2@Secret"])
+def test_malformed_url_never_shows_its_password(project, cli, password):
+    """An unescaped '/' (base64 passwords), '@', space or bad %-escape: libpq and psycopg quote the raw token."""
+    result = cli("backup", "--env", "prod", "--database-url", f"postgresql://app:{password}@127.0.0.1:1/db")
+    assert result.exit_code in (2, 3), result.output
+    assert "Traceback" not in result.output
+    for fragment in ("Hunter2", "Secret", "ter2"):
+        assert fragment not in result.output
+
+
 def test_wrong_database_password_cli_exit_3_masked(project, cli, s3, monkeypatch, database_url, bucket_name):
     bad = database_url.replace(":local-secret-pw@", ":wrong-pw-456@")
     result = cli("backup", "--env", "prod", "--database-url", bad)
