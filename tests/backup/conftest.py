@@ -50,6 +50,18 @@ def bucket_name() -> str:
 
 
 @pytest.fixture
+def s3(bucket_name):
+    """moto in-process, with the project's bucket created."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=bucket_name)
+        yield client
+
+
+@pytest.fixture
 def project(tmp_path, bucket_name, database_url, monkeypatch):
     """A project dir (cwd) with safemig.toml; prod's database has data and version 2 applied."""
     fill(database_url)

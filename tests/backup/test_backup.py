@@ -24,15 +24,6 @@ from safemig.local.postgres import free_port
 from tests.backup.conftest import snapshot, write_config
 
 
-@pytest.fixture
-def s3(bucket_name):
-    """moto in-process, with the project's bucket created."""
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=bucket_name)
-        yield client
-
-
 def keys(client, bucket: str) -> list[str]:
     return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
 

@@ -5,22 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from safemig.backup import put_next_to, restore_backup, restore_command, run_backup
 from safemig.errors import CheckFailed, UsageError
 from tests.backup.conftest import snapshot, write_config
 from safemig.config import load_config
-
-
-@pytest.fixture
-def s3(bucket_name):
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=bucket_name)
-        yield client
 
 
 def table_exists(url: str, name: str = "events") -> bool:
