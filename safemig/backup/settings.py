@@ -28,7 +28,7 @@ _SSE_VALUES = {"AES256", "aws:kms", "aws:kms:dsse", "none"}
 _COMPRESSION = re.compile(r"^(?:[0-9]|(?:gzip|lz4|zstd|none)(?::[0-9]{1,2})?)$")
 _KNOWN_KEYS = {
     "bucket", "prefix", "storage_class", "sse", "kms_key_id", "endpoint_url", "region",
-    "compression", "part_size_mb", "concurrency", "pg_bin_dir",
+    "compression", "part_size_mb", "concurrency", "pg_bin_dir", "sdk_checksums",
 }
 
 
@@ -47,6 +47,7 @@ class BackupSettings:
     part_size: int = DEFAULT_PART_SIZE
     concurrency: int = DEFAULT_CONCURRENCY
     pg_bin_dir: str | None = None
+    sdk_checksums: bool = False  # botocore's own CRC32 checksums: off, since older S3-compatible stores refuse them
 
     def env_prefix(self, env: str) -> str:
         """The S3 "directory" of one env's backups: ``prefix + env + "/"``."""
@@ -77,6 +78,13 @@ def _int(section: dict[str, Any], key: str, where: str, default: int, low: int, 
     value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"backup.{key} in {where} must be an integer from {low} to {high}, not {value!r}", hint=f"e.g. {key} = {default}")
+    return value
+
+
+def _bool(section: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"backup.{key} in {where} must be true or false, not {value!r}", hint=f"e.g. {key} = {str(not default).lower()}")
     return value
 
 
@@ -128,6 +136,7 @@ def load_settings(config: Config) -> BackupSettings:
         part_size=part_mb * MiB,
         concurrency=_int(section, "concurrency", where, DEFAULT_CONCURRENCY, 1, 32),
         pg_bin_dir=_string(section, "pg_bin_dir", where),
+        sdk_checksums=_bool(section, "sdk_checksums", where, False),
     )
 
 

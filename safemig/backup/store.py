@@ -29,7 +29,11 @@ _KEY_NAME = re.compile(r"^(?P<time>\d{8}T\d{6}(?:\.\d{3})?Z)_v(?P<version>\d+)\.
 
 
 def make_client(settings: BackupSettings) -> Any:
-    """An S3 client from boto3's standard chain, with a connection pool for the upload threads."""
+    """An S3 client from boto3's standard chain, with a connection pool for the upload threads.
+
+    botocore's own request/response checksums are sent and checked only where the API requires
+    them, unless ``backup.sdk_checksums`` is true (see README, section backup).
+    """
     import boto3
     from botocore.config import Config as BotoConfig
 
@@ -40,6 +44,14 @@ def make_client(settings: BackupSettings) -> Any:
         read_timeout=120,
         user_agent_extra="safemig",
     )
+    if not settings.sdk_checksums:
+        # botocore >= 1.36 adds CRC32 checksums (x-amz-checksum-*, aws-chunked bodies) that older
+        # MinIO/Ceph RGW refuse; the backup is hashed and read back anyway. "when_required" sends
+        # them only where the API demands one.
+        try:
+            boto_config = boto_config.merge(BotoConfig(request_checksum_calculation="when_required", response_checksum_validation="when_required"))
+        except TypeError:  # botocore < 1.36 knows neither option, and sends no such checksums anyway
+            pass
     try:
         return boto3.session.Session().client(
             "s3", endpoint_url=settings.endpoint_url or None, region_name=settings.region or None, config=boto_config

@@ -14,7 +14,7 @@ def write_config(root: Path, bucket: str, **backup: object) -> Path:
     """A safemig.toml with env ``prod`` reading ``$PROD_DATABASE_URL`` and a ``[backup]`` table."""
     lines = ["[envs.prod]", 'database_url = "${PROD_DATABASE_URL}"', "", "[backup]", f'bucket = "{bucket}"', 'prefix = "forgeerp/"']
     for key, value in backup.items():
-        lines.append(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}")
+        lines.append(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {str(value).lower() if isinstance(value, bool) else value}")
     path = root / "safemig.toml"
     path.write_text("\n".join(lines).replace("'", '"') + "\n")
     return path
