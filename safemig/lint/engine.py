@@ -16,7 +16,7 @@ from safemig.lint.cache import Cache
 from safemig.lint.finding import Finding, LintReport
 from safemig.lint.policy import load_policy
 from safemig.lint.registry import rule_sources
-from safemig.lint.targets import ROLLBACK, Target, classify_target, display_path, expand, sql_names_digest, sql_names_in
+from safemig.lint.targets import ROLLBACK, Target, classify_target, clear_run_caches, display_path, expand
 from safemig.migrations.files import read_sql
 
 
@@ -33,8 +33,7 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
     policy = load_policy(config)
     sources = rule_sources(policy.house_dir)
     policy.check_rule_ids(set(sources))
-    sql_names_in.cache_clear()
-    sql_names_digest.cache_clear()
+    clear_run_caches()
     files = expand(paths)
     targets = [classify_target(p, config) for p in files]
     seen = set(files)

@@ -1,11 +1,12 @@
 """Small, exact questions rules ask about a statement, answered once.
 
 Structure (what kind of statement, which table, which ALTER TABLE actions, IF [NOT] EXISTS)
-comes from PostgreSQL's own parse tree (pglast), because sqlglot misreads some of it:
-``ALTER TABLE t RENAME a TO b`` is a column rename, and a multi-action ALTER TABLE with
-one action sqlglot does not know becomes an opaque ``Command`` as a whole. Expressions
-and column definitions (types, defaults, generated columns, WHERE clauses) are read from
-sqlglot's AST where it has one.
+and column definitions (types, defaults, generated columns) come from PostgreSQL's own
+parse tree (pglast). It is exact where sqlglot is not (``ALTER TABLE t RENAME a TO b`` is
+a column rename; a multi-action ALTER TABLE with one action sqlglot does not know becomes
+an opaque ``Command`` as a whole), and it is already there: the file was validated with it.
+Reading the same facts from sqlglot's AST cost a second parse of every CREATE TABLE and
+ALTER TABLE, the largest single cost of a lint run (see bench/README.md).
 
 Names are returned as written by the user (unquoted identifiers lower-cased, as
 PostgreSQL folds them) so hints can be pasted back.
@@ -294,18 +295,7 @@ class ColumnFact:
     identity: bool
 
 
-def _sqlglot_column(table: str, coldef: Any, added: bool) -> ColumnFact:
-    from sqlglot import exp
-
-    kind = coldef.args.get("kind")
-    type_name = kind.this.name.lower() if isinstance(kind, exp.DataType) else ""
-    constraints = [c.args.get("kind") for c in coldef.args.get("constraints") or []]
-    stored = any(isinstance(c, exp.ComputedColumnConstraint) for c in constraints)
-    identity = any(isinstance(c, exp.GeneratedAsIdentityColumnConstraint) for c in constraints)
-    return ColumnFact(table, coldef.name, type_name, added, stored, identity)
-
-
-def _pglast_column(table: str, coldef: dict, added: bool) -> ColumnFact:
+def _column(table: str, coldef: dict, added: bool) -> ColumnFact:
     names = _strings(coldef.get("typeName", {}).get("names"))
     type_name = names[-1].lower() if names else ""
     contypes = column_constraints(coldef)
@@ -315,22 +305,15 @@ def _pglast_column(table: str, coldef: dict, added: bool) -> ColumnFact:
 
 @per_statement
 def columns(stmt: SqlStatement) -> list[ColumnFact]:
-    """Columns a statement defines, read from sqlglot's AST (PostgreSQL's tree when sqlglot gave up)."""
-    if stmt.node_type not in ("CreateStmt", "AlterTableStmt"):
-        return []
-    if stmt.node_type == "AlterTableStmt" and not any(a.subtype == "AT_AddColumn" for a in alter_actions(stmt)):
-        return []  # no column defined: no need for sqlglot's AST
-    from sqlglot import exp
+    """Columns a statement defines (CREATE TABLE, ALTER TABLE ... ADD COLUMN), from PostgreSQL's tree.
 
-    ast = stmt.ast
-    table = target_table(stmt)
-    if stmt.node_type == "CreateStmt" and isinstance(ast, exp.Create) and isinstance(ast.this, exp.Schema):
-        return [_sqlglot_column(table, c, False) for c in ast.this.expressions if isinstance(c, exp.ColumnDef)]
-    if stmt.node_type == "AlterTableStmt" and isinstance(ast, exp.Alter):
-        return [_sqlglot_column(table, c, True) for c in ast.args.get("actions") or [] if isinstance(c, exp.ColumnDef)]
+    The type is as written before PostgreSQL resolves it (``serial`` stays ``serial``,
+    ``int`` is ``int4``), which is what the serial and json rules need to see.
+    """
     if stmt.node_type == "CreateStmt":
-        return [_pglast_column(table, e["ColumnDef"], False) for e in stmt.node.get("tableElts") or [] if "ColumnDef" in e]
-    return [_pglast_column(table, a.column_def, True) for a in alter_actions(stmt) if a.subtype == "AT_AddColumn"]
+        table = relation_name(stmt.node.get("relation"))
+        return [_column(table, e["ColumnDef"], False) for e in stmt.node.get("tableElts") or [] if "ColumnDef" in e]
+    return [_column(a.table, a.column_def, True) for a in alter_actions(stmt) if a.subtype == "AT_AddColumn"]
 
 
 @dataclass

@@ -32,6 +32,11 @@ class Ignore:
     used: set[str]
 
 
+def may_have_directives(text: str) -> bool:
+    """False when ``text`` cannot hold a directive, so its comments need not be found at all."""
+    return "safemig:" in text.lower()
+
+
 def parse_ignores(comments: list[Comment], statement_lines: list[tuple[int, int]]) -> list[Ignore]:
     """Every ignore directive among ``comments``, attached to the statement it covers."""
     out = []

@@ -1,16 +1,18 @@
-"""Turn one SQL file into statements that rules can read: PostgreSQL's verdict plus sqlglot's AST.
-
-Two parsers, each for what it is good at:
+"""Turn one SQL file into statements that rules can read: PostgreSQL's own parse of each one.
 
 * **pglast** (libpg_query, PostgreSQL's own grammar) validates every statement, so a
   statement PostgreSQL would reject is reported with its location instead of being
-  half-understood, and names its exact node type (``AlterTableStmt``, ``DoStmt``...),
-  which is how statements sqlglot leaves as ``exp.Command`` are classified.
-* **sqlglot** (postgres dialect, the compiled build) is the rule AST. It is parsed lazily,
-  only when a rule asks, and never re-emitted: findings quote the user's original text.
+  half-understood, and gives its exact node type (``AlterTableStmt``, ``DoStmt``...) and
+  tree. The built-in rules read that tree (through :mod:`safemig.lint.facts`).
+* **sqlglot** (postgres dialect, the compiled build) is offered as ``stmt.ast`` to rules
+  that prefer its expression API (house rules). It is parsed only when a rule asks and
+  never re-emitted: findings quote the user's original text. No built-in rule asks: a
+  second parse of every CREATE/ALTER TABLE was the largest cost of a lint run, and
+  importing sqlglot alone takes most of a commit hook's budget (bench/README.md).
 
 Both libraries are imported inside the functions that use them, so a run whose results
-all come from the cache imports neither.
+all come from the cache imports neither, and a run without such a house rule never
+imports sqlglot.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from safemig.sql.split import Comment, Statement, split_with_comments
+from safemig.sql.split import Comment, Positions, Statement, block_comment_end, split_with_comments
 
 
 @dataclass
 class SqlStatement:
-    """One statement of a file: its original text and position, PostgreSQL's parse, sqlglot's AST."""
+    """One statement of a file: its original text and position, PostgreSQL's parse (and sqlglot's AST on demand)."""
 
     raw: Statement
     node_type: str | None = None  # pglast node type, e.g. "AlterTableStmt"; None if it did not parse
@@ -85,8 +87,8 @@ _SQLGLOT: dict[str, Any] = {}
 def sqlglot_parse(text: str) -> Any:
     """sqlglot's postgres AST for one statement, or ``None`` if it raises (it is not the validator).
 
-    One dialect and one parser are reused for every statement: building them per call
-    costs more than parsing a short statement.
+    One dialect, tokenizer and parser are reused for every statement: building them per
+    call costs more than parsing a short statement.
     """
     if not _SQLGLOT:
         from sqlglot.dialects.dialect import Dialect
@@ -94,10 +96,11 @@ def sqlglot_parse(text: str) -> Any:
 
         logging.getLogger("sqlglot").setLevel(logging.CRITICAL)  # "falling back to Command" is not news
         dialect = Dialect.get_or_raise("postgres")
-        _SQLGLOT.update(dialect=dialect, parser=dialect.parser(), errors=(SqlglotError, RecursionError, ValueError))
-    dialect, parser = _SQLGLOT["dialect"], _SQLGLOT["parser"]
+        _SQLGLOT.update(tokenizer=dialect.tokenizer(), parser=dialect.parser(),
+                        errors=(SqlglotError, RecursionError, ValueError))
+    tokenizer, parser = _SQLGLOT["tokenizer"], _SQLGLOT["parser"]
     try:
-        trees = [t for t in parser.parse(dialect.tokenize(text), text) if t is not None]
+        trees = [t for t in parser.parse(tokenizer.tokenize(text), text) if t is not None]
     except _SQLGLOT["errors"]:
         return None
     return trees[0] if len(trees) == 1 else None
@@ -150,25 +153,85 @@ class ParsedFile:
 
     text: str
     statements: list[SqlStatement]
-    comments: list[Comment]
+    _comments: list[Comment] | None = None
+
+    @property
+    def comments(self) -> list[Comment]:
+        """Every comment of the file, from the splitter (run on demand when the parser cut the file)."""
+        if self._comments is None:
+            self._comments = split_with_comments(self.text)[1]
+        return self._comments
 
 
-def _validate_whole_file(text: str, statements: list[SqlStatement]) -> bool:
-    """One parser call for the whole file (the common, valid case); False means "validate one by one".
+def _parse_whole_file(text: str) -> list[dict] | None:
+    """PostgreSQL's statements of the whole file (libpg_query's JSON), or ``None`` if it rejects any."""
+    from pglast import parser
+
+    try:
+        return json.loads(parser.parse_sql_json(text)).get("stmts") or []
+    except (parser.ParseError, RecursionError, ValueError):
+        return None
+
+
+_BLANK = " \t\n\r\f\v"
+
+
+def _skip_blanks(text: str, pos: int, end: int) -> int:
+    """``pos`` moved past white space and comments (nested ``/* */`` too), not beyond ``end``."""
+    while pos < end:
+        if text[pos] in _BLANK:
+            pos += 1
+        elif text.startswith("--", pos):
+            newline = text.find("\n", pos, end)
+            pos = end if newline < 0 else newline + 1
+        elif text.startswith("/*", pos):
+            close = block_comment_end(text, pos)
+            pos = end if close < 0 or close > end else close
+        else:
+            break
+    return pos
+
+
+def _statements_from_parser(text: str, items: list[dict]) -> list[Statement] | None:
+    """The file's statements cut where PostgreSQL's parser cut them, or ``None`` to let the splitter do it.
+
+    When PostgreSQL accepts the whole file, its statement boundaries are the truth, and
+    reading them costs a fraction of a lexing pass (the splitter was the largest cost of
+    linting a valid file). Each statement is trimmed to its first and last token, as the
+    splitter does. A file that is not ASCII (libpg_query counts bytes), or a statement
+    whose last line holds a comment (where it ends only a lexer can tell), goes to the
+    splitter instead. Both give the same statements: tests/lint/test_parse.py compares
+    them on generated and real files.
+    """
+    if not text.isascii():
+        return None
+    positions = Positions(text)
+    out: list[Statement] = []
+    for item in items:
+        location = item.get("stmt_location", 0)
+        length = item.get("stmt_len", 0)
+        terminated = length > 0  # 0: the statement runs to the end of the input, no ';'
+        region_end = location + length if terminated else len(text)
+        start = _skip_blanks(text, location, region_end)
+        end = region_end
+        while end > start and text[end - 1] in _BLANK:
+            end -= 1
+        last_line = text[max(text.rfind("\n", start, end) + 1, start):end]
+        if end <= start or "--" in last_line or "*/" in last_line:
+            return None
+        line, column = positions.line_col(start)
+        out.append(Statement(text=text[start:end], start=start, end=end, line=line, column=column,
+                             end_line=positions.line(end - 1), terminated=terminated))
+    return out
+
+
+def _assign_whole_file(text: str, statements: list[SqlStatement], items: list[dict]) -> bool:
+    """Give the splitter's statements PostgreSQL's parse of the whole file; False means "validate one by one".
 
     Each of PostgreSQL's statements must cover the matching statement of the splitter
     (offsets in UTF-8 bytes, as libpg_query reports them), else nothing is assigned.
     """
-    from pglast import parser
-
-    if any(s.raw.unterminated for s in statements):
-        return False
-    try:
-        tree = json.loads(parser.parse_sql_json(text))
-    except (parser.ParseError, RecursionError, ValueError):
-        return False
-    items = tree.get("stmts") or []
-    if len(items) != len(statements):
+    if any(s.raw.unterminated for s in statements) or len(items) != len(statements):
         return False
     ascii_only = text.isascii()
     for stmt, item in zip(statements, items):
@@ -184,10 +247,22 @@ def _validate_whole_file(text: str, statements: list[SqlStatement]) -> bool:
 
 
 def parse_sql(text: str) -> ParsedFile:
-    """Split ``text`` into statements and validate them with PostgreSQL's parser."""
+    """Split ``text`` into statements and validate each with PostgreSQL's parser.
+
+    The common case, a file PostgreSQL accepts as a whole, costs one parser call and no
+    lexing pass. Otherwise the splitter (psql's rules) cuts the file and each statement
+    is validated on its own, so every error is found and located.
+    """
+    items = _parse_whole_file(text)
+    raw_statements = _statements_from_parser(text, items) if items is not None else None
+    if raw_statements is not None:
+        statements = [SqlStatement(raw, node_base=raw.start) for raw in raw_statements]
+        for stmt, item in zip(statements, items):
+            ((stmt.node_type, stmt.node),) = item["stmt"].items()
+        return ParsedFile(text=text, statements=statements)
     raw_statements, comments = split_with_comments(text)
     statements = [SqlStatement(raw) for raw in raw_statements]
-    if not _validate_whole_file(text, statements):
+    if items is None or not _assign_whole_file(text, statements, items):
         for stmt in statements:
             validate(stmt)
-    return ParsedFile(text=text, statements=statements, comments=comments)
+    return ParsedFile(text=text, statements=statements, _comments=comments)

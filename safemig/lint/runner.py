@@ -61,7 +61,9 @@ def _violations(rule: Rule, lint_file: LintFile) -> list:
 def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Finding]:
     """Every finding of the enabled rules on one file, minus what its ignore directives silence."""
     statement_lines = [(s.line, s.end_line) for s in lint_file.statements]
-    lint_file.ignores = ignore_mod.parse_ignores(lint_file.parsed.comments, statement_lines)
+    parsed = lint_file.parsed
+    lint_file.ignores = (ignore_mod.parse_ignores(parsed.comments, statement_lines)
+                         if ignore_mod.may_have_directives(parsed.text) else [])
     lint_file.known_rules = {r.id for r in rules}
     severities = {}
     for rule in rules:
@@ -114,6 +116,8 @@ def lint_many(jobs: list[tuple[Target, str]], config: Config, policy: Policy, ru
     fork = hasattr(os, "fork") and threading.active_count() == 1
     context = multiprocessing.get_context("fork" if fork else "spawn")
     _WORKER.update(config=config, policy=policy, rules=rules)  # inherited by forked workers
+    if fork:
+        import pglast.parser  # noqa: F401  (imported once here, not once per forked worker)
     initializer, initargs = (None, ()) if context.get_start_method() == "fork" else (_worker_init, (config,))
     chunk = max(1, len(jobs) // (workers * 8))
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:

@@ -7,6 +7,7 @@ plus the layouts sqlx does not know: Diesel-style ``<version>_<name>/up.sql`` wi
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from safemig.config import Config
 from safemig.errors import MigrationFileError, UsageError
-from safemig.migrations.files import find_rollback_script, parse_name
+from safemig.migrations.files import ROLLBACK_NAME, parse_name
 
 MIGRATION = "migration"
 ROLLBACK = "rollback"
@@ -35,20 +36,31 @@ class Target:
 
 def display_path(path: Path) -> str:
     """``path`` relative to the working directory when it is below it (as editors and CI expect)."""
-    try:
-        return path.relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    cwd = _cwd()
+    text = path.as_posix()
+    if text.startswith(cwd):
+        return text[len(cwd):]
+    return text
+
+
+@lru_cache(maxsize=1)
+def _cwd() -> str:
+    """The working directory with a trailing ``/``, looked up once per run (it is asked once per file)."""
+    return Path.cwd().as_posix().rstrip("/") + "/"
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Files as given, and every ``*.sql`` below each directory (recursively), without duplicates."""
+    """Files as given, and every ``*.sql`` below each directory (recursively), without duplicates.
+
+    A directory is resolved once and walked with ``os.scandir`` in sorted order (the order
+    ``sorted(rglob())`` gives): resolving and stat-ing each of thousands of files was most
+    of a large run's set-up time.
+    """
     out: dict[Path, None] = {}
     for path in paths:
         if path.is_dir():
-            for found in sorted(path.rglob("*.sql")):
-                if found.is_file():
-                    out[found.resolve()] = None
+            for found in _sql_files_below(path.resolve()):
+                out[Path(found)] = None
         elif path.is_file():
             out[path.resolve()] = None
         else:
@@ -56,10 +68,72 @@ def expand(paths: list[Path]) -> list[Path]:
     return list(out)
 
 
+def _sql_files_below(directory: Path) -> list[str]:
+    found: list[str] = []
+    pending = [str(directory)]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirectories = []
+        for entry in entries:
+            try:
+                if entry.is_dir() and not entry.is_symlink():  # as rglob: no symlink loops
+                    subdirectories.append((entry.name, entry.path))
+                elif entry.name.endswith(".sql") and entry.is_file():
+                    found.append(entry.path)
+            except OSError:
+                continue
+        pending.extend(p for _, p in reversed(subdirectories))
+    return sorted(found, key=lambda p: p.split(os.sep))
+
+
 def _is_rollback(path: Path, config: Config) -> bool:
     if path.name == "down.sql" or path.name.endswith(".down.sql"):
         return True
-    return config.rollbacks_dir in path.parents or any(p.name == "rollbacks" for p in path.parents)
+    parents = path.parts[:-1]
+    if "rollbacks" in parents:
+        return True
+    rollbacks = config.rollbacks_dir.parts
+    return parents[: len(rollbacks)] == rollbacks
+
+
+@lru_cache(maxsize=256)
+def rollback_index(directory: Path) -> dict[int, tuple[Path, ...]]:
+    """``{version: rollback scripts}`` of a rollbacks directory, listed once per run.
+
+    Looking a version up by listing the directory for every migration was quadratic: a
+    repository with 4,000 migrations and their rollbacks listed 16 million names.
+    """
+    index: dict[int, list[Path]] = {}
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return {}
+    for entry in entries:
+        match = ROLLBACK_NAME.match(entry.name)
+        if match and entry.is_file():
+            index.setdefault(int(match["version"]), []).append(Path(entry.path))
+    return {version: tuple(paths) for version, paths in index.items()}
+
+
+def _rollback_for(version: int, directory: Path) -> Path | None:
+    """The rollback script of ``version`` in ``directory``; raises when there are several."""
+    found = rollback_index(directory).get(version, ())
+    if len(found) > 1:
+        raise MigrationFileError(
+            f"{directory}: {len(found)} rollback scripts for version {version}: {', '.join(p.name for p in found)}",
+            hint="keep one rollback script per migration version",
+        )
+    return found[0] if found else None
+
+
+def clear_run_caches() -> None:
+    """Forget the directory listings of the previous run (a long-lived caller lints again)."""
+    for cached in (sql_names_in, sql_names_digest, rollback_index, _cwd):
+        cached.cache_clear()
 
 
 def classify_target(path: Path, config: Config) -> Target:
@@ -88,7 +162,7 @@ def classify_target(path: Path, config: Config) -> Target:
     if rollback is None:
         for directory in (config.rollbacks_dir, path.parent / "rollbacks"):
             try:
-                rollback = find_rollback_script(version, directory)
+                rollback = _rollback_for(version, directory)
             except MigrationFileError:
                 rollback = None
             if rollback is not None:
@@ -117,7 +191,7 @@ def rollback_ambiguity(version: int, config: Config, directory: Path) -> str | N
     """The error for a version with several rollback scripts, if any."""
     for folder in (config.rollbacks_dir, directory / "rollbacks"):
         try:
-            find_rollback_script(version, folder)
+            _rollback_for(version, folder)
         except MigrationFileError as exc:
             return exc.message
     return None

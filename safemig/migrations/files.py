@@ -26,7 +26,7 @@ from safemig.errors import MigrationFileError
 
 NO_TRANSACTION_MARKER = "-- no-transaction"
 _SUFFIXES = ((".up.sql", "up"), (".down.sql", "down"), (".sql", "simple"))
-_ROLLBACK_NAME = re.compile(r"^(?P<version>\d+)_.*\.sql$")
+ROLLBACK_NAME = re.compile(r"^(?P<version>\d+)_.*\.sql$")
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def find_rollback_script(version: int, rollbacks_dir: Path) -> Path | None:
         return None
     found = []
     for path in sorted(rollbacks_dir.iterdir()):
-        match = _ROLLBACK_NAME.match(path.name)
+        match = ROLLBACK_NAME.match(path.name)
         if match and path.is_file() and int(match.group("version")) == version:
             found.append(path)
     if len(found) > 1:

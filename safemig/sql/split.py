@@ -84,7 +84,6 @@ class Statement:
     line: int
     column: int
     end_line: int
-    preamble: str
     unterminated: str | None = None
     terminated: bool = True  # ended by ';' (the last statement of a file may not be)
 
@@ -104,7 +103,7 @@ class Comment:
     end_line: int
 
 
-class _Positions:
+class Positions:
     """Offset -> (line, column) in O(log n)."""
 
     def __init__(self, text: str) -> None:
@@ -118,7 +117,7 @@ class _Positions:
         return bisect.bisect_right(self._starts, offset)
 
 
-def _block_comment_end(sql: str, start: int) -> int:
+def block_comment_end(sql: str, start: int) -> int:
     """Offset just after the ``*/`` closing the (nested) comment opened at ``start``; -1 if none."""
     depth = 0
     for match in _COMMENT_EDGE.finditer(sql, start):
@@ -130,21 +129,20 @@ def _block_comment_end(sql: str, start: int) -> int:
 
 def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
     """Statements and comments of ``sql``, in order of appearance."""
-    positions = _Positions(sql)
+    positions = Positions(sql)
     statements: list[Statement] = []
     comments: list[Comment] = []
 
     stmt_start = -1  # offset of the statement's first token
     last_end = 0  # end of the statement's last significant token
-    boundary = 0  # where the current statement's preamble starts
     paren_depth = begin_depth = 0
     words: list[str] = []  # psql's identifiers[]: first letters of the leading words
     word_count = 0
     skim = False  # the statement cannot be a routine definition: skip ordinary text in runs
     unterminated: str | None = None
 
-    def flush(end_of_statement: int, terminated: bool) -> None:
-        nonlocal stmt_start, paren_depth, begin_depth, word_count, unterminated, boundary, skim
+    def flush(terminated: bool) -> None:
+        nonlocal stmt_start, paren_depth, begin_depth, word_count, unterminated, skim
         if stmt_start >= 0:
             line, column = positions.line_col(stmt_start)
             statements.append(
@@ -155,12 +153,10 @@ def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
                     line=line,
                     column=column,
                     end_line=positions.line(max(last_end - 1, stmt_start)),
-                    preamble=sql[boundary:stmt_start],
                     unterminated=unterminated,
                     terminated=terminated,
                 )
             )
-            boundary = end_of_statement
         stmt_start = -1
         paren_depth = begin_depth = word_count = 0
         words.clear()
@@ -193,7 +189,7 @@ def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
             continue
         if kind == "line_comment" or kind == "block_comment":
             if kind == "block_comment":
-                end = _block_comment_end(sql, pos)
+                end = block_comment_end(sql, pos)
                 if end < 0:  # PostgreSQL rejects this: keep it as (part of) a statement, flagged
                     end = length
                     unterminated = describe("block comment", pos)
@@ -205,9 +201,7 @@ def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
             pos = end
             continue
         if kind == "semi" and paren_depth == 0 and begin_depth == 0:
-            if stmt_start < 0:
-                boundary = end  # an empty statement: its ';' belongs to no one
-            flush(end, terminated=True)
+            flush(terminated=True)
             pos = end
             continue
         if stmt_start < 0:
@@ -244,7 +238,7 @@ def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
                     begin_depth -= 1
         last_end = end
         pos = end
-    flush(length, terminated=False)
+    flush(terminated=False)
     return statements, comments
 
 
@@ -270,5 +264,5 @@ def _cannot_be_routine(words: list[str]) -> bool:
 
 
 def split_statements(sql: str) -> list[Statement]:
-    """The statements of ``sql`` in order (comments are in each statement's ``preamble``)."""
+    """The statements of ``sql`` in order (without the comments between them)."""
     return split_with_comments(sql)[0]

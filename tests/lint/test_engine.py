@@ -438,6 +438,36 @@ def test_lint_section_of_safemig_toml_and_bad_policies(project):
         project.lint()
 
 
+def test_house_rule_can_use_sqlglots_ast(project):
+    """``stmt.ast`` is sqlglot's expression (parsed on demand), ``None`` when it has none to offer."""
+    project.write("rules/policy.toml", "[rules]\n")
+    project.write("rules/no_select_star.py", '''"""Views list their columns.
+
+Why:
+    A view over SELECT * freezes the column list at creation and surprises later readers.
+
+Bad:
+    CREATE OR REPLACE VIEW v AS SELECT * FROM t;
+
+Good:
+    CREATE OR REPLACE VIEW v AS SELECT id FROM t;
+"""
+from sqlglot import exp
+
+ID = "no-select-star"
+SEVERITY = "error"
+
+def check(file):
+    for stmt in file.valid_statements:
+        if stmt.node_type == "ViewStmt" and stmt.ast is not None and any(stmt.ast.find_all(exp.Star)):
+            yield file.violation(stmt, "SELECT * in a view", "list the columns")
+''')
+    project.write("migrations/005_views.sql", "CREATE OR REPLACE VIEW v AS SELECT * FROM t;\n"
+                                              "CREATE OR REPLACE VIEW w AS SELECT id, '*' AS star FROM t;\n")
+    (finding,) = rules_of(project.lint(), "no-select-star")
+    assert (finding.line, finding.statement) == (1, "CREATE OR REPLACE VIEW v AS SELECT * FROM t")
+
+
 def test_house_rule_loaded_through_the_same_interface(project):
     project.write("migrations/005_create_t.sql", "CREATE TABLE IF NOT EXISTS t (id bigint);\n")
     project.write("rules/not_a_rule.py", "raise SystemExit('an unrelated script must not run')\n")

@@ -46,9 +46,9 @@ def test_statements_match_postgres_parser_split():
 
 
 def test_positions_are_one_based_and_exact():
-    stmts = split_statements(FORGE_LIKE)
+    stmts, comments = split_with_comments(FORGE_LIKE)
     assert (stmts[0].line, stmts[0].column) == (2, 1)
-    assert stmts[0].preamble.startswith("-- Migration")
+    assert (comments[0].text, comments[0].line, comments[0].column) == ("-- Migration: create events", 1, 1)
     assert stmts[2].first_line == "DO $do$"
     assert stmts[2].line == 10 and stmts[2].end_line == 17
     assert stmts[4].line == 19 and stmts[4].column == 31
