@@ -4,7 +4,9 @@ The key covers everything a file's findings depend on: its bytes and displayed p
 its role and version, its rollback script's bytes, the names of the other migrations in
 its directory (file-naming looks at them), the rule set (each rule module's size and
 mtime) and the policy. Entries live in bucket files under ``.safemig/lint-cache/`` in the project root,
-written atomically; a corrupt or unreadable bucket is just a miss.
+written atomically; a corrupt or unreadable bucket is just a miss. There are 16 buckets (by
+the key's first hex digit): a first run over thousands of files creates 16 files, not
+hundreds (creating a file is most of the cost of filling the cache).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from safemig import __version__
 from safemig.lint.finding import Finding
 
 CACHE_DIR = Path(".safemig") / "lint-cache"
+BUCKET_CHARS = 1  # hex digits of the key that name its bucket file
 
 
 def _code_files() -> list[Path]:
@@ -40,6 +43,7 @@ class Cache:
     def __init__(self, directory: Path, salt: str) -> None:
         self.directory = directory
         self.salt = salt
+        self._loaded: dict[str, dict] = {}  # bucket name -> its entries, as read this run
 
     @classmethod
     def for_run(cls, root: Path, rule_sources: dict[str, Path], policy) -> "Cache":
@@ -86,40 +90,38 @@ class Cache:
         except (OSError, ValueError):
             return {}
 
-    def get_many(self, keys: list[str]) -> dict[str, list[Finding]]:
-        """The cached findings of every key that has them (one read per bucket of keys)."""
-        found: dict[str, list[Finding]] = {}
-        wanted: dict[str, list[str]] = {}
-        for key in keys:
-            wanted.setdefault(key[:2], []).append(key)
-        for name, bucket_keys in wanted.items():
-            bucket = self._load(name)
-            for key in bucket_keys:
-                if key in bucket:
-                    try:
-                        found[key] = [Finding.from_json(item) for item in bucket[key]]
-                    except (TypeError, KeyError):
-                        pass
-        return found
+    def get(self, key: str) -> list[Finding] | None:
+        """The cached findings of ``key``, or ``None`` (each bucket file is read once per run)."""
+        name = key[:BUCKET_CHARS]
+        bucket = self._loaded.get(name)
+        if bucket is None:
+            bucket = self._loaded[name] = self._load(name)
+        entry = bucket.get(key)
+        if entry is None:
+            return None
+        try:
+            return [Finding.from_json(item) for item in entry]
+        except (TypeError, KeyError):
+            return None
 
     def put_many(self, entries: dict[str, list[Finding]]) -> None:
         """Store findings by key (best effort: a read-only checkout just does not cache).
 
-        Entries live in at most 256 bucket files (by the key's first two hex digits), each
+        Entries live in at most 16 bucket files (by the key's first hex digit), each
         rewritten atomically once per run; concurrent runs can only lose entries, never
         corrupt them.
         """
         by_bucket: dict[str, dict[str, list]] = {}
         for key, findings in entries.items():
-            by_bucket.setdefault(key[:2], {})[key] = [dict(f.to_json(), statement=f.statement) for f in findings]
+            by_bucket.setdefault(key[:BUCKET_CHARS], {})[key] = [dict(f.to_json(), statement=f.statement) for f in findings]
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             for name, new in by_bucket.items():
-                bucket = self._load(name)
+                bucket = dict(self._loaded.get(name) or self._load(name))
                 bucket.update(new)
                 fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(bucket, fh)
+                    fh.write(json.dumps(bucket))  # one C-encoded string: json.dump writes piecewise in Python
                 os.replace(tmp, self._bucket(name))
         except OSError:
             pass

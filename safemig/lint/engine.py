@@ -9,7 +9,9 @@ core when there are enough of them.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Iterator
 
 from safemig.config import Config
 from safemig.lint.cache import Cache
@@ -42,29 +44,36 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
             seen.add(target.rollback.resolve())
             targets.append(Target(target.rollback.resolve(), ROLLBACK, None, "", None))
     cache = Cache.for_run(config.root, sources, policy) if use_cache else None
-    texts: list[str] = []
-    keys: list[str | None] = []
-    for target in targets:
-        raw, text = read_sql(target.path)
-        texts.append(text)
-        keys.append(cache.key(target, raw, display_path(target.path)) if cache else None)
-    cached = cache.get_many([k for k in keys if k]) if cache else {}
     results: dict[int, list[Finding]] = {}
-    misses = []
-    for index, (target, text, key) in enumerate(zip(targets, texts, keys)):
-        if key is not None and key in cached:
-            results[index] = cached[key]
-        else:
+    misses: list[int] = []
+    keys: dict[int, str] = {}
+
+    def uncached() -> Iterator[tuple[Target, str]]:
+        """Read each file; yield those the cache cannot answer (the workers start on the first ones)."""
+        for index, target in enumerate(targets):
+            raw, text = read_sql(target.path)
+            if cache is not None:
+                key = keys[index] = cache.key(target, raw, display_path(target.path))
+                found = cache.get(key)
+                if found is not None:
+                    results[index] = found
+                    continue
             misses.append(index)
-    if misses:
+            yield target, text
+
+    jobs = uncached()
+    first = next(jobs, None)
+    linted: list[list[Finding]] = []
+    if first is not None:  # a run answered entirely by the cache imports neither the parsers nor the rules
         from safemig.lint.registry import all_rules
         from safemig.lint.runner import lint_many
 
-        linted = lint_many([(targets[i], texts[i]) for i in misses], config, policy, all_rules(policy.house_dir))
-        for index, findings in zip(misses, linted):
-            results[index] = findings
-        if cache:
-            cache.put_many({keys[i]: results[i] for i in misses if keys[i]})
+        linted = lint_many(itertools.chain([first], jobs), config, policy, all_rules(policy.house_dir),
+                           expected=len(targets))
+    for index, findings in zip(misses, linted):
+        results[index] = findings
+    if cache is not None and misses:
+        cache.put_many({keys[i]: results[i] for i in misses})
     findings = sorted((f for i in range(len(targets)) for f in results[i]), key=lambda f: f.sort_key)
     return LintReport(findings=findings, files=[display_path(t.path) for t in targets])
 

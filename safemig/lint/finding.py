@@ -7,7 +7,7 @@ Lines and columns are 1-based everywhere, in every output format.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 ERROR = "error"
 WARNING = "warning"
@@ -43,8 +43,7 @@ class Finding:
 
     def to_json(self) -> dict:
         """The public JSON shape: ``{path, line, column, rule, severity, message, hint}``."""
-        data = asdict(self)
-        return {key: data[key] for key in JSON_KEYS}
+        return {key: getattr(self, key) for key in JSON_KEYS}
 
     @classmethod
     def from_json(cls, data: dict) -> "Finding":

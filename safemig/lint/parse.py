@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -174,22 +175,19 @@ def _parse_whole_file(text: str) -> list[dict] | None:
 
 
 _BLANK = " \t\n\r\f\v"
+_SPACE_AND_LINE_COMMENTS = re.compile(r"(?:[ \t\n\r\f\v]+|--[^\n]*)*")
 
 
 def _skip_blanks(text: str, pos: int, end: int) -> int:
     """``pos`` moved past white space and comments (nested ``/* */`` too), not beyond ``end``."""
-    while pos < end:
-        if text[pos] in _BLANK:
-            pos += 1
-        elif text.startswith("--", pos):
-            newline = text.find("\n", pos, end)
-            pos = end if newline < 0 else newline + 1
-        elif text.startswith("/*", pos):
-            close = block_comment_end(text, pos)
-            pos = end if close < 0 or close > end else close
-        else:
-            break
-    return pos
+    while True:
+        pos = min(_SPACE_AND_LINE_COMMENTS.match(text, pos, end).end(), end)
+        if not text.startswith("/*", pos, end):
+            return pos
+        close = block_comment_end(text, pos)
+        if close < 0 or close > end:
+            return end
+        pos = close
 
 
 def _statements_from_parser(text: str, items: list[dict]) -> list[Statement] | None:
@@ -213,9 +211,7 @@ def _statements_from_parser(text: str, items: list[dict]) -> list[Statement] | N
         terminated = length > 0  # 0: the statement runs to the end of the input, no ';'
         region_end = location + length if terminated else len(text)
         start = _skip_blanks(text, location, region_end)
-        end = region_end
-        while end > start and text[end - 1] in _BLANK:
-            end -= 1
+        end = start + len(text[start:region_end].rstrip(_BLANK))
         last_line = text[max(text.rfind("\n", start, end) + 1, start):end]
         if end <= start or "--" in last_line or "*/" in last_line:
             return None

@@ -5,7 +5,9 @@ Imported only when some file is not in the cache, since it brings in the parsers
 
 from __future__ import annotations
 
+import itertools
 import os
+from typing import Iterable
 
 from safemig.config import Config
 from safemig.errors import MigrationFileError
@@ -102,14 +104,23 @@ def _worker_lint(job: tuple[Target, str]) -> list[Finding]:
     return run_rules(build_file(target, _WORKER["config"], text), _WORKER["rules"], _WORKER["policy"])
 
 
-def lint_many(jobs: list[tuple[Target, str]], config: Config, policy: Policy, rules: list[Rule]) -> list[list[Finding]]:
-    workers = min(os.cpu_count() or 1, max(1, len(jobs) // (PARALLEL_THRESHOLD // 2)))
-    if len(jobs) < PARALLEL_THRESHOLD or workers < 2:
-        return [run_rules(build_file(t, config, text), rules, policy) for t, text in jobs]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def lint_many(jobs: Iterable[tuple[Target, str]], config: Config, policy: Policy, rules: list[Rule], *,
+              expected: int) -> list[list[Finding]]:
+    """The findings of every job, in order; on every core when there are enough jobs.
 
+    ``jobs`` may be a generator (the engine yields files as it reads them and finds them
+    missing from the cache): the workers start on the first chunk while the rest is
+    still being read, instead of after. ``expected`` (an upper bound on the number of
+    jobs) sizes the chunks.
+    """
+    jobs = iter(jobs)
+    head = list(itertools.islice(jobs, PARALLEL_THRESHOLD))
+    workers = min(os.cpu_count() or 1, max(1, expected // (PARALLEL_THRESHOLD // 2)))
+    if len(head) < PARALLEL_THRESHOLD or workers < 2:  # a short head means the jobs ran out
+        return [run_rules(build_file(t, config, text), rules, policy) for t, text in itertools.chain(head, jobs)]
+    import multiprocessing
     import threading
+    from concurrent.futures import ProcessPoolExecutor
 
     # fork is cheap (workers inherit the loaded rules) but unsafe once other threads exist
     # (a library caller such as `safemig deploy` may run some): then workers start fresh.
@@ -118,9 +129,7 @@ def lint_many(jobs: list[tuple[Target, str]], config: Config, policy: Policy, ru
     _WORKER.update(config=config, policy=policy, rules=rules)  # inherited by forked workers
     if fork:
         import pglast.parser  # noqa: F401  (imported once here, not once per forked worker)
-    initializer, initargs = (None, ()) if context.get_start_method() == "fork" else (_worker_init, (config,))
-    chunk = max(1, len(jobs) // (workers * 8))
+    initializer, initargs = (None, ()) if fork else (_worker_init, (config,))
+    chunk = max(1, min(expected // (workers * 8), 32))  # small chunks: the first starts sooner, the last ends together
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
-        return list(pool.map(_worker_lint, jobs, chunksize=chunk))
-
-
+        return list(pool.map(_worker_lint, itertools.chain(head, jobs), chunksize=chunk))
