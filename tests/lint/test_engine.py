@@ -530,6 +530,23 @@ def test_cache_hit_skips_parsing_and_a_change_invalidates_it(project, monkeypatc
     assert _ids(project.lint(use_cache=True)) == ["missing-lock-timeout"]
 
 
+def test_partly_cached_parallel_run_keeps_each_files_findings(project):
+    """Files stream into the workers as the cache misses them: hits and misses interleave."""
+    for i in range(1, 61):
+        project.write(f"migrations/{i:03d}_change_table_{i}.sql", f"ALTER TABLE orders RENAME c{i} TO d{i};\n")
+    first = project.lint(use_cache=True)
+    for i in range(1, 61, 2):  # every other file changes: 30 misses between 30 hits
+        project.write(f"migrations/{i:03d}_change_table_{i}.sql", f"ALTER TABLE orders RENAME c{i} TO e{i};\nSELEC {i};\n")
+    second = project.lint(use_cache=True)
+    assert second.findings == project.lint(use_cache=False).findings
+    renames = {f.path: f.message for f in second.findings if f.rule == "rename"}
+    assert len(renames) == 60 and all(f" to {'e' if i % 2 else 'd'}{i}" in renames[f"migrations/{i:03d}_change_table_{i}.sql"]
+                                      for i in range(1, 61))
+    assert len([f for f in second.findings if f.rule == "syntax-error"]) == 30
+    assert [f for f in first.findings if f.path.startswith("migrations/002_")] == \
+           [f for f in second.findings if f.path.startswith("migrations/002_")]
+
+
 def test_parallel_run_matches_serial_run(project):
     for i in range(1, 41):
         project.write(f"migrations/{i:03d}_change_table_{i}.sql",
