@@ -59,9 +59,13 @@ class LintFile:
 
     @staticmethod
     def _table_key(name: str) -> tuple[str, str]:
-        """``(schema, table)``, lower-cased; no schema means ``public`` (``audit.events`` is not ``events``)."""
+        """``(schema, table)``; no schema means ``public`` (``audit.events`` is not ``events``).
+
+        Not lower-cased: PostgreSQL already folded the unquoted names in the tree, so
+        ``"Orders"`` (kept as written) and ``orders`` are two tables.
+        """
         schema, _, table = name.rpartition(".")
-        return (schema or "public").lower(), table.lower()
+        return schema or "public", table
 
     @cached_property
     def _created_at(self) -> dict[tuple[str, str], int]:

@@ -9,7 +9,8 @@ Reading the same facts from sqlglot's AST cost a second parse of every CREATE TA
 ALTER TABLE, the largest single cost of a lint run (see bench/README.md).
 
 Names are returned as written by the user (unquoted identifiers lower-cased, as
-PostgreSQL folds them) so hints can be pasted back.
+PostgreSQL folds them) so hints can be pasted back. Compare them as they are: lower-casing
+them again would make ``"Orders"`` and ``orders`` (two tables) one.
 """
 
 from __future__ import annotations
@@ -249,7 +250,8 @@ def created_table(stmt: SqlStatement) -> str:
 
 
 def function_calls(node: Any) -> Iterator[str]:
-    """Names of every function called anywhere under a parse-tree node (lower-cased, unqualified)."""
+    """Names of every function called anywhere under a parse-tree node (unqualified, folded by PostgreSQL:
+    ``NOW()`` is ``now``, ``"Now"()`` another function)."""
     stack = [node]
     while stack:
         item = stack.pop()
@@ -258,7 +260,7 @@ def function_calls(node: Any) -> Iterator[str]:
             if isinstance(call, dict):
                 names = _strings(call.get("funcname"))
                 if names:
-                    yield names[-1].lower()
+                    yield names[-1]
             if "SQLValueFunction" in item:
                 yield item["SQLValueFunction"].get("op", "").lower()
             stack.extend(item.values())
@@ -289,7 +291,7 @@ class ColumnFact:
 
     table: str
     name: str
-    type_name: str  # lower-case base type: "json", "bigserial", "int", ...
+    type_name: str  # base type as PostgreSQL folded it: "json", "bigserial", "int4", ...
     added: bool  # True for ADD COLUMN, False for CREATE TABLE
     generated_stored: bool
     identity: bool
@@ -297,7 +299,7 @@ class ColumnFact:
 
 def _column(table: str, coldef: dict, added: bool) -> ColumnFact:
     names = _strings(coldef.get("typeName", {}).get("names"))
-    type_name = names[-1].lower() if names else ""
+    type_name = names[-1] if names else ""
     contypes = column_constraints(coldef)
     return ColumnFact(table, coldef.get("colname", ""), type_name, added,
                       "CONSTR_GENERATED" in contypes, "CONSTR_IDENTITY" in contypes)

@@ -247,6 +247,53 @@ CREATE INDEX IF NOT EXISTS idx_events_tenant ON public.events (tenant_id);
     assert project.lint().findings == []
 
 
+@pytest.mark.parametrize("created, altered", [('"Orders"', "orders"), ("orders", '"Orders"'),
+                                              ('"Billing".orders', "billing.orders")])
+def test_a_quoted_name_is_another_table_than_the_unquoted_one(project, created, altered):
+    # PostgreSQL folds unquoted names in the tree already: "Orders" and orders are two tables.
+    project.write("migrations/005_create_orders.sql", f"""SET lock_timeout = '5s';
+CREATE TABLE IF NOT EXISTS {created} (id bigint PRIMARY KEY, number text);
+ALTER TABLE {altered} ADD COLUMN IF NOT EXISTS total numeric NOT NULL;
+""")
+    assert [(f.rule, f.line) for f in project.lint().findings] == [("not-null-column-without-default", 3)]
+    project.write("migrations/005_create_orders.sql", f"""SET lock_timeout = '5s';
+CREATE TABLE IF NOT EXISTS {created} (id bigint PRIMARY KEY, number text);
+ALTER TABLE {created} ADD COLUMN IF NOT EXISTS total numeric NOT NULL;
+""")
+    assert project.lint().findings == []
+
+
+def test_quoted_names_are_compared_as_postgresql_compares_them(project):
+    project.write("migrations/005_refresh_objects.sql", """-- no-transaction
+SET lock_timeout = '5s';
+DROP TRIGGER IF EXISTS "Touch" ON orders;
+CREATE OR REPLACE TRIGGER touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION touch();
+DROP TYPE IF EXISTS "Mood";
+CREATE TYPE mood AS ENUM ('ok');
+CREATE TABLE IF NOT EXISTS carts (id bigint);
+CREATE INDEX IF NOT EXISTS "Idx_carts" ON carts (id);
+DROP INDEX IF EXISTS idx_carts;
+DO $$ BEGIN DROP TYPE IF EXISTS "Size"; CREATE TYPE size AS ENUM ('s'); END $$;
+DO $$ BEGIN DROP TYPE IF EXISTS "Size"; CREATE TYPE "Size" AS ENUM ('s'); END $$;
+""")
+    report = project.lint()
+    assert "DROP TRIGGER Touch" in rules_of(report, "drop-without-rollback")[0].message  # touch is another trigger
+    assert [f.line for f in rules_of(report, "not-idempotent")] == [6, 10]  # "Mood" is another type than mood
+    assert [f.line for f in rules_of(report, "index-without-concurrently")] == [9]
+
+
+def test_function_and_type_names_are_not_folded_twice(project):
+    # "Random"() is a user's function and "SERIAL" a user's type, not random() and serial.
+    project.write("migrations/005_add_columns.sql", """SET lock_timeout = '5s';
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS pick int DEFAULT "Random"();
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS seq "SERIAL";
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS doc "JSON";
+ALTER TABLE orders ADD CONSTRAINT "Total_check" CHECK (total > 0) NOT VALID;
+ALTER TABLE orders VALIDATE CONSTRAINT total_check;
+""")
+    assert project.lint().findings == []
+
+
 def test_same_statements_on_an_existing_table_are_flagged(project):
     project.write("migrations/005_change_invoices.sql", EXISTING_TABLE_CHANGES)
     assert _ids(project.lint()) == ["constraint-without-not-valid", "index-without-concurrently", "missing-lock-timeout",

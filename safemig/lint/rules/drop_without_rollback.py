@@ -45,7 +45,7 @@ def _created_names(stmt) -> tuple[str, str] | None:
             "FUNCTION": ".".join(facts._strings(node.get("funcname")))}.get(kind) or ""
     if kind == "FUNCTION" and node.get("is_procedure"):
         kind = "PROCEDURE"
-    return kind, facts.bare(name).lower()
+    return kind, facts.bare(name)
 
 
 def _rollback_problem(file) -> str | None:
@@ -74,7 +74,7 @@ def check(file):
         recreated = {_created_names(s) for s in [*ran[1:], *file.following(stmt)]}
         destructive = [d for d in dropped
                        if d.cascade  # CASCADE also drops what depends on it (a column using a function...)
-                       or not (d.kind in _RECREATABLE and (d.kind, facts.bare(d.name).lower()) in recreated)]
+                       or not (d.kind in _RECREATABLE and (d.kind, facts.bare(d.name)) in recreated)]
         if not destructive:
             continue
         what = ", ".join(f"DROP {d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive)

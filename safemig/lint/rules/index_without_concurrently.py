@@ -26,7 +26,7 @@ SUMMARY = "CREATE/DROP INDEX without CONCURRENTLY blocks writes on an existing t
 
 
 def _created_indexes(file, stmt) -> set[str]:
-    return {(s.node.get("idxname") or "").lower() for s in file.preceding(stmt) if s.node_type == "IndexStmt"}
+    return {s.node.get("idxname") or "" for s in file.preceding(stmt) if s.node_type == "IndexStmt"}
 
 
 def check(file):
@@ -43,7 +43,7 @@ def check(file):
                 stmt, f"CREATE {unique}INDEX {name} on existing table {table} blocks writes while it builds",
                 f"in a migration whose first line is `-- no-transaction`: {concurrent};")
         for d in facts.drops(stmt):
-            if d.kind == "INDEX" and not d.concurrently and facts.bare(d.name).lower() not in _created_indexes(file, stmt):
+            if d.kind == "INDEX" and not d.concurrently and facts.bare(d.name) not in _created_indexes(file, stmt):
                 yield file.violation(
                     stmt, f"DROP INDEX {d.name} takes an ACCESS EXCLUSIVE lock on its table",
                     f"put `-- no-transaction` on the file's first line and write DROP INDEX CONCURRENTLY IF EXISTS "

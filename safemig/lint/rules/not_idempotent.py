@@ -59,7 +59,7 @@ def _dropped_before(file, stmt, kind: str, name: str) -> bool:
     """True when an earlier ``DROP <kind> IF EXISTS <name>`` makes the CREATE re-runnable."""
     for earlier in file.preceding(stmt):
         for d in facts.drops(earlier):
-            if d.kind == kind and d.if_exists and facts.bare(d.name).lower() == facts.bare(name).lower():
+            if d.kind == kind and d.if_exists and facts.bare(d.name) == facts.bare(name):
                 return True
     return False
 
@@ -70,6 +70,11 @@ def _type_name(stmt) -> str:
         return facts.relation_name(node.get("typevar"))
     names = node.get("typeName") or node.get("domainname") or []
     return ".".join(facts._strings(names))
+
+
+def _folded(name: str) -> str:
+    """A name read from SQL text as PostgreSQL's tree has it: ``"Mood"`` -> ``Mood``, ``Mood`` -> ``mood``."""
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
 
 
 def _dollar_body(text: str) -> str:
@@ -125,10 +130,10 @@ def check(file):
                     f"THEN CREATE {what} {facts.qualified(name)} ...; END IF; END $$;")
         elif kind == "DoStmt":
             body = _dollar_body(stmt.text)
-            dropped_first = {(d.kind, facts.bare(d.name).lower()) for s in facts.do_block(stmt).statements
+            dropped_first = {(d.kind, facts.bare(d.name)) for s in facts.do_block(stmt).statements
                              for d in facts.drops(s) if d.if_exists}  # DROP ... IF EXISTS then CREATE: re-runnable
             created = [(what, name) for what, name in _DO_CREATES.findall(body)
-                       if (what.upper(), facts.bare(name.strip('"')).lower()) not in dropped_first]
+                       if (what.upper(), _folded(facts.bare(name))) not in dropped_first]
             if created and not _CATALOG_GUARD.search(body):
                 what, name = created[0]
                 yield file.violation(stmt, f"DO block creates {what.upper()} {name} without checking whether it exists",

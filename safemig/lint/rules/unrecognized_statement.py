@@ -73,7 +73,7 @@ def _instant_alter(stmt) -> bool:
             continue
         type_names = facts._strings(a.column_def.get("typeName", {}).get("names"))
         if (a.subtype == "AT_AddColumn" and not a.column_def.get("constraints")
-                and not (type_names and type_names[-1].lower() in facts.SERIALS)):
+                and not (type_names and type_names[-1] in facts.SERIALS)):
             continue
         return False
     return True

@@ -27,8 +27,8 @@ def check(file):
     for stmt in file.valid_statements:
         for action in facts.alter_actions(stmt):
             if action.subtype == "AT_AddConstraint" and action.constraint.get("skip_validation"):
-                added[(action.constraint.get("conname") or "").lower()] = action.table
-            elif action.subtype == "AT_ValidateConstraint" and action.name.lower() in added:
+                added[action.constraint.get("conname") or ""] = action.table
+            elif action.subtype == "AT_ValidateConstraint" and action.name in added:
                 yield file.violation(
                     stmt, f"constraint {action.name} is validated in the transaction that added it NOT VALID",
                     f"move `ALTER TABLE {facts.qualified(action.table)} VALIDATE CONSTRAINT {facts.quote_ident(action.name)};` "

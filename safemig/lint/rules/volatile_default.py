@@ -28,8 +28,8 @@ VOLATILE = {"gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_g
 def _filled_per_row(column_def: dict) -> str | None:
     """A serial type or an identity: the new column gets nextval() for every row (a rewrite)."""
     names = facts._strings(column_def.get("typeName", {}).get("names"))
-    if names and names[-1].lower() in facts.SERIALS and len(names) == 1:
-        return f"a {names[-1].lower()} column"
+    if names and names[-1] in facts.SERIALS and len(names) == 1:
+        return f"a {names[-1]} column"
     if "CONSTR_IDENTITY" in facts.column_constraints(column_def):
         return "GENERATED AS IDENTITY"
     return None
