@@ -88,7 +88,12 @@ DROP_KINDS = {
 
 @dataclass(frozen=True)
 class Drop:
-    """Something a statement destroys: ``kind`` (TABLE, COLUMN, ...), its name, and its table if any."""
+    """Something a statement destroys: ``kind`` (TABLE, COLUMN, ...), its name, and its table if any.
+
+    For a part of another object (a COLUMN, CONSTRAINT or ATTRIBUTE), ``table`` is that
+    object and ``table_kind`` what it is: ``TABLE``, ``TYPE`` (ALTER TYPE t DROP ATTRIBUTE)
+    or ``DOMAIN`` (ALTER DOMAIN d DROP CONSTRAINT).
+    """
 
     kind: str
     name: str
@@ -96,11 +101,13 @@ class Drop:
     if_exists: bool
     concurrently: bool = False
     cascade: bool = False
+    table_kind: str = "TABLE"
 
 
 @per_statement
 def drops(stmt: SqlStatement) -> list[Drop]:
-    """Every object ``stmt`` drops (DROP ..., ALTER TABLE ... DROP COLUMN/CONSTRAINT, TRUNCATE)."""
+    """Every object ``stmt`` drops (DROP ..., ALTER TABLE ... DROP COLUMN/CONSTRAINT, TRUNCATE,
+    ALTER TYPE ... DROP ATTRIBUTE, ALTER DOMAIN ... DROP CONSTRAINT)."""
     node = stmt.node
     if stmt.node_type == "DropStmt":
         kind = DROP_KINDS.get(node.get("removeType", ""), node.get("removeType", "").replace("OBJECT_", "").replace("_", " "))
@@ -121,6 +128,14 @@ def drops(stmt: SqlStatement) -> list[Drop]:
     if stmt.node_type == "DropOwnedStmt":  # every table, view, ... the roles own: re-runnable, but destructive
         return [Drop("OWNED BY", r.get("RoleSpec", {}).get("rolename", "?"), "", True,
                      cascade=node.get("behavior") == "DROP_CASCADE") for r in node.get("roles") or []]
+    if stmt.node_type == "AlterDomainStmt" and node.get("subtype") == "X":  # X: DROP CONSTRAINT (PostgreSQL's code)
+        return [Drop("CONSTRAINT", node.get("name", ""), ".".join(_strings(node.get("typeName"))),
+                     bool(node.get("missing_ok")), cascade=node.get("behavior") == "DROP_CASCADE", table_kind="DOMAIN")]
+    if stmt.node_type == "AlterTableStmt" and node.get("objtype") == "OBJECT_TYPE":  # ALTER TYPE t DROP ATTRIBUTE a
+        cmds = [cmd.get("AlterTableCmd", {}) for cmd in node.get("cmds") or []]
+        return [Drop("ATTRIBUTE", c.get("name", ""), relation_name(node.get("relation")), bool(c.get("missing_ok")),
+                     cascade=c.get("behavior") == "DROP_CASCADE", table_kind="TYPE")
+                for c in cmds if c.get("subtype") == "AT_DropColumn"]
     out = []
     for action in alter_actions(stmt):
         if action.subtype in ("AT_DropColumn", "AT_DropConstraint"):
@@ -241,11 +256,17 @@ def target_table(stmt: SqlStatement) -> str:
 
 @per_statement
 def created_table(stmt: SqlStatement) -> str:
-    """The table a ``CREATE TABLE`` (or ``CREATE TABLE AS``) statement creates, else ``""``."""
+    """The table a ``CREATE TABLE``, ``CREATE TABLE AS`` (or materialized view) or ``SELECT ... INTO t``
+    statement creates, else ``""``."""
     if stmt.node_type == "CreateStmt":
         return relation_name(stmt.node.get("relation"))
     if stmt.node_type == "CreateTableAsStmt":
         return relation_name(stmt.node.get("into", {}).get("rel"))
+    if stmt.node_type == "SelectStmt":
+        select = stmt.node
+        while select.get("op", "SETOP_NONE") != "SETOP_NONE":  # SELECT ... INTO t ... UNION ...: INTO is on the left
+            select = select.get("larg") or {}
+        return relation_name(select.get("intoClause", {}).get("rel"))
     return ""
 
 

@@ -294,6 +294,39 @@ ALTER TABLE orders VALIDATE CONSTRAINT total_check;
     assert project.lint().findings == []
 
 
+@pytest.mark.parametrize("create", [
+    "SELECT id, number INTO invoices FROM legacy_invoices",
+    "SELECT id, number INTO invoices FROM legacy_invoices UNION ALL SELECT id, number FROM old_invoices",
+    "CREATE TABLE IF NOT EXISTS invoices AS SELECT id, number FROM legacy_invoices",
+])
+def test_select_into_and_create_table_as_create_a_new_table(project, create):
+    project.write("migrations/005_create_invoices.sql", create + ";" + EXISTING_TABLE_CHANGES)
+    assert _ids(project.lint()) == []
+
+
+@pytest.mark.parametrize("sql, what", [
+    ("ALTER TYPE address DROP ATTRIBUTE IF EXISTS zip;", "DROP ATTRIBUTE zip"),
+    ("ALTER TYPE billing.address DROP ATTRIBUTE IF EXISTS zip CASCADE;", "DROP ATTRIBUTE zip"),
+    ("ALTER DOMAIN positive_amount DROP CONSTRAINT IF EXISTS amount_check;", "DROP CONSTRAINT amount_check"),
+])
+def test_dropping_a_type_attribute_or_domain_constraint_is_a_drop(project, sql, what):
+    project.write("migrations/005_drop_zip.sql", sql + "\n")
+    (finding,) = project.lint().findings
+    assert finding.rule == "drop-without-rollback" and what in finding.message
+
+
+@pytest.mark.parametrize("sql, hint", [
+    ("ALTER TYPE billing.\"Address\" DROP ATTRIBUTE zip;", 'ALTER TYPE billing."Address" DROP ATTRIBUTE IF EXISTS zip'),
+    ("ALTER DOMAIN positive_amount DROP CONSTRAINT \"Amount_check\";",
+     'ALTER DOMAIN positive_amount DROP CONSTRAINT IF EXISTS "Amount_check"'),
+])
+def test_type_attribute_or_domain_constraint_drop_without_if_exists(project, sql, hint):
+    project.write("migrations/005_drop_zip.sql", sql + "\n")
+    project.write("rollbacks/005_restore_zip.sql", "SELECT 1;\n")
+    (finding,) = project.lint().findings
+    assert (finding.rule, finding.hint) == ("not-idempotent", f"write {hint}")
+
+
 def test_same_statements_on_an_existing_table_are_flagged(project):
     project.write("migrations/005_change_invoices.sql", EXISTING_TABLE_CHANGES)
     assert _ids(project.lint()) == ["constraint-without-not-valid", "index-without-concurrently", "missing-lock-timeout",

@@ -1,7 +1,8 @@
 """A DROP or TRUNCATE in a migration that has no rollback script.
 
 Applies to DROP TABLE, COLUMN, INDEX, VIEW, MATERIALIZED VIEW, FUNCTION, TYPE, SCHEMA,
-CONSTRAINT, TRIGGER, POLICY, SEQUENCE, EXTENSION (and the rest of DROP) and TRUNCATE.
+CONSTRAINT, TRIGGER, POLICY, SEQUENCE, EXTENSION (and the rest of DROP), a type's DROP
+ATTRIBUTE, a domain's DROP CONSTRAINT and TRUNCATE.
 The migration needs a non-empty rollback script that parses: ``rollbacks/<VERSION>_*.sql``
 or its ``.down.sql``. A DROP or TRUNCATE that a ``DO`` block runs counts too. Dropping a
 trigger, policy, function, view or index that the same migration then re-creates (the

@@ -4,7 +4,7 @@ Flags CREATE TABLE / INDEX / SCHEMA / SEQUENCE / EXTENSION / TABLE AS without IF
 CREATE FUNCTION / VIEW without OR REPLACE, CREATE TRIGGER without OR REPLACE (PostgreSQL 14+)
 or a preceding DROP TRIGGER IF EXISTS, CREATE POLICY / TYPE / DOMAIN not guarded by an
 existence check (a DO block that checks the catalog, or a preceding DROP ... IF EXISTS),
-ADD COLUMN without IF NOT EXISTS, and DROP (also DROP COLUMN / CONSTRAINT) without IF EXISTS.
+ADD COLUMN without IF NOT EXISTS, and DROP (also DROP COLUMN / CONSTRAINT / ATTRIBUTE) without IF EXISTS.
 
 Why:
     The team's migrations must be safe to re-run: a partially applied migration is
@@ -147,9 +147,10 @@ def check(file):
         for d in facts.drops(stmt):
             if d.if_exists:
                 continue
-            if d.kind in ("COLUMN", "CONSTRAINT"):
+            if d.kind in ("COLUMN", "CONSTRAINT", "ATTRIBUTE"):
                 yield file.violation(stmt, f"DROP {d.kind} {d.name} fails when the migration is re-run",
-                                     f"write ALTER TABLE {facts.qualified(d.table)} DROP {d.kind} IF EXISTS {facts.quote_ident(d.name)}")
+                                     f"write ALTER {d.table_kind} {facts.qualified(d.table)} DROP {d.kind} IF EXISTS "
+                                     f"{facts.quote_ident(d.name)}")
             else:
                 on = f" ON {facts.qualified(d.table)}" if d.table else ""
                 yield file.violation(stmt, f"DROP {d.kind} {d.name} fails when the migration is re-run",
