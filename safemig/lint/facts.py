@@ -228,6 +228,16 @@ def column_def_text(stmt: SqlStatement, column_def: dict) -> str:
     return " ".join(stmt.text[start:end].split())
 
 
+def clause_text(stmt: SqlStatement, node: dict) -> str:
+    """The user's own text of one ALTER TABLE clause (``CONSTRAINT x EXCLUDE USING gist (...)``), from
+    ``node``'s location to the next top-level comma, for hints; ``""`` when the node has no location."""
+    location = node.get("location")
+    if location is None:
+        return ""
+    start = stmt.text_index(location)
+    return " ".join(stmt.text[start:_top_level_comma(stmt.text, start)].split())
+
+
 def _top_level_comma(text: str, start: int) -> int:
     """Index of the first ``,`` outside parentheses after ``start`` (``numeric(12, 2)`` stays whole), else the end."""
     depth = 0

@@ -389,6 +389,78 @@ def test_hints_use_the_users_names(project):
     assert 'ALTER TABLE "Billing".orders ADD CONSTRAINT "orders_Currency_not_null" CHECK ("Currency" IS NOT NULL) NOT VALID' in finding.hint
 
 
+# --- table-rewrite ---------------------------------------------------------------------------------
+
+TABLE_REWRITES = [
+    ("ALTER TABLE orders SET TABLESPACE fast_ssd;", "SET TABLESPACE fast_ssd rewrites all of orders",
+     "pg_repack --table orders --tablespace fast_ssd"),
+    ("ALTER TABLE billing.\"Orders\" SET TABLESPACE \"Fast\";", 'SET TABLESPACE Fast rewrites all of billing.Orders',
+     """pg_repack --table 'billing."Orders"' --tablespace Fast"""),
+    ("ALTER TABLE orders SET LOGGED;", "SET LOGGED rewrites all of orders",
+     "CREATE TABLE IF NOT EXISTS orders_new (LIKE orders INCLUDING ALL);"),
+    ("ALTER TABLE orders SET UNLOGGED;", "SET UNLOGGED rewrites all of orders",
+     "CREATE UNLOGGED TABLE IF NOT EXISTS orders_new (LIKE orders INCLUDING ALL);"),
+    ("ALTER TABLE orders SET ACCESS METHOD columnar;", "SET ACCESS METHOD columnar rewrites all of orders",
+     "CREATE TABLE IF NOT EXISTS orders_new (LIKE orders INCLUDING ALL) USING columnar;"),
+    ("CLUSTER orders USING idx_orders_created_at;", "CLUSTER rewrites all of orders",
+     "ALTER TABLE orders CLUSTER ON idx_orders_created_at; then, outside the migration: pg_repack --table orders"),
+    ("CLUSTER orders;", "CLUSTER rewrites all of orders", "outside the migration: pg_repack --table orders"),
+    ("CLUSTER;", "CLUSTER without a table rewrites every table clustered before", "pg_repack --table <table>"),
+    ("ALTER TABLE bookings ADD CONSTRAINT bookings_no_overlap EXCLUDE USING gist (room WITH =, during WITH &&);",
+     "EXCLUDE constraint bookings_no_overlap on bookings builds its index while blocking reads and writes",
+     "ALTER TABLE bookings_new ADD CONSTRAINT bookings_no_overlap EXCLUDE USING gist (room WITH =, during WITH &&);"),
+    ("ALTER TABLE billing.\"Bookings\" ADD EXCLUDE USING gist (during WITH &&), ADD COLUMN IF NOT EXISTS note text;",
+     "EXCLUDE constraint on billing.Bookings", 'CREATE TABLE IF NOT EXISTS billing."Bookings_new" (LIKE billing."Bookings" '
+     'INCLUDING ALL); ALTER TABLE billing."Bookings_new" ADD EXCLUDE USING gist (during WITH &&); copy the rows'),
+    ("REFRESH MATERIALIZED VIEW order_totals;", "REFRESH MATERIALIZED VIEW order_totals blocks every read of it",
+     "REFRESH MATERIALIZED VIEW CONCURRENTLY order_totals; (it needs a unique index on the view: "
+     "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS order_totals_key_idx ON order_totals (<key columns>)"),
+]
+
+
+@pytest.mark.parametrize("sql, message, hint", TABLE_REWRITES)
+def test_table_rewrites_of_an_existing_table_are_errors(project, sql, message, hint):
+    project.write("migrations/005_move_orders.sql", "SET lock_timeout = '5s';\n" + sql + "\n")
+    (finding,) = project.lint().findings
+    assert (finding.rule, finding.severity, finding.line) == ("table-rewrite", "error", 2)
+    assert message in finding.message
+    assert hint in finding.hint
+
+
+@pytest.mark.parametrize("sql", [sql for sql, _, _ in TABLE_REWRITES])
+def test_table_rewrites_take_access_exclusive_locks_without_a_lock_timeout(project, sql):
+    project.write("migrations/005_move_orders.sql", sql + "\n")
+    assert [f.line for f in rules_of(project.lint(), "missing-lock-timeout")] == [1]
+
+
+def test_table_rewrite_leaves_new_tables_and_online_forms_alone(project):
+    project.write("migrations/005_create_bookings.sql", """
+CREATE TABLE IF NOT EXISTS bookings (id bigint PRIMARY KEY, room int, during tstzrange);
+ALTER TABLE bookings SET TABLESPACE fast_ssd, SET UNLOGGED;
+ALTER TABLE bookings ADD CONSTRAINT bookings_no_overlap EXCLUDE USING gist (room WITH =, during WITH &&);
+CLUSTER bookings USING bookings_pkey;
+CREATE MATERIALIZED VIEW IF NOT EXISTS booking_counts AS SELECT room, count(*) FROM bookings GROUP BY room WITH NO DATA;
+REFRESH MATERIALIZED VIEW booking_counts;
+REFRESH MATERIALIZED VIEW CONCURRENTLY order_totals;
+ALTER TABLE orders CLUSTER ON idx_orders_created_at;
+""")
+    assert project.lint().findings == []
+
+
+@pytest.mark.parametrize("sql, rule", [
+    ("VACUUM FULL orders;", "vacuum-full"),
+    ("REINDEX TABLE orders;", "reindex-without-concurrently"),
+    ("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;", "explicit-lock"),
+    ("ALTER TABLE orders ALTER COLUMN total TYPE numeric(14, 2);", "change-column-type"),
+    ("ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE (number);", "unique-without-index"),
+    ("ALTER TABLE orders ADD PRIMARY KEY (id);", "unique-without-index"),
+])
+def test_table_rewrite_does_not_repeat_what_other_rules_report(project, sql, rule):
+    project.write("migrations/005_change_orders.sql", "SET lock_timeout = '5s';\n" + sql + "\n")
+    ids = _ids(project.lint())
+    assert rule in ids and "table-rewrite" not in ids
+
+
 def test_lock_timeout_set_first_satisfies_the_rule(project):
     project.write("migrations/005_add_note.sql", "SET lock_timeout = '5s';\nALTER TABLE orders ADD COLUMN IF NOT EXISTS note text;\n")
     assert project.lint().findings == []

@@ -36,7 +36,11 @@ def _locked_table(stmt) -> str | None:
         if any(a.subtype == "AT_AddConstraint" and a.constraint_type == "FOREIGN KEY" for a in actions) and len(actions) == 1:
             return None  # SHARE ROW EXCLUSIVE
         return facts.relation_name(node.get("relation")) if node.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE" else None
-    if kind in ("RenameStmt", "CreatePolicyStmt", "AlterPolicyStmt", "ClusterStmt"):
+    if kind in ("RenameStmt", "CreatePolicyStmt", "AlterPolicyStmt"):
+        return facts.target_table(stmt) or None
+    if kind == "ClusterStmt":
+        return facts.target_table(stmt) or "every table clustered before"
+    if kind == "RefreshMatViewStmt" and not node.get("concurrent"):  # CONCURRENTLY takes an EXCLUSIVE lock: reads go on
         return facts.target_table(stmt) or None
     if kind == "TruncateStmt":
         return next((d.table for d in facts.drops(stmt)), None)
