@@ -3,8 +3,9 @@
 A rule sees the file (path, version, whether it is a migration or a rollback script,
 ``-- no-transaction``), every statement (validated by PostgreSQL's parser, with sqlglot's
 AST on demand), the rollback script of the migration, the other file names of its
-directory, and which tables the file itself created before a given statement (those are
-new and empty, so the "existing table" rules leave them alone).
+directory, which tables the file itself created before a given statement (those are
+new and empty, so the "existing table" rules leave them alone), and what a statement runs
+(a DO block's body, the body of a function the file created and the statement calls).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from safemig.lint.finding import Violation
 from safemig.lint.parse import ParsedFile, SqlStatement
 from safemig.lint.targets import MIGRATION
 
+_RUNS_CALLS = {"SelectStmt", "CallStmt", "InsertStmt", "UpdateStmt", "DeleteStmt"}  # evaluate the functions they name
 
 
 @dataclass
@@ -80,6 +82,50 @@ class LintFile:
         """True when ``table`` was created by this file before ``stmt`` (so it is new and empty)."""
         index = self._created_at.get(self._table_key(table))
         return index is not None and index < self._index[id(stmt)]
+
+    def executed(self, stmt: SqlStatement) -> list[SqlStatement]:
+        """``stmt`` and the statements it runs with the migration: a DO block's body, and the body of
+        every function or procedure this file created before ``stmt`` and ``stmt`` calls (SELECT f(),
+        CALL p(), PERFORM f() in a DO body, also through another such routine). Like a DO block's,
+        a body's statements are located at ``stmt``'s position (report at ``stmt``)."""
+        return self._executed.get(id(stmt)) or facts.executed(stmt)
+
+    @cached_property
+    def _executed(self) -> dict[int, list[SqlStatement]]:
+        """What the statements that call a routine of this file run (the others run only themselves)."""
+        routines: dict[str, SqlStatement] = {}  # name -> its latest CREATE FUNCTION / PROCEDURE so far
+        out: dict[int, list[SqlStatement]] = {}
+        for stmt in self.valid_statements:
+            if routines:
+                ran = facts.executed(stmt)
+                called = self._routine_statements(ran, routines)
+                if called:
+                    out[id(stmt)] = ran + called
+            name = facts.routine_name(stmt)
+            if name:
+                routines[name] = stmt
+        return out
+
+    @staticmethod
+    def _routine_statements(statements: list[SqlStatement], routines: dict[str, SqlStatement]) -> list[SqlStatement]:
+        """The body statements of the ``routines`` that ``statements`` call, and that those call, once each.
+
+        A routine runs when a statement that evaluates expressions calls it (SELECT, CALL,
+        INSERT/UPDATE/DELETE), not when a DEFAULT, a view or a trigger merely names it.
+        Names match unqualified, as PostgreSQL folded them.
+        """
+        queue, seen, out = list(statements), set(), []
+        while queue:
+            stmt = queue.pop(0)
+            if stmt.node_type not in _RUNS_CALLS:
+                continue
+            for name in facts.function_calls(stmt.node):
+                if name in routines and name not in seen:
+                    seen.add(name)
+                    body = facts.routine_body(routines[name]).statements
+                    out.extend(body)
+                    queue.extend(body)
+        return out
 
     def preceding(self, stmt: SqlStatement) -> list[SqlStatement]:
         """The valid statements before ``stmt`` in this file."""

@@ -287,7 +287,7 @@ def function_calls(node: Any) -> Iterator[str]:
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            call = item.get("FuncCall")
+            call = item.get("FuncCall") or item.get("funccall")  # CALL p(): CallStmt's funccall
             if isinstance(call, dict):
                 names = _strings(call.get("funcname"))
                 if names:
@@ -351,29 +351,34 @@ def columns(stmt: SqlStatement) -> list[ColumnFact]:
 
 @dataclass
 class DoBlock:
-    """What a ``DO`` block runs: the SQL statements of its body, and what safemig cannot see."""
+    """What a ``DO`` block (or a routine's body) runs: the SQL statements of its body, and what safemig cannot see."""
 
-    statements: list[SqlStatement]  # the body's static SQL (and EXECUTE of a string literal), parsed
+    statements: list[SqlStatement]  # the body's static SQL (and EXECUTE of a string literal, PERFORM, CALL), parsed
     opaque: list[str]  # why part of it cannot be reviewed (EXECUTE of a computed string, ...)
 
 
 _DYNAMIC = ("PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors")
+_CALLS = ("PLpgSQL_stmt_perform", "PLpgSQL_stmt_call")  # PERFORM f() (as SELECT f()), CALL p()
 
 
-def _embedded_sql(stmt: SqlStatement, query: str) -> SqlStatement | None:
-    """``query`` (one statement of a DO body) parsed by PostgreSQL's parser, located at ``stmt``."""
+def _parsed_sql(stmt: SqlStatement, text: str) -> list[SqlStatement] | None:
+    """``text`` (SQL from a body) parsed by PostgreSQL's parser into statements located at ``stmt``, or None."""
     import json
 
     from pglast import parser
 
     try:
-        items = json.loads(parser.parse_sql_json(query)).get("stmts") or []
+        items = json.loads(parser.parse_sql_json(text)).get("stmts") or []
     except (parser.ParseError, RecursionError, ValueError):
         return None
-    if len(items) != 1:
-        return None
-    ((node_type, node),) = items[0]["stmt"].items()
-    return SqlStatement(stmt.raw, node_type=node_type, node=node)
+    return [SqlStatement(stmt.raw, node_type=node_type, node=node)
+            for item in items for node_type, node in item["stmt"].items()]
+
+
+def _embedded_sql(stmt: SqlStatement, query: str) -> SqlStatement | None:
+    """``query`` (one statement of a DO body) parsed by PostgreSQL's parser, located at ``stmt``."""
+    parsed = _parsed_sql(stmt, query)
+    return parsed[0] if parsed is not None and len(parsed) == 1 else None
 
 
 def _string_literal(expression: str) -> str | None:
@@ -392,31 +397,25 @@ def _string_literal(expression: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@per_statement
-def do_block(stmt: SqlStatement) -> DoBlock:
-    """The statements a ``DO`` block executes (read with PostgreSQL's PL/pgSQL parser), else empty.
+def _options(def_elems: list | None) -> dict[str, str]:
+    """``LANGUAGE x`` / ``AS 'body'`` options of a DO or CREATE FUNCTION node: ``{"language": "x", "as": "body"}``."""
+    out = {}
+    for item in def_elems or []:
+        elem = item.get("DefElem", {})
+        arg = elem.get("arg", {})
+        values = _strings(arg["List"].get("items")) if "List" in arg else [arg.get("String", {}).get("sval", "")]
+        out[elem.get("defname", "")] = values[0] if values else ""
+    return out
 
-    A DROP inside a DO block runs when the migration runs (unlike one inside a function
-    body), so the rules about destroying data must see it. What cannot be read (another
-    language, EXECUTE of a computed string, a body PL/pgSQL rejects) is listed in ``opaque``.
-    """
-    if stmt.node_type != "DoStmt":
-        return DoBlock([], [])
+
+def _plpgsql_body(stmt: SqlStatement, create_function: str) -> DoBlock:
+    """The statements the PL/pgSQL body of ``create_function`` (a CREATE FUNCTION statement's text) runs."""
     import json
 
     from pglast import parser
 
-    options = {a.get("DefElem", {}).get("defname"): a.get("DefElem", {}).get("arg", {}).get("String", {}).get("sval", "")
-               for a in stmt.node.get("args") or []}
-    language, body = (options.get("language") or "plpgsql").lower(), options.get("as") or ""
-    if language != "plpgsql":
-        return DoBlock([], [f"LANGUAGE {language}"])
-    tag = "$safemig$"
-    while tag in body:
-        tag = tag[:-1] + "_$"
     try:
-        tree = json.loads(parser.parse_plpgsql_json(
-            f"CREATE FUNCTION safemig_do() RETURNS void LANGUAGE plpgsql AS {tag}{body}{tag}"))
+        tree = json.loads(parser.parse_plpgsql_json(create_function))
     except (parser.ParseError, RecursionError, ValueError) as exc:
         return DoBlock([], [f"a body PL/pgSQL cannot parse ({exc.args[0] if exc.args else exc})"])
     statements: list[SqlStatement] = []
@@ -441,6 +440,8 @@ def do_block(stmt: SqlStatement) -> DoBlock:
                 parsed = _embedded_sql(stmt, literal) if literal is not None else None
                 if parsed is None:
                     opaque.append(f"EXECUTE {expression[:60]}")
+            elif key in _CALLS:  # only for the routines it calls: nothing of its own to review
+                parsed = _embedded_sql(stmt, value.get("expr", {}).get("PLpgSQL_expr", {}).get("query", ""))
             else:
                 continue
             if parsed is not None:
@@ -449,6 +450,61 @@ def do_block(stmt: SqlStatement) -> DoBlock:
     return DoBlock(statements, opaque)
 
 
+@per_statement
+def do_block(stmt: SqlStatement) -> DoBlock:
+    """The statements a ``DO`` block executes (read with PostgreSQL's PL/pgSQL parser), else empty.
+
+    A DROP inside a DO block runs when the migration runs (unlike one inside a function
+    body), so the rules about destroying data must see it. What cannot be read (another
+    language, EXECUTE of a computed string, a body PL/pgSQL rejects) is listed in ``opaque``.
+    """
+    if stmt.node_type != "DoStmt":
+        return DoBlock([], [])
+    options = _options(stmt.node.get("args"))
+    language, body = (options.get("language") or "plpgsql").lower(), options.get("as") or ""
+    if language != "plpgsql":
+        return DoBlock([], [f"LANGUAGE {language}"])
+    tag = "$safemig$"
+    while tag in body:
+        tag = tag[:-1] + "_$"
+    return _plpgsql_body(stmt, f"CREATE FUNCTION safemig_do() RETURNS void LANGUAGE plpgsql AS {tag}{body}{tag}")
+
+
+def routine_name(stmt: SqlStatement) -> str:
+    """The unqualified name of the function or procedure a CREATE FUNCTION / PROCEDURE creates, else ``""``."""
+    names = _strings(stmt.node.get("funcname")) if stmt.node_type == "CreateFunctionStmt" else []
+    return names[-1] if names else ""
+
+
+@per_statement
+def routine_body(stmt: SqlStatement) -> DoBlock:
+    """What the function or procedure a CREATE FUNCTION / PROCEDURE creates runs when called (like :func:`do_block`).
+
+    Read for LANGUAGE plpgsql and sql (a string body or BEGIN ATOMIC); another language is
+    ``opaque``. The body runs with the migration only if the migration calls it: see
+    :meth:`safemig.lint.context.LintFile.executed`.
+    """
+    if stmt.node_type != "CreateFunctionStmt":
+        return DoBlock([], [])
+    atomic = stmt.node.get("sql_body")
+    if atomic:  # BEGIN ATOMIC ... END: PostgreSQL parsed the statements already
+        return DoBlock([SqlStatement(stmt.raw, node_type=node_type, node=node)
+                        for block in atomic.get("List", {}).get("items") or []
+                        for item in block.get("List", {}).get("items") or [] for node_type, node in item.items()], [])
+    options = _options(stmt.node.get("options"))
+    language = (options.get("language") or "sql").lower()
+    if language == "plpgsql":
+        return _plpgsql_body(stmt, stmt.text)
+    if language == "sql":
+        parsed = _parsed_sql(stmt, options.get("as") or "")
+        return DoBlock(parsed, []) if parsed is not None else DoBlock([], ["a body safemig cannot parse"])
+    return DoBlock([], [f"LANGUAGE {language}"])
+
+
 def executed(stmt: SqlStatement) -> list[SqlStatement]:
-    """``stmt`` itself, and for a DO block also the statements its body runs."""
+    """``stmt`` itself, and for a DO block also the statements its body runs.
+
+    Rules should ask :meth:`safemig.lint.context.LintFile.executed`, which also knows the
+    bodies of the functions the file created and ``stmt`` calls.
+    """
     return [stmt, *do_block(stmt).statements] if stmt.node_type == "DoStmt" else [stmt]

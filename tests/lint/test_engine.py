@@ -140,6 +140,51 @@ END $$;
     assert rules_of(project.lint(), "drop-without-rollback") == []
 
 
+PURGE_FUNCTION = """
+CREATE OR REPLACE FUNCTION purge_legacy() RETURNS void LANGUAGE plpgsql AS $body$
+BEGIN
+    DROP TABLE IF EXISTS legacy;
+    EXECUTE 'TRUNCATE sessions';
+    ALTER TABLE orders RENAME total TO amount;
+END
+$body$;
+"""
+
+
+@pytest.mark.parametrize("call", ["SELECT purge_legacy();", "SELECT public.purge_legacy() FROM (VALUES (1)) AS v (x);",
+                                  "DO $$ BEGIN PERFORM purge_legacy(); END $$;",
+                                  "CREATE OR REPLACE PROCEDURE run_purge() LANGUAGE plpgsql AS $$ BEGIN "
+                                  "PERFORM purge_legacy(); END $$;\nCALL run_purge();"])
+def test_drop_and_rename_in_a_function_the_migration_creates_and_calls_are_caught(project, call):
+    # Called by the migration, the function's body runs with it, like a DO block's.
+    project.write("migrations/005_clear_legacy.sql", PURGE_FUNCTION + call + "\n")
+    report = project.lint()
+    (drop,) = rules_of(report, "drop-without-rollback")
+    assert "DROP TABLE legacy, TRUNCATE sessions" in drop.message
+    assert drop.line == PURGE_FUNCTION.count("\n") + 1 + call.count("\n")  # the call, not the definition
+    assert "column orders.total to amount" in rules_of(report, "rename")[0].message
+
+
+@pytest.mark.parametrize("routine, call", [
+    ("CREATE OR REPLACE FUNCTION purge_legacy() RETURNS void LANGUAGE sql AS 'DROP TABLE IF EXISTS legacy; "
+     "TRUNCATE sessions'", "SELECT purge_legacy()"),
+    ("CREATE OR REPLACE PROCEDURE purge_legacy() LANGUAGE sql BEGIN ATOMIC DELETE FROM sessions; "
+     "TRUNCATE legacy; END", "CALL purge_legacy()"),
+])
+def test_sql_routines_the_migration_creates_and_calls_are_read_too(project, routine, call):
+    project.write("migrations/005_clear_legacy.sql", f"{routine};\n{call};\n")
+    (drop,) = rules_of(project.lint(), "drop-without-rollback")
+    assert drop.line == 2 and "legacy" in drop.message
+
+
+@pytest.mark.parametrize("call", ["", "SELECT \"Purge_legacy\"();", "SELECT purge_legacy_v2();",
+                                  "SELECT 'purge_legacy()';"])
+def test_a_function_the_migration_does_not_call_runs_nothing(project, call):
+    project.write("migrations/005_clear_legacy.sql", "SELECT purge_legacy();\n" + PURGE_FUNCTION + call + "\n")
+    report = project.lint()  # called only before it is (re)defined here: that is another body
+    assert rules_of(report, "drop-without-rollback") == rules_of(report, "rename") == []
+
+
 def test_do_block_drop_and_recreate_passes_and_computed_execute_is_warned(project):
     project.write("migrations/005_refresh_policy.sql", """
 SET lock_timeout = '5s';

@@ -4,7 +4,8 @@ Applies to DROP TABLE, COLUMN, INDEX, VIEW, MATERIALIZED VIEW, FUNCTION, TYPE, S
 CONSTRAINT, TRIGGER, POLICY, SEQUENCE, EXTENSION (and the rest of DROP), a type's DROP
 ATTRIBUTE, a domain's DROP CONSTRAINT and TRUNCATE.
 The migration needs a non-empty rollback script that parses: ``rollbacks/<VERSION>_*.sql``
-or its ``.down.sql``. A DROP or TRUNCATE that a ``DO`` block runs counts too. Dropping a
+or its ``.down.sql``. A DROP or TRUNCATE that a ``DO`` block runs counts too, and so does one
+in a function or procedure the migration creates and then calls (``SELECT f()``, ``CALL p()``). Dropping a
 trigger, policy, function, view or index that the same migration then re-creates (the
 drop-and-recreate idiom) destroys nothing and is exempt, unless it is DROP ... CASCADE,
 which also drops what depends on it (a generated column using the function, a trigger).
@@ -68,7 +69,7 @@ def check(file):
     if problem is None:
         return
     for stmt in file.valid_statements:
-        ran = facts.executed(stmt)  # a DO block's body runs now: its DROPs count
+        ran = file.executed(stmt)  # a DO block's body, or a function's the file creates and calls, runs now
         dropped = [d for s in ran for d in facts.drops(s)]
         if not dropped:
             continue

@@ -20,7 +20,7 @@ SUMMARY = "RENAME table/column breaks the running application (use expand and co
 
 
 def check(file):
-    for stmt, inner in ((s, i) for s in file.valid_statements for i in facts.executed(s)):  # DO bodies too
+    for stmt, inner in ((s, i) for s in file.valid_statements for i in file.executed(s)):  # DO bodies, called functions too
         if inner.node_type != "RenameStmt":
             continue
         node = inner.node
