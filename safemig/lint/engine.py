@@ -37,29 +37,43 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
     policy.check_rule_ids(set(sources))
     clear_run_caches()
     files = expand(paths)
-    targets = [classify_target(p, config) for p in files]
-    seen = set(files)
-    for target in list(targets):  # the rollback scripts of the migrations come along
-        if target.rollback is not None and target.rollback.resolve() not in seen:
-            seen.add(target.rollback.resolve())
-            targets.append(Target(target.rollback.resolve(), ROLLBACK, None, "", None))
     cache = Cache.for_run(config.root, sources, policy) if use_cache else None
+    targets: list[Target] = []
     results: dict[int, list[Finding]] = {}
     misses: list[int] = []
     keys: dict[int, str] = {}
 
+    def lookup(target: Target) -> tuple[Target, str] | None:
+        """Read one file and take its findings from the cache; the job to lint it if the cache cannot answer."""
+        index = len(targets)
+        targets.append(target)
+        raw, text = read_sql(target.path)
+        if cache is not None:
+            key = keys[index] = cache.key(target, raw, display_path(target.path))
+            found = cache.get(key)
+            if found is not None:
+                results[index] = found
+                return None
+        misses.append(index)
+        return target, text
+
     def uncached() -> Iterator[tuple[Target, str]]:
-        """Read each file; yield those the cache cannot answer (the workers start on the first ones)."""
-        for index, target in enumerate(targets):
-            raw, text = read_sql(target.path)
-            if cache is not None:
-                key = keys[index] = cache.key(target, raw, display_path(target.path))
-                found = cache.get(key)
-                if found is not None:
-                    results[index] = found
-                    continue
-            misses.append(index)
-            yield target, text
+        """Classify and read each file, yielding those the cache cannot answer: the workers start on
+        the first ones while the rest are read. The rollback scripts of the migrations come last."""
+        seen = set(files)
+        rollbacks = []
+        for path in files:
+            target = classify_target(path, config)
+            if target.rollback is not None and target.rollback.resolve() not in seen:
+                seen.add(target.rollback.resolve())
+                rollbacks.append(Target(target.rollback.resolve(), ROLLBACK, None, "", None))
+            job = lookup(target)
+            if job is not None:
+                yield job
+        for target in rollbacks:
+            job = lookup(target)
+            if job is not None:
+                yield job
 
     jobs = uncached()
     first = next(jobs, None)
@@ -69,7 +83,7 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
         from safemig.lint.runner import lint_many
 
         linted = lint_many(itertools.chain([first], jobs), config, policy, all_rules(policy.house_dir),
-                           expected=len(targets))
+                           expected=len(files))
     for index, findings in zip(misses, linted):
         results[index] = findings
     if cache is not None and misses:

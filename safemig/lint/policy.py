@@ -52,15 +52,20 @@ class Policy:
 
     def severity(self, rule_id: str, default: str, path: Path) -> str:
         """The severity of ``rule_id`` for a file: an exception turns it off, else override or default."""
-        if self.exceptions:
-            try:
-                rel = PurePosixPath(path.resolve().relative_to(self.root).as_posix())
-            except ValueError:
-                rel = PurePosixPath(path.as_posix())
-            for exc in self.exceptions:
-                if rule_id in exc.rules and any(fnmatch.fnmatch(str(rel), pattern) for pattern in exc.paths):
-                    return OFF
+        if rule_id in self.excepted_rules(path):
+            return OFF
         return self.severities.get(rule_id, default)
+
+    def excepted_rules(self, path: Path) -> set[str]:
+        """The rules an exception turns off for ``path`` (resolved and matched once per file, not per rule)."""
+        if not self.exceptions:
+            return set()
+        try:
+            rel = path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            rel = path.as_posix()
+        return {rule_id for exc in self.exceptions if any(fnmatch.fnmatch(rel, pattern) for pattern in exc.paths)
+                for rule_id in exc.rules}
 
     def fingerprint(self) -> str:
         """A hash of everything that changes findings, for the cache key."""

@@ -67,17 +67,17 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
     lint_file.ignores = (ignore_mod.parse_ignores(parsed.comments, statement_lines)
                          if ignore_mod.may_have_directives(parsed.text) else [])
     lint_file.known_rules = {r.id for r in rules}
+    excepted = policy.excepted_rules(lint_file.path)
     severities = {}
     for rule in rules:
-        if rule.files == "migrations" and lint_file.role != MIGRATION:
+        if (rule.files == "migrations" and lint_file.role != MIGRATION) or rule.id in excepted:
             continue
-        severity = policy.severity(rule.id, rule.severity, lint_file.path)
+        severity = policy.severities.get(rule.id, rule.severity)
         if severity != OFF:
             severities[rule.id] = severity
     lint_file.enabled_rules = set(severities)
     findings = []
-    ordered = sorted(rules, key=lambda r: r.runs_last)  # unused-ignore judges after everyone else
-    for rule in ordered:
+    for rule in sorted(rules, key=lambda r: r.runs_last):  # unused-ignore judges after everyone else
         if rule.id not in severities:
             continue
         for v in _violations(rule, lint_file):
