@@ -35,7 +35,13 @@ def _locked_table(stmt) -> str | None:
             return None
         if any(a.subtype == "AT_AddConstraint" and a.constraint_type == "FOREIGN KEY" for a in actions) and len(actions) == 1:
             return None  # SHARE ROW EXCLUSIVE
-        return facts.relation_name(node.get("relation")) if node.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE" else None
+        objtype = node.get("objtype", "OBJECT_TABLE")
+        if objtype in ("OBJECT_INDEX", "OBJECT_MATVIEW"):  # only SET TABLESPACE copies (and locks) these
+            moved = any(c.get("AlterTableCmd", {}).get("subtype") == "AT_SetTableSpace" for c in node.get("cmds") or [])
+            return facts.relation_name(node.get("relation")) if moved else None
+        return facts.relation_name(node.get("relation")) if objtype == "OBJECT_TABLE" else None
+    if kind == "AlterTableMoveAllStmt":
+        return f"every relation in tablespace {node.get('orig_tablespacename', '?')}"
     if kind in ("RenameStmt", "CreatePolicyStmt", "AlterPolicyStmt"):
         return facts.target_table(stmt) or None
     if kind == "ClusterStmt":

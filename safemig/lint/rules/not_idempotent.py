@@ -1,6 +1,7 @@
 """A statement that fails (or does something different) when the migration runs a second time.
 
 Flags CREATE TABLE / INDEX / SCHEMA / SEQUENCE / EXTENSION / TABLE AS without IF NOT EXISTS,
+SELECT ... INTO a new table,
 CREATE FUNCTION / VIEW without OR REPLACE, CREATE TRIGGER without OR REPLACE (PostgreSQL 14+)
 or a preceding DROP TRIGGER IF EXISTS, CREATE POLICY / TYPE / DOMAIN not guarded by an
 existence check (a DO block that checks the catalog, or a preceding DROP ... IF EXISTS),
@@ -98,6 +99,11 @@ def check(file):
                     keyword += " CONCURRENTLY"
             yield file.violation(stmt, f"{keyword} {name} fails when the migration is re-run",
                                  f"write {keyword} IF NOT EXISTS {facts.qualified(name)} ...")
+        elif kind == "SelectStmt" and facts.created_table(stmt):
+            name = facts.created_table(stmt)
+            yield file.violation(stmt, f"SELECT ... INTO {name} fails when the migration is re-run",
+                                 f"write CREATE TABLE IF NOT EXISTS {facts.qualified(name)} AS SELECT ... "
+                                 f"(the same query, without INTO)")
         elif kind == "CreateFunctionStmt" and not node.get("replace"):
             name = ".".join(facts._strings(node.get("funcname")))
             routine = "PROCEDURE" if node.get("is_procedure") else "FUNCTION"

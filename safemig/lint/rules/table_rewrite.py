@@ -1,7 +1,8 @@
 """A statement that rewrites or blocks an existing table under an ACCESS EXCLUSIVE lock, with no online form in the statement.
 
 Flags ALTER TABLE ... SET TABLESPACE, SET LOGGED, SET UNLOGGED and SET ACCESS METHOD (each
-copies the whole table), CLUSTER (copies it in index order), ADD CONSTRAINT ... EXCLUDE
+copies the whole table), ALTER INDEX / MATERIALIZED VIEW ... SET TABLESPACE and ... ALL IN
+TABLESPACE (copy each one), CLUSTER (copies it in index order), ADD CONSTRAINT ... EXCLUDE
 (builds its index under the lock; unlike UNIQUE there is no USING INDEX form) and REFRESH
 MATERIALIZED VIEW without CONCURRENTLY (blocks every read of the view until it is
 refilled). Tables and materialized views created earlier in the same file are exempt.
@@ -110,7 +111,44 @@ def _refresh(file, stmt):
            f"migration whose first line is `-- no-transaction`)")
 
 
-_CHECKS = {"AlterTableStmt": _alter, "ClusterStmt": _cluster, "RefreshMatViewStmt": _refresh}
+def _alter_index_or_view(file, stmt):
+    """ALTER INDEX / ALTER MATERIALIZED VIEW ... SET TABLESPACE (not an ALTER TABLE of a table)."""
+    objtype = stmt.node.get("objtype")
+    if objtype not in ("OBJECT_INDEX", "OBJECT_MATVIEW"):
+        return
+    name = facts.relation_name(stmt.node.get("relation"))
+    for cmd in stmt.node.get("cmds") or []:
+        space = cmd.get("AlterTableCmd", {}).get("name", "")
+        if cmd.get("AlterTableCmd", {}).get("subtype") != "AT_SetTableSpace":
+            continue
+        if objtype == "OBJECT_INDEX":
+            yield (f"SET TABLESPACE {space} copies index {name} while blocking writes to its table and reads that use it",
+                   f"REINDEX INDEX CONCURRENTLY {facts.qualified(name)} TABLESPACE {facts.quote_ident(space)}; "
+                   f"(PostgreSQL 14+; in a migration whose first line is `-- no-transaction`)")
+        elif not file.is_new_table(name, stmt):
+            yield (f"SET TABLESPACE {space} copies materialized view {name} while blocking every read of it",
+                   f"there is no online form: {_WINDOW}, or create a new materialized view in the tablespace "
+                   f"(CREATE MATERIALIZED VIEW IF NOT EXISTS ... TABLESPACE {facts.quote_ident(space)} AS ...) and swap the names")
+
+
+def _alter_any(file, stmt):
+    yield from _alter(file, stmt)
+    yield from _alter_index_or_view(file, stmt)
+
+
+def _move_all(file, stmt):
+    """ALTER TABLE / INDEX / MATERIALIZED VIEW ALL IN TABLESPACE a SET TABLESPACE b: every one of them."""
+    node = stmt.node
+    kind = {"OBJECT_TABLE": "table", "OBJECT_INDEX": "index", "OBJECT_MATVIEW": "materialized view"}.get(
+        node.get("objtype", ""), "relation")
+    yield (f"ALL IN TABLESPACE {node.get('orig_tablespacename', '?')} copies every {kind} there to "
+           f"{node.get('new_tablespacename', '?')}, each while blocking reads and writes",
+           "move them one at a time, online and outside the migration: pg_repack --table <table> --tablespace "
+           f"{_shell(node.get('new_tablespacename', '<tablespace>'))} --moveidx")
+
+
+_CHECKS = {"AlterTableStmt": _alter_any, "ClusterStmt": _cluster, "RefreshMatViewStmt": _refresh,
+           "AlterTableMoveAllStmt": _move_all}
 
 
 def check(file):
