@@ -33,18 +33,12 @@ Good:
     END $$;
 """
 
-import re
-
 from safemig.lint import facts
 
 ID = "tenant-table"
 SEVERITY = "error"
 SUMMARY = "ForgeERP: new tables need tenant_id UUID NOT NULL, RLS enabled and a tenant policy in the same migration"
 FILES = "migrations"
-
-_DO_POLICY = re.compile(r"CREATE\s+POLICY\s+(?:\"[^\"]+\"|\w+)\s+ON\s+(?:\w+\.)?\"?(\w+)\"?([\s\S]*?)(?:;|\bEND\b)",
-                        re.IGNORECASE)
-
 
 def _has_tenant_id(node: dict) -> bool:
     elements = node.get("tableElts") or []
@@ -61,20 +55,31 @@ def _has_tenant_id(node: dict) -> bool:
 
 
 def _rls_tables(file) -> set[str]:
-    return {facts.bare(a.table).lower() for s in file.valid_statements for a in facts.alter_actions(s)
+    """Tables this migration enables row-level security on (names as PostgreSQL folded them)."""
+    return {facts.bare(a.table) for s in file.valid_statements for a in facts.alter_actions(s)
             if a.subtype == "AT_EnableRowSecurity"}
 
 
+def _names_tenant_id(node) -> bool:
+    """True when a column called tenant_id appears anywhere under ``node`` (the policy's USING / WITH CHECK)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            fields = item.get("ColumnRef", {}).get("fields") if "ColumnRef" in item else None
+            if fields and facts._strings(fields)[-1:] == ["tenant_id"]:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _tenant_policy_tables(file) -> set[str]:
-    tables = set()
-    for stmt in file.valid_statements:
-        if stmt.node_type == "CreatePolicyStmt" and "tenant_id" in stmt.text.lower():
-            tables.add(facts.bare(facts.target_table(stmt)).lower())
-        elif stmt.node_type == "DoStmt":
-            for table, body in _DO_POLICY.findall(stmt.text):
-                if "tenant_id" in body.lower():
-                    tables.add(table.lower())
-    return tables
+    """Tables with a policy on tenant_id created by this migration, directly or by a DO block's body."""
+    return {facts.bare(facts.target_table(ran)) for stmt in file.valid_statements for ran in facts.executed(stmt)
+            if ran.node_type == "CreatePolicyStmt" and (_names_tenant_id(ran.node.get("qual"))
+                                                        or _names_tenant_id(ran.node.get("with_check")))}
 
 
 def check(file):
@@ -85,7 +90,7 @@ def check(file):
         if stmt.node.get("partbound") or stmt.node.get("inhRelations"):
             continue  # partitions and children inherit the parent's columns (the parent is checked)
         table = facts.relation_name(stmt.node.get("relation"))
-        name = facts.bare(table).lower()
+        name = facts.bare(table)
         quoted = facts.qualified(table)
         if not _has_tenant_id(stmt.node):
             yield file.violation(stmt, f"table {table} has no tenant_id UUID NOT NULL column",

@@ -798,6 +798,31 @@ CREATE TABLE IF NOT EXISTS stock_2026 PARTITION OF stock FOR VALUES IN (2026);
                         "table stock has no tenant policy in this migration"]
 
 
+def test_tenant_house_rule_reads_names_and_policies_from_the_tree(house_project):
+    house_project.write("migrations/005_create_stock.sql", """
+CREATE TABLE IF NOT EXISTS "Stock" (id uuid PRIMARY KEY, tenant_id uuid NOT NULL);
+ALTER TABLE stock ENABLE ROW LEVEL SECURITY;  -- another table: "Stock" is not stock
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE policyname = 'p') THEN
+        CREATE POLICY p ON "Stock" USING (true);  -- tenant_id only in this comment
+    END IF;
+END $$;
+""")
+    messages = [f.message for f in house_project.lint().findings if f.rule == "tenant-table"]
+    assert messages == ["table Stock is created without row-level security",
+                        "table Stock has no tenant policy in this migration"]
+    house_project.write("migrations/005_create_stock.sql", """
+CREATE TABLE IF NOT EXISTS "Stock" (id uuid PRIMARY KEY, tenant_id uuid NOT NULL);
+ALTER TABLE "Stock" ENABLE ROW LEVEL SECURITY;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE policyname = 'p') THEN
+        CREATE POLICY p ON "Stock" USING (true) WITH CHECK ("Stock".tenant_id = current_tenant_id());
+    END IF;
+END $$;
+""")
+    assert [f for f in house_project.lint().findings if f.rule == "tenant-table"] == []
+
+
 def test_repository_samples_pass_the_tenant_house_rule(house_project):
     for path in sorted((REPO_ROOT / "docker" / "migrations").glob("*.sql")):
         house_project.write(f"migrations/{path.name}", path.read_text(encoding="utf-8"))
