@@ -88,34 +88,41 @@ class LintFile:
         every function or procedure this file created before ``stmt`` and ``stmt`` calls (SELECT f(),
         CALL p(), PERFORM f() in a DO body, also through another such routine). Like a DO block's,
         a body's statements are located at ``stmt``'s position (report at ``stmt``)."""
-        return self._executed.get(id(stmt)) or facts.executed(stmt)
+        calls = self._calls.get(id(stmt))
+        return calls[0] if calls else facts.executed(stmt)
+
+    def called_routines(self, stmt: SqlStatement) -> list[SqlStatement]:
+        """The CREATE FUNCTION / PROCEDURE statements of this file whose bodies ``stmt`` runs (see :meth:`executed`)."""
+        calls = self._calls.get(id(stmt))
+        return calls[1] if calls else []
 
     @cached_property
-    def _executed(self) -> dict[int, list[SqlStatement]]:
-        """What the statements that call a routine of this file run (the others run only themselves)."""
+    def _calls(self) -> dict[int, tuple[list[SqlStatement], list[SqlStatement]]]:
+        """For each statement that calls a routine of this file: what it runs, and the routines it runs."""
         routines: dict[str, SqlStatement] = {}  # name -> its latest CREATE FUNCTION / PROCEDURE so far
-        out: dict[int, list[SqlStatement]] = {}
+        out: dict[int, tuple[list[SqlStatement], list[SqlStatement]]] = {}
         for stmt in self.valid_statements:
             text = stmt.text.lower() if routines else ""
             if routines and any(name.lower() in text for name in routines):  # cheap: most statements call none
                 ran = facts.executed(stmt)
-                called = self._routine_statements(ran, routines)
+                called, bodies = self._routine_statements(ran, routines)
                 if called:
-                    out[id(stmt)] = ran + called
+                    out[id(stmt)] = (ran + bodies, called)
             name = facts.routine_name(stmt)
             if name:
                 routines[name] = stmt
         return out
 
     @staticmethod
-    def _routine_statements(statements: list[SqlStatement], routines: dict[str, SqlStatement]) -> list[SqlStatement]:
-        """The body statements of the ``routines`` that ``statements`` call, and that those call, once each.
+    def _routine_statements(statements: list[SqlStatement],
+                            routines: dict[str, SqlStatement]) -> tuple[list[SqlStatement], list[SqlStatement]]:
+        """The ``routines`` that ``statements`` call (and that those call), once each, and their bodies' statements.
 
         A routine runs when a statement that evaluates expressions calls it (SELECT, CALL,
         INSERT/UPDATE/DELETE), not when a DEFAULT, a view or a trigger merely names it.
         Names match unqualified, as PostgreSQL folded them.
         """
-        queue, seen, out = list(statements), set(), []
+        queue, called, seen, out = list(statements), [], set(), []
         while queue:
             stmt = queue.pop(0)
             if stmt.node_type not in _RUNS_CALLS:
@@ -123,10 +130,11 @@ class LintFile:
             for name in facts.function_calls(stmt.node):
                 if name in routines and name not in seen:
                     seen.add(name)
+                    called.append(routines[name])
                     body = facts.routine_body(routines[name]).statements
                     out.extend(body)
                     queue.extend(body)
-        return out
+        return called, out
 
     def preceding(self, stmt: SqlStatement) -> list[SqlStatement]:
         """The valid statements before ``stmt`` in this file."""

@@ -185,6 +185,25 @@ def test_a_function_the_migration_does_not_call_runs_nothing(project, call):
     assert rules_of(report, "drop-without-rollback") == rules_of(report, "rename") == []
 
 
+@pytest.mark.parametrize("body, message", [
+    ("UPDATE orders SET status = 'new';", "safemig does not review the UpdateStmt that backfill() runs"),
+    ("EXECUTE 'ALTER TABLE ' || 'orders' || ' ADD COLUMN x int';", "safemig cannot see what backfill() runs: EXECUTE"),
+])
+def test_what_a_called_function_runs_but_no_rule_checks_gets_a_human(project, body, message):
+    project.write("migrations/005_backfill.sql", f"""SET lock_timeout = '5s';
+CREATE OR REPLACE FUNCTION backfill() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    {body}
+END $$;
+SELECT backfill();
+""")
+    (finding,) = rules_of(project.lint(), "unrecognized-statement")
+    assert finding.line == 6 and finding.message.startswith(message)
+    path = project.root / "migrations/005_backfill.sql"
+    path.write_text(path.read_text().replace("SELECT backfill();", ""))
+    assert rules_of(project.lint(), "unrecognized-statement") == []  # created, never run
+
+
 def test_do_block_drop_and_recreate_passes_and_computed_execute_is_warned(project):
     project.write("migrations/005_refresh_policy.sql", """
 SET lock_timeout = '5s';

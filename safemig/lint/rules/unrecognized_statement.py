@@ -43,15 +43,30 @@ def check(file):
         elif stmt.node_type == "DoStmt" and facts.do_block(stmt).opaque:
             yield file.violation(stmt, f"safemig cannot see what this DO block runs: {facts.do_block(stmt).opaque[0]}",
                                  "review what it executes by hand for locks and data loss, then silence this with a reason")
-        elif stmt.node_type == "DoStmt":
-            # Inside a DO block only DROP/TRUNCATE/RENAME are checked; locking statements get a human.
-            unchecked = [s for s in facts.do_block(stmt).statements
-                         if (s.node_type in _LOCKING_IN_DO and not _instant_alter(s)) or s.node_type not in REVIEWED]
-            if unchecked:
-                yield file.violation(stmt, f"safemig does not review the {unchecked[0].node_type} this DO block runs "
-                                           f"(for locks and table rewrites)",
-                                     "prefer a plain statement (every rule then checks it); else review it by hand, "
-                                     "then silence this with a reason")
+        elif stmt.node_type == "DoStmt" and _unchecked(facts.do_block(stmt).statements):
+            yield file.violation(stmt, f"safemig does not review the {_unchecked(facts.do_block(stmt).statements)} this "
+                                       f"DO block runs (for locks and table rewrites)", _PREFER_PLAIN)
+        for routine in file.called_routines(stmt):  # a function of this file that this statement runs
+            body, name = facts.routine_body(routine), facts.routine_name(routine)
+            if body.opaque:
+                yield file.violation(stmt, f"safemig cannot see what {name}() runs: {body.opaque[0]}",
+                                     "review what it executes by hand for locks and data loss, then silence this "
+                                     "with a reason")
+            elif _unchecked(body.statements):
+                yield file.violation(stmt, f"safemig does not review the {_unchecked(body.statements)} that {name}() "
+                                           f"runs (for locks and table rewrites)", _PREFER_PLAIN)
+
+
+_PREFER_PLAIN = "prefer a plain statement (every rule then checks it); else review it by hand, then silence this with a reason"
+
+
+def _unchecked(statements) -> str:
+    """The node type of the first statement of a body that no rule checks for locks (inside bodies only
+    DROP/TRUNCATE/RENAME are checked; locking statements get a human), else ``""``."""
+    for s in statements:
+        if (s.node_type in _LOCKING_IN_DO and not _instant_alter(s)) or s.node_type not in REVIEWED:
+            return s.node_type
+    return ""
 
 
 _LOCKING_IN_DO = {"AlterTableStmt", "IndexStmt", "UpdateStmt", "DeleteStmt", "LockStmt", "VacuumStmt", "ReindexStmt",
