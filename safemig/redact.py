@@ -74,7 +74,7 @@ def redact(text: str | None) -> str:
     # Each pattern runs only when its literal anchor occurs: on a large report (a lint run
     # over thousands of files) the URL pattern alone tried a match at every word boundary.
     out = text
-    lowered = text.lower()
+    lowered = text.casefold()  # as permissive as re.IGNORECASE ("paſſword" folds to "password")
     if "://" in text:
         out = _URL_PASSWORD.sub(lambda m: f"{m.group('prefix')}{MASK}{m.group('at')}", out)
     if "password" in lowered:

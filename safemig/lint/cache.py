@@ -117,7 +117,7 @@ class Cache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             for name, new in by_bucket.items():
-                bucket = dict(self._loaded.get(name) or self._load(name))
+                bucket = self._load(name)  # as it is now: entries another run wrote meanwhile are kept
                 bucket.update(new)
                 fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -83,7 +83,7 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
         from safemig.lint.runner import lint_many
 
         linted = lint_many(itertools.chain([first], jobs), config, policy, all_rules(policy.house_dir),
-                           expected=len(files))
+                           expected=len(files), looked_at=lambda: len(targets))
     for index, findings in zip(misses, linted):
         results[index] = findings
     if cache is not None and misses:
@@ -99,6 +99,7 @@ def lint_text(text: str, config: Config, path: Path | None = None) -> LintReport
 
     policy = load_policy(config)
     rules = all_rules(policy.house_dir)
+    clear_run_caches()  # an editor calls this again and again: list the directories afresh
     path = path or (config.migrations_dir / "999_stdin.sql")
     target = classify_target(path, config)
     findings = run_rules(build_file(target, config, text), rules, policy)

@@ -125,6 +125,10 @@ def validate(stmt: SqlStatement) -> None:
         stmt.error = raw.unterminated
         stmt.error_line, stmt.error_column = raw.line, raw.column
         return
+    if "\x00" in raw.text:  # libpg_query would stop reading at it; PostgreSQL rejects it
+        stmt.error = "a NUL byte (0x00), which PostgreSQL rejects"
+        stmt.error_line, stmt.error_column = _offset_to_line_col(raw.text, raw.text.index("\x00"), raw.line, raw.column)
+        return
     try:
         tree = json.loads(parser.parse_sql_json(raw.text))
     except parser.ParseError as exc:
@@ -165,9 +169,15 @@ class ParsedFile:
 
 
 def _parse_whole_file(text: str) -> list[dict] | None:
-    """PostgreSQL's statements of the whole file (libpg_query's JSON), or ``None`` if it rejects any."""
+    """PostgreSQL's statements of the whole file (libpg_query's JSON), or ``None`` if it rejects any.
+
+    A NUL byte is refused here: libpg_query reads a C string and would silently stop at
+    it, hiding every statement after it (PostgreSQL itself rejects the byte).
+    """
     from pglast import parser
 
+    if "\x00" in text:
+        return None
     try:
         return json.loads(parser.parse_sql_json(text)).get("stmts") or []
     except (parser.ParseError, RecursionError, ValueError):
@@ -175,7 +185,7 @@ def _parse_whole_file(text: str) -> list[dict] | None:
 
 
 _BLANK = " \t\n\r\f\v"
-_SPACE_AND_LINE_COMMENTS = re.compile(r"(?:[ \t\n\r\f\v]+|--[^\n]*)*")
+_SPACE_AND_LINE_COMMENTS = re.compile(r"(?:[ \t\n\r\f\v]+|--[^\n\r]*)*")  # scan.l: a -- comment ends at \n or \r
 
 
 def _skip_blanks(text: str, pos: int, end: int) -> int:
@@ -190,56 +200,57 @@ def _skip_blanks(text: str, pos: int, end: int) -> int:
         pos = close
 
 
-def _statements_from_parser(text: str, items: list[dict]) -> list[Statement] | None:
-    """The file's statements cut where PostgreSQL's parser cut them, or ``None`` to let the splitter do it.
+def _last_token_end(text: str, start: int, end: int) -> int:
+    """Where the last token of ``text[start:end]`` ends, when a comment may follow it (only a lexer can tell)."""
+    lexed = split_with_comments(text[start:end])[0]
+    return start + lexed[-1].end if lexed else end
 
-    When PostgreSQL accepts the whole file, its statement boundaries are the truth, and
-    reading them costs a fraction of a lexing pass (the splitter was the largest cost of
-    linting a valid file). Each statement is trimmed to its first and last token, as the
-    splitter does. A file that is not ASCII (libpg_query counts bytes), or a statement
-    whose last line holds a comment (where it ends only a lexer can tell), goes to the
-    splitter instead. Both give the same statements: tests/lint/test_parse.py compares
-    them on generated and real files.
+
+class _ByteToChar:
+    """libpg_query's UTF-8 byte offsets -> character offsets, for increasing offsets in O(file size) overall."""
+
+    def __init__(self, text: str) -> None:
+        self.data = None if text.isascii() else text.encode("utf-8")
+        self.byte = self.char = 0
+
+    def __call__(self, offset: int) -> int:
+        if self.data is None:
+            return offset
+        if offset < self.byte:  # not increasing (never seen): start over
+            self.byte = self.char = 0
+        self.char += len(self.data[self.byte:offset].decode("utf-8", errors="ignore"))
+        self.byte = offset
+        return self.char
+
+
+def _statements_from_parser(text: str, items: list[dict]) -> list[Statement]:
+    """The file's statements, cut where PostgreSQL's parser cut them.
+
+    When PostgreSQL accepts the whole file, its statement boundaries are the truth (the
+    splitter's psql heuristics can disagree, e.g. on a function named ``begin``), and
+    reading them costs a fraction of a lexing pass, which was the largest cost of linting
+    a valid file. Each statement is trimmed to its first and last token, as the splitter
+    trims: only a statement whose last line holds a comment is lexed, to find where its
+    last token ends. tests/lint/test_parse.py checks the result against the splitter.
     """
-    if not text.isascii():
-        return None
     positions = Positions(text)
+    to_char = _ByteToChar(text)
     out: list[Statement] = []
     for item in items:
         location = item.get("stmt_location", 0)
         length = item.get("stmt_len", 0)
         terminated = length > 0  # 0: the statement runs to the end of the input, no ';'
-        region_end = location + length if terminated else len(text)
-        start = _skip_blanks(text, location, region_end)
+        start_of_region = to_char(location)
+        region_end = to_char(location + length) if terminated else len(text)
+        start = _skip_blanks(text, start_of_region, region_end)
         end = start + len(text[start:region_end].rstrip(_BLANK))
         last_line = text[max(text.rfind("\n", start, end) + 1, start):end]
-        if end <= start or "--" in last_line or "*/" in last_line:
-            return None
+        if "--" in last_line or "*/" in last_line:
+            end = _last_token_end(text, start, end)
         line, column = positions.line_col(start)
         out.append(Statement(text=text[start:end], start=start, end=end, line=line, column=column,
-                             end_line=positions.line(end - 1), terminated=terminated))
+                             end_line=positions.line(max(end - 1, start)), terminated=terminated))
     return out
-
-
-def _assign_whole_file(text: str, statements: list[SqlStatement], items: list[dict]) -> bool:
-    """Give the splitter's statements PostgreSQL's parse of the whole file; False means "validate one by one".
-
-    Each of PostgreSQL's statements must cover the matching statement of the splitter
-    (offsets in UTF-8 bytes, as libpg_query reports them), else nothing is assigned.
-    """
-    if any(s.raw.unterminated for s in statements) or len(items) != len(statements):
-        return False
-    ascii_only = text.isascii()
-    for stmt, item in zip(statements, items):
-        start = stmt.raw.start if ascii_only else len(text[: stmt.raw.start].encode("utf-8"))
-        location = item.get("stmt_location", 0)
-        length = item.get("stmt_len")
-        if start < location or (length is not None and start >= location + length):
-            return False
-    for stmt, item in zip(statements, items):
-        ((stmt.node_type, stmt.node),) = item["stmt"].items()
-        stmt.node_base = stmt.raw.start if ascii_only else len(text[: stmt.raw.start].encode("utf-8"))
-    return True
 
 
 def parse_sql(text: str) -> ParsedFile:
@@ -247,18 +258,19 @@ def parse_sql(text: str) -> ParsedFile:
 
     The common case, a file PostgreSQL accepts as a whole, costs one parser call and no
     lexing pass. Otherwise the splitter (psql's rules) cuts the file and each statement
-    is validated on its own, so every error is found and located.
+    is validated on its own, so every error is found and located and the rest of the
+    file is still reviewed.
     """
     items = _parse_whole_file(text)
-    raw_statements = _statements_from_parser(text, items) if items is not None else None
-    if raw_statements is not None:
-        statements = [SqlStatement(raw, node_base=raw.start) for raw in raw_statements]
-        for stmt, item in zip(statements, items):
-            ((stmt.node_type, stmt.node),) = item["stmt"].items()
+    if items is not None:
+        statements = []
+        for raw, item in zip(_statements_from_parser(text, items), items):
+            ((node_type, node),) = item["stmt"].items()
+            node_base = raw.start if text.isascii() else len(text[: raw.start].encode("utf-8"))
+            statements.append(SqlStatement(raw, node_type=node_type, node=node, node_base=node_base))
         return ParsedFile(text=text, statements=statements)
     raw_statements, comments = split_with_comments(text)
     statements = [SqlStatement(raw) for raw in raw_statements]
-    if items is None or not _assign_whole_file(text, statements, items):
-        for stmt in statements:
-            validate(stmt)
+    for stmt in statements:
+        validate(stmt)
     return ParsedFile(text=text, statements=statements, _comments=comments)

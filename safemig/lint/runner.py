@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Iterable
+from typing import Callable, Iterable
 
 from safemig.config import Config
 from safemig.errors import MigrationFileError
@@ -105,13 +105,15 @@ def _worker_lint(job: tuple[Target, str]) -> list[Finding]:
 
 
 def lint_many(jobs: Iterable[tuple[Target, str]], config: Config, policy: Policy, rules: list[Rule], *,
-              expected: int) -> list[list[Finding]]:
+              expected: int, looked_at: Callable[[], int] | None = None) -> list[list[Finding]]:
     """The findings of every job, in order; on every core when there are enough jobs.
 
     ``jobs`` may be a generator (the engine yields files as it reads them and finds them
     missing from the cache): the workers start on the first chunk while the rest is
-    still being read, instead of after. ``expected`` (an upper bound on the number of
-    jobs) sizes the chunks.
+    still being read, instead of after. ``expected`` is the number of files the jobs come
+    from and ``looked_at()`` how many of them the generator has gone through: together
+    they estimate how many jobs there will be (a warm cache turns most files away), which
+    sizes the chunks so that both workers get some.
     """
     jobs = iter(jobs)
     head = list(itertools.islice(jobs, PARALLEL_THRESHOLD))
@@ -130,6 +132,7 @@ def lint_many(jobs: Iterable[tuple[Target, str]], config: Config, policy: Policy
     if fork:
         import pglast.parser  # noqa: F401  (imported once here, not once per forked worker)
     initializer, initargs = (None, ()) if fork else (_worker_init, (config,))
-    chunk = max(1, min(expected // (workers * 8), 32))  # small chunks: the first starts sooner, the last ends together
+    estimate = expected if looked_at is None else expected * len(head) // max(looked_at(), len(head))
+    chunk = max(1, min(estimate // (workers * 8), 32))  # small chunks: the first starts sooner, the last ends together
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
         return list(pool.map(_worker_lint, itertools.chain(head, jobs), chunksize=chunk))

@@ -83,7 +83,8 @@ def _sql_files_below(directory: Path) -> list[str]:
                 if entry.is_dir() and not entry.is_symlink():  # as rglob: no symlink loops
                     subdirectories.append((entry.name, entry.path))
                 elif entry.name.endswith(".sql") and entry.is_file():
-                    found.append(entry.path)
+                    # a symlink counts as its target, so a file reached twice is linted once, as itself
+                    found.append(os.path.realpath(entry.path) if entry.is_symlink() else entry.path)
             except OSError:
                 continue
         pending.extend(p for _, p in reversed(subdirectories))

@@ -39,7 +39,7 @@ _OTHER = "".join(
 _TOKEN = re.compile(
     rf"""
      (?P<ws>[{_WHITESPACE}]+)
-    |(?P<line_comment>--[^\n]*)
+    |(?P<line_comment>--[^\n\r]*)  # scan.l: a -- comment ends at \n or \r
     |(?P<block_comment>/\*)
     |(?P<estring>[eE]'(?:[^'\\]|\\[\s\S]|'')*+')
     |(?P<estring_open>[eE]')
