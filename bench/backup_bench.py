@@ -178,6 +178,7 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
     url = pg.url(name)
     conninfo = f"host=127.0.0.1 port={pg.port} user={SUPERUSER} dbname={name}"
     env = {**os.environ, **s3env, "PGPASSWORD": pg.password, "CI": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # else edited modules are compiled again on every run
     project = Path(tempfile.mkdtemp(prefix="safemig-bench-"))
     (project / "safemig.toml").write_text(
         f'[envs.bench]\ndatabase_url = "{url}"\n\n[backup]\nbucket = "{BUCKET}"\nprefix = "bench/"\n'

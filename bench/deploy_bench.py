@@ -120,6 +120,7 @@ def main() -> None:
                     dbname=name,
                 )
                 env = {**os.environ, **s3.env, "PROD_URL": prod_url, "STAGING_URL": staging.create_database(name)}
+                env.pop("PYTHONDONTWRITEBYTECODE", None)  # else edited modules are compiled again on every run
                 argv = cmd + (["migrate", "run", "--env", "prod"] if kind == "migrate" else ["deploy", "--env", "prod"])
                 results[kind].append(timed(argv, project, env))
                 prod.drop_database(name)

@@ -94,6 +94,7 @@ def main() -> None:
         plan = work / "plan.sql"
         psql_plan(paths, plan)
         env = {**os.environ, "NO_COLOR": "1"}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # else edited modules are compiled again on every run
         env.pop("DATABASE_URL", None)
         psql = find_pg_bin("psql")
         times: dict[str, list[float]] = {"psql": [], "safemig": []}
