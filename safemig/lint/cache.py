@@ -4,7 +4,10 @@ The key covers everything a file's findings depend on: its bytes and displayed p
 its role and version, its rollback script's bytes, the names of the other migrations in
 its directory (file-naming looks at them), the rule set (each rule module's size and
 mtime) and the policy. Entries live in bucket files under ``.safemig/lint-cache/`` in the project root,
-written atomically; a corrupt or unreadable bucket is just a miss. There are 16 buckets (by
+written atomically; a corrupt or unreadable bucket is just a miss. The cache does not grow
+without bound: every edit of a file or of the policy leaves entries that can never hit again,
+so an entry is dropped a month after it was written, when its bucket is next rewritten (an
+unchanged file is then linted again once). There are 16 buckets (by
 the key's first hex digit): a first run over thousands of files creates 16 files, not
 hundreds (creating a file is most of the cost of filling the cache).
 """
@@ -15,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from safemig import __version__
@@ -22,6 +26,7 @@ from safemig.lint.finding import Finding
 
 CACHE_DIR = Path(".safemig") / "lint-cache"
 BUCKET_CHARS = 1  # hex digits of the key that name its bucket file
+MAX_AGE_DAYS = 30  # an entry older than this is dropped when its bucket is rewritten
 
 
 def _code_files() -> list[Path]:
@@ -97,10 +102,10 @@ class Cache:
         if bucket is None:
             bucket = self._loaded[name] = self._load(name)
         entry = bucket.get(key)
-        if entry is None:
+        if not isinstance(entry, dict):
             return None
         try:
-            return [Finding.from_json(item) for item in entry]
+            return [Finding.from_json(item) for item in entry["findings"]]
         except (TypeError, KeyError):
             return None
 
@@ -111,13 +116,17 @@ class Cache:
         rewritten atomically once per run; concurrent runs can only lose entries, never
         corrupt them.
         """
-        by_bucket: dict[str, dict[str, list]] = {}
+        today = int(time.time() // 86400)
+        by_bucket: dict[str, dict[str, dict]] = {}
         for key, findings in entries.items():
-            by_bucket.setdefault(key[:BUCKET_CHARS], {})[key] = [dict(f.to_json(), statement=f.statement) for f in findings]
+            by_bucket.setdefault(key[:BUCKET_CHARS], {})[key] = {
+                "day": today, "findings": [dict(f.to_json(), statement=f.statement) for f in findings]}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             for name, new in by_bucket.items():
                 bucket = self._load(name)  # as it is now: entries another run wrote meanwhile are kept
+                bucket = {key: entry for key, entry in bucket.items()  # forget entries a month old (or of an older format)
+                          if isinstance(entry, dict) and today - entry.get("day", 0) <= MAX_AGE_DAYS}
                 bucket.update(new)
                 fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -763,6 +763,30 @@ def test_cache_hit_skips_parsing_and_a_change_invalidates_it(project, monkeypatc
     assert _ids(project.lint(use_cache=True)) == ["missing-lock-timeout"]
 
 
+def test_cache_forgets_entries_a_month_old_when_it_rewrites_their_bucket(project, monkeypatch):
+    import json
+    import time
+
+    from safemig.lint import cache as cache_mod
+
+    for i in range(1, 41):
+        project.write(f"migrations/{i:03d}_change_table_{i}.sql", f"ALTER TABLE orders RENAME c{i} TO d{i};\n")
+    project.lint(use_cache=True)
+    def stored() -> list[set[str]]:
+        return [set(json.loads(b.read_text())) for b in sorted((project.root / cache_mod.CACHE_DIR).glob("*.json"))]
+
+    before = set().union(*stored())
+    assert len(before) == 40
+    now = time.time()
+    monkeypatch.setattr(cache_mod.time, "time", lambda: now + 31 * 86400)
+    for i in range(1, 41):  # every file edited a month later: every bucket is rewritten
+        project.write(f"migrations/{i:03d}_change_table_{i}.sql", f"ALTER TABLE orders RENAME c{i} TO e{i};\n")
+    project.lint(use_cache=True)
+    rewritten = [keys for keys in stored() if keys - before]
+    assert sum(len(keys) for keys in rewritten) == 40  # every new entry, in the buckets written this run
+    assert not set().union(*rewritten) & before  # where a bucket was rewritten, the month-old entries are gone
+
+
 def test_partly_cached_parallel_run_keeps_each_files_findings(project):
     """Files stream into the workers as the cache misses them: hits and misses interleave."""
     for i in range(1, 61):
