@@ -223,7 +223,7 @@ class _ByteToChar:
         return self.char
 
 
-def _statements_from_parser(text: str, items: list[dict]) -> list[Statement]:
+def _statements_from_parser(text: str, items: list[dict]) -> list[tuple[Statement, int]]:
     """The file's statements, cut where PostgreSQL's parser cut them.
 
     When PostgreSQL accepts the whole file, its statement boundaries are the truth (the
@@ -232,6 +232,7 @@ def _statements_from_parser(text: str, items: list[dict]) -> list[Statement]:
     a valid file. Each statement is trimmed to its first and last token, as the splitter
     trims: only a statement whose last line holds a comment is lexed, to find where its
     last token ends. tests/lint/test_parse.py checks the result against the splitter.
+    Each statement comes with the UTF-8 byte offset of its start (its ``node_base``).
     """
     positions = Positions(text)
     to_char = _ByteToChar(text)
@@ -248,8 +249,9 @@ def _statements_from_parser(text: str, items: list[dict]) -> list[Statement]:
         if "--" in last_line or "*/" in last_line:
             end = _last_token_end(text, start, end)
         line, column = positions.line_col(start)
-        out.append(Statement(text=text[start:end], start=start, end=end, line=line, column=column,
-                             end_line=positions.line(max(end - 1, start)), terminated=terminated))
+        byte_start = location + len(text[start_of_region:start].encode("utf-8"))
+        out.append((Statement(text=text[start:end], start=start, end=end, line=line, column=column,
+                              end_line=positions.line(max(end - 1, start)), terminated=terminated), byte_start))
     return out
 
 
@@ -264,9 +266,8 @@ def parse_sql(text: str) -> ParsedFile:
     items = _parse_whole_file(text)
     if items is not None:
         statements = []
-        for raw, item in zip(_statements_from_parser(text, items), items):
+        for (raw, node_base), item in zip(_statements_from_parser(text, items), items):
             ((node_type, node),) = item["stmt"].items()
-            node_base = raw.start if text.isascii() else len(text[: raw.start].encode("utf-8"))
             statements.append(SqlStatement(raw, node_type=node_type, node=node, node_base=node_base))
         return ParsedFile(text=text, statements=statements)
     raw_statements, comments = split_with_comments(text)

@@ -35,7 +35,9 @@ GAPS = ["", " ", "\n", "\n\n", "\t", "-- a comment\n", "/* block /* nested */ */
 def assert_same_cut(text: str) -> None:
     items = _parse_whole_file(text)
     assert items is not None, text
-    assert _statements_from_parser(text, items) == split_with_comments(text)[0], text
+    cut = _statements_from_parser(text, items)
+    assert [statement for statement, _ in cut] == split_with_comments(text)[0], text
+    assert [base for _, base in cut] == [len(text[: s.start].encode("utf-8")) for s, _ in cut]
 
 
 @settings(max_examples=400, deadline=None)
