@@ -10,6 +10,7 @@ new and empty, so the "existing table" rules leave them alone), and what a state
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +20,7 @@ from safemig.lint.finding import Violation
 from safemig.lint.parse import ParsedFile, SqlStatement
 from safemig.lint.targets import MIGRATION
 
+_WORD = re.compile(r"[\w$]+")
 _RUNS_CALLS = {"SelectStmt", "CallStmt", "InsertStmt", "UpdateStmt", "DeleteStmt"}  # evaluate the functions they name
 
 
@@ -100,10 +102,14 @@ class LintFile:
     def _calls(self) -> dict[int, tuple[list[SqlStatement], list[SqlStatement]]]:
         """For each statement that calls a routine of this file: what it runs, and the routines it runs."""
         routines: dict[str, SqlStatement] = {}  # name -> its latest CREATE FUNCTION / PROCEDURE so far
+        words: set[str] = set()  # their names, lower-cased, when they are plain words
+        odd: list[str] = []  # the others ("My Func"), found by substring
         out: dict[int, tuple[list[SqlStatement], list[SqlStatement]]] = {}
         for stmt in self.valid_statements:
+            # cheap first: most statements name no routine (a word set keeps this linear in the file's size)
             text = stmt.text.lower() if routines else ""
-            if routines and any(name.lower() in text for name in routines):  # cheap: most statements call none
+            if routines and (any(name in text for name in odd) or (
+                    any(name in text for name in words) if len(words) <= 8 else words.intersection(_WORD.findall(text)))):
                 ran = facts.executed(stmt)
                 called, bodies = self._routine_statements(ran, routines)
                 if called:
@@ -111,6 +117,10 @@ class LintFile:
             name = facts.routine_name(stmt)
             if name:
                 routines[name] = stmt
+                if _WORD.fullmatch(name.lower()):
+                    words.add(name.lower())
+                else:
+                    odd.append(name.lower())
         return out
 
     @staticmethod

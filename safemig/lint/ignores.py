@@ -10,8 +10,10 @@ itself reported: the ``invalid-ignore`` and ``unused-ignore`` rules.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 from safemig.sql.split import Comment
 
@@ -67,12 +69,22 @@ def _statement_for_line(line: int, statement_lines: list[tuple[int, int]]) -> in
     return None
 
 
-def statement_at(line: int, statement_lines: list[tuple[int, int]]) -> int | None:
-    """The statement whose lines include ``line`` (where a finding points), or ``None``."""
-    for index, (first, last) in enumerate(statement_lines):
-        if first <= line <= last:
+def statement_finder(statement_lines: list[tuple[int, int]]) -> Callable[[int], int | None]:
+    """``find(line)``: the first statement whose lines include ``line`` (where a finding points), or ``None``.
+
+    A bisection over the statements' last lines (they never decrease, statements being in
+    order): a scan per finding made a 20,000-statement data migration with a finding on
+    every statement take 30 s.
+    """
+    lasts = [last for _, last in statement_lines]
+
+    def find(line: int) -> int | None:
+        index = bisect.bisect_left(lasts, line)
+        if index < len(statement_lines) and statement_lines[index][0] <= line:
             return index
-    return None
+        return None
+
+    return find
 
 
 def is_silenced(ignores: list[Ignore], rule_id: str, statement_index: int | None) -> bool:

@@ -77,11 +77,12 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
             severities[rule.id] = severity
     lint_file.enabled_rules = set(severities)
     findings = []
+    statement_at = ignore_mod.statement_finder(statement_lines)
     for rule in sorted(rules, key=lambda r: r.runs_last):  # unused-ignore judges after everyone else
         if rule.id not in severities:
             continue
         for v in _violations(rule, lint_file):
-            index = ignore_mod.statement_at(v.line, statement_lines)
+            index = statement_at(v.line)
             if rule.silenceable and ignore_mod.is_silenced(lint_file.ignores, rule.id, index):
                 continue
             findings.append(Finding(lint_file.display, v.line, v.column, rule.id, severities[rule.id],

@@ -27,3 +27,22 @@ def test_arbitrary_text_never_raises(tmp_path, text):
     report = lint_text(text, load_config(cwd=tmp_path))
     for finding in report.findings:
         assert finding.line >= 1 and finding.column >= 1
+
+
+@st.composite
+def _statement_lines(draw):
+    """(first line, last line) of statements in file order, several of them possibly on one line."""
+    lines, current = [], 1
+    for _ in range(draw(st.integers(0, 8))):
+        first = current + draw(st.sampled_from([0, 0, 1, 2]))
+        current = first + draw(st.sampled_from([0, 0, 1, 3]))
+        lines.append((first, current))
+    return lines
+
+
+@given(_statement_lines(), st.integers(0, 40))
+def test_statement_finder_agrees_with_a_scan(statement_lines, line):
+    from safemig.lint.ignores import statement_finder
+
+    scan = next((i for i, (first, last) in enumerate(statement_lines) if first <= line <= last), None)
+    assert statement_finder(statement_lines)(line) == scan

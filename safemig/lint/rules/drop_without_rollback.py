@@ -68,15 +68,23 @@ def check(file):
     problem = _rollback_problem(file)
     if problem is None:
         return
-    for stmt in file.valid_statements:
+    last_created: dict = {}  # (kind, name) -> where the file last creates it (looked up, not scanned, per DROP)
+    for position, stmt in enumerate(file.valid_statements):
         ran = file.executed(stmt)  # a DO block's body, or a function's the file creates and calls, runs now
         dropped = [d for s in ran for d in facts.drops(s)]
         if not dropped:
             continue
-        recreated = {_created_names(s) for s in [*ran[1:], *file.following(stmt)]}
+        created_by_body = {_created_names(s) for s in ran[1:]}
+        if not last_created:  # built at the first DROP: most files drop nothing
+            last_created.update({_created_names(s): i for i, s in enumerate(file.valid_statements)})
+
+        def recreated(d) -> bool:
+            key = (d.kind, facts.bare(d.name))
+            return key in created_by_body or last_created.get(key, -1) > position
+
         destructive = [d for d in dropped
                        if d.cascade  # CASCADE also drops what depends on it (a column using a function...)
-                       or not (d.kind in _RECREATABLE and (d.kind, facts.bare(d.name)) in recreated)]
+                       or not (d.kind in _RECREATABLE and recreated(d))]
         if not destructive:
             continue
         what = ", ".join(f"DROP {d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive)

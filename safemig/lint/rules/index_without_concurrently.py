@@ -25,13 +25,12 @@ SEVERITY = "error"
 SUMMARY = "CREATE/DROP INDEX without CONCURRENTLY blocks writes on an existing table"
 
 
-def _created_indexes(file, stmt) -> set[str]:
-    return {s.node.get("idxname") or "" for s in file.preceding(stmt) if s.node_type == "IndexStmt"}
-
-
 def check(file):
+    created: set[str] = set()  # indexes the statements before this one created (new, so cheap to drop)
     for stmt in file.valid_statements:
         node = stmt.node
+        if stmt.node_type == "IndexStmt":  # (a CREATE INDEX drops nothing: adding it first changes nothing for it)
+            created.add(node.get("idxname") or "")
         if stmt.node_type == "IndexStmt" and not node.get("concurrent"):
             table = facts.relation_name(node.get("relation"))
             if file.is_new_table(table, stmt):
@@ -43,7 +42,7 @@ def check(file):
                 stmt, f"CREATE {unique}INDEX {name} on existing table {table} blocks writes while it builds",
                 f"in a migration whose first line is `-- no-transaction`: {concurrent};")
         for d in facts.drops(stmt):
-            if d.kind == "INDEX" and not d.concurrently and facts.bare(d.name) not in _created_indexes(file, stmt):
+            if d.kind == "INDEX" and not d.concurrently and facts.bare(d.name) not in created:
                 yield file.violation(
                     stmt, f"DROP INDEX {d.name} takes an ACCESS EXCLUSIVE lock on its table",
                     f"put `-- no-transaction` on the file's first line and write DROP INDEX CONCURRENTLY IF EXISTS "

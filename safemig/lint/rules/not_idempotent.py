@@ -56,13 +56,13 @@ def _name_of(stmt) -> str:
     return ""
 
 
-def _dropped_before(file, stmt, kind: str, name: str) -> bool:
-    """True when an earlier ``DROP <kind> IF EXISTS <name>`` makes the CREATE re-runnable."""
-    for earlier in file.preceding(stmt):
-        for d in facts.drops(earlier):
-            if d.kind == kind and d.if_exists and facts.bare(d.name) == facts.bare(name):
-                return True
-    return False
+def _dropped_before(dropped: set[tuple[str, str]], kind: str, name: str) -> bool:
+    """True when an earlier ``DROP <kind> IF EXISTS <name>`` makes the CREATE re-runnable.
+
+    ``dropped`` holds what the statements before this one dropped IF EXISTS, kept up to
+    date by :func:`check` (a scan back per CREATE was quadratic in the file's length).
+    """
+    return (kind, facts.bare(name)) in dropped
 
 
 def _type_name(stmt) -> str:
@@ -84,7 +84,12 @@ def _dollar_body(text: str) -> str:
 
 
 def check(file):
+    dropped: set[tuple[str, str]] = set()  # (kind, name) dropped IF EXISTS by the statements so far
+    previous = None
     for stmt in file.valid_statements:
+        if previous is not None:
+            dropped.update((d.kind, facts.bare(d.name)) for d in facts.drops(previous) if d.if_exists)
+        previous = stmt
         node, kind = stmt.node, stmt.node_type
         if kind in _IF_NOT_EXISTS and not node.get("if_not_exists"):
             what, name = _IF_NOT_EXISTS[kind], _name_of(stmt)
@@ -115,13 +120,13 @@ def check(file):
                                  f"write CREATE OR REPLACE VIEW {facts.qualified(name)} AS ...")
         elif kind == "CreateTrigStmt" and not node.get("replace"):
             name, table = node.get("trigname", ""), facts.relation_name(node.get("relation"))
-            if not _dropped_before(file, stmt, "TRIGGER", name):
+            if not _dropped_before(dropped, "TRIGGER", name):
                 yield file.violation(stmt, f"CREATE TRIGGER {name} fails when the migration is re-run",
                                      f"write CREATE OR REPLACE TRIGGER {facts.quote_ident(name)} ... (PostgreSQL 14+), "
                                      f"or precede it with DROP TRIGGER IF EXISTS {facts.quote_ident(name)} ON {facts.qualified(table)};")
         elif kind == "CreatePolicyStmt":
             name, table = node.get("policy_name", ""), facts.relation_name(node.get("table"))
-            if not _dropped_before(file, stmt, "POLICY", name):
+            if not _dropped_before(dropped, "POLICY", name):
                 yield file.violation(
                     stmt, f"CREATE POLICY {name} on {table} is not guarded and fails when the migration is re-run",
                     f"guard it: DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = '{facts.bare(table)}' "
@@ -129,7 +134,7 @@ def check(file):
         elif kind in _TYPE_NODES or (kind == "DefineStmt" and node.get("kind") == "OBJECT_TYPE"):
             name = _type_name(stmt) if kind != "DefineStmt" else ".".join(facts._strings(node.get("defnames")))
             what = "DOMAIN" if kind == "CreateDomainStmt" else "TYPE"
-            if not _dropped_before(file, stmt, what, name):
+            if not _dropped_before(dropped, what, name):
                 yield file.violation(
                     stmt, f"CREATE {what} {name} is not guarded and fails when the migration is re-run",
                     f"guard it: DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = '{facts.bare(name)}') "
