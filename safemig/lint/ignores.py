@@ -42,6 +42,8 @@ def may_have_directives(text: str) -> bool:
 def parse_ignores(comments: list[Comment], statement_lines: list[tuple[int, int]]) -> list[Ignore]:
     """Every ignore directive among ``comments``, attached to the statement it covers."""
     out = []
+    spanning = statement_finder(statement_lines)
+    firsts = [first for first, _ in statement_lines]
     for comment in comments:
         match = _DIRECTIVE.match(comment.text.strip())
         if not match:
@@ -52,21 +54,13 @@ def parse_ignores(comments: list[Comment], statement_lines: list[tuple[int, int]
         whole_file = match.group("kind").lower() == "ignore-file"
         index = None
         if not whole_file:
-            index = _statement_for_line(comment.line, statement_lines)
+            index = spanning(comment.line)  # the statement spanning its line, else the first one below it
+            if index is None:
+                below = bisect.bisect_right(firsts, comment.line)
+                index = below if below < len(firsts) else None
         out.append(Ignore(rules, reason.strip() if sep else "", comment.line, comment.column, whole_file,
                           index, comment.text.strip(), set()))
     return out
-
-
-def _statement_for_line(line: int, statement_lines: list[tuple[int, int]]) -> int | None:
-    """The statement spanning ``line``, else the first one starting below it."""
-    for index, (first, last) in enumerate(statement_lines):
-        if first <= line <= last:
-            return index
-    for index, (first, _) in enumerate(statement_lines):
-        if first > line:
-            return index
-    return None
 
 
 def statement_finder(statement_lines: list[tuple[int, int]]) -> Callable[[int], int | None]:
