@@ -126,7 +126,8 @@ class Cache:
             for name, new in by_bucket.items():
                 bucket = self._load(name)  # as it is now: entries another run wrote meanwhile are kept
                 bucket = {key: entry for key, entry in bucket.items()  # forget entries a month old (or of an older format)
-                          if isinstance(entry, dict) and today - entry.get("day", 0) <= MAX_AGE_DAYS}
+                          if isinstance(entry, dict) and isinstance(entry.get("day"), int)
+                          and today - entry["day"] <= MAX_AGE_DAYS}
                 bucket.update(new)
                 fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -85,6 +85,19 @@ class LintFile:
         index = self._created_at.get(self._table_key(table))
         return index is not None and index < self._index[id(stmt)]
 
+    @cached_property
+    def _indexes_created_at(self) -> dict[str, int]:
+        created: dict[str, int] = {}
+        for index, stmt in enumerate(self.statements):
+            if stmt.node_type == "IndexStmt" and stmt.node.get("idxname"):
+                created.setdefault(stmt.node["idxname"], index)
+        return created
+
+    def is_new_index(self, name: str, stmt: SqlStatement) -> bool:
+        """True when index ``name`` was created by this file before ``stmt`` (its build was judged there)."""
+        index = self._indexes_created_at.get(facts.bare(name))
+        return index is not None and index < self._index[id(stmt)]
+
     def executed(self, stmt: SqlStatement) -> list[SqlStatement]:
         """``stmt`` and the statements it runs with the migration: a DO block's body, and the body of
         every function or procedure this file created before ``stmt`` and ``stmt`` calls (SELECT f(),

@@ -524,6 +524,8 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS booking_counts AS SELECT room, count(*) F
 REFRESH MATERIALIZED VIEW booking_counts;
 REFRESH MATERIALIZED VIEW CONCURRENTLY order_totals;
 ALTER TABLE orders CLUSTER ON idx_orders_created_at;
+CREATE INDEX IF NOT EXISTS idx_bookings_room ON bookings (room);
+ALTER INDEX idx_bookings_room SET TABLESPACE fast_ssd;
 """)
     assert project.lint().findings == []
 
@@ -785,6 +787,22 @@ def test_cache_forgets_entries_a_month_old_when_it_rewrites_their_bucket(project
     rewritten = [keys for keys in stored() if keys - before]
     assert sum(len(keys) for keys in rewritten) == 40  # every new entry, in the buckets written this run
     assert not set().union(*rewritten) & before  # where a bucket was rewritten, the month-old entries are gone
+
+
+def test_a_corrupt_cache_entry_is_a_miss_not_a_crash(project):
+    import json
+
+    from safemig.lint import cache as cache_mod
+
+    project.write("migrations/005_rename.sql", "ALTER TABLE orders RENAME c TO d;\n")
+    first = project.lint(use_cache=True)
+    for bucket in (project.root / cache_mod.CACHE_DIR).glob("*.json"):
+        entries = json.loads(bucket.read_text())
+        bucket.write_text(json.dumps({k: {"day": None, "findings": 5} for k in entries} | {"old": [1, 2]}))
+    assert project.lint(use_cache=True).findings == first.findings  # misses: linted again, buckets rewritten
+    project.write("migrations/005_rename.sql", "ALTER TABLE orders RENAME c TO e;\n")
+    (rename,) = rules_of(project.lint(use_cache=True), "rename")
+    assert "to e" in rename.message
 
 
 def test_partly_cached_parallel_run_keeps_each_files_findings(project):

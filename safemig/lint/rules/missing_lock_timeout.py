@@ -77,7 +77,9 @@ def check(file):
         if _sets_lock_timeout(stmt, file.no_transaction):
             return
         table = _locked_table(stmt)
-        if table and not file.is_new_table(table, stmt):
+        moves_new_index = stmt.node_type == "AlterTableStmt" and stmt.node.get("objtype") == "OBJECT_INDEX" \
+            and file.is_new_index(table or "", stmt)
+        if table and not file.is_new_table(table, stmt) and not moves_new_index:
             yield file.violation(
                 stmt, f"takes an ACCESS EXCLUSIVE lock on {table} with no lock_timeout: it can queue behind a long "
                       f"query and block all traffic to {table}",

@@ -122,6 +122,8 @@ def _alter_index_or_view(file, stmt):
         if cmd.get("AlterTableCmd", {}).get("subtype") != "AT_SetTableSpace":
             continue
         if objtype == "OBJECT_INDEX":
+            if file.is_new_index(name, stmt):
+                continue  # created by this migration: its build was judged where it was created
             yield (f"SET TABLESPACE {space} copies index {name} while blocking writes to its table and reads that use it",
                    f"REINDEX INDEX CONCURRENTLY {facts.qualified(name)} TABLESPACE {facts.quote_ident(space)}; "
                    f"(PostgreSQL 14+; in a migration whose first line is `-- no-transaction`)")
