@@ -24,17 +24,20 @@ from safemig.lint.parse import SqlStatement
 T = TypeVar("T")
 
 
+_MISSING = object()
+
+
 def per_statement(fn: Callable[[SqlStatement], T]) -> Callable[[SqlStatement], T]:
     """Compute a fact once per statement: every rule asks the same questions."""
     name = fn.__name__
 
     @functools.wraps(fn)
     def cached(stmt: SqlStatement) -> T:
-        try:
-            return stmt.memo[name]
-        except KeyError:
-            value = stmt.memo[name] = fn(stmt)
-            return value
+        memo = stmt.memo
+        value = memo.get(name, _MISSING)  # not try/except: a raised KeyError per first question costs more
+        if value is _MISSING:
+            value = memo[name] = fn(stmt)
+        return value
 
     return cached
 
