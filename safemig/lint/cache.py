@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from safemig import __version__
-from safemig.lint.finding import Finding
+from safemig.lint.finding import Finding, astuple
 
 CACHE_DIR = Path(".safemig") / "lint-cache"
 BUCKET_CHARS = 1  # hex digits of the key that name its bucket file
@@ -105,7 +105,7 @@ class Cache:
         if not isinstance(entry, dict):
             return None
         try:
-            return [Finding.from_json(item) for item in entry["findings"]]
+            return [Finding(*row) for row in entry["findings"]]
         except (TypeError, KeyError):
             return None
 
@@ -120,7 +120,7 @@ class Cache:
         by_bucket: dict[str, dict[str, dict]] = {}
         for key, findings in entries.items():
             by_bucket.setdefault(key[:BUCKET_CHARS], {})[key] = {
-                "day": today, "findings": [dict(f.to_json(), statement=f.statement) for f in findings]}
+                "day": today, "findings": [astuple(f) for f in findings]}  # rows, not objects: half the JSON to write
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             for name, new in by_bucket.items():

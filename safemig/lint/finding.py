@@ -45,13 +45,18 @@ class Finding:
         """The public JSON shape: ``{path, line, column, rule, severity, message, hint}``."""
         return {key: getattr(self, key) for key in JSON_KEYS}
 
-    @classmethod
-    def from_json(cls, data: dict) -> "Finding":
-        return cls(**{k: data[k] for k in (*JSON_KEYS, "statement") if k in data})
-
     @property
     def sort_key(self) -> tuple:
         return (self.path, self.line, self.column, self.rule)
+
+
+def astuple(finding: Finding) -> tuple:
+    """A finding's fields in order (``Finding(*row)`` rebuilds it): the lint cache stores rows.
+
+    ``dataclasses.astuple`` deep-copies every field; these are all strings and ints.
+    """
+    return (finding.path, finding.line, finding.column, finding.rule, finding.severity, finding.message,
+            finding.hint, finding.statement)
 
 
 @dataclass
