@@ -235,21 +235,22 @@ def _statements_from_parser(text: str, items: list[dict]) -> list[tuple[Statemen
     Each statement comes with the UTF-8 byte offset of its start (its ``node_base``).
     """
     positions = Positions(text)
+    ascii_only = text.isascii()  # then byte offsets are character offsets
     to_char = _ByteToChar(text)
     out: list[Statement] = []
     for item in items:
         location = item.get("stmt_location", 0)
         length = item.get("stmt_len", 0)
         terminated = length > 0  # 0: the statement runs to the end of the input, no ';'
-        start_of_region = to_char(location)
-        region_end = to_char(location + length) if terminated else len(text)
+        start_of_region = location if ascii_only else to_char(location)
+        region_end = len(text) if not terminated else location + length if ascii_only else to_char(location + length)
         start = _skip_blanks(text, start_of_region, region_end)
         end = start + len(text[start:region_end].rstrip(_BLANK))
         last_line = text[max(text.rfind("\n", start, end) + 1, start):end]
         if "--" in last_line or "*/" in last_line:
             end = _last_token_end(text, start, end)
         line, column = positions.line_col(start)
-        byte_start = location + len(text[start_of_region:start].encode("utf-8"))
+        byte_start = start if ascii_only else location + len(text[start_of_region:start].encode("utf-8"))
         out.append((Statement(text=text[start:end], start=start, end=end, line=line, column=column,
                               end_line=positions.line(max(end - 1, start)), terminated=terminated), byte_start))
     return out
