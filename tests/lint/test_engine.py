@@ -805,6 +805,25 @@ def test_a_corrupt_cache_entry_is_a_miss_not_a_crash(project):
     assert "to e" in rename.message
 
 
+@pytest.mark.parametrize("files", [3, 40])  # serial and parallel
+def test_a_first_run_fills_the_cache_that_the_next_run_hits(project, monkeypatch, files):
+    """A BOM and non-ASCII text included; nothing is parsed on the second run."""
+    from safemig.lint import cache as cache_mod
+    import safemig.lint.parse as parse
+
+    for i in range(1, files + 1):
+        project.write(f"migrations/{i:03d}_change_table_{i}.sql", f"\ufeff-- \u00e9\nALTER TABLE orders RENAME c{i} TO d{i};\n")
+    project.write("rollbacks/001_rollback_change_table_1.sql", "ALTER TABLE orders RENAME d1 TO c1;\n")
+    assert not (project.root / cache_mod.CACHE_DIR).exists()
+    first = project.lint(use_cache=True)
+
+    def refuse(text):
+        raise AssertionError("parsed although cached")
+
+    monkeypatch.setattr(parse, "parse_sql", refuse)
+    assert project.lint(use_cache=True).findings == first.findings
+
+
 def test_partly_cached_parallel_run_keeps_each_files_findings(project):
     """Files stream into the workers as the cache misses them: hits and misses interleave."""
     for i in range(1, 61):
