@@ -15,7 +15,7 @@ from pathlib import Path
 
 from safemig.config import Config
 from safemig.errors import MigrationFileError, UsageError
-from safemig.migrations.files import ROLLBACK_NAME, parse_name
+from safemig.migrations.files import parse_name, pick_rollback_script, rollback_scripts
 
 MIGRATION = "migration"
 ROLLBACK = "rollback"
@@ -101,34 +101,15 @@ def _is_rollback(path: Path, config: Config) -> bool:
     return parents[: len(rollbacks)] == rollbacks
 
 
-@lru_cache(maxsize=256)
-def rollback_index(directory: Path) -> dict[int, tuple[Path, ...]]:
-    """``{version: rollback scripts}`` of a rollbacks directory, listed once per run.
-
-    Looking a version up by listing the directory for every migration was quadratic: a
-    repository with 4,000 migrations and their rollbacks listed 16 million names.
-    """
-    index: dict[int, list[Path]] = {}
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError:
-        return {}
-    for entry in entries:
-        match = ROLLBACK_NAME.match(entry.name)
-        if match and entry.is_file():
-            index.setdefault(int(match["version"]), []).append(Path(entry.path))
-    return {version: tuple(paths) for version, paths in index.items()}
+# ``{version: rollback scripts}`` per rollbacks directory, listed once per run: looking a version
+# up by listing the directory for every migration was quadratic (4,000 migrations with their
+# rollbacks: 16 million names).
+rollback_index = lru_cache(maxsize=256)(rollback_scripts)
 
 
 def _rollback_for(version: int, directory: Path) -> Path | None:
     """The rollback script of ``version`` in ``directory``; raises when there are several."""
-    found = rollback_index(directory).get(version, ())
-    if len(found) > 1:
-        raise MigrationFileError(
-            f"{directory}: {len(found)} rollback scripts for version {version}: {', '.join(p.name for p in found)}",
-            hint="keep one rollback script per migration version",
-        )
-    return found[0] if found else None
+    return pick_rollback_script(version, directory, rollback_index(directory))
 
 
 def clear_run_caches() -> None:

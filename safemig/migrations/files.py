@@ -184,13 +184,30 @@ def find_rollback(migration: Migration, rollbacks_dir: Path) -> Path | None:
 
 def find_rollback_script(version: int, rollbacks_dir: Path) -> Path | None:
     """``rollbacks/<VERSION>_*.sql`` for ``version`` (integer comparison), or ``None``."""
-    if not rollbacks_dir.is_dir():
-        return None
-    found = []
-    for path in sorted(rollbacks_dir.iterdir()):
-        match = ROLLBACK_NAME.match(path.name)
-        if match and path.is_file() and int(match.group("version")) == version:
-            found.append(path)
+    return pick_rollback_script(version, rollbacks_dir, rollback_scripts(rollbacks_dir))
+
+
+def rollback_scripts(rollbacks_dir: Path) -> dict[int, tuple[Path, ...]]:
+    """``{version: its rollback scripts}`` of a rollbacks directory, in name order (empty if there is none).
+
+    Listed once and looked up per version: the linter keeps one listing per run for all
+    of a directory's migrations.
+    """
+    index: dict[int, list[Path]] = {}
+    try:
+        entries = sorted(os.scandir(rollbacks_dir), key=lambda e: e.name)
+    except OSError:
+        return {}
+    for entry in entries:
+        match = ROLLBACK_NAME.match(entry.name)
+        if match and entry.is_file():
+            index.setdefault(int(match["version"]), []).append(Path(entry.path))
+    return {version: tuple(paths) for version, paths in index.items()}
+
+
+def pick_rollback_script(version: int, rollbacks_dir: Path, scripts: dict[int, tuple[Path, ...]]) -> Path | None:
+    """The one rollback script of ``version`` among ``scripts``; several is an error naming them."""
+    found = scripts.get(version, ())
     if len(found) > 1:
         raise MigrationFileError(
             f"{rollbacks_dir}: {len(found)} rollback scripts for version {version}: {', '.join(p.name for p in found)}",
