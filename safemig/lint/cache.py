@@ -7,9 +7,9 @@ mtime) and the policy. Entries live in bucket files under ``.safemig/lint-cache/
 written atomically; a corrupt or unreadable bucket is just a miss. The cache does not grow
 without bound: every edit of a file or of the policy leaves entries that can never hit again,
 so an entry is dropped a month after it was written, when its bucket is next rewritten (an
-unchanged file is then linted again once). There are 16 buckets (by
-the key's first hex digit): a first run over thousands of files creates 16 files, not
-hundreds (creating a file is most of the cost of filling the cache).
+unchanged file is then linted again once). There are 16 buckets (by the key's first hex
+digit): a first run over thousands of files creates 16 files, not hundreds (creating a file
+is most of the cost of filling the cache).
 """
 
 from __future__ import annotations

@@ -159,13 +159,6 @@ class LintFile:
                     queue.extend(body)
         return called, out
 
-    def preceding(self, stmt: SqlStatement) -> list[SqlStatement]:
-        """The valid statements before ``stmt`` in this file."""
-        return [s for s in self.statements[: self._index[id(stmt)]] if s.error is None]
-
-    def following(self, stmt: SqlStatement) -> list[SqlStatement]:
-        return [s for s in self.statements[self._index[id(stmt)] + 1:] if s.error is None]
-
     def violation(self, stmt: SqlStatement, message: str, hint: str) -> Violation:
         """A violation located at ``stmt``'s first token, quoting the statement as written."""
         return Violation(stmt.line, stmt.column, message, hint, stmt.text)

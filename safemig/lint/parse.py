@@ -207,15 +207,14 @@ def _last_token_end(text: str, start: int, end: int) -> int:
 
 
 class _ByteToChar:
-    """libpg_query's UTF-8 byte offsets -> character offsets, for increasing offsets in O(file size) overall."""
+    """libpg_query's UTF-8 byte offsets -> character offsets of a non-ASCII text, for increasing
+    offsets in O(file size) overall."""
 
     def __init__(self, text: str) -> None:
-        self.data = None if text.isascii() else text.encode("utf-8")
+        self.data = text.encode("utf-8")
         self.byte = self.char = 0
 
     def __call__(self, offset: int) -> int:
-        if self.data is None:
-            return offset
         if offset < self.byte:  # not increasing (never seen): start over
             self.byte = self.char = 0
         self.char += len(self.data[self.byte:offset].decode("utf-8", errors="ignore"))
@@ -236,14 +235,16 @@ def _statements_from_parser(text: str, items: list[dict]) -> list[tuple[Statemen
     """
     positions = Positions(text)
     ascii_only = text.isascii()  # then byte offsets are character offsets
-    to_char = _ByteToChar(text)
-    out: list[Statement] = []
+    to_char = None if ascii_only else _ByteToChar(text)
+    out: list[tuple[Statement, int]] = []
     for item in items:
         location = item.get("stmt_location", 0)
         length = item.get("stmt_len", 0)
         terminated = length > 0  # 0: the statement runs to the end of the input, no ';'
-        start_of_region = location if ascii_only else to_char(location)
-        region_end = len(text) if not terminated else location + length if ascii_only else to_char(location + length)
+        start_of_region, region_end = (location, location + length) if to_char is None else \
+            (to_char(location), to_char(location + length))
+        if not terminated:
+            region_end = len(text)
         start = _skip_blanks(text, start_of_region, region_end)
         end = start + len(text[start:region_end].rstrip(_BLANK))
         last_line = text[max(text.rfind("\n", start, end) + 1, start):end]

@@ -22,7 +22,7 @@ import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from safemig.config import Config, _read_toml
@@ -49,12 +49,6 @@ class Policy:
     exceptions: tuple[Exception_, ...] = ()
     house_dir: Path | None = None
     source: str = "(defaults)"
-
-    def severity(self, rule_id: str, default: str, path: Path) -> str:
-        """The severity of ``rule_id`` for a file: an exception turns it off, else override or default."""
-        if rule_id in self.excepted_rules(path):
-            return OFF
-        return self.severities.get(rule_id, default)
 
     def excepted_rules(self, path: Path) -> set[str]:
         """The rules an exception turns off for ``path`` (resolved and matched once per file, not per rule)."""

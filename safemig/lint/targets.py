@@ -72,23 +72,20 @@ def _sql_files_below(directory: Path) -> list[str]:
     found: list[str] = []
     pending = [str(directory)]
     while pending:
-        current = pending.pop()
         try:
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
+            entries = list(os.scandir(pending.pop()))
         except OSError:
             continue
-        subdirectories = []
         for entry in entries:
             try:
                 if entry.is_dir() and not entry.is_symlink():  # as rglob: no symlink loops
-                    subdirectories.append((entry.name, entry.path))
+                    pending.append(entry.path)
                 elif entry.name.endswith(".sql") and entry.is_file():
                     # a symlink counts as its target, so a file reached twice is linted once, as itself
                     found.append(os.path.realpath(entry.path) if entry.is_symlink() else entry.path)
             except OSError:
                 continue
-        pending.extend(p for _, p in reversed(subdirectories))
-    return sorted(found, key=lambda p: p.split(os.sep))
+    return sorted(found, key=lambda p: p.split(os.sep))  # the order sorted(rglob()) gives
 
 
 def _is_rollback(path: Path, config: Config) -> bool:

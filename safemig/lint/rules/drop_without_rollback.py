@@ -74,17 +74,15 @@ def check(file):
         dropped = [d for s in ran for d in facts.drops(s)]
         if not dropped:
             continue
-        created_by_body = {_created_names(s) for s in ran[1:]}
         if not last_created:  # built at the first DROP: most files drop nothing
             last_created.update({_created_names(s): i for i, s in enumerate(file.valid_statements)})
-
-        def recreated(d) -> bool:
-            key = (d.kind, facts.bare(d.name))
-            return key in created_by_body or last_created.get(key, -1) > position
-
-        destructive = [d for d in dropped
-                       if d.cascade  # CASCADE also drops what depends on it (a column using a function...)
-                       or not (d.kind in _RECREATABLE and recreated(d))]
+        body_creates = {_created_names(s) for s in ran[1:]}
+        destructive = []
+        for d in dropped:
+            key = (d.kind, facts.bare(d.name))  # re-created by the same body, or by a later statement of the file
+            recreated = d.kind in _RECREATABLE and (key in body_creates or last_created.get(key, -1) > position)
+            if d.cascade or not recreated:  # CASCADE also drops what depends on it (a column using a function...)
+                destructive.append(d)
         if not destructive:
             continue
         what = ", ".join(f"DROP {d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive)
