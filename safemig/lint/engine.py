@@ -64,9 +64,10 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
         rollbacks = []
         for path in files:
             target = classify_target(path, config)
-            if target.rollback is not None and target.rollback.resolve() not in seen:
-                seen.add(target.rollback.resolve())
-                rollbacks.append(Target(target.rollback.resolve(), ROLLBACK, None, "", None))
+            rollback = target.rollback.resolve() if target.rollback is not None else None
+            if rollback is not None and rollback not in seen:
+                seen.add(rollback)
+                rollbacks.append(Target(rollback, ROLLBACK, None, "", None))
             job = lookup(target)
             if job is not None:
                 yield job
