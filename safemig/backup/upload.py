@@ -109,7 +109,7 @@ def _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, 
     etags: dict[int, str] = {}
     pending: set[Future] = set()
 
-    def send(number: int, body: bytes | bytearray) -> None:
+    def send(number: int, body: bytes) -> None:
         try:
             response = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
         except Exception as exc:
@@ -143,7 +143,9 @@ def _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, 
                 reap(block=True)
             if on_part is not None:
                 on_part(number)
-            pending.add(pool.submit(send, number, buf if filled == part_size else bytes(buf[:filled])))
+            # botocore documents Body as bytes or a seekable file, not bytearray: moto 5.2.5's
+            # in-process mock rejects a bytearray. One copy of the part is cheap beside sending it.
+            pending.add(pool.submit(send, number, bytes(buf) if filled == part_size else bytes(buf[:filled])))
             del buf
             reap(block=False)
             if filled < part_size:
