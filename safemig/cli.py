@@ -9,7 +9,7 @@ system failed (database, S3, pg_dump); 130 interrupted; 70 an unexpected interna
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from safemig import __version__
 
@@ -23,7 +23,7 @@ EXIT_CODES_HELP = (
 )
 
 
-def build_app() -> "typer.Typer":
+def build_app() -> typer.Typer:
     """The root Typer app with every area's commands registered.
 
     Built per call rather than at import, so that the commit-hook path (``safemig lint
@@ -50,7 +50,7 @@ def build_app() -> "typer.Typer":
     def _root(
         # (default-value style: this module's annotations are strings resolved in its globals,
         # where Typer is deliberately absent)
-        version: Optional[bool] = typer.Option(
+        version: bool | None = typer.Option(
             None, "--version", "-V", callback=version_callback, is_eager=True, help="Show the version and exit."
         ),
     ) -> None:

@@ -106,14 +106,16 @@ class Config:
             known = ", ".join(sorted(self.envs)) or "none"
             raise UsageError(
                 f"unknown env {name!r} (known: {known}) in {self.source}",
-                hint=f"add an [envs.{name}] table with database_url = \"${{...}}\" to {CONFIG_FILE_NAME}",
+                hint=f'add an [envs.{name}] table with database_url = "${{...}}" to {CONFIG_FILE_NAME}',
             ) from None
 
     def section(self, name: str) -> dict[str, Any]:
         """A top-level table owned by another module (``backup``, ``lint``, ...), or ``{}``."""
         value = self.sections.get(name, {})
         if not isinstance(value, dict):
-            raise ConfigError(f"[{name}] in {self.source} must be a table", hint=f"write [{name}] followed by key = value lines")
+            raise ConfigError(
+                f"[{name}] in {self.source} must be a table", hint=f"write [{name}] followed by key = value lines"
+            )
         return value
 
 
@@ -122,7 +124,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}", hint="check the path given to --config") from None
+        raise ConfigError(
+            f"cannot read config {path}: {exc.strerror}", hint="check the path given to --config"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}", hint="fix the syntax at the line named") from None
 
@@ -140,7 +144,9 @@ def find_config(cwd: Path) -> tuple[Path | None, dict[str, Any]]:
     return None, {}
 
 
-def load_config(path: Path | str | None = None, cwd: Path | str | None = None, *, source: Path | str | None = None) -> Config:
+def load_config(
+    path: Path | str | None = None, cwd: Path | str | None = None, *, source: Path | str | None = None
+) -> Config:
     """Read the configuration; with no file at all, the defaults (sqlx's layout) apply.
 
     ``source`` (the ``--source DIR`` option, sqlx-cli's name) replaces ``migrations_dir``.
@@ -168,17 +174,23 @@ def load_config(path: Path | str | None = None, cwd: Path | str | None = None, *
 
     envs_raw = data.get("envs", {})
     if not isinstance(envs_raw, dict):
-        raise ConfigError(f"envs in {origin} must be tables like [envs.prod]", hint="write [envs.prod] then database_url = ...")
+        raise ConfigError(
+            f"envs in {origin} must be tables like [envs.prod]", hint="write [envs.prod] then database_url = ..."
+        )
     envs: dict[str, EnvConfig] = {}
     for name, table in envs_raw.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"envs.{name} in {origin} must be a table", hint=f"write [envs.{name}] then database_url = ...")
+            raise ConfigError(
+                f"envs.{name} in {origin} must be a table", hint=f"write [envs.{name}] then database_url = ..."
+            )
         envs[name] = EnvConfig(name=name, raw=dict(table), source=origin)
 
     return Config(
         root=root,
         path=cfg_path,
-        migrations_dir=(base / source).resolve() if source is not None else dir_setting("migrations_dir", DEFAULT_MIGRATIONS_DIR),
+        migrations_dir=(base / source).resolve()
+        if source is not None
+        else dir_setting("migrations_dir", DEFAULT_MIGRATIONS_DIR),
         rollbacks_dir=dir_setting("rollbacks_dir", DEFAULT_ROLLBACKS_DIR),
         envs=envs,
         sections={k: v for k, v in data.items() if k not in _TOP_LEVEL_KEYS},

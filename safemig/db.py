@@ -47,7 +47,7 @@ def connect(
     autocommit: bool = False,
     application_name: str = "safemig",
     connect_timeout: int = 10,
-) -> "psycopg.Connection":
+) -> psycopg.Connection:
     """Open a connection; failure is a :class:`DatabaseError` naming the masked URL (exit 3)."""
     import psycopg
 
@@ -82,7 +82,9 @@ def wait_until_ready(url: str, timeout: float) -> None:
     try:
         conninfo = make_conninfo(url, connect_timeout=max(1, min(5, int(timeout) or 1)))
     except Exception as exc:  # psycopg.ProgrammingError for a malformed URL
-        raise ConfigError(f"invalid database URL {describe(url)}: {error_text(exc)}", hint="use postgresql://USER@HOST:PORT/DBNAME") from None
+        raise ConfigError(
+            f"invalid database URL {describe(url)}: {error_text(exc)}", hint="use postgresql://USER@HOST:PORT/DBNAME"
+        ) from None
     deadline = time.monotonic() + timeout
     status = pq.Ping.NO_RESPONSE
     while True:
@@ -101,7 +103,7 @@ def wait_until_ready(url: str, timeout: float) -> None:
     )
 
 
-def set_timeouts(conn: "psycopg.Connection", lock_timeout: str | None, statement_timeout: str | None) -> None:
+def set_timeouts(conn: psycopg.Connection, lock_timeout: str | None, statement_timeout: str | None) -> None:
     """Set the session's ``lock_timeout`` / ``statement_timeout`` (``None`` leaves one as it is).
 
     Values are PostgreSQL durations (``"5s"``, ``"15min"``, ``"0"`` for none); a value
@@ -132,7 +134,7 @@ def lock_id(database_name: str) -> int:
     return _LOCK_MULTIPLIER * zlib.crc32(database_name.encode("utf-8"))
 
 
-def _rollback_quietly(conn: "psycopg.Connection") -> None:
+def _rollback_quietly(conn: psycopg.Connection) -> None:
     try:
         if not conn.closed and not conn.autocommit:
             conn.rollback()
@@ -141,7 +143,7 @@ def _rollback_quietly(conn: "psycopg.Connection") -> None:
 
 
 @contextmanager
-def advisory_lock(conn: "psycopg.Connection", *, on_wait: Callable[[], None] | None = None) -> Iterator[int]:
+def advisory_lock(conn: psycopg.Connection, *, on_wait: Callable[[], None] | None = None) -> Iterator[int]:
     """Hold sqlx's migration lock for the current database on ``conn`` (a session lock).
 
     Tries ``pg_try_advisory_lock`` first; when another migrator holds it, calls
@@ -179,7 +181,7 @@ def advisory_lock(conn: "psycopg.Connection", *, on_wait: Callable[[], None] | N
         _unlock(conn, key)
 
 
-def _unlock(conn: "psycopg.Connection", key: int) -> None:
+def _unlock(conn: psycopg.Connection, key: int) -> None:
     """Release the lock; a dead connection has released it already (the server ends the session)."""
     import psycopg
     from psycopg import pq

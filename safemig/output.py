@@ -35,7 +35,7 @@ def color_enabled(stream: Any = None) -> bool:
 
 
 @lru_cache(maxsize=2)
-def _console(stderr: bool) -> "Console":
+def _console(stderr: bool) -> Console:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
@@ -50,7 +50,7 @@ def _console(stderr: bool) -> "Console":
     )
 
 
-def console(stderr: bool = False) -> "Console":
+def console(stderr: bool = False) -> Console:
     """The shared Rich console for stdout (or stderr): for progress bars and tables."""
     return _console(stderr)
 
@@ -82,7 +82,9 @@ def plain(text: str, *, err: bool = False) -> None:
 
 def print_json(data: Any) -> None:
     """Write ``data`` as indented JSON on stdout (its strings redacted before serialising: always valid JSON)."""
-    sys.stdout.write(json.dumps(redact_data(data), indent=2, default=lambda o: redact(str(o)), ensure_ascii=False) + "\n")
+    sys.stdout.write(
+        json.dumps(redact_data(data), indent=2, default=lambda o: redact(str(o)), ensure_ascii=False) + "\n"
+    )
     sys.stdout.flush()
 
 
@@ -94,7 +96,7 @@ def warn(text: str) -> None:
     echo(f"warning: {text}", err=True, style="yellow")
 
 
-def error(exc: "SafemigError") -> None:
+def error(exc: SafemigError) -> None:
     """Render a user-facing error: one line, then the hint; on stderr, never a traceback."""
     echo(f"error: {exc.message}", err=True, style="bold red")
     if exc.hint:

@@ -12,6 +12,14 @@ from safemig.backup.settings import BackupSettings, load_settings
 from safemig.backup.store import BackupInfo, list_backups, put_next_to
 
 __all__ = [
-    "BackupInfo", "BackupResult", "BackupSettings", "RestoreResult", "list_backups", "load_settings",
-    "put_next_to", "restore_backup", "restore_command", "run_backup",
+    "BackupInfo",
+    "BackupResult",
+    "BackupSettings",
+    "RestoreResult",
+    "list_backups",
+    "load_settings",
+    "put_next_to",
+    "restore_backup",
+    "restore_command",
+    "run_backup",
 ]

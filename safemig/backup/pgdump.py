@@ -49,9 +49,13 @@ def conninfo_without_password(url: str) -> tuple[str, str | None]:
     except Exception as exc:  # psycopg.ProgrammingError: malformed URL
         from safemig.db import describe, error_text
 
-        raise ConfigError(f"invalid database URL {describe(url)}: {error_text(exc)}", hint="use postgresql://USER@HOST:PORT/DBNAME") from None
+        raise ConfigError(
+            f"invalid database URL {describe(url)}: {error_text(exc)}", hint="use postgresql://USER@HOST:PORT/DBNAME"
+        ) from None
     password = params.pop("password", None)
-    return make_conninfo("", **{k: str(v) for k, v in params.items()}), (str(password) if password is not None else None)
+    return make_conninfo("", **{k: str(v) for k, v in params.items()}), (
+        str(password) if password is not None else None
+    )
 
 
 def child_env(password: str | None) -> dict[str, str]:
@@ -69,7 +73,10 @@ def _version_of(path: str) -> Binary:
         raise ToolError(f"cannot run {path}: {exc.strerror}", hint="check backup.pg_bin_dir or PATH") from None
     match = _VERSION.search(out)
     if not match:
-        raise ToolError(f"{path} --version printed {out.strip()!r}, not a PostgreSQL version", hint="point backup.pg_bin_dir at PostgreSQL's bin directory")
+        raise ToolError(
+            f"{path} --version printed {out.strip()!r}, not a PostgreSQL version",
+            hint="point backup.pg_bin_dir at PostgreSQL's bin directory",
+        )
     return Binary(path=path, major=int(match.group("major")), version=match.group("full"))
 
 
@@ -77,7 +84,10 @@ def _candidates(name: str, pg_bin_dir: str | None) -> list[str]:
     if pg_bin_dir:
         path = Path(pg_bin_dir) / name
         if not path.is_file():
-            raise ConfigError(f"backup.pg_bin_dir {pg_bin_dir} has no {name}", hint="point it at the bin directory of a PostgreSQL installation")
+            raise ConfigError(
+                f"backup.pg_bin_dir {pg_bin_dir} has no {name}",
+                hint="point it at the bin directory of a PostgreSQL installation",
+            )
         return [str(path)]
     found = []
     on_path = shutil.which(name)
@@ -108,19 +118,23 @@ def pick_binary(name: str, min_major: int, pg_bin_dir: str | None = None, *, pur
     have = ", ".join(f"{b.path} is {b.major}" for b in seen)
     raise ToolError(
         f"{name} {min_major} or newer is needed to {purpose} ({have})",
-        hint=f"install postgresql-client-{min_major} and set backup.pg_bin_dir = \"/usr/lib/postgresql/{min_major}/bin\" (or its path on this system)",
+        hint=f'install postgresql-client-{min_major} and set backup.pg_bin_dir = "/usr/lib/postgresql/{min_major}/bin" (or its path on this system)',
     )
 
 
 class ChildProcess:
     """A running pg_dump/pg_restore whose stderr is drained in the background."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str], stdin: int | None = None, stdout: int | None = None) -> None:
+    def __init__(
+        self, args: list[str], *, env: dict[str, str], stdin: int | None = None, stdout: int | None = None
+    ) -> None:
         self.name = Path(args[0]).name
         try:
             self.proc = subprocess.Popen(args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, bufsize=0)
         except OSError as exc:
-            raise ToolError(f"cannot start {self.name}: {exc.strerror}", hint="check backup.pg_bin_dir or PATH") from None
+            raise ToolError(
+                f"cannot start {self.name}: {exc.strerror}", hint="check backup.pg_bin_dir or PATH"
+            ) from None
         self._tail: collections.deque[bytes] = collections.deque()
         self._tail_size = 0
         self._drainer = threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True)

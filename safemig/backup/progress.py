@@ -16,7 +16,14 @@ def transfer_progress(description: str, enabled: bool) -> Iterator[Callable[[int
     if not enabled:
         yield lambda _n: None
         return
-    from rich.progress import FileSizeColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+    from rich.progress import (
+        FileSizeColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
 
     from safemig import output
 

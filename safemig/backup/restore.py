@@ -48,8 +48,15 @@ class RestoreResult:
     cleaned: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "target": self.target, "database": self.database, "size": self.size,
-                "sha256": self.sha256, "duration_s": round(self.duration_s, 3), "cleaned": self.cleaned}
+        return {
+            "uri": self.uri,
+            "target": self.target,
+            "database": self.database,
+            "size": self.size,
+            "sha256": self.sha256,
+            "duration_s": round(self.duration_s, 3),
+            "cleaned": self.cleaned,
+        }
 
 
 def resolve_source(client: Any, config: Config, env: str, source: str) -> BackupInfo:
@@ -81,7 +88,9 @@ def _target_state(url: str) -> tuple[str, int]:
     return name, int(relations) + int(functions)
 
 
-def restore_backup(config: Config, env: str, *, source: str, target_url: str, clean: bool = False, progress: bool = False) -> RestoreResult:
+def restore_backup(
+    config: Config, env: str, *, source: str, target_url: str, clean: bool = False, progress: bool = False
+) -> RestoreResult:
     """Restore ``source`` (``latest`` or ``s3://...``) into ``target_url``'s database.
 
     Refuses (exit 1) an object without a recorded checksum, a non-empty target without
@@ -110,7 +119,12 @@ def restore_backup(config: Config, env: str, *, source: str, target_url: str, cl
             hint=_CHANGED_HINT,
         )
     dump_major = _major(info.metadata.get("pg-dump-version", ""))
-    pg_restore = pick_binary("pg_restore", dump_major, settings.pg_bin_dir, purpose=f"read a pg_dump {info.metadata.get('pg-dump-version')} archive")
+    pg_restore = pick_binary(
+        "pg_restore",
+        dump_major,
+        settings.pg_bin_dir,
+        purpose=f"read a pg_dump {info.metadata.get('pg-dump-version')} archive",
+    )
     conninfo, password = conninfo_without_password(target_url)
     args = [pg_restore.path, "--exit-on-error", "--single-transaction", "--no-password", f"--dbname={conninfo}"]
     if clean:
@@ -126,7 +140,9 @@ def restore_backup(config: Config, env: str, *, source: str, target_url: str, cl
                 digest.update(chunk)
                 seen += len(chunk)
                 advance(len(chunk))
-                if seen > int(recorded_size):  # pg_restore may end (and commit) before the extra bytes: never feed it on
+                if seen > int(
+                    recorded_size
+                ):  # pg_restore may end (and commit) before the extra bytes: never feed it on
                     raise CheckFailed(
                         f"{info.uri} does not match its recorded checksum (more than the {recorded_size} bytes recorded): nothing was restored",
                         hint=_CHANGED_HINT,
@@ -148,9 +164,18 @@ def restore_backup(config: Config, env: str, *, source: str, target_url: str, cl
         raise
     problem = restorer.failure(f"restoring into {database}")
     if problem:
-        raise ToolError(problem, hint="pg_restore ran in a single transaction, so nothing was restored; fix the cause and retry")
-    return RestoreResult(uri=info.uri, target=describe(target_url), database=database, size=seen, sha256=info.sha256,
-                         duration_s=time.monotonic() - started, cleaned=clean)
+        raise ToolError(
+            problem, hint="pg_restore ran in a single transaction, so nothing was restored; fix the cause and retry"
+        )
+    return RestoreResult(
+        uri=info.uri,
+        target=describe(target_url),
+        database=database,
+        size=seen,
+        sha256=info.sha256,
+        duration_s=time.monotonic() - started,
+        cleaned=clean,
+    )
 
 
 _CHANGED_HINT = "the object was changed or damaged in storage; restore another backup (`safemig backups --env ENV`)"
@@ -161,7 +186,9 @@ def _feed(restorer: ChildProcess, chunk: bytes, database: str) -> None:
         restorer.stdin.write(chunk)
     except BrokenPipeError:
         problem = restorer.failure(f"restoring into {database}") or "pg_restore stopped reading its input"
-        raise ToolError(problem, hint="pg_restore ran in a single transaction, so nothing was restored; fix the cause and retry") from None
+        raise ToolError(
+            problem, hint="pg_restore ran in a single transaction, so nothing was restored; fix the cause and retry"
+        ) from None
 
 
 def _major(version: str) -> int:

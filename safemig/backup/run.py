@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from safemig import __version__
@@ -71,10 +71,20 @@ class BackupResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "uri": self.uri, "bucket": self.bucket, "key": self.key, "size": self.size, "sha256": self.sha256,
-            "duration_s": round(self.duration_s, 3), "dump_s": round(self.dump_s, 3), "verify_s": round(self.verify_s, 3),
-            "throughput_bps": round(self.throughput_bps), "parts": self.parts, "toc_entries": self.toc_entries,
-            "newest_version": self.newest_version, "pg_dump": self.pg_dump, "metadata": self.metadata,
+            "uri": self.uri,
+            "bucket": self.bucket,
+            "key": self.key,
+            "size": self.size,
+            "sha256": self.sha256,
+            "duration_s": round(self.duration_s, 3),
+            "dump_s": round(self.dump_s, 3),
+            "verify_s": round(self.verify_s, 3),
+            "throughput_bps": round(self.throughput_bps),
+            "parts": self.parts,
+            "toc_entries": self.toc_entries,
+            "newest_version": self.newest_version,
+            "pg_dump": self.pg_dump,
+            "metadata": self.metadata,
         }
 
 
@@ -90,15 +100,34 @@ def database_facts(url: str) -> DatabaseFacts:
                 "SELECT current_database(), current_setting('server_version'), current_setting('server_version_num')::int,"
                 " pg_database_size(current_database()), to_regclass('_sqlx_migrations') IS NOT NULL"
             ).fetchone()
-            newest = conn.execute("SELECT max(version) FROM _sqlx_migrations WHERE success").fetchone()[0] if ledger else None
+            newest = (
+                conn.execute("SELECT max(version) FROM _sqlx_migrations WHERE success").fetchone()[0]
+                if ledger
+                else None
+            )
         except psycopg.Error as exc:
-            raise DatabaseError(f"cannot inspect {describe(url)}: {error_text(exc)}", hint="the backup user needs to read the catalog and _sqlx_migrations") from None
-    return DatabaseFacts(name=name, server_version=version.split()[0], server_major=num // 10000, size_bytes=int(size), newest_version=newest)
+            raise DatabaseError(
+                f"cannot inspect {describe(url)}: {error_text(exc)}",
+                hint="the backup user needs to read the catalog and _sqlx_migrations",
+            ) from None
+    return DatabaseFacts(
+        name=name,
+        server_version=version.split()[0],
+        server_major=num // 10000,
+        size_bytes=int(size),
+        newest_version=newest,
+    )
 
 
 def pg_dump_args(binary: Binary, conninfo: str, settings: BackupSettings) -> list[str]:
     """``pg_dump -Fc -Z LEVEL`` to stdout; the conninfo carries no password."""
-    return [binary.path, "--format=custom", f"--compress={settings.compression}", "--no-password", f"--dbname={conninfo}"]
+    return [
+        binary.path,
+        "--format=custom",
+        f"--compress={settings.compression}",
+        "--no-password",
+        f"--dbname={conninfo}",
+    ]
 
 
 def run_backup(
@@ -115,9 +144,16 @@ def run_backup(
     settings = settings or load_settings(config)
     started = time.monotonic()
     facts = database_facts(database_url)
-    pg_dump = pick_binary("pg_dump", facts.server_major, settings.pg_bin_dir, purpose=f"dump PostgreSQL {facts.server_version} (database {facts.name})")
-    pg_restore = pick_binary("pg_restore", pg_dump.major, settings.pg_bin_dir, purpose=f"verify a pg_dump {pg_dump.major} archive")
-    when = datetime.now(timezone.utc)
+    pg_dump = pick_binary(
+        "pg_dump",
+        facts.server_major,
+        settings.pg_bin_dir,
+        purpose=f"dump PostgreSQL {facts.server_version} (database {facts.name})",
+    )
+    pg_restore = pick_binary(
+        "pg_restore", pg_dump.major, settings.pg_bin_dir, purpose=f"verify a pg_dump {pg_dump.major} archive"
+    )
+    when = datetime.now(UTC)
     key = backup_key(settings, env, when, facts.newest_version)
     metadata = {
         "env": env,
@@ -146,7 +182,9 @@ def run_backup(
         """Runs after pg_dump's last byte, before the upload may complete."""
         problem = dump.failure(f"dumping {facts.name}")
         if problem:
-            raise ToolError(problem, hint="nothing was stored (the upload was aborted); fix the cause and run the backup again")
+            raise ToolError(
+                problem, hint="nothing was stored (the upload was aborted); fix the cause and run the backup again"
+            )
         archive.conclude(f"pg_dump's output for s3://{settings.bucket}/{key}")
 
     try:
@@ -158,9 +196,16 @@ def run_backup(
                 advance(len(chunk))
 
             uploaded = stream_to_s3(
-                client, dump.stdout, bucket=settings.bucket, key=key, part_size=part_size,
-                concurrency=settings.concurrency, extra_args=extra, finish=dump_succeeded,
-                on_chunk=on_chunk, on_part=on_part,
+                client,
+                dump.stdout,
+                bucket=settings.bucket,
+                key=key,
+                part_size=part_size,
+                concurrency=settings.concurrency,
+                extra_args=extra,
+                finish=dump_succeeded,
+                on_chunk=on_chunk,
+                on_part=on_part,
             )
     except BaseException:
         dump.kill()
@@ -171,7 +216,9 @@ def run_backup(
     final_meta = {**metadata, "sha256": uploaded.sha256, "size": uploaded.size}
     try:
         _set_metadata(client, settings, key, uploaded.size, encode_metadata(final_meta))
-        checked = verify_stored(client, settings.bucket, key, size=uploaded.size, sha256=uploaded.sha256, pg_restore=pg_restore)
+        checked = verify_stored(
+            client, settings.bucket, key, size=uploaded.size, sha256=uploaded.sha256, pg_restore=pg_restore
+        )
     except BaseException as exc:
         failed_delete = delete_quietly(client, settings.bucket, key)
         if failed_delete and isinstance(exc, SafemigError):
@@ -199,7 +246,12 @@ def run_backup(
 
 def _set_metadata(client: Any, settings: BackupSettings, key: str, size: int, metadata: dict[str, str]) -> None:
     """Replace the object's metadata in place (a server-side copy onto itself)."""
-    args = {"Metadata": metadata, "MetadataDirective": "REPLACE", "ContentType": "application/octet-stream", **settings.put_args()}
+    args = {
+        "Metadata": metadata,
+        "MetadataDirective": "REPLACE",
+        "ContentType": "application/octet-stream",
+        **settings.put_args(),
+    }
     source = {"Bucket": settings.bucket, "Key": key}
     try:
         if size <= S3_MAX_COPY:

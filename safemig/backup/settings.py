@@ -27,8 +27,18 @@ _ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # readable only after a RestoreO
 _SSE_VALUES = {"AES256", "aws:kms", "aws:kms:dsse", "none"}
 _COMPRESSION = re.compile(r"^(?:[0-9]|(?:gzip|lz4|zstd|none)(?::[0-9]{1,2})?)$")
 _KNOWN_KEYS = {
-    "bucket", "prefix", "storage_class", "sse", "kms_key_id", "endpoint_url", "region",
-    "compression", "part_size_mb", "concurrency", "pg_bin_dir", "sdk_checksums",
+    "bucket",
+    "prefix",
+    "storage_class",
+    "sse",
+    "kms_key_id",
+    "endpoint_url",
+    "region",
+    "compression",
+    "part_size_mb",
+    "concurrency",
+    "pg_bin_dir",
+    "sdk_checksums",
 }
 
 
@@ -77,14 +87,20 @@ def _string(section: dict[str, Any], key: str, where: str, default: str | None =
 def _int(section: dict[str, Any], key: str, where: str, default: int, low: int, high: int) -> int:
     value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"backup.{key} in {where} must be an integer from {low} to {high}, not {value!r}", hint=f"e.g. {key} = {default}")
+        raise ConfigError(
+            f"backup.{key} in {where} must be an integer from {low} to {high}, not {value!r}",
+            hint=f"e.g. {key} = {default}",
+        )
     return value
 
 
 def _bool(section: dict[str, Any], key: str, where: str, default: bool) -> bool:
     value = section.get(key, default)
     if not isinstance(value, bool):
-        raise ConfigError(f"backup.{key} in {where} must be true or false, not {value!r}", hint=f"e.g. {key} = {str(not default).lower()}")
+        raise ConfigError(
+            f"backup.{key} in {where} must be true or false, not {value!r}",
+            hint=f"e.g. {key} = {str(not default).lower()}",
+        )
     return value
 
 
@@ -94,27 +110,39 @@ def load_settings(config: Config) -> BackupSettings:
     where = config.source
     unknown = sorted(set(section) - _KNOWN_KEYS)
     if unknown:
-        raise ConfigError(f"unknown key backup.{unknown[0]} in {where}", hint="known keys: " + ", ".join(sorted(_KNOWN_KEYS)))
+        raise ConfigError(
+            f"unknown key backup.{unknown[0]} in {where}", hint="known keys: " + ", ".join(sorted(_KNOWN_KEYS))
+        )
     bucket = _string(section, "bucket", where)
     if not bucket:
-        raise ConfigError(f"backup.bucket is not set in {where}", hint='add [backup] with bucket = "my-db-backups" (and prefix = "myapp/")')
+        raise ConfigError(
+            f"backup.bucket is not set in {where}",
+            hint='add [backup] with bucket = "my-db-backups" (and prefix = "myapp/")',
+        )
     prefix = _string(section, "prefix", where, "") or ""
     if prefix.startswith("/"):
-        raise ConfigError(f"backup.prefix {prefix!r} in {where} must not start with '/'", hint='write prefix = "myapp/"')
+        raise ConfigError(
+            f"backup.prefix {prefix!r} in {where} must not start with '/'", hint='write prefix = "myapp/"'
+        )
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     sse = _string(section, "sse", where, "AES256")
     if sse not in _SSE_VALUES:
-        raise ConfigError(f"backup.sse = {sse!r} in {where} is not one of {', '.join(sorted(_SSE_VALUES))}", hint='use "AES256" (default) or "aws:kms" with kms_key_id')
+        raise ConfigError(
+            f"backup.sse = {sse!r} in {where} is not one of {', '.join(sorted(_SSE_VALUES))}",
+            hint='use "AES256" (default) or "aws:kms" with kms_key_id',
+        )
     kms_key_id = _string(section, "kms_key_id", where)
     if kms_key_id and not (sse or "").startswith("aws:kms"):
-        raise ConfigError(f"backup.kms_key_id in {where} needs sse = \"aws:kms\"", hint='set sse = "aws:kms" or remove kms_key_id')
+        raise ConfigError(
+            f'backup.kms_key_id in {where} needs sse = "aws:kms"', hint='set sse = "aws:kms" or remove kms_key_id'
+        )
     compression = section.get("compression", DEFAULT_COMPRESSION)
     compression = str(compression) if not isinstance(compression, bool) else compression
     if not isinstance(compression, str) or not _COMPRESSION.match(compression):
         raise ConfigError(
             f"backup.compression = {section.get('compression')!r} in {where} is not a pg_dump -Z value",
-            hint="use 0-9 (gzip level; 1 is fast, 6 is pg_dump's default) or, with pg_dump 16+, \"zstd:3\" / \"lz4\"",
+            hint='use 0-9 (gzip level; 1 is fast, 6 is pg_dump\'s default) or, with pg_dump 16+, "zstd:3" / "lz4"',
         )
     storage_class = _string(section, "storage_class", where)
     if storage_class and storage_class.upper() in _ARCHIVE_CLASSES:

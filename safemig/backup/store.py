@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
@@ -49,7 +49,9 @@ def make_client(settings: BackupSettings) -> Any:
         # MinIO/Ceph RGW refuse; the backup is hashed and read back anyway. "when_required" sends
         # them only where the API demands one.
         try:
-            boto_config = boto_config.merge(BotoConfig(request_checksum_calculation="when_required", response_checksum_validation="when_required"))
+            boto_config = boto_config.merge(
+                BotoConfig(request_checksum_calculation="when_required", response_checksum_validation="when_required")
+            )
         except TypeError:  # botocore < 1.36 knows neither option, and sends no such checksums anyway
             pass
     try:
@@ -57,7 +59,10 @@ def make_client(settings: BackupSettings) -> Any:
             "s3", endpoint_url=settings.endpoint_url or None, region_name=settings.region or None, config=boto_config
         )
     except Exception as exc:  # botocore.exceptions.BotoCoreError: bad profile, bad endpoint URL
-        raise StorageError(f"cannot create an S3 client: {redact(str(exc))}", hint="check AWS_PROFILE, AWS_ENDPOINT_URL and backup.endpoint_url") from None
+        raise StorageError(
+            f"cannot create an S3 client: {redact(str(exc))}",
+            hint="check AWS_PROFILE, AWS_ENDPOINT_URL and backup.endpoint_url",
+        ) from None
 
 
 def storage_error(exc: BaseException, action: str, bucket: str, key: str | None = None) -> StorageError:
@@ -66,41 +71,71 @@ def storage_error(exc: BaseException, action: str, bucket: str, key: str | None 
 
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     if isinstance(exc, bex.NoCredentialsError):
-        return StorageError(f"no AWS credentials found while {action} {where}", hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available")
-    if isinstance(exc, (bex.EndpointConnectionError, bex.ConnectTimeoutError, bex.ConnectionClosedError, bex.ReadTimeoutError)):
-        return StorageError(f"cannot reach S3 while {action} {where}: {redact(str(exc))}", hint="check the network, AWS_ENDPOINT_URL / backup.endpoint_url and the region")
+        return StorageError(
+            f"no AWS credentials found while {action} {where}",
+            hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available",
+        )
+    if isinstance(
+        exc, (bex.EndpointConnectionError, bex.ConnectTimeoutError, bex.ConnectionClosedError, bex.ReadTimeoutError)
+    ):
+        return StorageError(
+            f"cannot reach S3 while {action} {where}: {redact(str(exc))}",
+            hint="check the network, AWS_ENDPOINT_URL / backup.endpoint_url and the region",
+        )
     if isinstance(exc, bex.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = redact(str(error.get("Message") or code))
         if code == "NoSuchBucket" or (code == "404" and key is None):
-            return StorageError(f"bucket {bucket} does not exist (while {action} {where})", hint="create it, or fix backup.bucket / the endpoint (AWS_ENDPOINT_URL, backup.endpoint_url)")
+            return StorageError(
+                f"bucket {bucket} does not exist (while {action} {where})",
+                hint="create it, or fix backup.bucket / the endpoint (AWS_ENDPOINT_URL, backup.endpoint_url)",
+            )
         if code in ("NoSuchKey", "404", "NotFound"):
-            return StorageError(f"{where} does not exist (while {action})", hint="list the env's backups with `safemig backups --env ENV`")
+            return StorageError(
+                f"{where} does not exist (while {action})",
+                hint="list the env's backups with `safemig backups --env ENV`",
+            )
         if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-            return StorageError(f"access denied to {where} while {action}: {message}", hint="the credentials in use need s3:PutObject, s3:GetObject, s3:ListBucket, s3:AbortMultipartUpload and s3:DeleteObject on the bucket (and kms:GenerateDataKey/kms:Decrypt with SSE-KMS)")
+            return StorageError(
+                f"access denied to {where} while {action}: {message}",
+                hint="the credentials in use need s3:PutObject, s3:GetObject, s3:ListBucket, s3:AbortMultipartUpload and s3:DeleteObject on the bucket (and kms:GenerateDataKey/kms:Decrypt with SSE-KMS)",
+            )
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
-            return StorageError(f"S3 rejected the credentials ({code}) while {action} {where}", hint="check AWS_PROFILE / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or refresh the session)")
-        return StorageError(f"S3 error {code or status} while {action} {where}: {message}", hint="see the S3 error code in the AWS documentation")
+            return StorageError(
+                f"S3 rejected the credentials ({code}) while {action} {where}",
+                hint="check AWS_PROFILE / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or refresh the session)",
+            )
+        return StorageError(
+            f"S3 error {code or status} while {action} {where}: {message}",
+            hint="see the S3 error code in the AWS documentation",
+        )
     if isinstance(exc, bex.BotoCoreError):
-        return StorageError(f"S3 failed while {action} {where}: {redact(str(exc))}", hint="check the network, the endpoint and the credentials")
+        return StorageError(
+            f"S3 failed while {action} {where}: {redact(str(exc))}",
+            hint="check the network, the endpoint and the credentials",
+        )
     return StorageError(f"S3 failed while {action} {where}: {redact(type(exc).__name__ + ': ' + str(exc))}")
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> (bucket, key); anything else is a usage error."""
     if not uri.startswith("s3://") or "/" not in uri[5:] or uri.endswith("/"):
-        raise UsageError(f"{uri!r} is not an s3://BUCKET/KEY URI", hint="copy the URI `safemig backup` printed, or use `latest`")
+        raise UsageError(
+            f"{uri!r} is not an s3://BUCKET/KEY URI", hint="copy the URI `safemig backup` printed, or use `latest`"
+        )
     bucket, key = uri[5:].split("/", 1)
     if not bucket or not key:
-        raise UsageError(f"{uri!r} is not an s3://BUCKET/KEY URI", hint="copy the URI `safemig backup` printed, or use `latest`")
+        raise UsageError(
+            f"{uri!r} is not an s3://BUCKET/KEY URI", hint="copy the URI `safemig backup` printed, or use `latest`"
+        )
     return bucket, key
 
 
 def backup_key(settings: BackupSettings, env: str, when: datetime, newest_version: int | None) -> str:
     """``prefix + env + "/" + UTC timestamp + "_v<newest applied version>.dump"`` (v0: no migration applied)."""
-    utc = when.astimezone(timezone.utc)
+    utc = when.astimezone(UTC)
     stamp = utc.strftime("%Y%m%dT%H%M%S") + f".{utc.microsecond // 1000:03d}Z"
     return f"{settings.env_prefix(env)}{stamp}_v{newest_version or 0}{DUMP_SUFFIX}"
 
@@ -116,7 +151,7 @@ def decode_metadata(meta: dict[str, str]) -> dict[str, str]:
 
 def _parse_stamp(stamp: str) -> datetime:
     fmt = _TIME_FORMAT if "." in stamp else "%Y%m%dT%H%M%SZ"
-    return datetime.strptime(stamp, fmt).replace(tzinfo=timezone.utc)
+    return datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -170,7 +205,9 @@ def list_env_backups(client: Any, settings: BackupSettings, env: str) -> list[Ba
     prefix = settings.env_prefix(env)
     keys: list[str] = []
     try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=prefix, Delimiter="/"):
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=settings.bucket, Prefix=prefix, Delimiter="/"
+        ):
             keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(DUMP_SUFFIX)]
     except Exception as exc:
         raise storage_error(exc, "listing", settings.bucket, prefix) from None

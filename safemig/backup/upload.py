@@ -160,7 +160,11 @@ def _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, 
 
     parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
     try:
-        response = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+        response = client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
     except Exception as exc:
         raise storage_error(exc, "completing the upload to", bucket, key) from None
-    return Uploaded(size=total, sha256=digest.hexdigest(), parts=len(parts), etag=str(response.get("ETag", "")).strip('"'))
+    return Uploaded(
+        size=total, sha256=digest.hexdigest(), parts=len(parts), etag=str(response.get("ETag", "")).strip('"')
+    )

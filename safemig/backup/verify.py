@@ -79,7 +79,10 @@ class ArchiveCheck:
         self._feed.close()
         problem = self.child.failure("reading the whole archive")
         if problem:
-            raise ToolError(f"{where}: {problem}", hint="pg_dump's output is not a readable archive (cut short?); nothing was stored, run the backup again")
+            raise ToolError(
+                f"{where}: {problem}",
+                hint="pg_dump's output is not a readable archive (cut short?); nothing was stored, run the backup again",
+            )
 
     def kill(self) -> None:
         self.child.kill()
@@ -152,7 +155,11 @@ def verify_stored(client: Any, bucket: str, key: str, *, size: int, sha256: str,
         if problem:
             raise ToolError(f"{where}: {problem}", hint="the object was deleted; run the backup again")
         toc_out.seek(0)
-        lines = [line for line in toc_out.read().decode("utf-8", "replace").splitlines() if line.strip() and not line.startswith(";")]
+        lines = [
+            line
+            for line in toc_out.read().decode("utf-8", "replace").splitlines()
+            if line.strip() and not line.startswith(";")
+        ]
     return Verified(
         size=seen,
         sha256=sha256,

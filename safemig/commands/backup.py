@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Iterator, Optional
+from typing import Annotated
 
 import typer
 
 from safemig.commands.common import ConfigOption, DatabaseUrlOption, JsonOption, load
 
-RequiredEnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment name from [envs.NAME] in the config.", show_default=False)]
+RequiredEnvOption = Annotated[
+    str, typer.Option("--env", "-e", help="Environment name from [envs.NAME] in the config.", show_default=False)
+]
 
 
 def register(app: typer.Typer) -> None:
     """Add ``backup``, ``backups`` and ``restore`` to the root app."""
-    app.command("backup", help="Dump the env's database (pg_dump -Fc) straight into S3, then verify the stored object.")(backup_command)
+    app.command(
+        "backup", help="Dump the env's database (pg_dump -Fc) straight into S3, then verify the stored object."
+    )(backup_command)
     app.command("backups", help="List the env's backups in S3, newest first.")(backups_command)
-    app.command("restore", help="Restore a verified backup from S3 with pg_restore, checking its SHA-256 on the way.")(restore_command)
+    app.command("restore", help="Restore a verified backup from S3 with pg_restore, checking its SHA-256 on the way.")(
+        restore_command
+    )
 
 
 def human_size(n: float) -> str:
@@ -64,7 +71,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def backup_command(
     env: RequiredEnvOption,
-    label: Annotated[Optional[str], typer.Option("--label", help="Free text stored with the backup (e.g. the release).", show_default=False)] = None,
+    label: Annotated[
+        str | None,
+        typer.Option("--label", help="Free text stored with the backup (e.g. the release).", show_default=False),
+    ] = None,
     database_url: DatabaseUrlOption = None,
     config_path: ConfigOption = None,
     json_out: JsonOption = False,
@@ -83,10 +93,14 @@ def backup_command(
         return
     output.success(f"backup stored and verified: {result.uri}")
     output.echo(f"  size     {human_size(result.size)} ({result.size} bytes) in {result.parts} parts")
-    output.echo(f"  speed    {human_size(result.throughput_bps)}/s (dump+upload {result.dump_s:.1f}s, verify {result.verify_s:.1f}s)")
+    output.echo(
+        f"  speed    {human_size(result.throughput_bps)}/s (dump+upload {result.dump_s:.1f}s, verify {result.verify_s:.1f}s)"
+    )
     output.echo(f"  sha256   {result.sha256}")
     version = result.newest_version if result.newest_version is not None else "none applied"
-    output.echo(f"  database {result.metadata.get('database')} (PostgreSQL {result.metadata.get('server-version')}), newest migration {version}")
+    output.echo(
+        f"  database {result.metadata.get('database')} (PostgreSQL {result.metadata.get('server-version')}), newest migration {version}"
+    )
 
 
 def backups_command(env: RequiredEnvOption, config_path: ConfigOption = None, json_out: JsonOption = False) -> None:
@@ -96,11 +110,21 @@ def backups_command(env: RequiredEnvOption, config_path: ConfigOption = None, js
 
     infos = list_backups(load(config_path), env)
     if json_out:
-        output.print_json([
-            {"uri": i.uri, "key": i.key, "created": i.created.isoformat(), "size": i.size, "newest_version": i.newest_version,
-             "sha256": i.sha256, "verified": i.verified, "label": i.label}
-            for i in infos
-        ])
+        output.print_json(
+            [
+                {
+                    "uri": i.uri,
+                    "key": i.key,
+                    "created": i.created.isoformat(),
+                    "size": i.size,
+                    "newest_version": i.newest_version,
+                    "sha256": i.sha256,
+                    "verified": i.verified,
+                    "label": i.label,
+                }
+                for i in infos
+            ]
+        )
         return
     if not infos:
         output.echo(f"no backups of env {env} yet (run `safemig backup --env {env}`)")
@@ -109,15 +133,38 @@ def backups_command(env: RequiredEnvOption, config_path: ConfigOption = None, js
     for i in infos:
         note = "" if i.verified else "  (UNVERIFIED: interrupted backup, not restorable)"
         label = f"  [{i.label}]" if i.label else ""
-        output.echo(f"{i.created.strftime('%Y-%m-%d %H:%M:%S'):<20}  {human_size(i.size):>10}  {str(i.newest_version or '-'):>14}  {i.key}{label}{note}")
+        output.echo(
+            f"{i.created.strftime('%Y-%m-%d %H:%M:%S'):<20}  {human_size(i.size):>10}  {str(i.newest_version or '-'):>14}  {i.key}{label}{note}"
+        )
 
 
 def restore_command(
     env: RequiredEnvOption,
-    source: Annotated[str, typer.Option("--from", help="s3://BUCKET/KEY of the backup, or `latest` (the env's newest verified backup).", show_default=False)],
-    target_database_url: Annotated[Optional[str], typer.Option("--target-database-url", help="Database to restore into (default: the env's database_url). It must exist and be empty unless --clean.", show_default=False)] = None,
-    clean: Annotated[bool, typer.Option("--clean", help="Drop the objects the backup contains before recreating them (needs --confirm-clean).")] = False,
-    confirm_clean: Annotated[bool, typer.Option("--confirm-clean", help="Confirm --clean: existing data in the target is replaced.")] = False,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="s3://BUCKET/KEY of the backup, or `latest` (the env's newest verified backup).",
+            show_default=False,
+        ),
+    ],
+    target_database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--target-database-url",
+            help="Database to restore into (default: the env's database_url). It must exist and be empty unless --clean.",
+            show_default=False,
+        ),
+    ] = None,
+    clean: Annotated[
+        bool,
+        typer.Option(
+            "--clean", help="Drop the objects the backup contains before recreating them (needs --confirm-clean)."
+        ),
+    ] = False,
+    confirm_clean: Annotated[
+        bool, typer.Option("--confirm-clean", help="Confirm --clean: existing data in the target is replaced.")
+    ] = False,
     config_path: ConfigOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -128,11 +175,16 @@ def restore_command(
     from safemig.errors import UsageError
 
     if clean and not confirm_clean:
-        raise UsageError("--clean replaces data in the target database and needs --confirm-clean as well", hint="add --confirm-clean if that is what you want")
+        raise UsageError(
+            "--clean replaces data in the target database and needs --confirm-clean as well",
+            hint="add --confirm-clean if that is what you want",
+        )
     config = load(config_path)
     target = target_database_url or resolve_database_url(config, env=env)
     with _sigterm_as_interrupt():
-        result = restore_backup(config, env, source=source, target_url=target, clean=clean, progress=_show_progress() and not json_out)
+        result = restore_backup(
+            config, env, source=source, target_url=target, clean=clean, progress=_show_progress() and not json_out
+        )
     if json_out:
         output.print_json(result.as_dict())
         return

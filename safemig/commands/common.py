@@ -4,27 +4,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from safemig.config import Config, load_config
 
 ConfigOption = Annotated[
-    Optional[Path],
-    typer.Option("--config", "-c", help="Config file (default: ./safemig.toml, else [tool.safemig] in ./pyproject.toml).", envvar="SAFEMIG_CONFIG", show_default=False),
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: ./safemig.toml, else [tool.safemig] in ./pyproject.toml).",
+        envvar="SAFEMIG_CONFIG",
+        show_default=False,
+    ),
 ]
 EnvOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--env", "-e", help="Environment name from [envs.NAME] in the config.", show_default=False),
 ]
 DatabaseUrlOption = Annotated[
-    Optional[str],
-    typer.Option("--database-url", "-D", help="Database URL (default: the env's database_url, else $DATABASE_URL; libpq PG* variables and .pgpass work).", show_default=False),
+    str | None,
+    typer.Option(
+        "--database-url",
+        "-D",
+        help="Database URL (default: the env's database_url, else $DATABASE_URL; libpq PG* variables and .pgpass work).",
+        show_default=False,
+    ),
 ]
 SourceOption = Annotated[
-    Optional[Path],
-    typer.Option("--source", help="Migrations directory (overrides migrations_dir; sqlx-cli's flag).", show_default=False),
+    Path | None,
+    typer.Option(
+        "--source", help="Migrations directory (overrides migrations_dir; sqlx-cli's flag).", show_default=False
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 

@@ -8,7 +8,7 @@ calls the library and shows its results through :mod:`safemig.output`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,11 +23,14 @@ def _require_env(env: str | None, command: str) -> str:
     from safemig.errors import UsageError
 
     if not env:
-        raise UsageError(f"{command} needs --env NAME", hint=f"e.g. safemig {command} --env prod (the env from [envs.NAME] in the config)")
+        raise UsageError(
+            f"{command} needs --env NAME",
+            hint=f"e.g. safemig {command} --env prod (the env from [envs.NAME] in the config)",
+        )
     return env
 
 
-def make_reporter(*, err: bool) -> "Reporter":
+def make_reporter(*, err: bool) -> Reporter:
     """A Reporter that writes each gate as it starts and ends (to stderr when stdout carries JSON)."""
     from safemig import output
     from safemig.deploy.gates import FAILED, PASSED, Reporter
@@ -42,7 +45,7 @@ def make_reporter(*, err: bool) -> "Reporter":
         def gate_started(self, name: str, title: str) -> None:
             output.echo(f"{number(name)} {title} ...", err=err, style="bold")
 
-        def gate_finished(self, result: "GateResult") -> None:
+        def gate_finished(self, result: GateResult) -> None:
             text = f"    {result.title}: {result.verdict.upper() if result.verdict == FAILED else result.verdict} ({result.duration_s:.2f}s)"
             if result.verdict == FAILED:
                 output.echo(f"{text}: {result.error}", err=err, style="bold red")
@@ -50,7 +53,7 @@ def make_reporter(*, err: bool) -> "Reporter":
                 summary = f": {result.summary}" if result.summary else ""
                 output.echo(text + summary, err=err, style="green" if result.verdict == PASSED else "yellow")
 
-        def gate_skipped(self, result: "GateResult") -> None:
+        def gate_skipped(self, result: GateResult) -> None:
             output.echo(f"{number(result.name)} {result.title}: {result.summary}", err=err)
 
         def note(self, text: str) -> None:
@@ -73,7 +76,7 @@ def make_reporter(*, err: bool) -> "Reporter":
     return TerminalReporter()
 
 
-def show_plan(plan: "DeployPlan") -> None:
+def show_plan(plan: DeployPlan) -> None:
     from safemig import output
 
     output.echo(f"Plan for {plan.env} (dry run: nothing was changed)", style="bold")
@@ -82,7 +85,9 @@ def show_plan(plan: "DeployPlan") -> None:
         output.echo(f"  window:    {plan.window}")
     output.echo(f"  1. back up {plan.env} to {plan.backup_destination} and verify the dump")
     if plan.staging:
-        output.echo(f"  2. rehearse on {plan.staging}: align with {plan.env}, apply, roll back and re-apply, run again (idempotency)")
+        output.echo(
+            f"  2. rehearse on {plan.staging}: align with {plan.env}, apply, roll back and re-apply, run again (idempotency)"
+        )
     else:
         output.echo('  2. no staging rehearsal (staging = "none")')
     output.echo(f"  3. apply to {plan.env}, in this order:")
@@ -93,13 +98,17 @@ def show_plan(plan: "DeployPlan") -> None:
         output.echo(f"       {m.version:>4}  {m.name:<44} {mode:<15} rollback: {rollback}")
 
 
-def show_summary(outcome: "DeployOutcome", root: Path) -> None:
+def show_summary(outcome: DeployOutcome, root: Path) -> None:
     from safemig import output
 
     record = outcome.record
     data = record.as_dict()
     if record.status == "failed":
-        output.echo(f"Deploy to {record.env}: FAILED at {record.failed_gate or 'start'} after {data['duration_s']:.1f}s", err=True, style="bold red")
+        output.echo(
+            f"Deploy to {record.env}: FAILED at {record.failed_gate or 'start'} after {data['duration_s']:.1f}s",
+            err=True,
+            style="bold red",
+        )
     else:
         output.echo(f"Deploy to {record.env}: {record.status} in {data['duration_s']:.1f}s", style="bold green")
     stream_err = record.status == "failed"
@@ -114,7 +123,9 @@ def show_summary(outcome: "DeployOutcome", root: Path) -> None:
             shown = outcome.record_path.relative_to(root)
         except ValueError:
             shown = outcome.record_path
-        output.echo(f"  record:  {shown}" + (f" (uploaded: {outcome.record_uri})" if outcome.record_uri else ""), err=stream_err)
+        output.echo(
+            f"  record:  {shown}" + (f" (uploaded: {outcome.record_uri})" if outcome.record_uri else ""), err=stream_err
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -125,11 +136,28 @@ def register(app: typer.Typer) -> None:
         env: EnvOption = None,
         config: ConfigOption = None,
         source: SourceOption = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Run preflight and lint, print the plan; change nothing.")] = False,
-        outside_window: Annotated[bool, typer.Option("--outside-window", help="Deploy although the maintenance window is closed (needs --reason).")] = False,
-        reason: Annotated[Optional[str], typer.Option("--reason", help="Why the window is overridden; stored in the deploy record.")] = None,
-        lock_wait: Annotated[float, typer.Option("--lock-wait", metavar="SECONDS", help="Wait this long for another migrator's lock on the database (default: refuse at once).")] = 0.0,
-        allow_out_of_order: Annotated[bool, typer.Option("--allow-out-of-order", help="Accept pending migrations older than the newest applied one.")] = False,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Run preflight and lint, print the plan; change nothing.")
+        ] = False,
+        outside_window: Annotated[
+            bool,
+            typer.Option("--outside-window", help="Deploy although the maintenance window is closed (needs --reason)."),
+        ] = False,
+        reason: Annotated[
+            str | None, typer.Option("--reason", help="Why the window is overridden; stored in the deploy record.")
+        ] = None,
+        lock_wait: Annotated[
+            float,
+            typer.Option(
+                "--lock-wait",
+                metavar="SECONDS",
+                help="Wait this long for another migrator's lock on the database (default: refuse at once).",
+            ),
+        ] = 0.0,
+        allow_out_of_order: Annotated[
+            bool,
+            typer.Option("--allow-out-of-order", help="Accept pending migrations older than the newest applied one."),
+        ] = False,
         json_out: JsonOption = False,
     ) -> None:
         """Run the pre-deploy checklist as gates: preflight, lint, backup, staging rehearsal, production apply, report.
@@ -144,12 +172,17 @@ def register(app: typer.Typer) -> None:
 
         name = _require_env(env, "deploy")
         if outside_window and not (reason and reason.strip()):
-            raise UsageError("--outside-window needs --reason TEXT", hint='e.g. --outside-window --reason "hotfix for incident 1234"')
+            raise UsageError(
+                "--outside-window needs --reason TEXT", hint='e.g. --outside-window --reason "hotfix for incident 1234"'
+            )
         if reason and not outside_window:
             raise UsageError("--reason only goes with --outside-window", hint="drop --reason, or add --outside-window")
         cfg = load(config, source)
         options = DeployOptions(
-            dry_run=dry_run, outside_window=outside_window, reason=reason, lock_wait_s=max(0.0, lock_wait),
+            dry_run=dry_run,
+            outside_window=outside_window,
+            reason=reason,
+            lock_wait_s=max(0.0, lock_wait),
             allow_out_of_order=allow_out_of_order,
         )
         with _sigterm_as_interrupt():  # CI cancelling the job: abort the backup's upload, write the record
@@ -170,7 +203,9 @@ def register(app: typer.Typer) -> None:
         env: EnvOption = None,
         config: ConfigOption = None,
         source: SourceOption = None,
-        out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the Markdown here instead of stdout.")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--output", "-o", help="Write the Markdown here instead of stdout.")
+        ] = None,
     ) -> None:
         """Write the maintenance-window runbook (Markdown) for the pending deploy to ENV."""
         from safemig import output
@@ -186,14 +221,25 @@ def register(app: typer.Typer) -> None:
         try:
             out.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise UsageError(f"cannot write {out}: {exc.strerror}", hint="check the directory exists and is writable") from None
+            raise UsageError(
+                f"cannot write {out}: {exc.strerror}", hint="check the directory exists and is writable"
+            ) from None
         output.success(f"runbook for {name} written to {out}")
 
     @app.command("demo")
     def demo_command(
-        state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the demo keeps its clusters and config.")] = Path(".safemig/demo"),
-        keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the PostgreSQL servers and the S3 stand-in running (until Ctrl-C for S3).")] = False,
-        reset: Annotated[bool, typer.Option("--reset", help="Delete the demo's databases first and start from scratch.")] = False,
+        state_dir: Annotated[
+            Path, typer.Option("--state-dir", help="Where the demo keeps its clusters and config.")
+        ] = Path(".safemig/demo"),
+        keep_running: Annotated[
+            bool,
+            typer.Option(
+                "--keep-running", help="Leave the PostgreSQL servers and the S3 stand-in running (until Ctrl-C for S3)."
+            ),
+        ] = False,
+        reset: Annotated[
+            bool, typer.Option("--reset", help="Delete the demo's databases first and start from scratch.")
+        ] = False,
     ) -> None:
         """Start local staging + prod PostgreSQL and a local S3, then run `safemig deploy --env prod` on them."""
         from safemig.deploy.demo import run_demo

@@ -6,7 +6,6 @@ and Typer itself) is imported inside the functions that need it, so :func:`fast_
 (the commit-hook path) loads none of what it does not use.
 """
 
-
 import os
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from safemig.config import load_config
 
 def register(app) -> None:
     """Add ``lint``, ``rules`` and ``explain`` to the root app."""
-    from typing import Annotated, List, Optional
+    from typing import Annotated
 
     import typer
 
@@ -23,23 +22,48 @@ def register(app) -> None:
 
     FormatOption = Annotated[
         str,
-        typer.Option("--format", "-f", help="Output format: text, json, github (workflow annotations) or sarif (SARIF 2.1.0).",
-                     case_sensitive=False),
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format: text, json, github (workflow annotations) or sarif (SARIF 2.1.0).",
+            case_sensitive=False,
+        ),
     ]
 
     def lint_command(
-        paths: Annotated[Optional[List[Path]], typer.Argument(help="SQL files or directories (every *.sql below, recursively). Default: the migrations directory.", show_default=False)] = None,
+        paths: Annotated[
+            list[Path] | None,
+            typer.Argument(
+                help="SQL files or directories (every *.sql below, recursively). Default: the migrations directory.",
+                show_default=False,
+            ),
+        ] = None,
         fmt: FormatOption = "text",
-        pending: Annotated[bool, typer.Option("--pending", help="Only migrations not yet applied in --env's database (reads _sqlx_migrations).")] = False,
-        no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore and do not update the result cache (.safemig/lint-cache).")] = False,
+        pending: Annotated[
+            bool,
+            typer.Option(
+                "--pending", help="Only migrations not yet applied in --env's database (reads _sqlx_migrations)."
+            ),
+        ] = False,
+        no_cache: Annotated[
+            bool, typer.Option("--no-cache", help="Ignore and do not update the result cache (.safemig/lint-cache).")
+        ] = False,
         config_path: ConfigOption = None,
         env: EnvOption = None,
         database_url: DatabaseUrlOption = None,
         source: SourceOption = None,
     ) -> int:
         """Review migration SQL for dangerous operations. Exit 0: no errors (warnings allowed); 1: at least one error finding; 2: usage or config error."""
-        return run_lint(paths or [], fmt, no_cache=no_cache, config_path=config_path, source=source,
-                        pending=pending, env=env, database_url=database_url)
+        return run_lint(
+            paths or [],
+            fmt,
+            no_cache=no_cache,
+            config_path=config_path,
+            source=source,
+            pending=pending,
+            env=env,
+            database_url=database_url,
+        )
 
     def rules_command(config_path: ConfigOption = None) -> None:
         """List every rule: id, severity (after this repository's policy), one line."""
@@ -99,13 +123,24 @@ def _pending_paths(config, env: str | None, database_url: str | None) -> list[Pa
     migrations = discover(config.migrations_dir)
     with connect(url) as conn:
         rows = ledger.applied_rows(conn)
-    return [s.migration.path for s in ledger.states(migrations, rows)
-            if s.migration is not None and s.state in ("pending", "out_of_order")]
+    return [
+        s.migration.path
+        for s in ledger.states(migrations, rows)
+        if s.migration is not None and s.state in ("pending", "out_of_order")
+    ]
 
 
-def run_lint(paths: list[Path], fmt: str, *, no_cache: bool = False, config_path: Path | None = None,
-             source: Path | None = None, pending: bool = False, env: str | None = None,
-             database_url: str | None = None) -> int:
+def run_lint(
+    paths: list[Path],
+    fmt: str,
+    *,
+    no_cache: bool = False,
+    config_path: Path | None = None,
+    source: Path | None = None,
+    pending: bool = False,
+    env: str | None = None,
+    database_url: str | None = None,
+) -> int:
     """Lint, print the report in ``fmt``, return the exit code (0 clean or warnings only, 1 errors)."""
     from safemig import output
     from safemig.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
@@ -119,9 +154,13 @@ def run_lint(paths: list[Path], fmt: str, *, no_cache: bool = False, config_path
     config = load_config(config_path, source=source)
     if pending:
         if paths:
-            raise UsageError("give either PATH arguments or --pending, not both", hint="--pending picks the files itself")
+            raise UsageError(
+                "give either PATH arguments or --pending, not both", hint="--pending picks the files itself"
+            )
         if not env and not database_url:
-            raise UsageError("--pending needs --env NAME (or --database-url)", hint="e.g. safemig lint --pending --env prod")
+            raise UsageError(
+                "--pending needs --env NAME (or --database-url)", hint="e.g. safemig lint --pending --env prod"
+            )
         targets = _pending_paths(config, env, database_url)
         if not targets:
             output.echo("no pending migrations", err=True)
@@ -129,8 +168,10 @@ def run_lint(paths: list[Path], fmt: str, *, no_cache: bool = False, config_path
     else:
         targets = list(paths) if paths else [config.migrations_dir]
         if not paths and not config.migrations_dir.is_dir():
-            raise UsageError(f"migrations directory {config.migrations_dir} does not exist",
-                             hint="pass files or directories, set migrations_dir in safemig.toml, or use --source DIR")
+            raise UsageError(
+                f"migrations directory {config.migrations_dir} does not exist",
+                hint="pass files or directories, set migrations_dir in safemig.toml, or use --source DIR",
+            )
     report = lint_paths(targets, config, use_cache=not no_cache)
     rules = []
     if fmt == "sarif":

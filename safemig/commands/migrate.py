@@ -7,7 +7,7 @@ the command functions so that ``safemig lint`` never loads them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,12 +17,45 @@ if TYPE_CHECKING:  # pragma: no cover
     from safemig.config import Config
     from safemig.migrations.engine import ApplySettings, Observer
 
-TargetOption = Annotated[Optional[int], typer.Option("--target-version", help="Stop at this version (run: apply up to it; revert: revert down to it, 0 = all).", show_default=False)]
-DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show the plan and the SQL that would run; touch nothing.")]
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Print each statement with its duration and rows affected.")]
-LockTimeoutOption = Annotated[Optional[str], typer.Option("--lock-timeout", help="Session lock_timeout while migrating, e.g. 5s (default: the env's lock_timeout with --env, else the server's).", show_default=False)]
-StatementTimeoutOption = Annotated[Optional[str], typer.Option("--statement-timeout", help="Session statement_timeout while migrating, e.g. 15min (default: the env's with --env, else the server's).", show_default=False)]
-LockRetriesOption = Annotated[Optional[int], typer.Option("--lock-retries", min=0, help="Retries after a lock_timeout, with exponential backoff (default: the env's lock_retries, else 0).", show_default=False)]
+TargetOption = Annotated[
+    int | None,
+    typer.Option(
+        "--target-version",
+        help="Stop at this version (run: apply up to it; revert: revert down to it, 0 = all).",
+        show_default=False,
+    ),
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show the plan and the SQL that would run; touch nothing.")
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Print each statement with its duration and rows affected.")
+]
+LockTimeoutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--lock-timeout",
+        help="Session lock_timeout while migrating, e.g. 5s (default: the env's lock_timeout with --env, else the server's).",
+        show_default=False,
+    ),
+]
+StatementTimeoutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--statement-timeout",
+        help="Session statement_timeout while migrating, e.g. 15min (default: the env's with --env, else the server's).",
+        show_default=False,
+    ),
+]
+LockRetriesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--lock-retries",
+        min=0,
+        help="Retries after a lock_timeout, with exponential backoff (default: the env's lock_retries, else 0).",
+        show_default=False,
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -44,13 +77,15 @@ def register(app: typer.Typer) -> None:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _database(config: "Config", env: str | None, database_url: str | None) -> str:
+def _database(config: Config, env: str | None, database_url: str | None) -> str:
     from safemig.config import resolve_database_url
 
     return resolve_database_url(config, env=env, database_url=database_url)
 
 
-def _settings(config: "Config", env: str | None, lock_timeout: str | None, statement_timeout: str | None, lock_retries: int | None) -> "ApplySettings":
+def _settings(
+    config: Config, env: str | None, lock_timeout: str | None, statement_timeout: str | None, lock_retries: int | None
+) -> ApplySettings:
     """CLI options over the env's settings; with no env, the server's own timeouts apply."""
     from safemig.errors import ConfigError
     from safemig.migrations.engine import ApplySettings
@@ -64,11 +99,15 @@ def _settings(config: "Config", env: str | None, lock_timeout: str | None, state
             retries = env_config.get("lock_retries", 0)
     retries = 0 if retries is None else retries
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise ConfigError(f"envs.{env}.lock_retries in {config.source} must be a whole number >= 0", hint="e.g. lock_retries = 3")
+        raise ConfigError(
+            f"envs.{env}.lock_retries in {config.source} must be a whole number >= 0", hint="e.g. lock_retries = 3"
+        )
     return ApplySettings(lock_timeout=lock_timeout, statement_timeout=statement_timeout, lock_retries=retries)
 
 
-def _writer_arguments(config, source, env, database_url, lock_timeout, statement_timeout, lock_retries) -> tuple["Config", dict]:
+def _writer_arguments(
+    config, source, env, database_url, lock_timeout, statement_timeout, lock_retries
+) -> tuple[Config, dict]:
     """The config, and the keyword arguments ``operations.run`` and ``operations.revert`` share."""
     cfg = load(config, source)
     return cfg, {
@@ -83,7 +122,10 @@ def _writer_arguments(config, source, env, database_url, lock_timeout, statement
 def _on_wait() -> None:
     from safemig import output
 
-    output.echo("waiting for the migration lock: another migrator (safemig, sqlx-cli or an application) is running on this database ...", err=True)
+    output.echo(
+        "waiting for the migration lock: another migrator (safemig, sqlx-cli or an application) is running on this database ...",
+        err=True,
+    )
 
 
 def duration(seconds: float) -> str:
@@ -95,7 +137,7 @@ def duration(seconds: float) -> str:
     return f"{seconds:.2f}s"
 
 
-def _observer(verbose: bool, doing: str, done: str) -> "Observer":
+def _observer(verbose: bool, doing: str, done: str) -> Observer:
     from safemig import output
     from safemig.migrations.engine import Observer
     from safemig.migrations.files import display_path
@@ -110,8 +152,14 @@ def _observer(verbose: bool, doing: str, done: str) -> "Observer":
 
         def statement_finished(self, conn, migration, result):
             if verbose:
-                rows = f", {result.rowcount} row{'s' if result.rowcount != 1 else ''}" if result.rowcount is not None else ""
-                output.echo(f"  {result.index:>3}  line {result.line:<4} {duration(result.duration_s):>8}  {result.status}{rows}  {result.first_line[:90]}")
+                rows = (
+                    f", {result.rowcount} row{'s' if result.rowcount != 1 else ''}"
+                    if result.rowcount is not None
+                    else ""
+                )
+                output.echo(
+                    f"  {result.index:>3}  line {result.line:<4} {duration(result.duration_s):>8}  {result.status}{rows}  {result.first_line[:90]}"
+                )
 
         def migration_finished(self, migration, result):
             count = len(result.statements)
@@ -134,7 +182,9 @@ def run_command(
     target_version: TargetOption = None,
     dry_run: DryRunOption = False,
     verbose: VerboseOption = False,
-    allow_out_of_order: Annotated[bool, typer.Option("--allow-out-of-order", help="Apply pending migrations older than the newest applied one.")] = False,
+    allow_out_of_order: Annotated[
+        bool, typer.Option("--allow-out-of-order", help="Apply pending migrations older than the newest applied one.")
+    ] = False,
     lock_timeout: LockTimeoutOption = None,
     statement_timeout: StatementTimeoutOption = None,
     lock_retries: LockRetriesOption = None,
@@ -161,14 +211,20 @@ def run_command(
         for migration in report.plan:
             statements = parse(migration.sql, display_path(migration.path), no_transaction=migration.no_transaction)
             mode = "no transaction, statement by statement" if migration.no_transaction else "in one transaction"
-            output.echo(f"-- Would apply {display_path(migration.path)} ({len(statements)} statement{'' if len(statements) == 1 else 's'}, {mode})")
+            output.echo(
+                f"-- Would apply {display_path(migration.path)} ({len(statements)} statement{'' if len(statements) == 1 else 's'}, {mode})"
+            )
             for statement in statements:
                 output.echo(f"-- line {statement.line}\n{statement.text};")
             output.echo(f"-- then record version {migration.version} in _sqlx_migrations\n")
         output.echo(f"Dry run: {len(report.plan)} migration(s) would be applied; nothing was changed.")
         return
     if not report.applied:
-        at = f"version {report.newest_applied}" if report.newest_applied is not None else "no version (nothing applied, no migrations pending)"
+        at = (
+            f"version {report.newest_applied}"
+            if report.newest_applied is not None
+            else "no version (nothing applied, no migrations pending)"
+        )
         output.echo(f"Nothing to apply: the database is at {at}.")
         return
     output.echo(f"{len(report.applied)} migration(s) applied; the database is at version {report.newest_applied}.")
@@ -214,7 +270,10 @@ def info_command(
     for st in found:
         installed = st.row.installed_on.strftime("%Y-%m-%d %H:%M:%S") if st.row else "-"
         took = duration(st.row.execution_time / 1e9) if st.row and st.row.execution_time >= 0 else "-"
-        output.echo(f"{st.version:<15} {st.state:<13} {installed:<20} {took:>9}  {st.description}", style=styles.get(st.state, "red"))
+        output.echo(
+            f"{st.version:<15} {st.state:<13} {installed:<20} {took:>9}  {st.description}",
+            style=styles.get(st.state, "red"),
+        )
         if st.state == "modified":
             output.echo(f"    applied checksum {st.row.checksum.hex()}")  # type: ignore[union-attr]
             output.echo(f"    file checksum    {st.migration.checksum.hex()}")  # type: ignore[union-attr]
@@ -238,13 +297,17 @@ def revert_command(
     from safemig.migrations.files import display_path
 
     _, common = _writer_arguments(config, source, env, database_url, lock_timeout, statement_timeout, lock_retries)
-    steps = operations.revert(**common, target_version=target_version, dry_run=dry_run, observer=_observer(verbose, "Reverting", "Reverted"))
+    steps = operations.revert(
+        **common, target_version=target_version, dry_run=dry_run, observer=_observer(verbose, "Reverting", "Reverted")
+    )
     if not steps:
         output.echo("No migrations available to revert.")
         return
     if dry_run:
         for step in steps:
-            output.echo(f"-- Would revert {step.migration.version}/{step.migration.description} with {display_path(step.script)}")
+            output.echo(
+                f"-- Would revert {step.migration.version}/{step.migration.description} with {display_path(step.script)}"
+            )
             output.echo(step.script.read_text(encoding="utf-8").rstrip() + "\n")
         output.echo(f"Dry run: {len(steps)} migration(s) would be reverted; nothing was changed.")
 
@@ -278,7 +341,9 @@ def mark_applied_command(
     from safemig.migrations import operations
 
     cfg = load(config, source)
-    result = operations.mark_applied(_database(cfg, env, database_url), cfg.migrations_dir, version, reason, on_wait=_on_wait)
+    result = operations.mark_applied(
+        _database(cfg, env, database_url), cfg.migrations_dir, version, reason, on_wait=_on_wait
+    )
     m = result.migration
     what = {
         "inserted": "inserted its _sqlx_migrations row",

@@ -96,7 +96,9 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
             if not keep_running:
                 stack.callback(cluster.stop)
             clusters[name] = cluster
-            _say(f"demo: {name} PostgreSQL {'initialised and ' if fresh else ''}running on 127.0.0.1:{cluster.port} (data in {cluster.datadir})")
+            _say(
+                f"demo: {name} PostgreSQL {'initialised and ' if fresh else ''}running on 127.0.0.1:{cluster.port} (data in {cluster.datadir})"
+            )
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
@@ -115,7 +117,9 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
         boto3.client("s3", endpoint_url=s3.endpoint_url).create_bucket(Bucket=DEMO_BUCKET)
         config_path = state / "safemig.toml"
         config_path.write_text(
-            CONFIG_TEMPLATE.format(migrations=_toml_path(migrations), rollbacks=_toml_path(rollbacks), bucket=DEMO_BUCKET),
+            CONFIG_TEMPLATE.format(
+                migrations=_toml_path(migrations), rollbacks=_toml_path(rollbacks), bucket=DEMO_BUCKET
+            ),
             encoding="utf-8",
         )
         _say(f"demo: config {config_path} (ready in {time.monotonic() - started:.1f}s)")
@@ -126,18 +130,26 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
         records = read_records(state)
         if code == 0 and records and records[-1]["status"] == "deployed":
             _say("demo: run ./scripts/demo again: prod is up to date now, so it will say there is nothing to deploy.")
-        _say(f"demo: deploy records are in {state / RECORDS_DIR}; `./scripts/demo --reset` starts from empty databases.")
+        _say(
+            f"demo: deploy records are in {state / RECORDS_DIR}; `./scripts/demo --reset` starts from empty databases."
+        )
         if keep_running:
             env_file = state / "demo.env"
             env_file.write_text(
-                "".join(f"export {k}='{os.environ[k]}'\n" for k in ("DEMO_PROD_DATABASE_URL", "DEMO_STAGING_DATABASE_URL"))
+                "".join(
+                    f"export {k}='{os.environ[k]}'\n" for k in ("DEMO_PROD_DATABASE_URL", "DEMO_STAGING_DATABASE_URL")
+                )
                 + "".join(f"export {k}='{v}'\n" for k, v in s3.env.items()),
                 encoding="utf-8",
             )
             env_file.chmod(0o600)
-            _say(f"demo: PostgreSQL keeps running (./scripts/demo without --keep-running stops it); `source {env_file}` to use it, e.g.")
+            _say(
+                f"demo: PostgreSQL keeps running (./scripts/demo without --keep-running stops it); `source {env_file}` to use it, e.g."
+            )
             _say(f"  safemig migrate info --config {config_path} --env prod")
-            _say(f"demo: the local S3 lives in this process; press Ctrl-C to stop it (export AWS_ENDPOINT_URL={s3.endpoint_url}).")
+            _say(
+                f"demo: the local S3 lives in this process; press Ctrl-C to stop it (export AWS_ENDPOINT_URL={s3.endpoint_url})."
+            )
             try:
                 while True:
                     time.sleep(3600)

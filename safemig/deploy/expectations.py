@@ -32,8 +32,16 @@ _ALTER_LESSER = {
     "AT_EnableAlwaysTrig": SHARE_ROW_EXCLUSIVE,
     "AT_EnableReplicaTrig": SHARE_ROW_EXCLUSIVE,
 }
-_MODES_BY_NUMBER = {1: "ACCESS SHARE", 2: "ROW SHARE", 3: "ROW EXCLUSIVE", 4: SHARE_UPDATE_EXCLUSIVE,
-                    5: "SHARE", 6: SHARE_ROW_EXCLUSIVE, 7: "EXCLUSIVE", 8: ACCESS_EXCLUSIVE}
+_MODES_BY_NUMBER = {
+    1: "ACCESS SHARE",
+    2: "ROW SHARE",
+    3: "ROW EXCLUSIVE",
+    4: SHARE_UPDATE_EXCLUSIVE,
+    5: "SHARE",
+    6: SHARE_ROW_EXCLUSIVE,
+    7: "EXCLUSIVE",
+    8: ACCESS_EXCLUSIVE,
+}
 _ORDER = list(_MODES_BY_NUMBER.values())
 
 
@@ -80,8 +88,11 @@ def _expect(stmt: SqlStatement) -> tuple[str, str, str] | None:
         return facts.relation_name(node.get("relation")), _strongest(modes or [ACCESS_EXCLUSIVE]), ""
     if kind == "IndexStmt":
         concurrent = bool(node.get("concurrent"))
-        return (facts.relation_name(node.get("relation")), SHARE_UPDATE_EXCLUSIVE if concurrent else "SHARE",
-                "" if concurrent else "builds the index while writes wait")
+        return (
+            facts.relation_name(node.get("relation")),
+            SHARE_UPDATE_EXCLUSIVE if concurrent else "SHARE",
+            "" if concurrent else "builds the index while writes wait",
+        )
     if kind == "CreateTrigStmt":
         return facts.relation_name(node.get("relation")), SHARE_ROW_EXCLUSIVE, ""
     if kind in ("CreatePolicyStmt", "AlterPolicyStmt", "RenameStmt", "ClusterStmt"):
@@ -103,10 +114,16 @@ def _expect(stmt: SqlStatement) -> tuple[str, str, str] | None:
         return facts.target_table(stmt), "ROW EXCLUSIVE", "plus row locks on every row it changes"
     if kind == "VacuumStmt":
         full = any(o.get("DefElem", {}).get("defname") == "full" for o in node.get("options") or [])
-        table = next((facts.relation_name(r.get("VacuumRelation", {}).get("relation")) for r in node.get("rels") or []), "")
+        table = next(
+            (facts.relation_name(r.get("VacuumRelation", {}).get("relation")) for r in node.get("rels") or []), ""
+        )
         return (table or "(every table)", ACCESS_EXCLUSIVE if full else SHARE_UPDATE_EXCLUSIVE, "")
     if kind == "RefreshMatViewStmt":
-        return facts.relation_name(node.get("relation")), "EXCLUSIVE" if node.get("concurrent") else ACCESS_EXCLUSIVE, ""
+        return (
+            facts.relation_name(node.get("relation")),
+            "EXCLUSIVE" if node.get("concurrent") else ACCESS_EXCLUSIVE,
+            "",
+        )
     if kind == "DoStmt":
         return "(anything)", "unknown", "a DO block can lock anything: see the staging rehearsal's lock report"
     return None

@@ -123,7 +123,9 @@ class GateRunner:
             raise
         except BaseException as exc:  # a bug or Ctrl-C: still recorded as the failing gate
             result.verdict = FAILED
-            result.error = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"internal error: {type(exc).__name__}"
+            result.error = (
+                "interrupted" if isinstance(exc, KeyboardInterrupt) else f"internal error: {type(exc).__name__}"
+            )
             raise
         else:
             if result.warnings:

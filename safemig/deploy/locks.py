@@ -88,7 +88,7 @@ class HeldLock:
         return (self.rows or 0) >= LARGE_TABLE_ROWS or (self.bytes or 0) >= LARGE_TABLE_BYTES
 
 
-def query_locks(conn: "psycopg.Connection", pid: int) -> list[HeldLock]:
+def query_locks(conn: psycopg.Connection, pid: int) -> list[HeldLock]:
     """Relation locks of backend ``pid`` in the current database, system catalogs left out."""
     found = []
     for relation, mode, granted, schema, name, kind, rows, size in conn.execute(_LOCKS_SQL, (pid,), prepare=False):
@@ -112,7 +112,7 @@ def pg_mode(mode: str) -> str:
     return "".join(word.capitalize() for word in mode.split()) + "Lock"
 
 
-def predicted_locks(conn: "psycopg.Connection", statement: str) -> list[HeldLock]:
+def predicted_locks(conn: psycopg.Connection, statement: str) -> list[HeldLock]:
     """The lock PostgreSQL documents for ``statement``'s kind, on the relation it names.
 
     Used only for a ``-- no-transaction`` statement that ran entirely between two samples
@@ -133,7 +133,9 @@ def predicted_locks(conn: "psycopg.Connection", statement: str) -> list[HeldLock
             if row is None or row[0] in _SYSTEM_SCHEMAS:
                 continue
             schema, name, kind, rows, size = row
-            found.append(HeldLock(f"{schema}.{name}", mode, True, kind, max(rows, 0) if rows is not None else None, size))
+            found.append(
+                HeldLock(f"{schema}.{name}", mode, True, kind, max(rows, 0) if rows is not None else None, size)
+            )
     except psycopg.Error:
         return []
     return found
@@ -166,7 +168,13 @@ class StatementLocks:
             "method": self.method,
             "held_until_commit": self.held_until_commit,
             "locks": [
-                {"relation": lk.relation, "mode": sql_mode(lk.mode), "granted": lk.granted, "rows_estimate": lk.rows, "bytes_estimate": lk.bytes}
+                {
+                    "relation": lk.relation,
+                    "mode": sql_mode(lk.mode),
+                    "granted": lk.granted,
+                    "rows_estimate": lk.rows,
+                    "bytes_estimate": lk.bytes,
+                }
                 for lk in self.locks
             ],
         }
@@ -258,7 +266,9 @@ class LockRecorder(Observer):
                 method = "predicted from the statement (it finished between two samples)" if locks else method
             entry = self._entry(migration, result, locks, method=method, held=False)
         else:
-            entry = self._entry(migration, result, self._new_locks_in_transaction(conn), method="in-transaction", held=True)
+            entry = self._entry(
+                migration, result, self._new_locks_in_transaction(conn), method="in-transaction", held=True
+            )
         self.statements.append(entry)
         self.forward.statement_finished(conn, migration, result)
 

@@ -15,7 +15,16 @@ from safemig.migrations.engine import Observer
 class ReportingObserver(Observer):
     """Forward statement results and retries of migrations on ``env`` to the reporter."""
 
-    def __init__(self, reporter: Reporter, env: str, gate: GateContext, *, verbose: bool = True, phase: str = "apply", per_migration: bool = True) -> None:
+    def __init__(
+        self,
+        reporter: Reporter,
+        env: str,
+        gate: GateContext,
+        *,
+        verbose: bool = True,
+        phase: str = "apply",
+        per_migration: bool = True,
+    ) -> None:
         self.reporter = reporter
         self.env = env
         self.gate = gate
@@ -32,8 +41,12 @@ class ReportingObserver(Observer):
         if not self.per_migration:
             return
         label = migration.name if migration.version else migration.description
-        self.gate.note(f"{self.env}: {self.phase} {label}: {len(result.statements)} statement(s) in {result.duration_ns / 1e6:.1f} ms")
+        self.gate.note(
+            f"{self.env}: {self.phase} {label}: {len(result.statements)} statement(s) in {result.duration_ns / 1e6:.1f} ms"
+        )
 
     def retrying(self, migration, attempt, error, delay):
         self.retries += 1
-        self.gate.warn(f"{self.env}: {migration.name} hit lock_timeout (attempt {attempt}: {error}); retrying in {delay:g}s")
+        self.gate.warn(
+            f"{self.env}: {migration.name} hit lock_timeout (attempt {attempt}: {error}); retrying in {delay:g}s"
+        )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +149,7 @@ class _Deploy:
         self.reporter = reporter
         self.runner = GateRunner(reporter)
         self.stack = ExitStack()
-        self.record = DeployRecord(env=env, started_at=datetime.now(timezone.utc), dry_run=options.dry_run)
+        self.record = DeployRecord(env=env, started_at=datetime.now(UTC), dry_run=options.dry_run)
         self.settings: DeploySettings | None = None
         self.prod_url = ""
         self.staging_url: str | None = None
@@ -220,14 +220,16 @@ class _Deploy:
         if self.options.dry_run and outcome.error is None:
             return
         with self.runner.gate("report", TITLES["report"]) as gate:
-            self.record.finished_at = datetime.now(timezone.utc)
+            self.record.finished_at = datetime.now(UTC)
             self.record.gates = [r.as_dict() for r in self.runner.results if r.name != "report"]
             if self.backup_uri:
                 try:
                     from safemig.backup import put_next_to
 
                     name = f"deploy-{self.record.id}.json"
-                    outcome.record_uri = put_next_to(self.backup_uri, name, self.record.to_json().encode(), config=self.config)
+                    outcome.record_uri = put_next_to(
+                        self.backup_uri, name, self.record.to_json().encode(), config=self.config
+                    )
                     self.record.record_uri = outcome.record_uri
                 except SafemigError as exc:
                     outcome.upload_warning = f"deploy record not uploaded to S3: {exc.message}"
@@ -236,7 +238,9 @@ class _Deploy:
             try:
                 outcome.record_path = write_record(self.record, self.config.root)
             except OSError as exc:  # the deploy itself is done; say so rather than hide its outcome
-                gate.warn(f"deploy record not written to {self.config.root / '.safemig' / 'deploys'}: {exc.strerror or exc}")
+                gate.warn(
+                    f"deploy record not written to {self.config.root / '.safemig' / 'deploys'}: {exc.strerror or exc}"
+                )
                 return
             where = _rel(outcome.record_path, self.config.root)
             gate.summary(f"record {where}" + (f", uploaded to {outcome.record_uri}" if outcome.record_uri else ""))
@@ -258,35 +262,48 @@ class _Deploy:
                     )
             self.migrations = discover(self.config.migrations_dir)
             self.rollbacks = {m.version: find_rollback(m, self.config.rollbacks_dir) for m in self.migrations}
-            gate.note(f"config {self.config.source}: {len(self.migrations)} migrations in {_rel(self.config.migrations_dir, self.config.root)}")
+            gate.note(
+                f"config {self.config.source}: {len(self.migrations)} migrations in {_rel(self.config.migrations_dir, self.config.root)}"
+            )
 
-            self.backup_destination = backup_destination(self.config, self.env)  # a bad [backup] fails here, not after staging
+            self.backup_destination = backup_destination(
+                self.config, self.env
+            )  # a bad [backup] fails here, not after staging
 
             from safemig import db
 
             def open_connection(name: str, url: str, application_name: str):
                 try:
                     db.wait_until_ready(url, settings.ready_timeout_s)
-                    return self.stack.enter_context(_closing(db.connect(url, autocommit=True, application_name=application_name)))
+                    return self.stack.enter_context(
+                        _closing(db.connect(url, autocommit=True, application_name=application_name))
+                    )
                 except SafemigError as exc:
                     raise _prefixed(exc, name) from None
 
             self.prod = open_connection(self.env, self.prod_url, "safemig deploy")
             if self.staging_url:
-                self.staging = open_connection(f"staging env {settings.staging}", self.staging_url, "safemig deploy (staging)")
+                self.staging = open_connection(
+                    f"staging env {settings.staging}", self.staging_url, "safemig deploy (staging)"
+                )
             if self.staging is not None and _same_database(self.prod, self.staging):
                 raise ConfigError(
                     f"envs.{self.env} and its staging env {settings.staging} reach the same database "
                     f"({mask_url(self.prod_url)} and {mask_url(self.staging_url)})",
                     hint="the rehearsal rolls migrations back and forth: it must run on a separate database",
                 )
-            gate.note(f"{self.env} reachable: {mask_url(self.prod_url)}" + (f"; {settings.staging} reachable: {mask_url(self.staging_url)}" if self.staging_url else ""))
+            gate.note(
+                f"{self.env} reachable: {mask_url(self.prod_url)}"
+                + (f"; {settings.staging} reachable: {mask_url(self.staging_url)}" if self.staging_url else "")
+            )
 
             if not self.options.dry_run:
                 take_deploy_lock(self.stack, self.prod, self.env, self.options.lock_wait_s, gate)
 
             self._check_ledgers(gate)
-            self.record.pending = [PlanItem(m, self.rollbacks[m.version]).as_dict(self.config.root) for m in self.pending]
+            self.record.pending = [
+                PlanItem(m, self.rollbacks[m.version]).as_dict(self.config.root) for m in self.pending
+            ]
             if not self.pending:
                 gate.summary(f"nothing to deploy: {self.env} has all {len(self.migrations)} migrations applied")
                 return
@@ -306,8 +323,14 @@ class _Deploy:
                     )
             else:
                 gate.note(self.window.describe())
-            staging_note = f", rehearsal on {settings.staging}" if settings.staging else ", no staging rehearsal (staging = \"none\")"
-            gate.summary(f"{len(self.pending)} pending: {', '.join(str(m.version) for m in self.pending)}{staging_note}")
+            staging_note = (
+                f", rehearsal on {settings.staging}"
+                if settings.staging
+                else ', no staging rehearsal (staging = "none")'
+            )
+            gate.summary(
+                f"{len(self.pending)} pending: {', '.join(str(m.version) for m in self.pending)}{staging_note}"
+            )
 
     def _check_ledgers(self, gate: GateContext) -> None:
         from safemig.migrations import ledger
@@ -324,7 +347,11 @@ class _Deploy:
             found = ledger.problems(ledger.states(self.migrations, staging_rows), allow_out_of_order=True)
             if found:
                 raise _prefixed(found[0], f"staging env {self.settings.staging}")
-        gate.note(f"ledger of {self.env}" + (f" and {self.settings.staging}" if self.staging is not None else "") + " consistent with the files")
+        gate.note(
+            f"ledger of {self.env}"
+            + (f" and {self.settings.staging}" if self.staging is not None else "")
+            + " consistent with the files"
+        )
 
     # -- gate 2 ------------------------------------------------------------------------
     def _lint(self) -> None:
@@ -334,9 +361,13 @@ class _Deploy:
             paths = [m.path for m in self.pending] + [p for m in self.pending if (p := self.rollbacks[m.version])]
             report = lint_paths(paths, self.config)
             for f in report.findings:
-                line = f"{_rel(Path(f.path), self.config.root)}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}"
+                line = (
+                    f"{_rel(Path(f.path), self.config.root)}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}"
+                )
                 (gate.note if f.severity == "error" else gate.warn)(line)
-            errors = report.errors if hasattr(report, "errors") else [f for f in report.findings if f.severity == "error"]
+            errors = (
+                report.errors if hasattr(report, "errors") else [f for f in report.findings if f.severity == "error"]
+            )
             if report.has_errors:
                 first = errors[0]
                 raise CheckFailed(
@@ -344,7 +375,11 @@ class _Deploy:
                     f"[{first.rule}] {first.message}",
                     hint=first.hint or "fix the findings listed above (`safemig lint` shows them all)",
                 )
-            gate.summary(f"{len(paths)} file(s) linted, {len(report.findings)} warning(s)" if report.findings else f"{len(paths)} file(s) clean")
+            gate.summary(
+                f"{len(paths)} file(s) linted, {len(report.findings)} warning(s)"
+                if report.findings
+                else f"{len(paths)} file(s) clean"
+            )
 
     def _plan(self) -> DeployPlan:
         return DeployPlan(
@@ -362,8 +397,11 @@ class _Deploy:
             from safemig.backup import run_backup
 
             result = run_backup(
-                self.config, self.env, database_url=self.prod_url,
-                label=f"pre-deploy {self.record.id}", progress=self.reporter.backup_progress(),
+                self.config,
+                self.env,
+                database_url=self.prod_url,
+                label=f"pre-deploy {self.record.id}",
+                progress=self.reporter.backup_progress(),
             )
             self.backup_uri = result.uri
             self.record.backup = {
@@ -405,7 +443,11 @@ class _Deploy:
             self._add_prod_sizes(result.lock_rollup)
             shown = [row for row in result.lock_rollup if row.get("exists_on_prod")]
             for row in shown:
-                size = f", ~{row['prod_rows_estimate']:,} rows on {self.env}" if row.get("prod_rows_estimate") is not None else ""
+                size = (
+                    f", ~{row['prod_rows_estimate']:,} rows on {self.env}"
+                    if row.get("prod_rows_estimate") is not None
+                    else ""
+                )
                 text = f"{row['mode']} on {row['relation']} ({row['migration']}, held {row['held_ms']:.0f} ms on staging{size})"
                 if row["mode"] == "ACCESS EXCLUSIVE" and row.get("large"):
                     gate.warn(f"{text}: a large table; its reads and writes wait until the migration commits")
@@ -413,7 +455,9 @@ class _Deploy:
                     gate.note(f"lock: {text}")
             created = len(result.lock_rollup) - len(shown)
             if created:
-                gate.note(f"locks on {created} relation(s) that do not exist on {self.env} yet (created by this deploy) are in the record, not shown")
+                gate.note(
+                    f"locks on {created} relation(s) that do not exist on {self.env} yet (created by this deploy) are in the record, not shown"
+                )
             gate.summary(result.summary)
 
     def _add_prod_sizes(self, rollup: list[dict[str, Any]]) -> None:
@@ -458,20 +502,32 @@ class _Deploy:
             from safemig.migrations.engine import Migrator
 
             migrator = Migrator(
-                self.prod, self.migrations, rollbacks_dir=self.config.rollbacks_dir,
-                settings=self.settings.apply_settings, observer=ReportingObserver(self.reporter, self.env, gate),
+                self.prod,
+                self.migrations,
+                rollbacks_dir=self.config.rollbacks_dir,
+                settings=self.settings.apply_settings,
+                observer=ReportingObserver(self.reporter, self.env, gate),
             )
             done: list[int] = []
             for migration in self.pending:
                 try:
                     applied = migrator.apply(migration)
                 except SafemigError as exc:
-                    before = f"versions {', '.join(map(str, done))} of this deploy are applied; " if done else "no migration of this deploy was applied; "
+                    before = (
+                        f"versions {', '.join(map(str, done))} of this deploy are applied; "
+                        if done
+                        else "no migration of this deploy was applied; "
+                    )
                     restore = self._restore_hint()
                     raise type(exc)(
                         f"{self.env}: {exc.message}",
-                        (exc.hint + "; " if exc.hint else "") + before
-                        + (f"backup taken before the deploy: {self.backup_uri} (restore: {restore})" if self.backup_uri else ""),
+                        (exc.hint + "; " if exc.hint else "")
+                        + before
+                        + (
+                            f"backup taken before the deploy: {self.backup_uri} (restore: {restore})"
+                            if self.backup_uri
+                            else ""
+                        ),
                     ) from None
                 done.append(migration.version)
                 self.record.applied.append(applied_dict(applied, migration))
@@ -523,7 +579,10 @@ def _read_rows(conn, env: str):
     try:
         return ledger.applied_rows(conn)
     except psycopg.Error as exc:
-        raise DatabaseError(f"{env}: cannot read _sqlx_migrations: {error_text(exc)}", hint="check the role's privileges on the ledger table") from None
+        raise DatabaseError(
+            f"{env}: cannot read _sqlx_migrations: {error_text(exc)}",
+            hint="check the role's privileges on the ledger table",
+        ) from None
 
 
 def applied_dict(applied, migration: Migration) -> dict[str, Any]:
@@ -605,6 +664,8 @@ def take_deploy_lock(stack: ExitStack, conn, env: str, wait_s: float, gate: Gate
     gate.note(f"migration lock taken on {env} (held until the deploy ends)")
 
 
-def deploy(config: Config, env: str, options: DeployOptions | None = None, reporter: Reporter | None = None) -> DeployOutcome:
+def deploy(
+    config: Config, env: str, options: DeployOptions | None = None, reporter: Reporter | None = None
+) -> DeployOutcome:
     """Run the pipeline for ``env``; the outcome's record is written whether it passed or not."""
     return _Deploy(config, env, options or DeployOptions(), reporter or Reporter()).run()

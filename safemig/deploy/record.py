@@ -14,7 +14,7 @@ import os
 import socket
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,13 @@ from safemig.redact import redact, redact_data
 RECORDS_DIR = Path(".safemig") / "deploys"
 
 # CI systems' variables naming the person (or bot) that triggered the job.
-_CI_ACTOR_VARS = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILDKITE_BUILD_CREATOR", "CIRCLE_USERNAME", "BITBUCKET_STEP_TRIGGERER_UUID")
+_CI_ACTOR_VARS = (
+    "GITHUB_ACTOR",
+    "GITLAB_USER_LOGIN",
+    "BUILDKITE_BUILD_CREATOR",
+    "CIRCLE_USERNAME",
+    "BITBUCKET_STEP_TRIGGERER_UUID",
+)
 
 
 def who() -> dict[str, str | None]:
@@ -57,7 +63,7 @@ def git_state(root: Path) -> dict[str, Any] | None:
 
 def timestamp(moment: datetime) -> str:
     """A file-name-safe UTC timestamp that sorts in time order: ``20261124T082512.345Z``."""
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return f"{utc:%Y%m%dT%H%M%S}.{utc.microsecond // 1000:03d}Z"
 
 
@@ -92,7 +98,7 @@ class DeployRecord:
         return timestamp(self.started_at)
 
     def as_dict(self) -> dict[str, Any]:
-        finished = self.finished_at or datetime.now(timezone.utc)
+        finished = self.finished_at or datetime.now(UTC)
         return {
             "safemig_version": __version__,
             "id": self.id,
@@ -121,7 +127,10 @@ class DeployRecord:
         }
 
     def to_json(self) -> str:
-        return json.dumps(redact_data(self.as_dict()), indent=2, ensure_ascii=False, default=lambda o: redact(str(o))) + "\n"
+        return (
+            json.dumps(redact_data(self.as_dict()), indent=2, ensure_ascii=False, default=lambda o: redact(str(o)))
+            + "\n"
+        )
 
 
 def write_record(record: DeployRecord, root: Path) -> Path:

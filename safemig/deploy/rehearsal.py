@@ -105,7 +105,9 @@ def rehearse(
     take_deploy_lock(stack, conn, f"staging env {env}", 0, gate)
 
     def migrator(observer) -> Migrator:
-        return Migrator(conn, migrations, rollbacks_dir=config.rollbacks_dir, settings=settings.apply_settings, observer=observer)
+        return Migrator(
+            conn, migrations, rollbacks_dir=config.rollbacks_dir, settings=settings.apply_settings, observer=observer
+        )
 
     quiet = migrator(ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="align: apply"))
 
@@ -115,7 +117,10 @@ def rehearse(
         except SafemigError as exc:
             hint = exc.hint or ""
             if backup_uri:
-                hint += ("; " if hint else "") + f"{env} may be left part-way: reset it from {settings.env}'s pre-deploy backup {backup_uri} (safemig restore)"
+                hint += (
+                    ("; " if hint else "")
+                    + f"{env} may be left part-way: reset it from {settings.env}'s pre-deploy backup {backup_uri} (safemig restore)"
+                )
             raise type(exc)(f"staging rehearsal on {env}, {what}: {exc.message}", hint or None) from None
 
     # 1. align staging with prod's applied set
@@ -140,7 +145,11 @@ def rehearse(
         )
 
     # 2. apply the pending migrations, recording locks
-    recorder = LockRecorder(conn.info.backend_pid, url, forward=ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="apply"))
+    recorder = LockRecorder(
+        conn.info.backend_pid,
+        url,
+        forward=ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="apply"),
+    )
     try:
         recording = migrator(recorder)
         for migration in pending:
@@ -151,12 +160,16 @@ def rehearse(
     result.statements = recorder.statements
     result.notes.extend(recorder.notes)
     result.lock_rollup = strongest_per_relation(recorder.statements)
-    gate.note(f"{env}: applied {_versions(m.version for m in pending)} in {sum(a['duration_ms'] for a in result.applied):.0f} ms (locks recorded)")
+    gate.note(
+        f"{env}: applied {_versions(m.version for m in pending)} in {sum(a['duration_ms'] for a in result.applied):.0f} ms (locks recorded)"
+    )
 
     # 3. rollback each, newest first, then re-apply
     reverter = migrator(ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="rollback of"))
     reapplier = migrator(ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="re-apply"))
-    rerunner = migrator(ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="second run of"))
+    rerunner = migrator(
+        ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="second run of")
+    )
     reverted: list[Migration] = []
     for migration in reversed(pending):
         if rollbacks.get(migration.version) is None:
@@ -174,14 +187,18 @@ def rehearse(
     result.rollbacks_rehearsed.sort()
     if reverted:
         gate.note(f"{env}: rolled back {_versions(m.version for m in reverted)} (newest first) and re-applied them")
-    result.without_rollback.extend(m.version for m in pending if rollbacks.get(m.version) is None and m.version not in result.without_rollback)
+    result.without_rollback.extend(
+        m.version for m in pending if rollbacks.get(m.version) is None and m.version not in result.without_rollback
+    )
     result.without_rollback.sort()
 
     # 4. idempotency: each migration's SQL once more, ledger untouched
     for migration in pending:
         step(
             f"re-running {migration.name} (the guide promises migrations are idempotent)",
-            lambda m=migration: rerunner.execute_sql(m.sql, no_transaction=m.no_transaction, label=f"{m.name} (second run)", migration=m),
+            lambda m=migration: rerunner.execute_sql(
+                m.sql, no_transaction=m.no_transaction, label=f"{m.name} (second run)", migration=m
+            ),
         )
         result.idempotent.append(migration.version)
     gate.note(f"{env}: second run of {_versions(result.idempotent)} succeeded (idempotent)")

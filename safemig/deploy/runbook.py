@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from safemig.config import Config, resolve_database_url
@@ -82,7 +82,9 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
     with db.connect(url, autocommit=True, application_name="safemig runbook") as conn:
         rows = ledger.applied_rows(conn)
         pending = ledger.check(migrations, rows)
-        existing = {name for (name,) in conn.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'm', 'v')")}
+        existing = {
+            name for (name,) in conn.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'm', 'v')")
+        }
 
     items = []
     created: set[str] = set()
@@ -90,16 +92,20 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
         rollback = find_rollback(m, config.rollbacks_dir)
         report = lint_paths([m.path] + ([rollback] if rollback else []), config)
         locks = [
-            lk if lk.table not in existing else LockExpectation(lk.line, lk.statement, lk.table, lk.mode, False, lk.note)
+            lk
+            if lk.table not in existing
+            else LockExpectation(lk.line, lk.statement, lk.table, lk.mode, False, lk.note)
             for lk in expected_locks(m.sql, created)
         ]
-        items.append(RunbookItem(
-            migration=m,
-            rollback=rollback,
-            lint_errors=[_finding(f, config) for f in report.findings if f.severity == "error"],
-            lint_warnings=[_finding(f, config) for f in report.findings if f.severity != "error"],
-            locks=locks,
-        ))
+        items.append(
+            RunbookItem(
+                migration=m,
+                rollback=rollback,
+                lint_errors=[_finding(f, config) for f in report.findings if f.severity == "error"],
+                lint_warnings=[_finding(f, config) for f in report.findings if f.severity != "error"],
+                locks=locks,
+            )
+        )
     try:
         destination = backup_destination(config, env)
     except SafemigError as exc:
@@ -115,7 +121,7 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
         env=env,
         settings=settings,
         database=mask_url(url),
-        generated_at=now or datetime.now(timezone.utc),
+        generated_at=now or datetime.now(UTC),
         window=evaluate(settings.windows, now),
         items=items,
         applied_count=sum(1 for r in rows.values() if r.success),
@@ -163,9 +169,15 @@ def render_markdown(rb: Runbook) -> str:
 
     add(f"# Maintenance runbook: deploy to `{env}`")
     add("")
-    commit = f" at commit `{rb.git['commit'][:12]}`" + (" (uncommitted changes!)" if rb.git.get("dirty") else "") if rb.git else ""
-    add(f"Generated {rb.generated_at:%Y-%m-%d %H:%M} UTC by `safemig runbook`{commit}. "
-        f"Regenerate it right before the window: it reflects `{env}`'s ledger at generation time.")
+    commit = (
+        f" at commit `{rb.git['commit'][:12]}`" + (" (uncommitted changes!)" if rb.git.get("dirty") else "")
+        if rb.git
+        else ""
+    )
+    add(
+        f"Generated {rb.generated_at:%Y-%m-%d %H:%M} UTC by `safemig runbook`{commit}. "
+        f"Regenerate it right before the window: it reflects `{env}`'s ledger at generation time."
+    )
     add("")
     add("| | |")
     add("| --- | --- |")
@@ -174,13 +186,17 @@ def render_markdown(rb: Runbook) -> str:
     add(f"| Pending migrations | **{len(rb.items)}** |")
     rehearsal = f"`{s.staging}`" if s.staging else '**none** (`staging = "none"`)'
     add(f"| Staging rehearsal | {rehearsal} |")
-    add(f"| Session settings | `lock_timeout = {s.lock_timeout}`, `statement_timeout = {s.statement_timeout}`, "
-        f"{s.lock_retries} retries on lock timeout (backoff {s.retry_backoff_s:g}s, doubling) |")
+    add(
+        f"| Session settings | `lock_timeout = {s.lock_timeout}`, `statement_timeout = {s.statement_timeout}`, "
+        f"{s.lock_retries} retries on lock timeout (backoff {s.retry_backoff_s:g}s, doubling) |"
+    )
     add(f"| Backups go to | `{rb.backup_destination}` |")
     add("")
 
     if not rb.items:
-        add(f"> [!NOTE]\n> Nothing to deploy: every migration in `{_rel(cfg.migrations_dir, cfg.root)}` is applied on `{env}`.")
+        add(
+            f"> [!NOTE]\n> Nothing to deploy: every migration in `{_rel(cfg.migrations_dir, cfg.root)}` is applied on `{env}`."
+        )
         add("")
         return "\n".join(out) + "\n"
 
@@ -200,8 +216,10 @@ def render_markdown(rb: Runbook) -> str:
         else:  # pragma: no cover - evaluate() always finds one within 8 days
             when = "<DATE AND TIME>"
     else:
-        add("No `maintenance_window` is configured for this env: `safemig deploy` will not refuse on time. "
-            "Schedule a low-traffic period anyway (the guide: avoid peak hours).")
+        add(
+            "No `maintenance_window` is configured for this env: `safemig deploy` will not refuse on time. "
+            "Schedule a low-traffic period anyway (the guide: avoid peak hours)."
+        )
         when = "<DATE AND TIME>"
     add("")
     add("Notice to send beforehand (edit as needed):")
@@ -212,7 +230,9 @@ def render_markdown(rb: Runbook) -> str:
     add(f"We will apply {len(rb.items)} database schema change(s) to {env} during the window above.")
     add("Short pauses of requests touching the affected tables are possible while locks are held;")
     add("no data loss is expected, and a verified backup is taken first.")
-    affected = sorted({lk.table for i in rb.items for lk in i.locks if not lk.table.startswith("(") and not lk.new_table})
+    affected = sorted(
+        {lk.table for i in rb.items for lk in i.locks if not lk.table.startswith("(") and not lk.new_table}
+    )
     add("Affected tables: " + (", ".join(affected) or "none (only tables created by this deploy)") + ".")
     add("```")
     add("")
@@ -226,9 +246,15 @@ def render_markdown(rb: Runbook) -> str:
     add("| --- | --- | --- | --- | --- |")
     for item in rb.items:
         m = item.migration
-        lint = ("❌ " + f"{len(item.lint_errors)} error(s)") if item.lint_errors else ("⚠️ " + f"{len(item.lint_warnings)} warning(s)" if item.lint_warnings else "✅ clean")
+        lint = (
+            ("❌ " + f"{len(item.lint_errors)} error(s)")
+            if item.lint_errors
+            else ("⚠️ " + f"{len(item.lint_warnings)} warning(s)" if item.lint_warnings else "✅ clean")
+        )
         rollback = f"`{_rel(item.rollback, cfg.root)}`" if item.rollback else "🚨 **NONE**"
-        add(f"| {m.version} | `{_rel(m.path, cfg.root)}` | {'no (`-- no-transaction`)' if m.no_transaction else 'yes'} | {lint} | {rollback} |")
+        add(
+            f"| {m.version} | `{_rel(m.path, cfg.root)}` | {'no (`-- no-transaction`)' if m.no_transaction else 'yes'} | {lint} | {rollback} |"
+        )
     add("")
     blocked = [i for i in rb.items if i.lint_errors]
     if blocked:
@@ -248,9 +274,11 @@ def render_markdown(rb: Runbook) -> str:
 
     add("### Expected locks")
     add("")
-    add("Predicted from the SQL (PostgreSQL's documented lock levels). In a transactional migration every "
+    add(
+        "Predicted from the SQL (PostgreSQL's documented lock levels). In a transactional migration every "
         "lock is held until the migration commits. The staging rehearsal of `safemig deploy` records the "
-        "locks actually taken; check its report before the production gate.")
+        "locks actually taken; check its report before the production gate."
+    )
     add("")
     rows = [(item, lk) for item in rb.items for lk in item.locks]
     if rows:
@@ -259,7 +287,9 @@ def render_markdown(rb: Runbook) -> str:
         for item, lk in rows:
             mode = f"**{lk.mode}**" if lk.mode == "ACCESS EXCLUSIVE" and not lk.new_table else lk.mode
             blocks = lk.blocks + (f" ({lk.note})" if lk.note else "")
-            add(f"| {item.migration.version} | {lk.line} | `{_cell(lk.statement[:60])}` | `{_cell(lk.table)}` | {mode} | {_cell(blocks)} |")
+            add(
+                f"| {item.migration.version} | {lk.line} | `{_cell(lk.statement[:60])}` | `{_cell(lk.table)}` | {mode} | {_cell(blocks)} |"
+            )
     else:
         add("No statement is expected to lock an existing table.")
     add("")
@@ -267,8 +297,10 @@ def render_markdown(rb: Runbook) -> str:
     # -- backup and restore ----------------------------------------------------------------
     add("## 3. Backup and restore")
     add("")
-    add("`safemig deploy` takes and verifies the backup itself (gate 3) and prints its `s3://` URI; it is also in the deploy record. "
-        "To take one by hand:")
+    add(
+        "`safemig deploy` takes and verifies the backup itself (gate 3) and prints its `s3://` URI; it is also in the deploy record. "
+        "To take one by hand:"
+    )
     add("")
     add("```bash")
     add(_cmd(cfg, "backup", "--env", env, "--label", "before-maintenance"))
@@ -288,11 +320,18 @@ def render_markdown(rb: Runbook) -> str:
     missing = [i for i in rb.items if i.rollback is None]
     if missing:
         add("> [!WARNING]")
-        add("> **No rollback script** for " + ", ".join(f"`{i.migration.name}`" for i in missing)
-            + ". Undoing " + ("it" if len(missing) == 1 else "them") + " means restoring the backup. "
-            f"Write `{_rel(cfg.rollbacks_dir, cfg.root)}/<VERSION>_rollback_<name>.sql` before the window if the change is destructive.")
+        add(
+            "> **No rollback script** for "
+            + ", ".join(f"`{i.migration.name}`" for i in missing)
+            + ". Undoing "
+            + ("it" if len(missing) == 1 else "them")
+            + " means restoring the backup. "
+            f"Write `{_rel(cfg.rollbacks_dir, cfg.root)}/<VERSION>_rollback_<name>.sql` before the window if the change is destructive."
+        )
         add("")
-    add("Revert the newest applied migration with its rollback script (deletes its ledger row in the same transaction):")
+    add(
+        "Revert the newest applied migration with its rollback script (deletes its ledger row in the same transaction):"
+    )
     add("")
     add("```bash")
     add(_cmd(cfg, "migrate", "revert", "--env", env, "--dry-run") + "    # shows what would run")
@@ -314,13 +353,17 @@ def render_markdown(rb: Runbook) -> str:
     add(deploy_cmd)
     add("```")
     add("")
-    add("Gates, in order; the first that does not pass stops the deploy and nothing after it runs: "
+    add(
+        "Gates, in order; the first that does not pass stops the deploy and nothing after it runs: "
         "preflight (config, both databases reachable, ledgers consistent, window open, migration lock), lint, "
         f"backup (verified), staging rehearsal on `{s.staging or 'none'}` (apply, roll back, re-apply, run again), "
-        f"production apply (statement by statement), report (`.safemig/deploys/*.json`, also uploaded next to the backup).")
+        f"production apply (statement by statement), report (`.safemig/deploys/*.json`, also uploaded next to the backup)."
+    )
     add("")
-    add("Exit codes: `0` deployed or nothing to deploy, `1` a gate refused or a migration failed, `2` configuration error, "
-        "`3` database or S3 failure.")
+    add(
+        "Exit codes: `0` deployed or nothing to deploy, `1` a gate refused or a migration failed, `2` configuration error, "
+        "`3` database or S3 failure."
+    )
     add("")
 
     # -- monitor ---------------------------------------------------------------------------
@@ -347,22 +390,39 @@ def render_markdown(rb: Runbook) -> str:
     # -- recovery --------------------------------------------------------------------------
     add("## 7. If a migration fails")
     add("")
-    add("`safemig deploy` names the file, the line, the statement and PostgreSQL's error. A transactional migration "
+    add(
+        "`safemig deploy` names the file, the line, the statement and PostgreSQL's error. A transactional migration "
         "is rolled back entirely and leaves no ledger row; migrations applied before it in the same deploy stay applied. "
-        "A `-- no-transaction` migration lists the statements that already ran.")
+        "A `-- no-transaction` migration lists the statements that already ran."
+    )
     add("")
-    add("1. **Read the error and the deploy record** (`.safemig/deploys/`, newest file): which gate, which migration, which statement.")
-    add(f"2. **Check the connection** if the error is about reaching the database: `psql \"{_url_variable(cfg, env)}\" -c 'SELECT 1'`.")
-    add(f"3. **Inspect the ledger**: `{_cmd(cfg, 'migrate', 'info', '--env', env)}`, or in SQL "
-        "`SELECT version, description, success, installed_on FROM _sqlx_migrations ORDER BY version;`")
-    add("4. **Lock timeout** (`55P03`): another session held a conflicting lock through every retry. Find it with the "
-        "`pg_stat_activity` query above, wait for it or stop it, then run the deploy again.")
+    add(
+        "1. **Read the error and the deploy record** (`.safemig/deploys/`, newest file): which gate, which migration, which statement."
+    )
+    add(
+        f"2. **Check the connection** if the error is about reaching the database: `psql \"{_url_variable(cfg, env)}\" -c 'SELECT 1'`."
+    )
+    add(
+        f"3. **Inspect the ledger**: `{_cmd(cfg, 'migrate', 'info', '--env', env)}`, or in SQL "
+        "`SELECT version, description, success, installed_on FROM _sqlx_migrations ORDER BY version;`"
+    )
+    add(
+        "4. **Lock timeout** (`55P03`): another session held a conflicting lock through every retry. Find it with the "
+        "`pg_stat_activity` query above, wait for it or stop it, then run the deploy again."
+    )
     add("5. **Fix forward**: correct the SQL in a *new* migration (never edit an applied one), then deploy again.")
     add(f"6. **Roll back** the newest applied migration: `{_cmd(cfg, 'migrate', 'revert', '--env', env)}`.")
-    add("7. **Manual fix** (the guide's last resort): repair the schema by hand, then record the migration with its real checksum:")
+    add(
+        "7. **Manual fix** (the guide's last resort): repair the schema by hand, then record the migration with its real checksum:"
+    )
     add("")
     add("   ```bash")
-    add("   " + _cmd(cfg, "migrate", "mark-applied", "<VERSION>", "--env", env, "--reason", "'fixed by hand during the window'"))
+    add(
+        "   "
+        + _cmd(
+            cfg, "migrate", "mark-applied", "<VERSION>", "--env", env, "--reason", "'fixed by hand during the window'"
+        )
+    )
     add("   ```")
     add("")
     add(f"8. **Restore the backup** if data is damaged: `{rb.restore_command}`")

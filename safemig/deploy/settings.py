@@ -92,12 +92,14 @@ def deploy_settings(config: Config, env_name: str) -> DeploySettings:
             hint=f'add staging = "staging" (the env name) under [envs.{env_name}], or staging = "none" to deploy without a rehearsal',
         )
     if not isinstance(staging, str) or not staging:
-        raise ConfigError(f"{_setting(env, 'staging')} must be an env name or \"none\"", hint='e.g. staging = "staging"')
+        raise ConfigError(f'{_setting(env, "staging")} must be an env name or "none"', hint='e.g. staging = "staging"')
     if staging == NO_STAGING:
         staging_name: str | None = None
     else:
         if staging == env_name:
-            raise ConfigError(f"{_setting(env, 'staging')} names the env itself", hint="staging must be a different database")
+            raise ConfigError(
+                f"{_setting(env, 'staging')} names the env itself", hint="staging must be a different database"
+            )
         config.env(staging)  # unknown env: UsageError listing the known ones
         staging_name = staging
 
@@ -110,9 +112,15 @@ def deploy_settings(config: Config, env_name: str) -> DeploySettings:
 
     retries = env.get("lock_retries", DEFAULT_LOCK_RETRIES)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
-        raise ConfigError(f"{_setting(env, 'lock_retries')} must be a whole number from 0 to 100", hint="e.g. lock_retries = 3")
-    backoff = duration_seconds(env.get("retry_backoff", DEFAULT_RETRY_BACKOFF), _setting(env, "retry_backoff"), default_unit="s")
-    ready = duration_seconds(env.get("ready_timeout", DEFAULT_READY_TIMEOUT), _setting(env, "ready_timeout"), default_unit="s")
+        raise ConfigError(
+            f"{_setting(env, 'lock_retries')} must be a whole number from 0 to 100", hint="e.g. lock_retries = 3"
+        )
+    backoff = duration_seconds(
+        env.get("retry_backoff", DEFAULT_RETRY_BACKOFF), _setting(env, "retry_backoff"), default_unit="s"
+    )
+    ready = duration_seconds(
+        env.get("ready_timeout", DEFAULT_READY_TIMEOUT), _setting(env, "ready_timeout"), default_unit="s"
+    )
     return DeploySettings(
         env=env_name,
         staging=staging_name,

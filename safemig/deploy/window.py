@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from safemig.errors import ConfigError
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _DAY_INDEX = {name.lower(): i for i, name in enumerate(DAY_NAMES)}
-_DAY_INDEX.update({full: i for i, full in enumerate(
-    ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))})
-_WINDOW = re.compile(
-    r"^\s*(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s+(?P<zone>\S+)\s*$"
+_DAY_INDEX.update(
+    {full: i for i, full in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
 )
+_WINDOW = re.compile(r"^\s*(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s+(?P<zone>\S+)\s*$")
 _EXAMPLE = 'maintenance_window = "Sat,Sun 02:00-04:00 Europe/Berlin"'
 
 
@@ -79,12 +78,12 @@ def _to_utc(local: datetime) -> datetime:
     A time that does not exist (skipped by a spring-forward change) maps to the transition:
     the first instant at which the clock shows a time at or after it.
     """
-    as_utc = local.astimezone(timezone.utc)
+    as_utc = local.astimezone(UTC)
     if as_utc.astimezone(local.tzinfo).replace(tzinfo=None, fold=0) == local.replace(tzinfo=None, fold=0):
         return as_utc
     naive = local.replace(tzinfo=None, fold=0)
-    lo = local.replace(fold=1).astimezone(timezone.utc)  # before the jump: clock shows less
-    hi = local.replace(fold=0).astimezone(timezone.utc)  # after the jump: clock shows more
+    lo = local.replace(fold=1).astimezone(UTC)  # before the jump: clock shows less
+    hi = local.replace(fold=0).astimezone(UTC)  # after the jump: clock shows more
     lo, hi = min(lo, hi), max(lo, hi)
     while hi - lo > timedelta(seconds=1):
         mid = lo + (hi - lo) / 2
@@ -120,7 +119,10 @@ def _parse_time(text: str, setting: str, *, is_end: bool) -> time:
     if is_end and (hours, minutes) == (24, 0):
         return time.max
     if hours > 23 or minutes > 59:
-        raise ConfigError(f"{setting}: {text!r} is not a time of day", hint=f"use HH:MM between 00:00 and 23:59 (24:00 as an end); e.g. {_EXAMPLE}")
+        raise ConfigError(
+            f"{setting}: {text!r} is not a time of day",
+            hint=f"use HH:MM between 00:00 and 23:59 (24:00 as an end); e.g. {_EXAMPLE}",
+        )
     return time(hours, minutes)
 
 
@@ -142,7 +144,10 @@ def parse_window(text: str, setting: str = "maintenance_window") -> Window:
     start = _parse_time(match["start"], setting, is_end=False)
     end = _parse_time(match["end"], setting, is_end=True)
     if start == end:
-        raise ConfigError(f"{setting}: window {text!r} is empty (start equals end)", hint=f"give an end time different from the start; e.g. {_EXAMPLE}")
+        raise ConfigError(
+            f"{setting}: window {text!r} is empty (start equals end)",
+            hint=f"give an end time different from the start; e.g. {_EXAMPLE}",
+        )
     return Window(text=text.strip(), days=_parse_days(match["days"], setting), start=start, end=end, zone=zone)
 
 
@@ -190,7 +195,7 @@ class WindowStatus:
 def format_local(moment: datetime, zone: ZoneInfo) -> str:
     """``Sat 2026-11-28 02:00 CET (01:00 UTC)``: the window's own zone first, UTC for everyone else."""
     local = moment.astimezone(zone)
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return f"{local:%a %Y-%m-%d %H:%M} {local.tzname()} ({utc:%Y-%m-%d %H:%M} UTC)"
 
 
@@ -211,7 +216,7 @@ def format_delta(delta: timedelta) -> str:
 
 def evaluate(windows: list[Window], now: datetime | None = None) -> WindowStatus:
     """Is any window open at ``now`` (aware; default: the current time)? If not, which opens next."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if not windows:
@@ -232,6 +237,8 @@ def evaluate(windows: list[Window], now: datetime | None = None) -> WindowStatus
     upcoming.sort(key=lambda item: item[0])
     first = upcoming[0] if upcoming else None
     return WindowStatus(
-        configured=True, open=False, now=now,
+        configured=True,
+        open=False,
+        now=now,
         next_open=(first[1], first[0], first[2]) if first else None,
     )

@@ -51,7 +51,7 @@ class Cache:
         self._loaded: dict[str, dict] = {}  # bucket name -> its entries, as read this run
 
     @classmethod
-    def for_run(cls, root: Path, rule_sources: dict[str, Path], policy) -> "Cache":
+    def for_run(cls, root: Path, rule_sources: dict[str, Path], policy) -> Cache:
         """A cache salted with the rule set (``{id: module file}``, by size and mtime) and the policy."""
         parts = [__version__, policy.fingerprint()]
         for rule_id, source in sorted(rule_sources.items()):
@@ -71,7 +71,9 @@ class Cache:
 
     def key(self, target, raw: bytes, display: str) -> str:
         digest = hashlib.sha256()
-        digest.update(f"{self.salt}\0{display}\0{target.role}\0{target.version}\0{target.description}\0{target.name_problem}\0".encode())
+        digest.update(
+            f"{self.salt}\0{display}\0{target.role}\0{target.version}\0{target.description}\0{target.name_problem}\0".encode()
+        )
         digest.update(raw)
         if target.rollback is not None:
             digest.update(f"\0rollback:{target.rollback}\0".encode())
@@ -120,14 +122,20 @@ class Cache:
         by_bucket: dict[str, dict[str, dict]] = {}
         for key, findings in entries.items():
             by_bucket.setdefault(key[:BUCKET_CHARS], {})[key] = {
-                "day": today, "findings": [astuple(f) for f in findings]}  # rows, not objects: half the JSON to write
+                "day": today,
+                "findings": [astuple(f) for f in findings],
+            }  # rows, not objects: half the JSON to write
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             for name, new in by_bucket.items():
                 bucket = self._load(name)  # as it is now: entries another run wrote meanwhile are kept
-                bucket = {key: entry for key, entry in bucket.items()  # forget entries a month old (or of an older format)
-                          if isinstance(entry, dict) and isinstance(entry.get("day"), int)
-                          and today - entry["day"] <= MAX_AGE_DAYS}
+                bucket = {
+                    key: entry
+                    for key, entry in bucket.items()  # forget entries a month old (or of an older format)
+                    if isinstance(entry, dict)
+                    and isinstance(entry.get("day"), int)
+                    and today - entry["day"] <= MAX_AGE_DAYS
+                }
                 bucket.update(new)
                 fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -121,8 +121,10 @@ class LintFile:
         for stmt in self.valid_statements:
             # cheap first: most statements name no routine (a word set keeps this linear in the file's size)
             text = stmt.text.lower() if routines else ""
-            if routines and (any(name in text for name in odd) or (
-                    any(name in text for name in words) if len(words) <= 8 else words.intersection(_WORD.findall(text)))):
+            if routines and (
+                any(name in text for name in odd)
+                or (any(name in text for name in words) if len(words) <= 8 else words.intersection(_WORD.findall(text)))
+            ):
                 ran = facts.executed(stmt)
                 called, bodies = self._routine_statements(ran, routines)
                 if called:
@@ -137,8 +139,9 @@ class LintFile:
         return out
 
     @staticmethod
-    def _routine_statements(statements: list[SqlStatement],
-                            routines: dict[str, SqlStatement]) -> tuple[list[SqlStatement], list[SqlStatement]]:
+    def _routine_statements(
+        statements: list[SqlStatement], routines: dict[str, SqlStatement]
+    ) -> tuple[list[SqlStatement], list[SqlStatement]]:
         """The ``routines`` that ``statements`` call (and that those call), once each, and their bodies' statements.
 
         A routine runs when a statement that evaluates expressions calls it (SELECT, CALL,

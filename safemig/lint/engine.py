@@ -10,8 +10,8 @@ core when there are enough of them.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from safemig.config import Config
 from safemig.lint.cache import Cache
@@ -21,8 +21,8 @@ from safemig.lint.registry import rule_sources
 from safemig.lint.targets import ROLLBACK, Target, classify_target, clear_run_caches, display_path, expand
 from safemig.migrations.files import read_sql
 
-
 # --- public API -----------------------------------------------------------------------------------
+
 
 def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> LintReport:
     """Lint SQL files and directories (recursively ``*.sql``) and the rollback scripts of the migrations.
@@ -83,8 +83,14 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
         from safemig.lint.registry import all_rules
         from safemig.lint.runner import lint_many
 
-        linted = lint_many(itertools.chain([first], jobs), config, policy, all_rules(policy.house_dir),
-                           expected=len(files), looked_at=lambda: len(targets))
+        linted = lint_many(
+            itertools.chain([first], jobs),
+            config,
+            policy,
+            all_rules(policy.house_dir),
+            expected=len(files),
+            looked_at=lambda: len(targets),
+        )
     for index, findings in zip(misses, linted):
         results[index] = findings
     if cache is not None and misses:

@@ -16,8 +16,9 @@ them again would make ``"Orders"`` and ``orders`` (two tables) one.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from safemig.lint.parse import SqlStatement
 
@@ -79,13 +80,27 @@ def object_name(obj: dict) -> str:
 
 
 DROP_KINDS = {
-    "OBJECT_TABLE": "TABLE", "OBJECT_INDEX": "INDEX", "OBJECT_VIEW": "VIEW",
-    "OBJECT_MATVIEW": "MATERIALIZED VIEW", "OBJECT_FUNCTION": "FUNCTION", "OBJECT_PROCEDURE": "PROCEDURE",
-    "OBJECT_ROUTINE": "ROUTINE", "OBJECT_TYPE": "TYPE", "OBJECT_DOMAIN": "DOMAIN", "OBJECT_SCHEMA": "SCHEMA",
-    "OBJECT_TRIGGER": "TRIGGER", "OBJECT_POLICY": "POLICY", "OBJECT_SEQUENCE": "SEQUENCE",
-    "OBJECT_EXTENSION": "EXTENSION", "OBJECT_FOREIGN_TABLE": "FOREIGN TABLE", "OBJECT_RULE": "RULE",
-    "OBJECT_AGGREGATE": "AGGREGATE", "OBJECT_COLLATION": "COLLATION", "OBJECT_CONVERSION": "CONVERSION",
-    "OBJECT_OPERATOR": "OPERATOR", "OBJECT_PUBLICATION": "PUBLICATION",
+    "OBJECT_TABLE": "TABLE",
+    "OBJECT_INDEX": "INDEX",
+    "OBJECT_VIEW": "VIEW",
+    "OBJECT_MATVIEW": "MATERIALIZED VIEW",
+    "OBJECT_FUNCTION": "FUNCTION",
+    "OBJECT_PROCEDURE": "PROCEDURE",
+    "OBJECT_ROUTINE": "ROUTINE",
+    "OBJECT_TYPE": "TYPE",
+    "OBJECT_DOMAIN": "DOMAIN",
+    "OBJECT_SCHEMA": "SCHEMA",
+    "OBJECT_TRIGGER": "TRIGGER",
+    "OBJECT_POLICY": "POLICY",
+    "OBJECT_SEQUENCE": "SEQUENCE",
+    "OBJECT_EXTENSION": "EXTENSION",
+    "OBJECT_FOREIGN_TABLE": "FOREIGN TABLE",
+    "OBJECT_RULE": "RULE",
+    "OBJECT_AGGREGATE": "AGGREGATE",
+    "OBJECT_COLLATION": "COLLATION",
+    "OBJECT_CONVERSION": "CONVERSION",
+    "OBJECT_OPERATOR": "OPERATOR",
+    "OBJECT_PUBLICATION": "PUBLICATION",
 }
 
 
@@ -113,32 +128,75 @@ def drops(stmt: SqlStatement) -> list[Drop]:
     ALTER TYPE ... DROP ATTRIBUTE, ALTER DOMAIN ... DROP CONSTRAINT)."""
     node = stmt.node
     if stmt.node_type == "DropStmt":
-        kind = DROP_KINDS.get(node.get("removeType", ""), node.get("removeType", "").replace("OBJECT_", "").replace("_", " "))
+        kind = DROP_KINDS.get(
+            node.get("removeType", ""), node.get("removeType", "").replace("OBJECT_", "").replace("_", " ")
+        )
         out = []
         for obj in node.get("objects") or []:
             name = object_name(obj)
             table = ""
             if kind in ("TRIGGER", "POLICY", "RULE") and "." in name:
                 table, name = name.rsplit(".", 1)
-            out.append(Drop(kind, name, table, bool(node.get("missing_ok")), bool(node.get("concurrent")),
-                            node.get("behavior") == "DROP_CASCADE"))
+            out.append(
+                Drop(
+                    kind,
+                    name,
+                    table,
+                    bool(node.get("missing_ok")),
+                    bool(node.get("concurrent")),
+                    node.get("behavior") == "DROP_CASCADE",
+                )
+            )
         return out
     if stmt.node_type == "TruncateStmt":
-        return [Drop("TRUNCATE", relation_name(r.get("RangeVar")), relation_name(r.get("RangeVar")), True,
-                     cascade=node.get("behavior") == "DROP_CASCADE") for r in node.get("relations") or []]
+        return [
+            Drop(
+                "TRUNCATE",
+                relation_name(r.get("RangeVar")),
+                relation_name(r.get("RangeVar")),
+                True,
+                cascade=node.get("behavior") == "DROP_CASCADE",
+            )
+            for r in node.get("relations") or []
+        ]
     if stmt.node_type == "DropdbStmt":
         return [Drop("DATABASE", node.get("dbname", ""), "", bool(node.get("missing_ok")))]
     if stmt.node_type == "DropOwnedStmt":  # every table, view, ... the roles own: re-runnable, but destructive
-        return [Drop("OWNED BY", r.get("RoleSpec", {}).get("rolename", "?"), "", True,
-                     cascade=node.get("behavior") == "DROP_CASCADE") for r in node.get("roles") or []]
+        return [
+            Drop(
+                "OWNED BY",
+                r.get("RoleSpec", {}).get("rolename", "?"),
+                "",
+                True,
+                cascade=node.get("behavior") == "DROP_CASCADE",
+            )
+            for r in node.get("roles") or []
+        ]
     if stmt.node_type == "AlterDomainStmt" and node.get("subtype") == "X":  # X: DROP CONSTRAINT (PostgreSQL's code)
-        return [Drop("CONSTRAINT", node.get("name", ""), ".".join(_strings(node.get("typeName"))),
-                     bool(node.get("missing_ok")), cascade=node.get("behavior") == "DROP_CASCADE", table_kind="DOMAIN")]
+        return [
+            Drop(
+                "CONSTRAINT",
+                node.get("name", ""),
+                ".".join(_strings(node.get("typeName"))),
+                bool(node.get("missing_ok")),
+                cascade=node.get("behavior") == "DROP_CASCADE",
+                table_kind="DOMAIN",
+            )
+        ]
     if stmt.node_type == "AlterTableStmt" and node.get("objtype") == "OBJECT_TYPE":  # ALTER TYPE t DROP ATTRIBUTE a
         cmds = [cmd.get("AlterTableCmd", {}) for cmd in node.get("cmds") or []]
-        return [Drop("ATTRIBUTE", c.get("name", ""), relation_name(node.get("relation")), bool(c.get("missing_ok")),
-                     cascade=c.get("behavior") == "DROP_CASCADE", table_kind="TYPE")
-                for c in cmds if c.get("subtype") == "AT_DropColumn"]
+        return [
+            Drop(
+                "ATTRIBUTE",
+                c.get("name", ""),
+                relation_name(node.get("relation")),
+                bool(c.get("missing_ok")),
+                cascade=c.get("behavior") == "DROP_CASCADE",
+                table_kind="TYPE",
+            )
+            for c in cmds
+            if c.get("subtype") == "AT_DropColumn"
+        ]
     out = []
     for action in alter_actions(stmt):
         if action.subtype in ("AT_DropColumn", "AT_DropConstraint"):
@@ -175,8 +233,14 @@ class AlterAction:
     def constraint_type(self) -> str:
         """``FOREIGN KEY``, ``CHECK``, ``UNIQUE``, ``PRIMARY KEY``, ``EXCLUDE``... for AT_AddConstraint."""
         contype = self.constraint.get("contype", "")
-        return {"CONSTR_FOREIGN": "FOREIGN KEY", "CONSTR_PRIMARY": "PRIMARY KEY", "CONSTR_UNIQUE": "UNIQUE",
-                "CONSTR_CHECK": "CHECK", "CONSTR_EXCLUSION": "EXCLUDE", "CONSTR_NOTNULL": "NOT NULL"}.get(contype, contype)
+        return {
+            "CONSTR_FOREIGN": "FOREIGN KEY",
+            "CONSTR_PRIMARY": "PRIMARY KEY",
+            "CONSTR_UNIQUE": "UNIQUE",
+            "CONSTR_CHECK": "CHECK",
+            "CONSTR_EXCLUSION": "EXCLUDE",
+            "CONSTR_NOTNULL": "NOT NULL",
+        }.get(contype, contype)
 
 
 @per_statement
@@ -188,8 +252,16 @@ def alter_actions(stmt: SqlStatement) -> list[AlterAction]:
     out = []
     for cmd in stmt.node.get("cmds") or []:
         c = cmd.get("AlterTableCmd", {})
-        out.append(AlterAction(table, c.get("subtype", ""), c.get("name", ""), bool(c.get("missing_ok")),
-                               c.get("behavior") == "DROP_CASCADE", c.get("def") or {}))
+        out.append(
+            AlterAction(
+                table,
+                c.get("subtype", ""),
+                c.get("name", ""),
+                bool(c.get("missing_ok")),
+                c.get("behavior") == "DROP_CASCADE",
+                c.get("def") or {},
+            )
+        )
     return out
 
 
@@ -209,8 +281,17 @@ def added_constraints(stmt: SqlStatement) -> list[AlterAction]:
             for item in action.column_def.get("constraints") or []:
                 constraint = item.get("Constraint", {})
                 if constraint.get("contype") in _TABLE_CONSTRAINTS:
-                    out.append(AlterAction(action.table, "AT_AddConstraint", action.column, action.missing_ok,
-                                           action.cascade, item, inline_column=action.column))
+                    out.append(
+                        AlterAction(
+                            action.table,
+                            "AT_AddConstraint",
+                            action.column,
+                            action.missing_ok,
+                            action.cascade,
+                            item,
+                            inline_column=action.column,
+                        )
+                    )
     return out
 
 
@@ -225,8 +306,11 @@ def column_def_text(stmt: SqlStatement, column_def: dict) -> str:
     if location is None:
         return column_def.get("colname", "")
     start = stmt.text_index(location)
-    constraint_starts = [stmt.text_index(c["Constraint"]["location"]) for c in column_def.get("constraints") or []
-                         if "location" in c.get("Constraint", {})]
+    constraint_starts = [
+        stmt.text_index(c["Constraint"]["location"])
+        for c in column_def.get("constraints") or []
+        if "location" in c.get("Constraint", {})
+    ]
     end = min(constraint_starts) if constraint_starts else _top_level_comma(stmt.text, start)
     return " ".join(stmt.text[start:end].split())
 
@@ -238,7 +322,7 @@ def clause_text(stmt: SqlStatement, node: dict) -> str:
     if location is None:
         return ""
     start = stmt.text_index(location)
-    return " ".join(stmt.text[start:_top_level_comma(stmt.text, start)].split())
+    return " ".join(stmt.text[start : _top_level_comma(stmt.text, start)].split())
 
 
 def _top_level_comma(text: str, start: int) -> int:
@@ -253,6 +337,7 @@ def _top_level_comma(text: str, start: int) -> int:
         elif char == "," and depth <= 0:
             return index
     return len(text)
+
 
 @per_statement
 def target_table(stmt: SqlStatement) -> str:
@@ -335,8 +420,14 @@ def _column(table: str, coldef: dict, added: bool) -> ColumnFact:
     names = _strings(coldef.get("typeName", {}).get("names"))
     type_name = names[-1] if names else ""
     contypes = column_constraints(coldef)
-    return ColumnFact(table, coldef.get("colname", ""), type_name, added,
-                      "CONSTR_GENERATED" in contypes, "CONSTR_IDENTITY" in contypes)
+    return ColumnFact(
+        table,
+        coldef.get("colname", ""),
+        type_name,
+        added,
+        "CONSTR_GENERATED" in contypes,
+        "CONSTR_IDENTITY" in contypes,
+    )
 
 
 @per_statement
@@ -374,8 +465,11 @@ def _parsed_sql(stmt: SqlStatement, text: str) -> list[SqlStatement] | None:
         items = json.loads(parser.parse_sql_json(text)).get("stmts") or []
     except (parser.ParseError, RecursionError, ValueError):
         return None
-    return [SqlStatement(stmt.raw, node_type=node_type, node=node)
-            for item in items for node_type, node in item["stmt"].items()]
+    return [
+        SqlStatement(stmt.raw, node_type=node_type, node=node)
+        for item in items
+        for node_type, node in item["stmt"].items()
+    ]
 
 
 def _embedded_sql(stmt: SqlStatement, query: str) -> SqlStatement | None:
@@ -491,9 +585,15 @@ def routine_body(stmt: SqlStatement) -> DoBlock:
         return DoBlock([], [])
     atomic = stmt.node.get("sql_body")
     if atomic:  # BEGIN ATOMIC ... END: PostgreSQL parsed the statements already
-        return DoBlock([SqlStatement(stmt.raw, node_type=node_type, node=node)
-                        for block in atomic.get("List", {}).get("items") or []
-                        for item in block.get("List", {}).get("items") or [] for node_type, node in item.items()], [])
+        return DoBlock(
+            [
+                SqlStatement(stmt.raw, node_type=node_type, node=node)
+                for block in atomic.get("List", {}).get("items") or []
+                for item in block.get("List", {}).get("items") or []
+                for node_type, node in item.items()
+            ],
+            [],
+        )
     options = _options(stmt.node.get("options"))
     language = (options.get("language") or "sql").lower()
     if language == "plpgsql":

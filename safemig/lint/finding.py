@@ -55,8 +55,16 @@ def astuple(finding: Finding) -> tuple:
 
     ``dataclasses.astuple`` deep-copies every field; these are all strings and ints.
     """
-    return (finding.path, finding.line, finding.column, finding.rule, finding.severity, finding.message,
-            finding.hint, finding.statement)
+    return (
+        finding.path,
+        finding.line,
+        finding.column,
+        finding.rule,
+        finding.severity,
+        finding.message,
+        finding.hint,
+        finding.statement,
+    )
 
 
 @dataclass

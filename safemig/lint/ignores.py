@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from safemig.sql.split import Comment
 
@@ -58,8 +58,18 @@ def parse_ignores(comments: list[Comment], statement_lines: list[tuple[int, int]
             if index is None:
                 below = bisect.bisect_right(firsts, comment.line)
                 index = below if below < len(firsts) else None
-        out.append(Ignore(rules, reason.strip() if sep else "", comment.line, comment.column, whole_file,
-                          index, comment.text.strip(), set()))
+        out.append(
+            Ignore(
+                rules,
+                reason.strip() if sep else "",
+                comment.line,
+                comment.column,
+                whole_file,
+                index,
+                comment.text.strip(),
+                set(),
+            )
+        )
     return out
 
 

@@ -97,8 +97,9 @@ def sqlglot_parse(text: str) -> Any:
 
         logging.getLogger("sqlglot").setLevel(logging.CRITICAL)  # "falling back to Command" is not news
         dialect = Dialect.get_or_raise("postgres")
-        _SQLGLOT.update(tokenizer=dialect.tokenizer(), parser=dialect.parser(),
-                        errors=(SqlglotError, RecursionError, ValueError))
+        _SQLGLOT.update(
+            tokenizer=dialect.tokenizer(), parser=dialect.parser(), errors=(SqlglotError, RecursionError, ValueError)
+        )
     tokenizer, parser = _SQLGLOT["tokenizer"], _SQLGLOT["parser"]
     try:
         trees = [t for t in parser.parse(tokenizer.tokenize(text), text) if t is not None]
@@ -217,7 +218,7 @@ class _ByteToChar:
     def __call__(self, offset: int) -> int:
         if offset < self.byte:  # not increasing (never seen): start over
             self.byte = self.char = 0
-        self.char += len(self.data[self.byte:offset].decode("utf-8", errors="ignore"))
+        self.char += len(self.data[self.byte : offset].decode("utf-8", errors="ignore"))
         self.byte = offset
         return self.char
 
@@ -241,19 +242,32 @@ def _statements_from_parser(text: str, items: list[dict]) -> list[tuple[Statemen
         location = item.get("stmt_location", 0)
         length = item.get("stmt_len", 0)
         terminated = length > 0  # 0: the statement runs to the end of the input, no ';'
-        start_of_region, region_end = (location, location + length) if to_char is None else \
-            (to_char(location), to_char(location + length))
+        start_of_region, region_end = (
+            (location, location + length) if to_char is None else (to_char(location), to_char(location + length))
+        )
         if not terminated:
             region_end = len(text)
         start = _skip_blanks(text, start_of_region, region_end)
         end = start + len(text[start:region_end].rstrip(_BLANK))
-        last_line = text[max(text.rfind("\n", start, end) + 1, start):end]
+        last_line = text[max(text.rfind("\n", start, end) + 1, start) : end]
         if "--" in last_line or "*/" in last_line:
             end = _last_token_end(text, start, end)
         line, column = positions.line_col(start)
         byte_start = start if ascii_only else location + len(text[start_of_region:start].encode("utf-8"))
-        out.append((Statement(text=text[start:end], start=start, end=end, line=line, column=column,
-                              end_line=positions.line(max(end - 1, start)), terminated=terminated), byte_start))
+        out.append(
+            (
+                Statement(
+                    text=text[start:end],
+                    start=start,
+                    end=end,
+                    line=line,
+                    column=column,
+                    end_line=positions.line(max(end - 1, start)),
+                    terminated=terminated,
+                ),
+                byte_start,
+            )
+        )
     return out
 
 

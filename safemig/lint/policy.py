@@ -58,13 +58,18 @@ class Policy:
             rel = path.resolve().relative_to(self.root).as_posix()
         except ValueError:
             rel = path.as_posix()
-        return {rule_id for exc in self.exceptions if any(fnmatch.fnmatch(rel, pattern) for pattern in exc.paths)
-                for rule_id in exc.rules}
+        return {
+            rule_id
+            for exc in self.exceptions
+            if any(fnmatch.fnmatch(rel, pattern) for pattern in exc.paths)
+            for rule_id in exc.rules
+        }
 
     def fingerprint(self) -> str:
         """A hash of everything that changes findings, for the cache key."""
-        data = json.dumps([self.severities, [vars(e) for e in self.exceptions], str(self.house_dir)],
-                          sort_keys=True, default=list)
+        data = json.dumps(
+            [self.severities, [vars(e) for e in self.exceptions], str(self.house_dir)], sort_keys=True, default=list
+        )
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     def check_rule_ids(self, known: set[str]) -> None:
@@ -74,30 +79,40 @@ class Policy:
                 from difflib import get_close_matches
 
                 close = get_close_matches(rule_id, sorted(known), n=1)
-                raise ConfigError(f"{self.source}: unknown rule {rule_id!r}",
-                                  hint=f"did you mean {close[0]!r}?" if close else "run `safemig rules` for the ids")
+                raise ConfigError(
+                    f"{self.source}: unknown rule {rule_id!r}",
+                    hint=f"did you mean {close[0]!r}?" if close else "run `safemig rules` for the ids",
+                )
 
 
 def _parse(data: dict[str, Any], source: str) -> tuple[dict[str, str], list[Exception_], str | None]:
     unknown = set(data) - {"rules", "exceptions", "house_rules"}
     if unknown:
-        raise ConfigError(f"{source}: unknown lint setting {sorted(unknown)[0]!r}",
-                          hint="known settings: rules, exceptions, house_rules")
+        raise ConfigError(
+            f"{source}: unknown lint setting {sorted(unknown)[0]!r}",
+            hint="known settings: rules, exceptions, house_rules",
+        )
     rules = data.get("rules", {})
     if not isinstance(rules, dict):
-        raise ConfigError(f"{source}: rules must be a table of rule-id = \"error\"|\"warning\"|\"off\"",
-                          hint='e.g. [rules] then json-column = "off"')
+        raise ConfigError(
+            f'{source}: rules must be a table of rule-id = "error"|"warning"|"off"',
+            hint='e.g. [rules] then json-column = "off"',
+        )
     severities = {}
     for rule_id, value in rules.items():
         if value not in (*SEVERITIES, OFF):
-            raise ConfigError(f"{source}: rules.{rule_id} = {value!r} is not error, warning or off",
-                              hint=f'e.g. {rule_id} = "warning"')
+            raise ConfigError(
+                f"{source}: rules.{rule_id} = {value!r} is not error, warning or off",
+                hint=f'e.g. {rule_id} = "warning"',
+            )
         severities[rule_id] = value
     exceptions = []
     raw_exceptions = data.get("exceptions", [])
     if not isinstance(raw_exceptions, list):
-        raise ConfigError(f"{source}: exceptions must be an array of tables ([[exceptions]])",
-                          hint="write [[exceptions]] then paths, rules and reason")
+        raise ConfigError(
+            f"{source}: exceptions must be an array of tables ([[exceptions]])",
+            hint="write [[exceptions]] then paths, rules and reason",
+        )
     for index, item in enumerate(raw_exceptions, 1):
         where = f"{source}: exceptions #{index}"
         if not isinstance(item, dict):
@@ -106,7 +121,9 @@ def _parse(data: dict[str, Any], source: str) -> tuple[dict[str, str], list[Exce
         if isinstance(paths, str):
             paths = [paths]
         if not paths or not all(isinstance(p, str) for p in paths):
-            raise ConfigError(f"{where}: paths must be a list of globs", hint='e.g. paths = ["docker/migrations/001_*.sql"]')
+            raise ConfigError(
+                f"{where}: paths must be a list of globs", hint='e.g. paths = ["docker/migrations/001_*.sql"]'
+            )
         if not rule_ids or not isinstance(rule_ids, list) or not all(isinstance(r, str) for r in rule_ids):
             raise ConfigError(f"{where}: rules must be a list of rule ids", hint='e.g. rules = ["json-column"]')
         if not isinstance(reason, str) or not reason.strip():
@@ -146,8 +163,15 @@ def load_policy(config: Config) -> Policy:
     if house is not None:
         house_dir = (root / house).resolve()
         if not house_dir.is_dir():
-            raise ConfigError(f"house_rules directory {house_dir} does not exist", hint="fix house_rules or create the directory")
+            raise ConfigError(
+                f"house_rules directory {house_dir} does not exist", hint="fix house_rules or create the directory"
+            )
     elif policy_path.is_file():
         house_dir = (root / DEFAULT_HOUSE_RULES).resolve()
-    return Policy(root=root.resolve(), severities=severities, exceptions=tuple(exceptions), house_dir=house_dir,
-                  source=" + ".join(sources) or "(defaults)")
+    return Policy(
+        root=root.resolve(),
+        severities=severities,
+        exceptions=tuple(exceptions),
+        house_dir=house_dir,
+        source=" + ".join(sources) or "(defaults)",
+    )

@@ -74,8 +74,10 @@ def _as_rule(module: ModuleType, source: Path, builtin: bool) -> Rule:
     if not isinstance(rule_id, str) or not _ID.match(rule_id):
         raise ConfigError(f"{where}: ID must be a kebab-case string, got {rule_id!r}", hint='e.g. ID = "tenant-table"')
     if source.stem != rule_id.replace("-", "_"):
-        raise ConfigError(f"{where}: file name must be the rule id with underscores ({rule_id.replace('-', '_')}.py)",
-                          hint="rename the file or the ID so they match")
+        raise ConfigError(
+            f"{where}: file name must be the rule id with underscores ({rule_id.replace('-', '_')}.py)",
+            hint="rename the file or the ID so they match",
+        )
     severity = getattr(module, "SEVERITY", None)
     if severity not in SEVERITIES:
         raise ConfigError(f"{where}: SEVERITY must be one of {', '.join(SEVERITIES)}", hint='e.g. SEVERITY = "error"')
@@ -87,11 +89,22 @@ def _as_rule(module: ModuleType, source: Path, builtin: bool) -> Rule:
     sections = doc_sections(module.__doc__ or "")
     missing = [s for s in ("Why", "Bad", "Good") if not sections.get(s)]
     if missing:
-        raise ConfigError(f"{where}: docstring lacks {', '.join(m + ':' for m in missing)}",
-                          hint="document the rule with Why:, Bad: and Good: sections")
+        raise ConfigError(
+            f"{where}: docstring lacks {', '.join(m + ':' for m in missing)}",
+            hint="document the rule with Why:, Bad: and Good: sections",
+        )
     summary = getattr(module, "SUMMARY", "") or sections["intro"].splitlines()[0]
-    return Rule(rule_id, severity, summary, files, module, source, builtin,
-                runs_last=bool(getattr(module, "RUNS_LAST", False)), silenceable=bool(getattr(module, "SILENCEABLE", True)))
+    return Rule(
+        rule_id,
+        severity,
+        summary,
+        files,
+        module,
+        source,
+        builtin,
+        runs_last=bool(getattr(module, "RUNS_LAST", False)),
+        silenceable=bool(getattr(module, "SILENCEABLE", True)),
+    )
 
 
 def builtin_rules() -> list[Rule]:
@@ -125,8 +138,10 @@ def house_rules(directory: Path | None) -> list[Rule]:
             try:
                 spec.loader.exec_module(module)
             except Exception as exc:  # a broken house rule is a config problem, named precisely
-                raise ConfigError(f"house rule {path} failed to load: {type(exc).__name__}: {exc}",
-                                  hint="fix the module or move it out of the rules directory") from None
+                raise ConfigError(
+                    f"house rule {path} failed to load: {type(exc).__name__}: {exc}",
+                    hint="fix the module or move it out of the rules directory",
+                ) from None
             module._safemig_stamp = stamp
             sys.modules[name] = module
         rules.append(_as_rule(module, path, builtin=False))
@@ -152,8 +167,10 @@ def all_rules(house_dir: Path | None = None) -> list[Rule]:
     known = {r.id: r for r in rules}
     for rule in house_rules(house_dir):
         if rule.id in known:
-            raise ConfigError(f"house rule {rule.source}: id {rule.id!r} is already a built-in rule",
-                              hint="give the house rule its own id")
+            raise ConfigError(
+                f"house rule {rule.source}: id {rule.id!r} is already a built-in rule",
+                hint="give the house rule its own id",
+            )
         known[rule.id] = rule
         rules.append(rule)
     return rules

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from safemig.config import Config
 from safemig.errors import MigrationFileError
@@ -28,9 +28,14 @@ def build_file(target: Target, config: Config, text: str) -> LintFile:
 
     parsed = parse_sql(text)
     lint_file = LintFile(
-        path=target.path, display=display_path(target.path), role=target.role, parsed=parsed,
-        version=target.version, description=target.description,
-        no_transaction=text.startswith(NO_TRANSACTION_MARKER), rollback_path=target.rollback,
+        path=target.path,
+        display=display_path(target.path),
+        role=target.role,
+        parsed=parsed,
+        version=target.version,
+        description=target.description,
+        no_transaction=text.startswith(NO_TRANSACTION_MARKER),
+        rollback_path=target.rollback,
         siblings=sql_names_in(target.path.parent) if target.role == MIGRATION else (),
         name_problem=target.name_problem,
     )
@@ -56,16 +61,21 @@ def _violations(rule: Rule, lint_file: LintFile) -> list:
     except Exception as exc:
         from safemig.errors import ConfigError
 
-        raise ConfigError(f"house rule {rule.id} ({rule.source}) crashed on {lint_file.display}: "
-                          f"{type(exc).__name__}: {exc}", hint="fix the rule module, or set it to \"off\" in the policy") from None
+        raise ConfigError(
+            f"house rule {rule.id} ({rule.source}) crashed on {lint_file.display}: {type(exc).__name__}: {exc}",
+            hint='fix the rule module, or set it to "off" in the policy',
+        ) from None
 
 
 def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Finding]:
     """Every finding of the enabled rules on one file, minus what its ignore directives silence."""
     statement_lines = [(s.line, s.end_line) for s in lint_file.statements]
     parsed = lint_file.parsed
-    lint_file.ignores = (ignore_mod.parse_ignores(parsed.comments, statement_lines)
-                         if ignore_mod.may_have_directives(parsed.text) else [])
+    lint_file.ignores = (
+        ignore_mod.parse_ignores(parsed.comments, statement_lines)
+        if ignore_mod.may_have_directives(parsed.text)
+        else []
+    )
     lint_file.known_rules = {r.id for r in rules}
     excepted = policy.excepted_rules(lint_file.path)
     severities = {}
@@ -85,8 +95,11 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
             index = statement_at(v.line)
             if rule.silenceable and ignore_mod.is_silenced(lint_file.ignores, rule.id, index):
                 continue
-            findings.append(Finding(lint_file.display, v.line, v.column, rule.id, severities[rule.id],
-                                    v.message, v.hint, v.statement))
+            findings.append(
+                Finding(
+                    lint_file.display, v.line, v.column, rule.id, severities[rule.id], v.message, v.hint, v.statement
+                )
+            )
     return findings
 
 
@@ -105,8 +118,15 @@ def _worker_lint(job: tuple[Target, str]) -> list[Finding]:
     return run_rules(build_file(target, _WORKER["config"], text), _WORKER["rules"], _WORKER["policy"])
 
 
-def lint_many(jobs: Iterable[tuple[Target, str]], config: Config, policy: Policy, rules: list[Rule], *,
-              expected: int, looked_at: Callable[[], int] | None = None) -> list[list[Finding]]:
+def lint_many(
+    jobs: Iterable[tuple[Target, str]],
+    config: Config,
+    policy: Policy,
+    rules: list[Rule],
+    *,
+    expected: int,
+    looked_at: Callable[[], int] | None = None,
+) -> list[list[Finding]]:
     """The findings of every job, in order; on every core when there are enough jobs.
 
     ``jobs`` may be a generator (the engine yields files as it reads them and finds them
@@ -135,5 +155,7 @@ def lint_many(jobs: Iterable[tuple[Target, str]], config: Config, policy: Policy
     initializer, initargs = (None, ()) if fork else (_worker_init, (config,))
     estimate = expected if looked_at is None else expected * len(head) // max(looked_at(), len(head))
     chunk = max(1, min(estimate // (workers * 8), 32))  # small chunks: the first starts sooner, the last ends together
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs
+    ) as pool:
         return list(pool.map(_worker_lint, itertools.chain(head, jobs), chunksize=chunk))

@@ -39,7 +39,7 @@ def display_path(path: Path) -> str:
     cwd = _cwd()
     text = path.as_posix()
     if text.startswith(cwd):
-        return text[len(cwd):]
+        return text[len(cwd) :]
     return text
 
 
@@ -124,10 +124,21 @@ def classify_target(path: Path, config: Config) -> Target:
         match = _DIESEL_DIR.match(path.parent.name)
         down = path.with_name("down.sql")
         if not match:
-            return Target(path, MIGRATION, None, "", down if down.is_file() else None,
-                          f"directory {path.parent.name!r} has no <VERSION>_<name> form")
-        return Target(path, MIGRATION, int(match["version"]), match["description"].replace("_", " "),
-                      down if down.is_file() else None)
+            return Target(
+                path,
+                MIGRATION,
+                None,
+                "",
+                down if down.is_file() else None,
+                f"directory {path.parent.name!r} has no <VERSION>_<name> form",
+            )
+        return Target(
+            path,
+            MIGRATION,
+            int(match["version"]),
+            match["description"].replace("_", " "),
+            down if down.is_file() else None,
+        )
     try:
         parsed = parse_name(name)
     except MigrationFileError as exc:

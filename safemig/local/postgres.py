@@ -62,7 +62,10 @@ def _server_user() -> pwd.struct_passwd | None:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    raise ToolError("running as root and no unprivileged user to run PostgreSQL as", hint="create a 'postgres' user or set SAFEMIG_PG_USER")
+    raise ToolError(
+        "running as root and no unprivileged user to run PostgreSQL as",
+        hint="create a 'postgres' user or set SAFEMIG_PG_USER",
+    )
 
 
 @dataclass
@@ -133,12 +136,15 @@ class LocalCluster:
             self._run(
                 [
                     find_pg_bin("initdb"),
-                    "-D", str(self.datadir),
-                    "-U", SUPERUSER,
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    SUPERUSER,
                     f"--pwfile={pwfile}",
                     "--auth-host=scram-sha-256",
                     "--auth-local=trust",
-                    "-E", "UTF8",
+                    "-E",
+                    "UTF8",
                     "--locale=C",
                     "--no-sync",
                 ]
@@ -146,7 +152,7 @@ class LocalCluster:
         finally:
             os.unlink(pwfile)
 
-    def start(self) -> "LocalCluster":
+    def start(self) -> LocalCluster:
         """Start the server (initialising first when the directory is new) and wait until it accepts."""
         if not self.initialised:
             self.init()
@@ -167,7 +173,21 @@ class LocalCluster:
             **self.server_options,
         }
         opts = " ".join(f"-c {k}={v}" for k, v in options.items())
-        self._run([find_pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.datadir), "-l", str(self.datadir / "server.log"), "-o", opts])
+        self._run(
+            [
+                find_pg_bin("pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.datadir / "server.log"),
+                "-o",
+                opts,
+            ]
+        )
         (self.datadir / "safemig.port").write_text(str(self.port))
         self.wait_ready()
         return self
@@ -197,7 +217,9 @@ class LocalCluster:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.1)
-        raise ToolError(f"local PostgreSQL on port {self.port} did not come up", hint=f"see {self.datadir / 'server.log'}")
+        raise ToolError(
+            f"local PostgreSQL on port {self.port} did not come up", hint=f"see {self.datadir / 'server.log'}"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         if self.running():
@@ -219,7 +241,24 @@ class LocalCluster:
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         """Run SQL through psql over the private socket (no password needed) and return its output."""
         result = subprocess.run(
-            [find_pg_bin("psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER, "-d", dbname, "-c", sql],
+            [
+                find_pg_bin("psql"),
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                dbname,
+                "-c",
+                sql,
+            ],
             capture_output=True,
             text=True,
         )

@@ -120,7 +120,7 @@ class Observer:
     def statement_started(self, migration: Migration, index: int, statement: Statement) -> None:
         pass
 
-    def statement_finished(self, conn: "psycopg.Connection", migration: Migration, result: StatementResult) -> None:
+    def statement_finished(self, conn: psycopg.Connection, migration: Migration, result: StatementResult) -> None:
         pass
 
     def migration_finished(self, migration: Migration, result: AppliedMigration) -> None:
@@ -135,7 +135,7 @@ def rollback_file_name(migration_file_name: str) -> str:
     prefix, _, rest = migration_file_name.partition("_")
     rest = rest.removesuffix(".up.sql").removesuffix(".sql")
     if rest.startswith("create_") and len(rest) > len("create_"):
-        rest = rest[len("create_"):]
+        rest = rest[len("create_") :]
     return f"{prefix}_rollback_{rest}.sql"
 
 
@@ -156,7 +156,9 @@ def parse(sql: str, label: str, *, no_transaction: bool) -> list[Statement]:
     statements = split_statements(sql)
     for st in statements:
         if st.unterminated:
-            raise MigrationFileError(f"{label}:{st.line}: {st.unterminated}", hint="close the string, comment or dollar quote")
+            raise MigrationFileError(
+                f"{label}:{st.line}: {st.unterminated}", hint="close the string, comment or dollar quote"
+            )
         words = st.text.split(None, 2)
         keyword = words[0].lower().rstrip(";") if words else ""
         follower = words[1].lower() if len(words) > 1 else ""
@@ -171,7 +173,9 @@ def parse(sql: str, label: str, *, no_transaction: bool) -> list[Statement]:
 class _StatementError(Exception):
     """A statement failed; carries what is needed to decide on a retry and to explain."""
 
-    def __init__(self, index: int, statement: Statement, exc: Exception, done: list[StatementResult], position_shift: int = 0) -> None:
+    def __init__(
+        self, index: int, statement: Statement, exc: Exception, done: list[StatementResult], position_shift: int = 0
+    ) -> None:
         super().__init__(str(exc))
         self.index, self.statement, self.exc, self.done = index, statement, exc, done
         self.sqlstate = getattr(exc, "sqlstate", None)
@@ -183,7 +187,7 @@ class Migrator:
 
     def __init__(
         self,
-        conn: "psycopg.Connection",
+        conn: psycopg.Connection,
         migrations: list[Migration],
         *,
         rollbacks_dir: Path,
@@ -195,7 +199,9 @@ class Migrator:
 
         if not conn.autocommit:
             if conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                raise RuntimeError("Migrator needs a connection without an open transaction (commit or roll back first)")
+                raise RuntimeError(
+                    "Migrator needs a connection without an open transaction (commit or roll back first)"
+                )
             conn.autocommit = True
         self.conn = conn
         self.migrations = sorted(migrations, key=lambda m: m.version)
@@ -284,7 +290,9 @@ class Migrator:
             action="revert",
         )
 
-    def execute_sql(self, sql: str, *, no_transaction: bool, label: str, migration: Migration | None = None) -> list[StatementResult]:
+    def execute_sql(
+        self, sql: str, *, no_transaction: bool, label: str, migration: Migration | None = None
+    ) -> list[StatementResult]:
         """Run ``sql`` statement by statement without touching the ledger (rehearsals on staging).
 
         Same timeouts, retries and observer as :meth:`apply`; observers receive
@@ -300,7 +308,9 @@ class Migrator:
             no_transaction=no_transaction,
         )
         self._prepare()
-        result = self._execute(subject, statements, label=label, no_transaction=no_transaction, bookkeeping=None, action="run")
+        result = self._execute(
+            subject, statements, label=label, no_transaction=no_transaction, bookkeeping=None, action="run"
+        )
         return result.statements
 
     # -- internals -------------------------------------------------------------------
@@ -327,7 +337,7 @@ class Migrator:
         *,
         label: str,
         no_transaction: bool,
-        bookkeeping: Callable[[int], "psycopg.sql.Composable"] | None,
+        bookkeeping: Callable[[int], psycopg.sql.Composable] | None,
         action: str,
     ) -> AppliedMigration:
         """Run the statements, then ``bookkeeping(duration_ns)`` (the ledger write) in the same transaction."""
@@ -481,7 +491,10 @@ class Migrator:
             if check_indexes:
                 name = concurrent_index_name(statement.text)
                 if name and self._index_is_invalid(name):
-                    error = InvalidIndexError(name, f"index {name} exists but is INVALID (left by an earlier failed CREATE INDEX CONCURRENTLY)")
+                    error = InvalidIndexError(
+                        name,
+                        f"index {name} exists but is INVALID (left by an earlier failed CREATE INDEX CONCURRENTLY)",
+                    )
                     raise _StatementError(offset, statement, error, results)
             results.append(result)
             observer.statement_finished(conn, migration, result)
@@ -497,7 +510,9 @@ class Migrator:
             return False
 
     def _index_is_invalid(self, name: str) -> bool:
-        row = self.conn.execute("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (name,)).fetchone()
+        row = self.conn.execute(
+            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (name,)
+        ).fetchone()
         return bool(row and row[0])
 
     def _retry(self, migration: Migration, attempt: int, err: _StatementError) -> None:
@@ -513,7 +528,9 @@ class Migrator:
                 hint="PostgreSQL rolled back the open transaction; check the server, then `safemig migrate info`",
             ) from None
 
-    def _failure(self, migration: Migration, label: str, err: _StatementError, action: str, *, transactional: bool) -> Exception:
+    def _failure(
+        self, migration: Migration, label: str, err: _StatementError, action: str, *, transactional: bool
+    ) -> Exception:
         self._raise_if_broken(err.exc, migration, action, err.done)
         st, exc = err.statement, err.exc
         line = st.line
@@ -535,7 +552,9 @@ class Migrator:
                 f"{self.settings.lock_retries + 1} attempt(s): another session holds a conflicting lock (see pg_stat_activity)"
             )
         elif err.sqlstate == QUERY_CANCELED:
-            hints.append(f"statement_timeout ({self.settings.statement_timeout or 'session default'}) expired or the statement was cancelled")
+            hints.append(
+                f"statement_timeout ({self.settings.statement_timeout or 'session default'}) expired or the statement was cancelled"
+            )
         index = None if transactional else concurrent_index_name(st.text)
         if index and (isinstance(exc, InvalidIndexError) or self._index_is_invalid_quietly(index)):
             hints.append(f"drop the INVALID index it left: DROP INDEX CONCURRENTLY IF EXISTS {index}; then run again")

@@ -96,7 +96,9 @@ def parse_name(file_name: str) -> tuple[int, str, str] | None:
             hint="name it like 005_add_user_preferences_table.sql",
         )
     if version > 2**63 - 1:
-        raise MigrationFileError(f"{file_name}: version {prefix} does not fit in a BIGINT", hint="use a smaller version number")
+        raise MigrationFileError(
+            f"{file_name}: version {prefix} does not fit in a BIGINT", hint="use a smaller version number"
+        )
     for suffix, kind in _SUFFIXES:
         if rest.endswith(suffix):
             while rest.endswith(suffix):  # sqlx's trim_end_matches strips every repetition: 1_x.sql.sql is "x"

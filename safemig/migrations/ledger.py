@@ -67,18 +67,18 @@ class MigrationState:
     row: AppliedRow | None
 
 
-def ensure_table(conn: "psycopg.Connection") -> None:
+def ensure_table(conn: psycopg.Connection) -> None:
     """Create the ledger if it does not exist (the same DDL sqlx runs)."""
     conn.execute(CREATE_TABLE_SQL)
 
 
-def table_exists(conn: "psycopg.Connection") -> bool:
+def table_exists(conn: psycopg.Connection) -> bool:
     """True when ``_sqlx_migrations`` is visible on the search path (a dry run creates nothing)."""
     (found,) = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()
     return bool(found)
 
 
-def applied_rows(conn: "psycopg.Connection") -> dict[int, AppliedRow]:
+def applied_rows(conn: psycopg.Connection) -> dict[int, AppliedRow]:
     """Every ledger row by version; an absent table means nothing was applied yet."""
     if not table_exists(conn):
         return {}
@@ -88,14 +88,16 @@ def applied_rows(conn: "psycopg.Connection") -> dict[int, AppliedRow]:
     return {row[0]: AppliedRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5]) for row in cur}
 
 
-def insert_sql(migration: Migration, execution_time_ns: int) -> "psycopg.sql.Composed":
+def insert_sql(migration: Migration, execution_time_ns: int) -> psycopg.sql.Composed:
     """sqlx's INSERT for ``migration`` (``installed_on`` by default), values as literals.
 
     As literals it can share one round trip with the COMMIT that follows it.
     """
     from psycopg import sql
 
-    return sql.SQL("INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ({}, {}, TRUE, {}, {})").format(
+    return sql.SQL(
+        "INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ({}, {}, TRUE, {}, {})"
+    ).format(
         sql.Identifier(TABLE),
         sql.Literal(migration.version),
         sql.Literal(migration.description),
@@ -104,19 +106,19 @@ def insert_sql(migration: Migration, execution_time_ns: int) -> "psycopg.sql.Com
     )
 
 
-def delete_sql(version: int) -> "psycopg.sql.Composed":
+def delete_sql(version: int) -> psycopg.sql.Composed:
     """sqlx's revert bookkeeping: forget ``version``."""
     from psycopg import sql
 
     return sql.SQL("DELETE FROM {} WHERE version = {}").format(sql.Identifier(TABLE), sql.Literal(version))
 
 
-def insert_row(conn: "psycopg.Connection", migration: Migration, execution_time_ns: int) -> None:
+def insert_row(conn: psycopg.Connection, migration: Migration, execution_time_ns: int) -> None:
     """Record ``migration`` as applied, exactly as sqlx's INSERT does."""
     conn.execute(insert_sql(migration, execution_time_ns))
 
 
-def delete_row(conn: "psycopg.Connection", version: int) -> None:
+def delete_row(conn: psycopg.Connection, version: int) -> None:
     """Forget ``version`` (a revert), as sqlx's revert does."""
     conn.execute(delete_sql(version))
 
@@ -156,7 +158,9 @@ def problems(found: list[MigrationState], *, allow_out_of_order: bool = False) -
     return [makers[state](st) for state in makers for st in found if st.state == state]
 
 
-def check(migrations: Iterable[Migration], rows: dict[int, AppliedRow], allow_out_of_order: bool = False) -> list[Migration]:
+def check(
+    migrations: Iterable[Migration], rows: dict[int, AppliedRow], allow_out_of_order: bool = False
+) -> list[Migration]:
     """The migrations still to apply, in version order; refuse (exit 1) when the ledger disagrees.
 
     The first problem is raised; the message says how many more there are (``safemig
@@ -196,7 +200,10 @@ def _missing(st: MigrationState, found: list[MigrationState]) -> LedgerError:
         (
             o.migration
             for o in found
-            if o.row is None and o.migration is not None and st.row is not None and o.migration.checksum == st.row.checksum
+            if o.row is None
+            and o.migration is not None
+            and st.row is not None
+            and o.migration.checksum == st.row.checksum
         ),
         None,
     )

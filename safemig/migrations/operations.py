@@ -12,14 +12,21 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safemig.db import advisory_lock, connect, error_text
 from safemig.errors import DatabaseError, LedgerError, MigrationFileError, UsageError
 from safemig.migrations import ledger
-from safemig.migrations.engine import AppliedMigration, ApplySettings, Migrator, Observer, no_rollback_error, rollback_file_name
+from safemig.migrations.engine import (
+    AppliedMigration,
+    ApplySettings,
+    Migrator,
+    Observer,
+    no_rollback_error,
+    rollback_file_name,
+)
 from safemig.migrations.files import Migration, discover, display_path, find_rollback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +37,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\- ]*$")
 
 
 @contextmanager
-def session(url: str, *, lock: bool, on_wait: Callable[[], None] | None = None) -> Iterator["psycopg.Connection"]:
+def session(url: str, *, lock: bool, on_wait: Callable[[], None] | None = None) -> Iterator[psycopg.Connection]:
     """A connection to ``url`` (autocommit), holding sqlx's migration lock when ``lock``."""
     conn = connect(url, autocommit=True)
     try:
@@ -153,7 +160,7 @@ def next_version_prefix(migrations: list[Migration]) -> str:
         return "001"
     newest = max(migrations, key=lambda m: m.version)
     if newest.version >= _TIMESTAMP_VERSION:
-        stamp = int(datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
+        stamp = int(datetime.now(UTC).strftime("%Y%m%d%H%M%S"))
         return str(max(stamp, newest.version + 1))
     width = max(len(m.path.name.split("_", 1)[0]) for m in migrations)
     return str(newest.version + 1).zfill(width)
@@ -219,7 +226,10 @@ def mark_applied(
     rows stay recognisable.
     """
     if not reason.strip():
-        raise UsageError("--reason must say why the migration is marked applied", hint='e.g. --reason "index built by hand, INC-1234"')
+        raise UsageError(
+            "--reason must say why the migration is marked applied",
+            hint='e.g. --reason "index built by hand, INC-1234"',
+        )
     migrations = {m.version: m for m in discover(migrations_dir)}
     migration = migrations.get(version)
     if migration is None:
@@ -240,7 +250,7 @@ def mark_applied(
     return MarkResult(migration, action, previous)
 
 
-def _record_as_applied(conn: "psycopg.Connection", migration: Migration, previous: ledger.AppliedRow | None) -> str:
+def _record_as_applied(conn: psycopg.Connection, migration: Migration, previous: ledger.AppliedRow | None) -> str:
     """Write (or repair) the row for ``migration``; say which of the three things happened."""
     if previous is None:
         ledger.insert_row(conn, migration, 0)

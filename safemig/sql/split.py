@@ -32,7 +32,8 @@ _IDENT_CONT = r"[^\x00-\x23\x25-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"
 _WHITESPACE = " \t\n\r\f\v"  # scan.l's {space}
 # ASCII characters that start no other token (so runs of them are skipped in one match).
 _OTHER = "".join(
-    re.escape(ch) for ch in map(chr, range(128))
+    re.escape(ch)
+    for ch in map(chr, range(128))
     if not (ch.isascii() and (ch.isalpha() or ch == "_")) and ch not in _WHITESPACE + "'\"$;()/-"
 )
 
@@ -207,7 +208,7 @@ def split_with_comments(sql: str) -> tuple[list[Statement], list[Comment]]:
         if stmt_start < 0:
             stmt_start = pos
         if kind in ("estring_open", "string_open", "ident_open"):
-            label = {"estring_open": "E'' string", "string_open": "string", "ident_open": 'quoted identifier'}[kind]
+            label = {"estring_open": "E'' string", "string_open": "string", "ident_open": "quoted identifier"}[kind]
             unterminated = describe(label, pos)
             end = length
         elif kind == "dollar":

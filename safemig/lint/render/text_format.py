@@ -28,7 +28,9 @@ def render(report, rules, color: bool = False) -> str:
                     out.append(paint(f"    | {line}", "dim"))
             out.append(f"    safe alternative: {f.hint}")
             directive = "ignore" if f.statement else "ignore-file"  # file-level findings: silence in the file
-            out.append(paint(f"    to silence (with a reason): -- safemig:{directive} {f.rule} -- <why this is safe>", "dim"))
+            out.append(
+                paint(f"    to silence (with a reason): -- safemig:{directive} {f.rule} -- <why this is safe>", "dim")
+            )
         out.append("")
     errors, warnings = len(report.errors), len(report.warnings)
     files = len(report.files)

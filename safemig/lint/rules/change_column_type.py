@@ -28,6 +28,8 @@ def check(file):
             table, column = facts.qualified(action.table), facts.quote_ident(action.name)
             new = facts.quote_ident(f"{action.name}_new")
             yield file.violation(
-                stmt, f"changing the type of {action.table}.{action.name} rewrites the table while blocking reads and writes",
+                stmt,
+                f"changing the type of {action.table}.{action.name} rewrites the table while blocking reads and writes",
                 f"expand and contract: ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {new} <new type>; write both columns "
-                f"from the application, backfill {new} in batches, switch reads, then drop {column} in a later migration")
+                f"from the application, backfill {new} in batches, switch reads, then drop {column} in a later migration",
+            )

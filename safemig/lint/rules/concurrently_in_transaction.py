@@ -36,10 +36,16 @@ def check(file):
         return
     for stmt in file.valid_statements:
         if _concurrent(stmt):
-            yield file.violation(stmt, "CONCURRENTLY cannot run inside the transaction sqlx wraps this migration in",
-                                 "make `-- no-transaction` the first line of the file (and keep one CONCURRENTLY "
-                                 "statement per migration so a failure leaves nothing half-done)")
+            yield file.violation(
+                stmt,
+                "CONCURRENTLY cannot run inside the transaction sqlx wraps this migration in",
+                "make `-- no-transaction` the first line of the file (and keep one CONCURRENTLY "
+                "statement per migration so a failure leaves nothing half-done)",
+            )
         elif stmt.node_type == "VacuumStmt" and stmt.node.get("is_vacuumcmd"):  # ANALYZE alone is fine
-            yield file.violation(stmt, "VACUUM cannot run inside the transaction sqlx wraps this migration in",
-                                 "make `-- no-transaction` the first line of the file, or run VACUUM outside the "
-                                 "migration (ANALYZE alone may stay: it runs inside a transaction)")
+            yield file.violation(
+                stmt,
+                "VACUUM cannot run inside the transaction sqlx wraps this migration in",
+                "make `-- no-transaction` the first line of the file, or run VACUUM outside the "
+                "migration (ANALYZE alone may stay: it runs inside a transaction)",
+            )

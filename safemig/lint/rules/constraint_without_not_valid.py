@@ -29,19 +29,33 @@ def check(file):
                 continue
             table = facts.qualified(action.table)
             name = action.constraint.get("conname") or "_".join(
-                [facts.bare(action.table), *([action.inline_column] if action.inline_column else []),
-                 {"FOREIGN KEY": "fkey"}.get(action.constraint_type, "check") if action.inline_column
-                 else action.constraint_type.split()[0].lower()])
-            single = len(facts.alter_actions(stmt)) == 1 and action.constraint.get("conname") and not action.inline_column
+                [
+                    facts.bare(action.table),
+                    *([action.inline_column] if action.inline_column else []),
+                    {"FOREIGN KEY": "fkey"}.get(action.constraint_type, "check")
+                    if action.inline_column
+                    else action.constraint_type.split()[0].lower(),
+                ]
+            )
+            single = (
+                len(facts.alter_actions(stmt)) == 1 and action.constraint.get("conname") and not action.inline_column
+            )
             body = f"{action.constraint_type} (...)"
             if action.inline_column and action.constraint_type == "FOREIGN KEY":
                 referenced = facts.qualified(facts.relation_name(action.constraint.get("pktable")))
                 keys = ", ".join(facts.quote_ident(k) for k in facts._strings(action.constraint.get("pk_attrs")))
-                body = f"FOREIGN KEY ({facts.quote_ident(action.inline_column)}) REFERENCES {referenced}" + (f" ({keys})" if keys else "")
-            add = f"{stmt.text} NOT VALID" if single else (
-                f"ALTER TABLE {table} ADD CONSTRAINT {facts.quote_ident(name)} {body} NOT VALID")
+                body = f"FOREIGN KEY ({facts.quote_ident(action.inline_column)}) REFERENCES {referenced}" + (
+                    f" ({keys})" if keys else ""
+                )
+            add = (
+                f"{stmt.text} NOT VALID"
+                if single
+                else (f"ALTER TABLE {table} ADD CONSTRAINT {facts.quote_ident(name)} {body} NOT VALID")
+            )
             if action.inline_column:  # NOT VALID cannot be written on a column: add the column, then the constraint
                 add = f"add the column without it, then {add}"
             yield file.violation(
-                stmt, f"{action.constraint_type} constraint {name} on {action.table} is validated while writes are blocked",
-                f"{add}; then, in a later migration: ALTER TABLE {table} VALIDATE CONSTRAINT {facts.quote_ident(name)};")
+                stmt,
+                f"{action.constraint_type} constraint {name} on {action.table} is validated while writes are blocked",
+                f"{add}; then, in a later migration: ALTER TABLE {table} VALIDATE CONSTRAINT {facts.quote_ident(name)};",
+            )

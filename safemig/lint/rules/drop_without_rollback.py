@@ -33,8 +33,14 @@ SUMMARY = "DROP/TRUNCATE in a migration without a non-empty rollback script that
 FILES = "migrations"
 
 _RECREATABLE = {"TRIGGER", "POLICY", "FUNCTION", "PROCEDURE", "VIEW", "INDEX", "RULE"}
-_CREATE_NODES = {"CreateTrigStmt": "TRIGGER", "CreatePolicyStmt": "POLICY", "CreateFunctionStmt": "FUNCTION",
-                 "ViewStmt": "VIEW", "IndexStmt": "INDEX", "RuleStmt": "RULE"}
+_CREATE_NODES = {
+    "CreateTrigStmt": "TRIGGER",
+    "CreatePolicyStmt": "POLICY",
+    "CreateFunctionStmt": "FUNCTION",
+    "ViewStmt": "VIEW",
+    "IndexStmt": "INDEX",
+    "RuleStmt": "RULE",
+}
 
 
 def _created_names(stmt) -> tuple[str, str] | None:
@@ -42,9 +48,14 @@ def _created_names(stmt) -> tuple[str, str] | None:
     if kind is None:
         return None
     node = stmt.node
-    name = {"TRIGGER": node.get("trigname"), "POLICY": node.get("policy_name"), "INDEX": node.get("idxname"),
-            "RULE": node.get("rulename"), "VIEW": facts.relation_name(node.get("view")),
-            "FUNCTION": ".".join(facts._strings(node.get("funcname")))}.get(kind) or ""
+    name = {
+        "TRIGGER": node.get("trigname"),
+        "POLICY": node.get("policy_name"),
+        "INDEX": node.get("idxname"),
+        "RULE": node.get("rulename"),
+        "VIEW": facts.relation_name(node.get("view")),
+        "FUNCTION": ".".join(facts._strings(node.get("funcname"))),
+    }.get(kind) or ""
     if kind == "FUNCTION" and node.get("is_procedure"):
         kind = "PROCEDURE"
     return kind, facts.bare(name)
@@ -85,10 +96,15 @@ def check(file):
                 destructive.append(d)
         if not destructive:
             continue
-        what = ", ".join(f"DROP {d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive)
+        what = ", ".join(
+            f"DROP {d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive
+        )
         version = f"{file.version:03d}" if file.version is not None else "<VERSION>"
-        down = ("a down.sql beside it" if file.path.name == "up.sql"  # Diesel layout
-                else f"a {file.path.name.removesuffix('.sql').removesuffix('.up')}.down.sql")
+        down = (
+            "a down.sql beside it"
+            if file.path.name == "up.sql"  # Diesel layout
+            else f"a {file.path.name.removesuffix('.sql').removesuffix('.up')}.down.sql"
+        )
         slug = (file.description or "migration").replace(" ", "_")
         yield file.violation(
             stmt,

@@ -25,6 +25,9 @@ def check(file):
     for stmt in file.valid_statements:
         if stmt.node_type == "LockStmt":
             tables = ", ".join(facts.relation_name(r.get("RangeVar")) for r in stmt.node.get("relations") or [])
-            yield file.violation(stmt, f"explicit LOCK on {tables}",
-                                 "drop the LOCK and let each statement take the lock it needs; if it must stay, put "
-                                 "SET lock_timeout = '5s'; before it so it gives up instead of queueing")
+            yield file.violation(
+                stmt,
+                f"explicit LOCK on {tables}",
+                "drop the LOCK and let each statement take the lock it needs; if it must stay, put "
+                "SET lock_timeout = '5s'; before it so it gives up instead of queueing",
+            )

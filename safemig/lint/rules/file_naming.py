@@ -27,8 +27,29 @@ SEVERITY = "error"
 SUMMARY = "migration file names: <VERSION>_<description>.sql, zero-padded, consistent width, unique, descriptive"
 FILES = "migrations"
 
-GENERIC = {"", "migration", "migrations", "update", "updates", "change", "changes", "fix", "fixes", "misc", "temp",
-           "tmp", "test", "new", "stuff", "wip", "untitled", "schema", "sql", "script", "patch"}
+GENERIC = {
+    "",
+    "migration",
+    "migrations",
+    "update",
+    "updates",
+    "change",
+    "changes",
+    "fix",
+    "fixes",
+    "misc",
+    "temp",
+    "tmp",
+    "test",
+    "new",
+    "stuff",
+    "wip",
+    "untitled",
+    "schema",
+    "sql",
+    "script",
+    "patch",
+}
 _PREFIX = re.compile(r"^(\d+)_")
 
 
@@ -74,16 +95,24 @@ def check(file):
     widths = {w: n - (w == own) for w, n in all_widths.items() if n - (w == own) > 0}
     width = max(widths, key=widths.__getitem__) if widths else max(len(prefix), 3)  # ties: first seen, as most_common
     if len(prefix) < 8 and len(prefix) < 3:
-        yield file.at_file(f"version {prefix} is not zero-padded: {name} sorts after 10_... in file listings",
-                           f"rename it to {file.version:0{max(width, 3)}d}_{name[len(prefix) + 1:]}")
+        yield file.at_file(
+            f"version {prefix} is not zero-padded: {name} sorts after 10_... in file listings",
+            f"rename it to {file.version:0{max(width, 3)}d}_{name[len(prefix) + 1 :]}",
+        )
     elif widths and len(prefix) != width:
-        yield file.at_file(f"version {prefix} is {len(prefix)} digits wide; the other migrations use {width}",
-                           f"rename it to {file.version:0{width}d}_{name[len(prefix) + 1:]}")
+        yield file.at_file(
+            f"version {prefix} is {len(prefix)} digits wide; the other migrations use {width}",
+            f"rename it to {file.version:0{width}d}_{name[len(prefix) + 1 :]}",
+        )
     same = [n for n in by_version.get(file.version, []) if n != name]
     if same:
-        yield file.at_file(f"version {file.version} is also used by {', '.join(same)}",
-                           "give this migration the next free version number; versions must be unique")
+        yield file.at_file(
+            f"version {file.version} is also used by {', '.join(same)}",
+            "give this migration the next free version number; versions must be unique",
+        )
     words = [w for w in re.split(r"[\s_\-]+", file.description.lower()) if w]
     if not words or " ".join(words) in GENERIC or all(w.isdigit() for w in words):
-        yield file.at_file(f"description {file.description!r} does not say what the migration does",
-                           f"rename it like {file.version:0{max(width, len(prefix))}d}_add_order_notes.sql (verb + object)")
+        yield file.at_file(
+            f"description {file.description!r} does not say what the migration does",
+            f"rename it like {file.version:0{max(width, len(prefix))}d}_add_order_notes.sql (verb + object)",
+        )

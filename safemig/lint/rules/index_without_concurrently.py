@@ -18,7 +18,9 @@ import re
 
 from safemig.lint import facts
 
-_CREATE_INDEX = re.compile(r"^CREATE\s+(UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?", re.IGNORECASE)
+_CREATE_INDEX = re.compile(
+    r"^CREATE\s+(UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?", re.IGNORECASE
+)
 
 ID = "index-without-concurrently"
 SEVERITY = "error"
@@ -37,13 +39,19 @@ def check(file):
                 continue
             name = node.get("idxname") or "<name>"
             unique = "UNIQUE " if node.get("unique") else ""
-            concurrent = _CREATE_INDEX.sub(lambda m: f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS ", stmt.text, count=1)
+            concurrent = _CREATE_INDEX.sub(
+                lambda m: f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS ", stmt.text, count=1
+            )
             yield file.violation(
-                stmt, f"CREATE {unique}INDEX {name} on existing table {table} blocks writes while it builds",
-                f"in a migration whose first line is `-- no-transaction`: {concurrent};")
+                stmt,
+                f"CREATE {unique}INDEX {name} on existing table {table} blocks writes while it builds",
+                f"in a migration whose first line is `-- no-transaction`: {concurrent};",
+            )
         for d in facts.drops(stmt):
             if d.kind == "INDEX" and not d.concurrently and facts.bare(d.name) not in created:
                 yield file.violation(
-                    stmt, f"DROP INDEX {d.name} takes an ACCESS EXCLUSIVE lock on its table",
+                    stmt,
+                    f"DROP INDEX {d.name} takes an ACCESS EXCLUSIVE lock on its table",
                     f"put `-- no-transaction` on the file's first line and write DROP INDEX CONCURRENTLY IF EXISTS "
-                    f"{facts.qualified(d.name)}")
+                    f"{facts.qualified(d.name)}",
+                )

@@ -23,5 +23,6 @@ def check(file):
     for stmt in file.valid_statements:
         for col in facts.columns(stmt):
             if col.type_name == "json":
-                yield file.violation(stmt, f"column {col.table}.{col.name} is json",
-                                     f"declare it as {facts.quote_ident(col.name)} jsonb")
+                yield file.violation(
+                    stmt, f"column {col.table}.{col.name} is json", f"declare it as {facts.quote_ident(col.name)} jsonb"
+                )

@@ -21,9 +21,21 @@ ID = "missing-lock-timeout"
 SEVERITY = "warning"
 SUMMARY = "ACCESS EXCLUSIVE lock on an existing table without SET lock_timeout first"
 
-_LESSER_ALTERS = {"AT_ValidateConstraint", "AT_SetStatistics", "AT_SetOptions", "AT_ResetOptions", "AT_ClusterOn",
-                  "AT_DropCluster", "AT_EnableTrig", "AT_DisableTrig", "AT_EnableAlwaysTrig", "AT_EnableReplicaTrig",
-                  "AT_SetRelOptions", "AT_ResetRelOptions", "AT_AttachPartition"}
+_LESSER_ALTERS = {
+    "AT_ValidateConstraint",
+    "AT_SetStatistics",
+    "AT_SetOptions",
+    "AT_ResetOptions",
+    "AT_ClusterOn",
+    "AT_DropCluster",
+    "AT_EnableTrig",
+    "AT_DisableTrig",
+    "AT_EnableAlwaysTrig",
+    "AT_EnableReplicaTrig",
+    "AT_SetRelOptions",
+    "AT_ResetRelOptions",
+    "AT_AttachPartition",
+}
 
 
 def _locked_table(stmt) -> str | None:
@@ -33,7 +45,10 @@ def _locked_table(stmt) -> str | None:
         actions = facts.alter_actions(stmt)
         if actions and all(a.subtype in _LESSER_ALTERS for a in actions):
             return None
-        if any(a.subtype == "AT_AddConstraint" and a.constraint_type == "FOREIGN KEY" for a in actions) and len(actions) == 1:
+        if (
+            any(a.subtype == "AT_AddConstraint" and a.constraint_type == "FOREIGN KEY" for a in actions)
+            and len(actions) == 1
+        ):
             return None  # SHARE ROW EXCLUSIVE
         objtype = node.get("objtype", "OBJECT_TABLE")
         if objtype in ("OBJECT_INDEX", "OBJECT_MATVIEW"):  # only SET TABLESPACE copies (and locks) these
@@ -58,7 +73,9 @@ def _locked_table(stmt) -> str | None:
     if kind == "LockStmt" and node.get("mode", 8) == 8:
         return next((facts.relation_name(r.get("RangeVar")) for r in node.get("relations") or []), None)
     if kind == "VacuumStmt" and any(o.get("DefElem", {}).get("defname") == "full" for o in node.get("options") or []):
-        return next((facts.relation_name(r.get("VacuumRelation", {}).get("relation")) for r in node.get("rels") or []), None)
+        return next(
+            (facts.relation_name(r.get("VacuumRelation", {}).get("relation")) for r in node.get("rels") or []), None
+        )
     return None
 
 
@@ -77,11 +94,16 @@ def check(file):
         if _sets_lock_timeout(stmt, file.no_transaction):
             return
         table = _locked_table(stmt)
-        moves_new_index = stmt.node_type == "AlterTableStmt" and stmt.node.get("objtype") == "OBJECT_INDEX" \
+        moves_new_index = (
+            stmt.node_type == "AlterTableStmt"
+            and stmt.node.get("objtype") == "OBJECT_INDEX"
             and file.is_new_index(table or "", stmt)
+        )
         if table and not file.is_new_table(table, stmt) and not moves_new_index:
             yield file.violation(
-                stmt, f"takes an ACCESS EXCLUSIVE lock on {table} with no lock_timeout: it can queue behind a long "
-                      f"query and block all traffic to {table}",
-                "put SET lock_timeout = '5s'; before the first statement of the migration (and retry on timeout)")
+                stmt,
+                f"takes an ACCESS EXCLUSIVE lock on {table} with no lock_timeout: it can queue behind a long "
+                f"query and block all traffic to {table}",
+                "put SET lock_timeout = '5s'; before the first statement of the migration (and retry on timeout)",
+            )
             return

@@ -28,10 +28,18 @@ ID = "not-idempotent"
 SEVERITY = "error"
 SUMMARY = "CREATE without IF NOT EXISTS / OR REPLACE / existence guard, DROP without IF EXISTS"
 
-_IF_NOT_EXISTS = {"CreateStmt": "TABLE", "IndexStmt": "INDEX", "CreateSchemaStmt": "SCHEMA",
-                  "CreateSeqStmt": "SEQUENCE", "CreateExtensionStmt": "EXTENSION", "CreateTableAsStmt": "TABLE AS"}
+_IF_NOT_EXISTS = {
+    "CreateStmt": "TABLE",
+    "IndexStmt": "INDEX",
+    "CreateSchemaStmt": "SCHEMA",
+    "CreateSeqStmt": "SEQUENCE",
+    "CreateExtensionStmt": "EXTENSION",
+    "CreateTableAsStmt": "TABLE AS",
+}
 _TYPE_NODES = {"CompositeTypeStmt", "CreateEnumStmt", "CreateRangeStmt", "CreateDomainStmt"}
-_DO_CREATES = re.compile(r"\bCREATE\s+(?:OR\s+REPLACE\s+)?(TRIGGER|POLICY|TYPE|DOMAIN)\s+(\"[^\"]+\"|[\w.]+)", re.IGNORECASE)
+_DO_CREATES = re.compile(
+    r"\bCREATE\s+(?:OR\s+REPLACE\s+)?(TRIGGER|POLICY|TYPE|DOMAIN)\s+(\"[^\"]+\"|[\w.]+)", re.IGNORECASE
+)
 _CATALOG_GUARD = re.compile(
     r"(?:\bEXISTS\s*\(\s*SELECT\b[\s\S]*?\b(?:pg_\w+|information_schema)\b|\bto_regclass\s*\(|\bto_regtype\s*\("
     r"|\bEXCEPTION\s+WHEN\s+(?:duplicate_object|duplicate_table|others)\b)",
@@ -94,75 +102,116 @@ def check(file):
         if kind in _IF_NOT_EXISTS and not node.get("if_not_exists"):
             what, name = _IF_NOT_EXISTS[kind], _name_of(stmt)
             if kind == "IndexStmt" and not name:
-                yield file.violation(stmt, "CREATE INDEX without a name cannot be made idempotent",
-                                     "name the index: CREATE INDEX IF NOT EXISTS idx_<table>_<columns> ON ...")
+                yield file.violation(
+                    stmt,
+                    "CREATE INDEX without a name cannot be made idempotent",
+                    "name the index: CREATE INDEX IF NOT EXISTS idx_<table>_<columns> ON ...",
+                )
                 continue
             keyword = "CREATE TABLE" if what == "TABLE AS" else f"CREATE {what}"
             if kind == "IndexStmt":
                 keyword = "CREATE UNIQUE INDEX" if node.get("unique") else "CREATE INDEX"
                 if node.get("concurrent"):
                     keyword += " CONCURRENTLY"
-            yield file.violation(stmt, f"{keyword} {name} fails when the migration is re-run",
-                                 f"write {keyword} IF NOT EXISTS {facts.qualified(name)} ...")
+            yield file.violation(
+                stmt,
+                f"{keyword} {name} fails when the migration is re-run",
+                f"write {keyword} IF NOT EXISTS {facts.qualified(name)} ...",
+            )
         elif kind == "SelectStmt" and facts.created_table(stmt):
             name = facts.created_table(stmt)
-            yield file.violation(stmt, f"SELECT ... INTO {name} fails when the migration is re-run",
-                                 f"write CREATE TABLE IF NOT EXISTS {facts.qualified(name)} AS SELECT ... "
-                                 f"(the same query, without INTO)")
+            yield file.violation(
+                stmt,
+                f"SELECT ... INTO {name} fails when the migration is re-run",
+                f"write CREATE TABLE IF NOT EXISTS {facts.qualified(name)} AS SELECT ... "
+                f"(the same query, without INTO)",
+            )
         elif kind == "CreateFunctionStmt" and not node.get("replace"):
             name = ".".join(facts._strings(node.get("funcname")))
             routine = "PROCEDURE" if node.get("is_procedure") else "FUNCTION"
-            yield file.violation(stmt, f"CREATE {routine} {name} fails when the migration is re-run",
-                                 f"write CREATE OR REPLACE {routine} {facts.qualified(name)}(...)")
+            yield file.violation(
+                stmt,
+                f"CREATE {routine} {name} fails when the migration is re-run",
+                f"write CREATE OR REPLACE {routine} {facts.qualified(name)}(...)",
+            )
         elif kind == "ViewStmt" and not node.get("replace"):
             name = facts.relation_name(node.get("view"))
-            yield file.violation(stmt, f"CREATE VIEW {name} fails when the migration is re-run",
-                                 f"write CREATE OR REPLACE VIEW {facts.qualified(name)} AS ...")
+            yield file.violation(
+                stmt,
+                f"CREATE VIEW {name} fails when the migration is re-run",
+                f"write CREATE OR REPLACE VIEW {facts.qualified(name)} AS ...",
+            )
         elif kind == "CreateTrigStmt" and not node.get("replace"):
             name, table = node.get("trigname", ""), facts.relation_name(node.get("relation"))
             if not _dropped_before(dropped, "TRIGGER", name):
-                yield file.violation(stmt, f"CREATE TRIGGER {name} fails when the migration is re-run",
-                                     f"write CREATE OR REPLACE TRIGGER {facts.quote_ident(name)} ... (PostgreSQL 14+), "
-                                     f"or precede it with DROP TRIGGER IF EXISTS {facts.quote_ident(name)} ON {facts.qualified(table)};")
+                yield file.violation(
+                    stmt,
+                    f"CREATE TRIGGER {name} fails when the migration is re-run",
+                    f"write CREATE OR REPLACE TRIGGER {facts.quote_ident(name)} ... (PostgreSQL 14+), "
+                    f"or precede it with DROP TRIGGER IF EXISTS {facts.quote_ident(name)} ON {facts.qualified(table)};",
+                )
         elif kind == "CreatePolicyStmt":
             name, table = node.get("policy_name", ""), facts.relation_name(node.get("table"))
             if not _dropped_before(dropped, "POLICY", name):
                 yield file.violation(
-                    stmt, f"CREATE POLICY {name} on {table} is not guarded and fails when the migration is re-run",
+                    stmt,
+                    f"CREATE POLICY {name} on {table} is not guarded and fails when the migration is re-run",
                     f"guard it: DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = '{facts.bare(table)}' "
-                    f"AND policyname = '{name}') THEN CREATE POLICY {facts.quote_ident(name)} ON {facts.qualified(table)} ...; END IF; END $$;")
+                    f"AND policyname = '{name}') THEN CREATE POLICY {facts.quote_ident(name)} ON {facts.qualified(table)} ...; END IF; END $$;",
+                )
         elif kind in _TYPE_NODES or (kind == "DefineStmt" and node.get("kind") == "OBJECT_TYPE"):
             name = _type_name(stmt) if kind != "DefineStmt" else ".".join(facts._strings(node.get("defnames")))
             what = "DOMAIN" if kind == "CreateDomainStmt" else "TYPE"
             if not _dropped_before(dropped, what, name):
                 yield file.violation(
-                    stmt, f"CREATE {what} {name} is not guarded and fails when the migration is re-run",
+                    stmt,
+                    f"CREATE {what} {name} is not guarded and fails when the migration is re-run",
                     f"guard it: DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = '{facts.bare(name)}') "
-                    f"THEN CREATE {what} {facts.qualified(name)} ...; END IF; END $$;")
+                    f"THEN CREATE {what} {facts.qualified(name)} ...; END IF; END $$;",
+                )
         elif kind == "DoStmt":
             body = _dollar_body(stmt.text)
-            dropped_first = {(d.kind, facts.bare(d.name)) for s in facts.do_block(stmt).statements
-                             for d in facts.drops(s) if d.if_exists}  # DROP ... IF EXISTS then CREATE: re-runnable
-            created = [(what, name) for what, name in _DO_CREATES.findall(body)
-                       if (what.upper(), _folded(facts.bare(name))) not in dropped_first]
+            dropped_first = {
+                (d.kind, facts.bare(d.name))
+                for s in facts.do_block(stmt).statements
+                for d in facts.drops(s)
+                if d.if_exists
+            }  # DROP ... IF EXISTS then CREATE: re-runnable
+            created = [
+                (what, name)
+                for what, name in _DO_CREATES.findall(body)
+                if (what.upper(), _folded(facts.bare(name))) not in dropped_first
+            ]
             if created and not _CATALOG_GUARD.search(body):
                 what, name = created[0]
-                yield file.violation(stmt, f"DO block creates {what.upper()} {name} without checking whether it exists",
-                                     "wrap the CREATE in IF NOT EXISTS (SELECT 1 FROM pg_catalog...) THEN ... END IF, "
-                                     "or catch EXCEPTION WHEN duplicate_object THEN NULL")
+                yield file.violation(
+                    stmt,
+                    f"DO block creates {what.upper()} {name} without checking whether it exists",
+                    "wrap the CREATE in IF NOT EXISTS (SELECT 1 FROM pg_catalog...) THEN ... END IF, "
+                    "or catch EXCEPTION WHEN duplicate_object THEN NULL",
+                )
         for action in facts.alter_actions(stmt):
             if action.subtype == "AT_AddColumn" and not action.missing_ok:
                 coldef = facts.column_def_text(stmt, action.column_def)
-                yield file.violation(stmt, f"ADD COLUMN {action.column} fails when the migration is re-run",
-                                     f"write ALTER TABLE {facts.qualified(action.table)} ADD COLUMN IF NOT EXISTS {coldef} ...")
+                yield file.violation(
+                    stmt,
+                    f"ADD COLUMN {action.column} fails when the migration is re-run",
+                    f"write ALTER TABLE {facts.qualified(action.table)} ADD COLUMN IF NOT EXISTS {coldef} ...",
+                )
         for d in facts.drops(stmt):
             if d.if_exists:
                 continue
             if d.kind in ("COLUMN", "CONSTRAINT", "ATTRIBUTE"):
-                yield file.violation(stmt, f"DROP {d.kind} {d.name} fails when the migration is re-run",
-                                     f"write ALTER {d.table_kind} {facts.qualified(d.table)} DROP {d.kind} IF EXISTS "
-                                     f"{facts.quote_ident(d.name)}")
+                yield file.violation(
+                    stmt,
+                    f"DROP {d.kind} {d.name} fails when the migration is re-run",
+                    f"write ALTER {d.table_kind} {facts.qualified(d.table)} DROP {d.kind} IF EXISTS "
+                    f"{facts.quote_ident(d.name)}",
+                )
             else:
                 on = f" ON {facts.qualified(d.table)}" if d.table else ""
-                yield file.violation(stmt, f"DROP {d.kind} {d.name} fails when the migration is re-run",
-                                     f"write DROP {d.kind} IF EXISTS {facts.qualified(d.name)}{on}")
+                yield file.violation(
+                    stmt,
+                    f"DROP {d.kind} {d.name} fails when the migration is re-run",
+                    f"write DROP {d.kind} IF EXISTS {facts.qualified(d.name)}{on}",
+                )

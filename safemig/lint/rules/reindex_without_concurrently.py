@@ -25,6 +25,9 @@ def check(file):
         if "concurrently" not in params:
             words = stmt.text.split(None, 2)
             rest = words[2] if len(words) > 2 else ""
-            yield file.violation(stmt, "REINDEX without CONCURRENTLY blocks writes while it rebuilds",
-                                 f"put `-- no-transaction` on the file's first line and write REINDEX "
-                                 f"{words[1].upper() if len(words) > 1 else 'INDEX'} CONCURRENTLY {rest}")
+            yield file.violation(
+                stmt,
+                "REINDEX without CONCURRENTLY blocks writes while it rebuilds",
+                f"put `-- no-transaction` on the file's first line and write REINDEX "
+                f"{words[1].upper() if len(words) > 1 else 'INDEX'} CONCURRENTLY {rest}",
+            )

@@ -20,7 +20,9 @@ SUMMARY = "RENAME table/column breaks the running application (use expand and co
 
 
 def check(file):
-    for stmt, inner in ((s, i) for s in file.valid_statements for i in file.executed(s)):  # DO bodies, called functions too
+    for stmt, inner in (
+        (s, i) for s in file.valid_statements for i in file.executed(s)
+    ):  # DO bodies, called functions too
         if inner.node_type != "RenameStmt":
             continue
         node = inner.node
@@ -32,14 +34,18 @@ def check(file):
         if rename_type == "OBJECT_COLUMN":
             old = node.get("subname", "")
             yield file.violation(
-                stmt, f"renaming column {table}.{old} to {new} breaks queries of the running application",
+                stmt,
+                f"renaming column {table}.{old} to {new} breaks queries of the running application",
                 f"ALTER TABLE {facts.qualified(table)} ADD COLUMN IF NOT EXISTS {facts.quote_ident(new)} <type of {old}>; "
                 f"write both columns from the application, backfill {facts.quote_ident(new)}, switch reads, then drop "
-                f"{facts.quote_ident(old)} in a later migration")
+                f"{facts.quote_ident(old)} in a later migration",
+            )
         elif rename_type in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW"):
             yield file.violation(
-                stmt, f"renaming table {table} to {new} breaks queries of the running application",
+                stmt,
+                f"renaming table {table} to {new} breaks queries of the running application",
                 f"CREATE TABLE IF NOT EXISTS {facts.quote_ident(new)} (LIKE {facts.qualified(table)} INCLUDING ALL); "
                 f"write to both, backfill, switch reads, then drop {facts.qualified(table)} later (or, for a short "
                 f"transition, rename and leave a view: CREATE VIEW {facts.qualified(table)} AS SELECT * FROM "
-                f"{facts.quote_ident(new)})")
+                f"{facts.quote_ident(new)})",
+            )

@@ -37,6 +37,8 @@ def check(file):
         return
     for stmt in file.rollback.statements:
         if stmt.error:
-            yield file.at_file(f"rollback script {name} does not parse at line {stmt.error_line}: {stmt.error}",
-                               f"fix {name}:{stmt.error_line}:{stmt.error_column}")
+            yield file.at_file(
+                f"rollback script {name} does not parse at line {stmt.error_line}: {stmt.error}",
+                f"fix {name}:{stmt.error_line}:{stmt.error_column}",
+            )
             return

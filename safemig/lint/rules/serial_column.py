@@ -25,5 +25,8 @@ def check(file):
     for stmt in file.valid_statements:
         for col in facts.columns(stmt):
             if col.type_name in SERIALS:
-                yield file.violation(stmt, f"column {col.table}.{col.name} is {col.type_name}",
-                                     f"declare it as {facts.quote_ident(col.name)} bigint GENERATED ALWAYS AS IDENTITY")
+                yield file.violation(
+                    stmt,
+                    f"column {col.table}.{col.name} is {col.type_name}",
+                    f"declare it as {facts.quote_ident(col.name)} bigint GENERATED ALWAYS AS IDENTITY",
+                )

@@ -28,7 +28,9 @@ def check(file):
             table, column = facts.qualified(action.table), facts.quote_ident(action.name)
             check_name = facts.quote_ident(f"{facts.bare(action.table)}_{action.name}_not_null")
             yield file.violation(
-                stmt, f"SET NOT NULL on {action.table}.{action.name} scans the table while blocking reads and writes",
+                stmt,
+                f"SET NOT NULL on {action.table}.{action.name} scans the table while blocking reads and writes",
                 f"ALTER TABLE {table} ADD CONSTRAINT {check_name} CHECK ({column} IS NOT NULL) NOT VALID; then in the next "
                 f"migration: ALTER TABLE {table} VALIDATE CONSTRAINT {check_name}; ALTER TABLE {table} ALTER COLUMN {column} "
-                f"SET NOT NULL; ALTER TABLE {table} DROP CONSTRAINT {check_name};")
+                f"SET NOT NULL; ALTER TABLE {table} DROP CONSTRAINT {check_name};",
+            )

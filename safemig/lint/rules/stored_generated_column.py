@@ -23,6 +23,8 @@ def check(file):
         for col in facts.columns(stmt):
             if col.added and col.generated_stored and not file.is_new_table(col.table, stmt):
                 yield file.violation(
-                    stmt, f"adding generated column {col.name} rewrites all of {col.table} under an ACCESS EXCLUSIVE lock",
+                    stmt,
+                    f"adding generated column {col.name} rewrites all of {col.table} under an ACCESS EXCLUSIVE lock",
                     f"add a plain column (ALTER TABLE {facts.qualified(col.table)} ADD COLUMN IF NOT EXISTS "
-                    f"{facts.quote_ident(col.name)} <type>), fill it with a trigger for new rows and a batched backfill")
+                    f"{facts.quote_ident(col.name)} <type>), fill it with a trigger for new rows and a batched backfill",
+                )

@@ -25,5 +25,10 @@ SUMMARY = "a statement PostgreSQL would reject (checked with PostgreSQL's own pa
 def check(file):
     for stmt in file.statements:
         if stmt.error is not None:
-            yield Violation(stmt.error_line, stmt.error_column, f"PostgreSQL would reject this statement: {stmt.error}",
-                            "fix the syntax at the position shown (try it in psql against a scratch database)", stmt.text)
+            yield Violation(
+                stmt.error_line,
+                stmt.error_column,
+                f"PostgreSQL would reject this statement: {stmt.error}",
+                "fix the syntax at the position shown (try it in psql against a scratch database)",
+                stmt.text,
+            )

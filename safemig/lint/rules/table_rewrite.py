@@ -58,44 +58,56 @@ def _alter(file, stmt):
     for action in actions:
         table, qualified, name = action.table, facts.qualified(action.table), action.name
         if action.subtype == "AT_SetTableSpace":
-            yield (f"SET TABLESPACE {name} rewrites all of {table} while blocking reads and writes",
-                   f"move it online, outside the migration: pg_repack --table {_shell(qualified)} --tablespace "
-                   f"{_shell(name)} (add --moveidx to move its indexes too; pg_repack needs a "
-                   f"primary key or a unique index on NOT NULL columns)")
+            yield (
+                f"SET TABLESPACE {name} rewrites all of {table} while blocking reads and writes",
+                f"move it online, outside the migration: pg_repack --table {_shell(qualified)} --tablespace "
+                f"{_shell(name)} (add --moveidx to move its indexes too; pg_repack needs a "
+                f"primary key or a unique index on NOT NULL columns)",
+            )
         elif action.subtype in ("AT_SetLogged", "AT_SetUnLogged"):
             what = "LOGGED" if action.subtype == "AT_SetLogged" else "UNLOGGED"
             create = "CREATE TABLE" if what == "LOGGED" else "CREATE UNLOGGED TABLE"
-            yield (f"SET {what} rewrites all of {table} while blocking reads and writes",
-                   f"there is no online form: {_WINDOW}, or {_create_copy(table, create)} {_FILL}")
+            yield (
+                f"SET {what} rewrites all of {table} while blocking reads and writes",
+                f"there is no online form: {_WINDOW}, or {_create_copy(table, create)} {_FILL}",
+            )
         elif action.subtype == "AT_SetAccessMethod":
             method = f" {name}" if name else " DEFAULT"
             using = f" USING {facts.quote_ident(name)}" if name else ""
-            yield (f"SET ACCESS METHOD{method} rewrites all of {table} while blocking reads and writes",
-                   f"there is no online form: {_WINDOW}, or {_create_copy(table, using=using)} {_FILL}")
+            yield (
+                f"SET ACCESS METHOD{method} rewrites all of {table} while blocking reads and writes",
+                f"there is no online form: {_WINDOW}, or {_create_copy(table, using=using)} {_FILL}",
+            )
     for action in facts.added_constraints(stmt):
         if action.constraint_type != "EXCLUDE":
             continue
         name = action.constraint.get("conname")
         clause = facts.clause_text(stmt, action.constraint) or "CONSTRAINT ... EXCLUDE ..."
-        yield (f"EXCLUDE constraint {name + ' ' if name else ''}on {action.table} builds its index while blocking "
-               f"reads and writes",
-               f"EXCLUDE has no USING INDEX form: {_WINDOW}, or build it on a new table: "
-               f"{_create_copy(action.table)} ALTER TABLE {_new_table(action.table)} ADD {clause}; {_FILL}")
+        yield (
+            f"EXCLUDE constraint {name + ' ' if name else ''}on {action.table} builds its index while blocking "
+            f"reads and writes",
+            f"EXCLUDE has no USING INDEX form: {_WINDOW}, or build it on a new table: "
+            f"{_create_copy(action.table)} ALTER TABLE {_new_table(action.table)} ADD {clause}; {_FILL}",
+        )
 
 
 def _cluster(file, stmt):
     table = facts.target_table(stmt)
     if not table:
-        yield ("CLUSTER without a table rewrites every table clustered before, each while blocking reads and writes",
-               "name the table, or reorder each one online outside the migration: pg_repack --table <table>")
+        yield (
+            "CLUSTER without a table rewrites every table clustered before, each while blocking reads and writes",
+            "name the table, or reorder each one online outside the migration: pg_repack --table <table>",
+        )
         return
     if file.is_new_table(table, stmt):
         return
     index = stmt.node.get("indexname")
     first = f"ALTER TABLE {facts.qualified(table)} CLUSTER ON {facts.quote_ident(index)}; then, " if index else ""
-    yield (f"CLUSTER rewrites all of {table} while blocking reads and writes",
-           f"{first}outside the migration: pg_repack --table {_shell(facts.qualified(table))} (it reorders the table "
-           f"by its clustering index online; it needs a primary key or a unique index on NOT NULL columns)")
+    yield (
+        f"CLUSTER rewrites all of {table} while blocking reads and writes",
+        f"{first}outside the migration: pg_repack --table {_shell(facts.qualified(table))} (it reorders the table "
+        f"by its clustering index online; it needs a primary key or a unique index on NOT NULL columns)",
+    )
 
 
 def _refresh(file, stmt):
@@ -105,10 +117,12 @@ def _refresh(file, stmt):
     qualified = facts.qualified(view)
     index = facts.quote_ident(f"{facts.bare(view)}_key_idx")
     empties = " and leaves it empty (WITH NO DATA)" if stmt.node.get("skipData") else ""
-    yield (f"REFRESH MATERIALIZED VIEW {view} blocks every read of it until the refresh ends{empties}",
-           f"REFRESH MATERIALIZED VIEW CONCURRENTLY {qualified}; (it needs a unique index on the view: "
-           f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {qualified} (<key columns>), in a "
-           f"migration whose first line is `-- no-transaction`)")
+    yield (
+        f"REFRESH MATERIALIZED VIEW {view} blocks every read of it until the refresh ends{empties}",
+        f"REFRESH MATERIALIZED VIEW CONCURRENTLY {qualified}; (it needs a unique index on the view: "
+        f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {qualified} (<key columns>), in a "
+        f"migration whose first line is `-- no-transaction`)",
+    )
 
 
 def _alter_index_or_view(file, stmt):
@@ -124,13 +138,17 @@ def _alter_index_or_view(file, stmt):
         if objtype == "OBJECT_INDEX":
             if file.is_new_index(name, stmt):
                 continue  # created by this migration: its build was judged where it was created
-            yield (f"SET TABLESPACE {space} copies index {name} while blocking writes to its table and reads that use it",
-                   f"REINDEX INDEX CONCURRENTLY {facts.qualified(name)} TABLESPACE {facts.quote_ident(space)}; "
-                   f"(PostgreSQL 14+; in a migration whose first line is `-- no-transaction`)")
+            yield (
+                f"SET TABLESPACE {space} copies index {name} while blocking writes to its table and reads that use it",
+                f"REINDEX INDEX CONCURRENTLY {facts.qualified(name)} TABLESPACE {facts.quote_ident(space)}; "
+                f"(PostgreSQL 14+; in a migration whose first line is `-- no-transaction`)",
+            )
         elif not file.is_new_table(name, stmt):
-            yield (f"SET TABLESPACE {space} copies materialized view {name} while blocking every read of it",
-                   f"there is no online form: {_WINDOW}, or create a new materialized view in the tablespace "
-                   f"(CREATE MATERIALIZED VIEW IF NOT EXISTS ... TABLESPACE {facts.quote_ident(space)} AS ...) and swap the names")
+            yield (
+                f"SET TABLESPACE {space} copies materialized view {name} while blocking every read of it",
+                f"there is no online form: {_WINDOW}, or create a new materialized view in the tablespace "
+                f"(CREATE MATERIALIZED VIEW IF NOT EXISTS ... TABLESPACE {facts.quote_ident(space)} AS ...) and swap the names",
+            )
 
 
 def _alter_any(file, stmt):
@@ -142,15 +160,22 @@ def _move_all(file, stmt):
     """ALTER TABLE / INDEX / MATERIALIZED VIEW ALL IN TABLESPACE a SET TABLESPACE b: every one of them."""
     node = stmt.node
     kind = {"OBJECT_TABLE": "table", "OBJECT_INDEX": "index", "OBJECT_MATVIEW": "materialized view"}.get(
-        node.get("objtype", ""), "relation")
-    yield (f"ALL IN TABLESPACE {node.get('orig_tablespacename', '?')} copies every {kind} there to "
-           f"{node.get('new_tablespacename', '?')}, each while blocking reads and writes",
-           "move them one at a time, online and outside the migration: pg_repack --table <table> --tablespace "
-           f"{_shell(node.get('new_tablespacename', '<tablespace>'))} --moveidx")
+        node.get("objtype", ""), "relation"
+    )
+    yield (
+        f"ALL IN TABLESPACE {node.get('orig_tablespacename', '?')} copies every {kind} there to "
+        f"{node.get('new_tablespacename', '?')}, each while blocking reads and writes",
+        "move them one at a time, online and outside the migration: pg_repack --table <table> --tablespace "
+        f"{_shell(node.get('new_tablespacename', '<tablespace>'))} --moveidx",
+    )
 
 
-_CHECKS = {"AlterTableStmt": _alter_any, "ClusterStmt": _cluster, "RefreshMatViewStmt": _refresh,
-           "AlterTableMoveAllStmt": _move_all}
+_CHECKS = {
+    "AlterTableStmt": _alter_any,
+    "ClusterStmt": _cluster,
+    "RefreshMatViewStmt": _refresh,
+    "AlterTableMoveAllStmt": _move_all,
+}
 
 
 def check(file):

@@ -19,8 +19,15 @@ ID = "transaction-control"
 SEVERITY = "error"
 SUMMARY = "BEGIN/COMMIT/ROLLBACK inside a migration sqlx runs in its own transaction"
 
-_CONTROL = {"TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK",
-            "TRANS_STMT_PREPARE", "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED"}
+_CONTROL = {
+    "TRANS_STMT_BEGIN",
+    "TRANS_STMT_START",
+    "TRANS_STMT_COMMIT",
+    "TRANS_STMT_ROLLBACK",
+    "TRANS_STMT_PREPARE",
+    "TRANS_STMT_COMMIT_PREPARED",
+    "TRANS_STMT_ROLLBACK_PREPARED",
+}
 
 
 def check(file):
@@ -28,7 +35,9 @@ def check(file):
         return
     for stmt in file.valid_statements:
         if stmt.node_type == "TransactionStmt" and stmt.node.get("kind") in _CONTROL:
-            yield file.violation(stmt, f"{stmt.first_line.rstrip(';').upper()} inside a migration that sqlx already "
-                                       f"runs in a transaction",
-                                 "remove it: the migration is atomic as it is (or make `-- no-transaction` the first "
-                                 "line if it must manage its own transactions)")
+            yield file.violation(
+                stmt,
+                f"{stmt.first_line.rstrip(';').upper()} inside a migration that sqlx already runs in a transaction",
+                "remove it: the migration is atomic as it is (or make `-- no-transaction` the first "
+                "line if it must manage its own transactions)",
+            )

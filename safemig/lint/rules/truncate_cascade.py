@@ -25,5 +25,8 @@ def check(file):
     for stmt in file.valid_statements:
         if stmt.node_type == "TruncateStmt" and stmt.node.get("behavior") == "DROP_CASCADE":
             tables = ", ".join(facts.qualified(d.name) for d in facts.drops(stmt))
-            yield file.violation(stmt, f"TRUNCATE {tables} CASCADE also empties every table referencing them",
-                                 f"name every table to empty explicitly: TRUNCATE {tables}, <referencing tables>;")
+            yield file.violation(
+                stmt,
+                f"TRUNCATE {tables} CASCADE also empties every table referencing them",
+                f"name every table to empty explicitly: TRUNCATE {tables}, <referencing tables>;",
+            )

@@ -33,18 +33,32 @@ def check(file):
             table = facts.qualified(action.table)
             kind = action.constraint_type
             suffix = "pkey" if kind == "PRIMARY KEY" else "key"
-            inline = [action.inline_column] if action.inline_column and kind == "UNIQUE" else []  # PostgreSQL's own names
+            inline = (
+                [action.inline_column] if action.inline_column and kind == "UNIQUE" else []
+            )  # PostgreSQL's own names
             name = action.constraint.get("conname") or "_".join([facts.bare(action.table), *inline, suffix])
             index = facts.quote_ident(f"{name}_idx")
-            first = (f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {facts.column_def_text(stmt, _column_def(stmt, action))}"
-                     f"; then, in a " if action.inline_column else "")
+            first = (
+                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {facts.column_def_text(stmt, _column_def(stmt, action))}"
+                f"; then, in a "
+                if action.inline_column
+                else ""
+            )
             yield file.violation(
-                stmt, f"ADD {kind} on {action.table} builds its index while blocking reads and writes",
+                stmt,
+                f"ADD {kind} on {action.table} builds its index while blocking reads and writes",
                 f"{first}-- no-transaction migration: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} "
                 f"({_columns(action)}); then: ALTER TABLE {table} ADD CONSTRAINT {facts.quote_ident(name)} "
-                f"{kind} USING INDEX {index};")
+                f"{kind} USING INDEX {index};",
+            )
 
 
 def _column_def(stmt, action) -> dict:
-    return next((a.column_def for a in facts.alter_actions(stmt)
-                 if a.subtype == "AT_AddColumn" and a.column == action.inline_column), {})
+    return next(
+        (
+            a.column_def
+            for a in facts.alter_actions(stmt)
+            if a.subtype == "AT_AddColumn" and a.column == action.inline_column
+        ),
+        {},
+    )

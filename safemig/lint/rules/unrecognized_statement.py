@@ -18,18 +18,74 @@ SUMMARY = "a statement kind no rule reviews (reported so a human does)"
 
 # PostgreSQL node types the rules understand or that are harmless in a migration.
 REVIEWED = {
-    "AlterTableStmt", "AlterEnumStmt", "AlterSeqStmt", "AlterDomainStmt", "AlterFunctionStmt", "AlterOwnerStmt",
-    "AlterObjectSchemaStmt", "AlterDefaultPrivilegesStmt", "AlterPolicyStmt", "AlterTypeStmt", "AlterExtensionStmt",
-    "AlterStatsStmt", "AlterCollationStmt", "AlterTableMoveAllStmt",
-    "CreateStmt", "CreateTableAsStmt", "IndexStmt", "CreateSchemaStmt", "CreateSeqStmt", "CreateExtensionStmt",
-    "CreateFunctionStmt", "ViewStmt", "CreateTrigStmt", "CreatePolicyStmt", "CompositeTypeStmt", "CreateEnumStmt",
-    "CreateRangeStmt", "CreateDomainStmt", "DefineStmt", "RuleStmt", "CreateStatsStmt", "CreateCastStmt",
-    "CreateEventTrigStmt", "CreateConversionStmt", "CreatePublicationStmt", "AlterPublicationStmt",
-    "DropStmt", "DropOwnedStmt", "TruncateStmt", "RenameStmt", "CommentStmt", "GrantStmt", "GrantRoleStmt", "DoStmt",
-    "InsertStmt", "UpdateStmt", "DeleteStmt", "SelectStmt", "MergeStmt", "CallStmt",
-    "VariableSetStmt", "VariableShowStmt", "TransactionStmt", "LockStmt", "VacuumStmt", "ReindexStmt",
-    "RefreshMatViewStmt", "ClusterStmt", "CreateRoleStmt", "AlterRoleStmt", "DropRoleStmt", "NotifyStmt",
-    "ConstraintsSetStmt", "DeclareCursorStmt", "ExplainStmt", "CopyStmt", "CheckPointStmt", "DiscardStmt",
+    "AlterTableStmt",
+    "AlterEnumStmt",
+    "AlterSeqStmt",
+    "AlterDomainStmt",
+    "AlterFunctionStmt",
+    "AlterOwnerStmt",
+    "AlterObjectSchemaStmt",
+    "AlterDefaultPrivilegesStmt",
+    "AlterPolicyStmt",
+    "AlterTypeStmt",
+    "AlterExtensionStmt",
+    "AlterStatsStmt",
+    "AlterCollationStmt",
+    "AlterTableMoveAllStmt",
+    "CreateStmt",
+    "CreateTableAsStmt",
+    "IndexStmt",
+    "CreateSchemaStmt",
+    "CreateSeqStmt",
+    "CreateExtensionStmt",
+    "CreateFunctionStmt",
+    "ViewStmt",
+    "CreateTrigStmt",
+    "CreatePolicyStmt",
+    "CompositeTypeStmt",
+    "CreateEnumStmt",
+    "CreateRangeStmt",
+    "CreateDomainStmt",
+    "DefineStmt",
+    "RuleStmt",
+    "CreateStatsStmt",
+    "CreateCastStmt",
+    "CreateEventTrigStmt",
+    "CreateConversionStmt",
+    "CreatePublicationStmt",
+    "AlterPublicationStmt",
+    "DropStmt",
+    "DropOwnedStmt",
+    "TruncateStmt",
+    "RenameStmt",
+    "CommentStmt",
+    "GrantStmt",
+    "GrantRoleStmt",
+    "DoStmt",
+    "InsertStmt",
+    "UpdateStmt",
+    "DeleteStmt",
+    "SelectStmt",
+    "MergeStmt",
+    "CallStmt",
+    "VariableSetStmt",
+    "VariableShowStmt",
+    "TransactionStmt",
+    "LockStmt",
+    "VacuumStmt",
+    "ReindexStmt",
+    "RefreshMatViewStmt",
+    "ClusterStmt",
+    "CreateRoleStmt",
+    "AlterRoleStmt",
+    "DropRoleStmt",
+    "NotifyStmt",
+    "ConstraintsSetStmt",
+    "DeclareCursorStmt",
+    "ExplainStmt",
+    "CopyStmt",
+    "CheckPointStmt",
+    "DiscardStmt",
 }
 
 
@@ -38,26 +94,44 @@ def check(file):
 
     for stmt in file.valid_statements:
         if stmt.node_type not in REVIEWED:
-            yield file.violation(stmt, f"safemig does not review {stmt.first_line[:60]!r} ({stmt.node_type})",
-                                 "review this statement by hand for locks and data loss, then silence this with a reason")
+            yield file.violation(
+                stmt,
+                f"safemig does not review {stmt.first_line[:60]!r} ({stmt.node_type})",
+                "review this statement by hand for locks and data loss, then silence this with a reason",
+            )
         elif stmt.node_type == "DoStmt" and facts.do_block(stmt).opaque:
-            yield file.violation(stmt, f"safemig cannot see what this DO block runs: {facts.do_block(stmt).opaque[0]}",
-                                 "review what it executes by hand for locks and data loss, then silence this with a reason")
+            yield file.violation(
+                stmt,
+                f"safemig cannot see what this DO block runs: {facts.do_block(stmt).opaque[0]}",
+                "review what it executes by hand for locks and data loss, then silence this with a reason",
+            )
         elif stmt.node_type == "DoStmt" and _unchecked(facts.do_block(stmt).statements):
-            yield file.violation(stmt, f"safemig does not review the {_unchecked(facts.do_block(stmt).statements)} this "
-                                       f"DO block runs (for locks and table rewrites)", _PREFER_PLAIN)
+            yield file.violation(
+                stmt,
+                f"safemig does not review the {_unchecked(facts.do_block(stmt).statements)} this "
+                f"DO block runs (for locks and table rewrites)",
+                _PREFER_PLAIN,
+            )
         for routine in file.called_routines(stmt):  # a function of this file that this statement runs
             body, name = facts.routine_body(routine), facts.routine_name(routine)
             if body.opaque:
-                yield file.violation(stmt, f"safemig cannot see what {name}() runs: {body.opaque[0]}",
-                                     "review what it executes by hand for locks and data loss, then silence this "
-                                     "with a reason")
+                yield file.violation(
+                    stmt,
+                    f"safemig cannot see what {name}() runs: {body.opaque[0]}",
+                    "review what it executes by hand for locks and data loss, then silence this with a reason",
+                )
             elif _unchecked(body.statements):
-                yield file.violation(stmt, f"safemig does not review the {_unchecked(body.statements)} that {name}() "
-                                           f"runs (for locks and table rewrites)", _PREFER_PLAIN)
+                yield file.violation(
+                    stmt,
+                    f"safemig does not review the {_unchecked(body.statements)} that {name}() "
+                    f"runs (for locks and table rewrites)",
+                    _PREFER_PLAIN,
+                )
 
 
-_PREFER_PLAIN = "prefer a plain statement (every rule then checks it); else review it by hand, then silence this with a reason"
+_PREFER_PLAIN = (
+    "prefer a plain statement (every rule then checks it); else review it by hand, then silence this with a reason"
+)
 
 
 def _unchecked(statements) -> str:
@@ -69,10 +143,24 @@ def _unchecked(statements) -> str:
     return ""
 
 
-_LOCKING_IN_DO = {"AlterTableStmt", "IndexStmt", "UpdateStmt", "DeleteStmt", "LockStmt", "VacuumStmt", "ReindexStmt",
-                  "ClusterStmt", "RefreshMatViewStmt"}
-_INSTANT = {"AT_ValidateConstraint", "AT_EnableRowSecurity", "AT_ForceRowSecurity", "AT_DisableRowSecurity",
-            "AT_NoForceRowSecurity"}
+_LOCKING_IN_DO = {
+    "AlterTableStmt",
+    "IndexStmt",
+    "UpdateStmt",
+    "DeleteStmt",
+    "LockStmt",
+    "VacuumStmt",
+    "ReindexStmt",
+    "ClusterStmt",
+    "RefreshMatViewStmt",
+}
+_INSTANT = {
+    "AT_ValidateConstraint",
+    "AT_EnableRowSecurity",
+    "AT_ForceRowSecurity",
+    "AT_DisableRowSecurity",
+    "AT_NoForceRowSecurity",
+}
 
 
 def _instant_alter(stmt) -> bool:
@@ -87,8 +175,11 @@ def _instant_alter(stmt) -> bool:
         if a.subtype in _INSTANT or (a.subtype == "AT_AddConstraint" and a.constraint.get("skip_validation")):
             continue
         type_names = facts._strings(a.column_def.get("typeName", {}).get("names"))
-        if (a.subtype == "AT_AddColumn" and not a.column_def.get("constraints")
-                and not (type_names and type_names[-1] in facts.SERIALS)):
+        if (
+            a.subtype == "AT_AddColumn"
+            and not a.column_def.get("constraints")
+            and not (type_names and type_names[-1] in facts.SERIALS)
+        ):
             continue
         return False
     return True

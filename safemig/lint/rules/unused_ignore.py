@@ -26,5 +26,10 @@ def check(file):
         for rule_id in ignore.rules:
             if rule_id in file.known_rules and rule_id in file.enabled_rules and rule_id not in ignore.used:
                 where = "in this file" if ignore.whole_file else "on this statement"
-                yield Violation(ignore.line, ignore.column, f"ignore of {rule_id} matches no finding {where}",
-                                "remove the directive (or the rule id from it)", ignore.text)
+                yield Violation(
+                    ignore.line,
+                    ignore.column,
+                    f"ignore of {rule_id} matches no finding {where}",
+                    "remove the directive (or the rule id from it)",
+                    ignore.text,
+                )

@@ -26,8 +26,16 @@ def check(file):
             continue
         options = [o.get("DefElem", {}).get("defname", "") for o in stmt.node.get("options") or []]
         if "full" in options:
-            tables = ", ".join(facts.relation_name(r.get("VacuumRelation", {}).get("relation"))
-                               for r in stmt.node.get("rels") or []) or "every table"
-            yield file.violation(stmt, f"VACUUM FULL locks {tables} against reads and writes while it rewrites",
-                                 f"run pg_repack --table {tables} outside the migration, or plain VACUUM (ANALYZE) {tables} "
-                                 f"(in a migration whose first line is `-- no-transaction`)")
+            tables = (
+                ", ".join(
+                    facts.relation_name(r.get("VacuumRelation", {}).get("relation"))
+                    for r in stmt.node.get("rels") or []
+                )
+                or "every table"
+            )
+            yield file.violation(
+                stmt,
+                f"VACUUM FULL locks {tables} against reads and writes while it rewrites",
+                f"run pg_repack --table {tables} outside the migration, or plain VACUUM (ANALYZE) {tables} "
+                f"(in a migration whose first line is `-- no-transaction`)",
+            )

@@ -30,6 +30,8 @@ def check(file):
                 added[action.constraint.get("conname") or ""] = action.table
             elif action.subtype == "AT_ValidateConstraint" and action.name in added:
                 yield file.violation(
-                    stmt, f"constraint {action.name} is validated in the transaction that added it NOT VALID",
+                    stmt,
+                    f"constraint {action.name} is validated in the transaction that added it NOT VALID",
                     f"move `ALTER TABLE {facts.qualified(action.table)} VALIDATE CONSTRAINT {facts.quote_ident(action.name)};` "
-                    f"to the next migration")
+                    f"to the next migration",
+                )
