@@ -334,6 +334,7 @@ def test_part_size_is_chosen_up_front_to_fit_10000_parts():
     assert size % MiB == 0 and size * 10_000 >= big and size > 8 * MiB
 
 
+@pytest.mark.compat  # on every PostgreSQL major CI tests
 def test_cli_round_trip_as_a_subprocess_against_moto_server(project, cli_process, s3_env, database_url, database_url_b, bucket_name):
     """The real thing: `safemig backup` in its own process, pg_dump streaming into an HTTP endpoint."""
     boto3.client("s3").create_bucket(Bucket=bucket_name)
