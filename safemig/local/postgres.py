@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -181,6 +182,7 @@ class LocalCluster:
         if self.running():
             self.port = self._read_port()
             return self
+        self._check_major()
         if not self.port:
             self.port = free_port()
         options = {
@@ -212,6 +214,20 @@ class LocalCluster:
         (self.datadir / "safemig.port").write_text(str(self.port))
         self.wait_ready()
         return self
+
+    def _check_major(self) -> None:
+        """Refuse, with the fix, a data directory of another major than the server binary (e.g. a
+        demo state directory kept across a change of ``SAFEMIG_PG_BIN``); pg_ctl's own message only
+        points at the server log."""
+        made_by = (self.datadir / "PG_VERSION").read_text().strip()
+        postgres = find_pg_bin("postgres")
+        out = subprocess.run([postgres, "--version"], capture_output=True, text=True).stdout
+        match = re.search(r"\(PostgreSQL\) (\d+)", out)
+        if match and match.group(1) != made_by:
+            raise ToolError(
+                f"{self.datadir} was made by PostgreSQL {made_by}, but {postgres} is PostgreSQL {match.group(1)}",
+                hint=f"delete that directory, or run PostgreSQL {made_by}'s binaries ({PG_BIN_ENV}=its bin directory)",
+            )
 
     def _read_port(self) -> int:
         try:

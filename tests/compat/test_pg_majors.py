@@ -21,7 +21,8 @@ from safemig import db
 from safemig.backup import restore_backup, run_backup
 from safemig.backup.pgdump import pick_binary
 from safemig.config import load_config
-from safemig.local.postgres import PG_BIN_ENV, find_pg_bin
+from safemig.errors import ToolError
+from safemig.local.postgres import PG_BIN_ENV, LocalCluster, find_pg_bin
 from tests.backup.conftest import write_config
 
 pytestmark = pytest.mark.compat
@@ -45,6 +46,23 @@ def test_the_suite_runs_the_chosen_major_with_its_own_client_programs(pg_major):
             assert binary.major == pg_major
         else:
             assert binary.major >= pg_major
+
+
+def test_a_pinned_bin_dir_without_the_program_is_an_error_not_a_fall_back(tmp_path, monkeypatch):
+    monkeypatch.setenv(PG_BIN_ENV, str(tmp_path))
+    with pytest.raises(ToolError, match=f"{PG_BIN_ENV}={tmp_path} has no initdb") as info:
+        find_pg_bin("initdb")
+    assert info.value.exit_code == 3 and "scripts/pg-majors" in (info.value.hint or "")
+
+
+def test_a_data_directory_of_another_major_is_refused_with_the_fix(tmp_path, pg_major):
+    datadir = tmp_path / "data"
+    cluster = LocalCluster(datadir)
+    cluster.init()
+    (datadir / "PG_VERSION").write_text(f"{pg_major - 1}\n")  # as if made by the previous major
+    with pytest.raises(ToolError, match=f"made by PostgreSQL {pg_major - 1}, but .* is PostgreSQL {pg_major}"):
+        cluster.start()
+    assert not cluster.running()
 
 
 def _sqlx_lock_id(name: str) -> int:
