@@ -72,7 +72,7 @@ class Cache:
     def key(self, target, raw: bytes, display: str) -> str:
         digest = hashlib.sha256()
         digest.update(
-            f"{self.salt}\0{display}\0{target.role}\0{target.version}\0{target.description}\0{target.name_problem}\0".encode()
+            f"{self.salt}\0{display}\0{target.role}\0{target.version}\0{target.description}\0{target.name_problem}\0{target.no_transaction}\0".encode()
         )
         digest.update(raw)
         if target.rollback is not None:

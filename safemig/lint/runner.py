@@ -34,7 +34,7 @@ def build_file(target: Target, config: Config, text: str) -> LintFile:
         parsed=parsed,
         version=target.version,
         description=target.description,
-        no_transaction=text.startswith(NO_TRANSACTION_MARKER),
+        no_transaction=target.no_transaction or text.startswith(NO_TRANSACTION_MARKER),
         rollback_path=target.rollback,
         siblings=sql_names_in(target.path.parent) if target.role == MIGRATION else (),
         name_problem=target.name_problem,

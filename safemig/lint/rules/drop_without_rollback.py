@@ -54,7 +54,7 @@ def _created_names(stmt) -> tuple[str, str] | None:
         "INDEX": node.get("idxname"),
         "RULE": node.get("rulename"),
         "VIEW": facts.relation_name(node.get("view")),
-        "FUNCTION": ".".join(facts._strings(node.get("funcname"))),
+        "FUNCTION": ".".join(facts.strings(node.get("funcname"))),
     }.get(kind) or ""
     if kind == "FUNCTION" and node.get("is_procedure"):
         kind = "PROCEDURE"

@@ -20,7 +20,7 @@ SUMMARY = "ADD UNIQUE / PRIMARY KEY without USING INDEX builds an index under an
 
 
 def _columns(action) -> str:
-    return ", ".join(facts._strings(action.constraint.get("keys"))) or facts.quote_ident(action.inline_column) or "..."
+    return ", ".join(facts.strings(action.constraint.get("keys"))) or facts.quote_ident(action.inline_column) or "..."
 
 
 def check(file):
