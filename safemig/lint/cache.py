@@ -35,6 +35,7 @@ def _code_files() -> list[Path]:
 
     here = Path(__file__).parent
     files = sorted(here.glob("*.py")) + [here.parent / "sql" / "split.py", here.parent / "migrations" / "files.py"]
+    files += sorted((here / "data").glob("*.json"))  # PostgreSQL's catalog facts (safemig.lint.catalog)
     for package in ("sqlglot", "pglast"):  # located without importing them
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.origin:
