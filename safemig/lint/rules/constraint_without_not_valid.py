@@ -15,7 +15,8 @@ Bad:
     ALTER TABLE orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id);
 
 Good:
-    ALTER TABLE orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;
+    ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_customer_fk,
+        ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;
 """
 
 from safemig.lint import facts

@@ -9,7 +9,8 @@ Bad:
     ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE (number);
 
 Good:
-    ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE USING INDEX orders_number_idx;
+    ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_number_key,
+        ADD CONSTRAINT orders_number_key UNIQUE USING INDEX orders_number_idx;
 """
 
 from safemig.lint import facts

@@ -10,7 +10,8 @@ Bad:
     ALTER TABLE orders VALIDATE CONSTRAINT orders_total_positive;
 
 Good:
-    ALTER TABLE orders ADD CONSTRAINT orders_total_positive CHECK (total > 0) NOT VALID;
+    ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_total_positive,
+        ADD CONSTRAINT orders_total_positive CHECK (total > 0) NOT VALID;
 """
 
 from safemig.lint import facts

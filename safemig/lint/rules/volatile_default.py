@@ -66,7 +66,7 @@ def _volatile_calls(file, stmt, default: dict) -> list[tuple[str, str]]:
                 )
             )
         elif known == "v":
-            out.append((name, f"{name}() is VOLATILE (pg_proc.provolatile of PostgreSQL {file.pg_version})"))
+            out.append((name, f"{name}() is VOLATILE in PostgreSQL {file.pg_version}'s catalog (pg_proc.provolatile)"))
     return out
 
 
@@ -104,7 +104,7 @@ def check(file):
             name, why = volatile[0]
             yield file.violation(
                 stmt,
-                f"DEFAULT {name}() is volatile: adding {action.column} rewrites all of {action.table} ({why})",
+                f"DEFAULT {name}() is volatile: adding {action.column} rewrites all of {action.table}; {why}",
                 f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {coldef}; ALTER TABLE {table} ALTER COLUMN {column} "
                 f"SET DEFAULT {name}(...); then backfill existing rows in batches (if {name}() is really STABLE or "
                 f"IMMUTABLE, silence this with that reason)",
