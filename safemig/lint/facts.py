@@ -524,12 +524,17 @@ def _column(table: str, coldef: dict, added: bool) -> ColumnFact:
     names = strings(coldef.get("typeName", {}).get("names"))
     type_name = names[-1] if names else ""
     contypes = column_constraints(coldef)
+    stored = any(
+        c.get("Constraint", {}).get("contype") == "CONSTR_GENERATED"
+        and c["Constraint"].get("generated_kind", "s") != "v"  # PostgreSQL 18's virtual columns store nothing
+        for c in coldef.get("constraints") or []
+    )
     return ColumnFact(
         table,
         coldef.get("colname", ""),
         type_name,
         added,
-        "CONSTR_GENERATED" in contypes,
+        stored,
         "CONSTR_IDENTITY" in contypes,
     )
 

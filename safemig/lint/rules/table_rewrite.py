@@ -1,7 +1,8 @@
 """A statement that rewrites or blocks an existing table under an ACCESS EXCLUSIVE lock, with no online form in the statement.
 
-Flags ALTER TABLE ... SET TABLESPACE, SET LOGGED, SET UNLOGGED and SET ACCESS METHOD (each
-copies the whole table), ALTER INDEX / MATERIALIZED VIEW ... SET TABLESPACE and ... ALL IN
+Flags ALTER TABLE ... SET TABLESPACE, SET LOGGED, SET UNLOGGED, SET ACCESS METHOD (each
+copies the whole table) and ALTER COLUMN ... SET EXPRESSION (PostgreSQL 17: recomputes a
+stored generated column), ALTER INDEX / MATERIALIZED VIEW ... SET TABLESPACE and ... ALL IN
 TABLESPACE (copy each one), CLUSTER (copies it in index order), ADD CONSTRAINT ... EXCLUDE
 (builds its index under the lock; unlike UNIQUE there is no USING INDEX form) and REFRESH
 MATERIALIZED VIEW without CONCURRENTLY (blocks every read of the view until it is
@@ -70,6 +71,12 @@ def _alter(file, stmt):
             yield (
                 f"SET {what} rewrites all of {table} while blocking reads and writes",
                 f"there is no online form: {_WINDOW}, or {_create_copy(table, create)} {_FILL}",
+            )
+        elif action.subtype == "AT_SetExpression":  # PostgreSQL 17+: recomputes a stored generated column
+            yield (
+                f"SET EXPRESSION on {table}.{name} recomputes the stored generated column, rewriting all of {table} "
+                f"while blocking reads and writes (a virtual column, PostgreSQL 18, is not rewritten)",
+                f"add a new column with the new expression and switch readers to it, or {_WINDOW}",
             )
         elif action.subtype == "AT_SetAccessMethod":
             method = f" {name}" if name else " DEFAULT"
