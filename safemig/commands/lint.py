@@ -52,7 +52,8 @@ def register(app) -> None:
             bool,
             typer.Option(
                 "--hook",
-                help="Skip files outside the configured migrations/rollbacks directories (what the pre-commit hook passes).",
+                help="Skip files outside the configured migrations/rollbacks directories "
+                "(what the pre-commit hook passes).",
             ),
         ] = False,
         config_path: ConfigOption = None,
@@ -60,7 +61,10 @@ def register(app) -> None:
         database_url: DatabaseUrlOption = None,
         source: SourceOption = None,
     ) -> int:
-        """Review migration SQL for dangerous operations. Exit 0: no errors (warnings allowed); 1: at least one error finding; 2: usage or config error."""
+        """Review migration SQL for dangerous operations.
+
+        Exit 0: no errors (warnings allowed); 1: at least one error finding; 2: usage or config error.
+        """
         return run_lint(
             paths or [],
             fmt,

@@ -84,6 +84,13 @@ def _modifier_widens(name: str, old: tuple[int, ...], new: tuple[int, ...]) -> b
     return old == new
 
 
+def may_be_binary_target(new: ColumnType, major: int) -> bool:
+    """False when no change *to* ``new`` can be binary coercible (so the old type need not be looked up)."""
+    if new.name in _GROWABLE or new.name == "numeric" or new.name in ("bit", "varbit"):
+        return True
+    return any(target == new.name for _, target in _casts(major))
+
+
 def binary_coercible(old: ColumnType, new: ColumnType, major: int) -> bool:
     """True when ``ALTER COLUMN ... TYPE new`` (without USING) on a column of type ``old`` rewrites nothing.
 
@@ -102,6 +109,9 @@ def binary_coercible(old: ColumnType, new: ColumnType, major: int) -> bool:
     if not new.modifiers:
         return True
     # a cast then a length coercion: a no-op only from the same family with a smaller or equal limit
-    return old.name in ("varchar", "bpchar") and new.name == "varchar" and bool(old.modifiers) and (
-        new.modifiers[0] >= old.modifiers[0]
+    return (
+        old.name in ("varchar", "bpchar")
+        and new.name == "varchar"
+        and bool(old.modifiers)
+        and (new.modifiers[0] >= old.modifiers[0])
     )

@@ -123,7 +123,7 @@ def lint_paths(
             expected=len(files),
             looked_at=lambda: len(targets),
         )
-    for index, findings in zip(misses, linted):
+    for index, findings in zip(misses, linted, strict=True):
         results[index] = findings
     if cache is not None and misses:
         cache.put_many({keys[i]: results[i] for i in misses})

@@ -36,7 +36,7 @@ class ColumnState:
 @dataclass
 class _Directory:
     files: list[tuple[int, Path]]  # (version, path), in version order
-    words: list[frozenset[str]] = field(default_factory=list)  # lower-cased words of each file, built on demand
+    index: dict[str, list[int]] | None = None  # lower-cased word -> positions in files of the files holding it
     parsed: dict[Path, list] = field(default_factory=dict)
 
 
@@ -70,15 +70,18 @@ def _directory(directory: Path) -> _Directory:
     return found
 
 
-def _words(d: _Directory) -> list[frozenset[str]]:
-    if not d.words:
-        for _, path in d.files:
+def _index(d: _Directory) -> dict[str, list[int]]:
+    """Which files hold which words, built once per directory (each file is read once)."""
+    if d.index is None:
+        d.index = {}
+        for position, (_, path) in enumerate(d.files):
             try:
                 text = path.read_text(encoding="utf-8", errors="replace").lower()
             except OSError:
                 text = ""
-            d.words.append(frozenset(_WORD.findall(text)))
-    return d.words
+            for word in set(_WORD.findall(text)):
+                d.index.setdefault(word, []).append(position)
+    return d.index
 
 
 def _statements(d: _Directory, path: Path) -> list:
@@ -99,17 +102,23 @@ def earlier_statements(migration: Path, version: int | None, *names: str):
         return
     root = migration.parent.parent if migration.name == "up.sql" else migration.parent
     d = _directory(root)
-    wanted = [facts.bare(n).lower() for n in names if n]
-    words = _words(d)
-    for (file_version, path), file_words in zip(d.files, words):
+    index = _index(d)
+    holding: set[int] | None = None
+    for name in names:
+        if not name:
+            continue
+        found = set(index.get(facts.bare(name).lower(), ()))
+        holding = found if holding is None else holding & found
+    for position in sorted(holding or ()):
+        file_version, path = d.files[position]
         if file_version >= version:
             break
-        if all(w in file_words for w in wanted):
-            yield from _statements(d, path)
+        yield from _statements(d, path)
 
 
 def fold_column(state: ColumnState, stmt, table: str, column: str) -> ColumnState:
-    """``state`` after ``stmt`` (CREATE TABLE, ADD COLUMN, ALTER COLUMN TYPE, SET/DROP NOT NULL) for ``table.column``."""
+    """``state`` after ``stmt`` (CREATE TABLE, ADD COLUMN, ALTER COLUMN TYPE, SET/DROP NOT NULL) for
+    ``table.column``."""
     if stmt.node_type == "CreateStmt" and facts.bare(facts.created_table(stmt)) == facts.bare(table):
         for element in stmt.node.get("tableElts") or []:
             coldef = element.get("ColumnDef")

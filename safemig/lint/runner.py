@@ -157,7 +157,8 @@ def lint_many(
     _WORKER.update(config=config, policy=policy, rules=rules)  # inherited by forked workers
     if fork:
         import pglast.parser  # noqa: F401  (imported once here, not once per forked worker)
-    initializer, initargs = (None, ()) if fork else (_worker_init, (config, policy))
+    initializer: Callable[..., None] | None = None if fork else _worker_init
+    initargs: tuple = () if fork else (config, policy)
     estimate = expected if looked_at is None else expected * len(head) // max(looked_at(), len(head))
     chunk = max(1, min(estimate // (workers * 8), 32))  # small chunks: the first starts sooner, the last ends together
     with ProcessPoolExecutor(

@@ -115,11 +115,13 @@ def _rollback_for(version: int, directory: Path) -> Path | None:
 
 def clear_run_caches() -> None:
     """Forget the directory listings of the previous run (a long-lived caller lints again)."""
-    from safemig.lint import history
+    import sys
 
     for cached in (sql_names_in, sql_names_digest, rollback_index, _cwd):
         cached.cache_clear()
-    history.clear()
+    history = sys.modules.get("safemig.lint.history")  # imported only by a run that needed it
+    if history is not None:
+        history.clear()
 
 
 def classify_target(path: Path, config: Config) -> Target:

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.lint.conftest import REPO_ROOT, Project, rules_of
 
@@ -423,3 +425,35 @@ def test_readme_documents_the_house_rule_api():
     section = readme[readme.index("<!-- section:lint -->"):readme.index("<!-- /section:lint -->")]
     for name in ("drops", "alter_actions", "added_constraints", "columns", "column_type", "strings"):
         assert name in facts.__all__ and f"`{name}" in section, name
+
+
+# --- 9. speed: the redaction of a large report is cheaper and still the same ----------------------
+
+
+_TOKENS = ["password", "PASSWORD", "Password", "=", " = ", "'", "se cret", "\\\\'", "?", "&", "password=",
+           "aws_secret_access_key", "SecretAccessKey", "secret_access_key", "aws_session_token", ":", '"', "x",
+           "\n", " ", "mysecret_access_key", "paSSword", "AKIAABCDEFGHIJKLMNOP", "pw1"]
+
+
+def _slow_redact(text: str) -> str:
+    """What redact() did before it looked for its anchors first (one sub per pattern over the whole text)."""
+    from safemig import redact as r
+
+    out = text
+    lowered = text.casefold()
+    if "password" in lowered:
+        out = r._CONNINFO_PASSWORD.sub(lambda m: f"{m.group('key')}{r.MASK}", out)
+        out = r._QUERY_PASSWORD.sub(lambda m: f"{m.group('key')}{r.MASK}", out)
+    if "AKIA" in text or "ASIA" in text:
+        out = r._AWS_KEY_ID.sub(r.MASK, out)
+    if "secret" in lowered or "session_token" in lowered:
+        out = r._AWS_SECRET.sub(lambda m: f"{m.group('key')}{r.MASK}", out)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(_TOKENS), max_size=30).map("".join))
+def test_anchored_redaction_masks_what_the_plain_patterns_mask(text):
+    from safemig.redact import redact
+
+    assert redact(text) == _slow_redact(text)

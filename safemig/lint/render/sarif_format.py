@@ -20,9 +20,7 @@ def _uri(path: str) -> str:
 def _help(rule) -> dict:
     """The rule's ``safemig explain`` text, plain and as Markdown (what a code-scanning viewer shows)."""
     doc = rule.doc
-    text = "\n\n".join(
-        [doc["intro"], *(f"{section}:\n{doc.get(section, '')}" for section in ("Why", "Bad", "Good"))]
-    )
+    text = "\n\n".join([doc["intro"], *(f"{section}:\n{doc.get(section, '')}" for section in ("Why", "Bad", "Good"))])
     markdown = "\n\n".join(
         [
             doc["intro"],

@@ -1,4 +1,5 @@
-"""Human output, grouped by file: ``path:line:col``, the statement, the problem, the safe alternative, how to silence it."""
+"""Human output, grouped by file: ``path:line:col``, the statement, the problem, the safe alternative, how to
+silence it."""
 
 from __future__ import annotations
 

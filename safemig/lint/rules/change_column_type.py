@@ -28,12 +28,14 @@ SUMMARY = "ALTER COLUMN TYPE rewrites the table under an ACCESS EXCLUSIVE lock (
 
 def _free(file, stmt, action) -> bool:
     """True when the change is binary coercible from the column's known current type (and has no USING)."""
-    from safemig.lint.catalog import binary_coercible
+    from safemig.lint.catalog import binary_coercible, may_be_binary_target
 
     if action.column_def.get("raw_default"):  # USING expr: PostgreSQL evaluates it for every row
         return False
-    old = file.column_before(action.table, action.name, stmt).type
     new = facts.column_type(action.column_def.get("typeName") or {})
+    if not may_be_binary_target(new, file.pg_version):  # e.g. TYPE bigint: a rewrite from anything else
+        return False
+    old = file.column_before(action.table, action.name, stmt).type
     return old is not None and binary_coercible(old, new, file.pg_version)
 
 
@@ -49,8 +51,10 @@ def check(file):
             yield file.violation(
                 stmt,
                 f"changing the type of {action.table}.{action.name} rewrites the table while blocking reads and writes",
-                f"expand and contract: ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {new} <new type>; write both columns "
-                f"from the application, backfill {new} in batches, switch reads, then drop {column} in a later migration "
+                f"expand and contract: ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {new} <new type>; write both "
+                "columns "
+                f"from the application, backfill {new} in batches, switch reads, then drop {column} in a later "
+                "migration "
                 f"(a binary-coercible change such as varchar(n) to text rewrites nothing: safemig passes it when it "
                 f"finds the column's current type in the earlier migrations)",
             )

@@ -21,7 +21,10 @@ from safemig.lint import facts
 
 ID = "concurrently-in-transaction"
 SEVERITY = "error"
-SUMMARY = "CONCURRENTLY (index, REINDEX, DETACH PARTITION) or VACUUM in a file without `-- no-transaction` (fails inside sqlx's transaction)"
+SUMMARY = (
+    "CONCURRENTLY (index, REINDEX, DETACH PARTITION) or VACUUM in a file without `-- no-transaction` "
+    "(fails inside sqlx's transaction)"
+)
 
 
 def _concurrent(stmt) -> bool:

@@ -97,5 +97,6 @@ def check(file):
             yield file.violation(
                 stmt,
                 f"{action.constraint_type} constraint {name} on {action.table} is validated while writes are blocked",
-                f"{add}; then, in a later migration: ALTER TABLE {table} VALIDATE CONSTRAINT {facts.quote_ident(name)};",
+                f"{add}; then, in a later migration: ALTER TABLE {table} VALIDATE CONSTRAINT "
+                f"{facts.quote_ident(name)};",
             )

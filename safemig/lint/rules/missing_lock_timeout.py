@@ -143,7 +143,8 @@ def check(file):
         on = f"index {name} (and its table)" if what == "index" else name
         yield file.violation(
             stmt,
-            f"takes {'an' if mode == ACCESS_EXCLUSIVE else 'a'} {mode} lock on {on} with no lock_timeout: it can queue behind a long query and, while it "
+            f"takes {'an' if mode == ACCESS_EXCLUSIVE else 'a'} {mode} lock on {on} with no lock_timeout: it can "
+            "queue behind a long query and, while it "
             f"waits, block {_BLOCKS[mode]} on {'the table' if what == 'index' else name}",
             "put SET lock_timeout = '5s'; before the first statement of the migration (and retry on timeout), "
             "or apply it with safemig migrate/deploy, which set the env's lock_timeout",

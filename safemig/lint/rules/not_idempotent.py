@@ -158,8 +158,10 @@ def check(file):
                 yield file.violation(
                     stmt,
                     f"CREATE POLICY {name} on {table} is not guarded and fails when the migration is re-run",
-                    f"guard it: DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = '{facts.bare(table)}' "
-                    f"AND policyname = '{name}') THEN CREATE POLICY {facts.quote_ident(name)} ON {facts.qualified(table)} ...; END IF; END $$;",
+                    "guard it: DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = "
+                    f"'{facts.bare(table)}' "
+                    f"AND policyname = '{name}') THEN CREATE POLICY {facts.quote_ident(name)} ON "
+                    f"{facts.qualified(table)} ...; END IF; END $$;",
                 )
         elif kind in _TYPE_NODES or (kind == "DefineStmt" and node.get("kind") == "OBJECT_TYPE"):
             name = _type_name(stmt) if kind != "DefineStmt" else ".".join(facts.strings(node.get("defnames")))
@@ -239,7 +241,7 @@ def _add_constraint(file, stmt, action, name: str):
         )
     return file.violation(
         stmt,
-        f"ADD CONSTRAINT {name} fails when the migration is re-run (\"constraint ... already exists\"; "
+        f'ADD CONSTRAINT {name} fails when the migration is re-run ("constraint ... already exists"; '
         f"PostgreSQL has no ADD CONSTRAINT IF NOT EXISTS)",
         f"drop it first in the same statement: ALTER TABLE {table} DROP CONSTRAINT IF EXISTS "
         f"{facts.quote_ident(name)}, ADD CONSTRAINT {facts.quote_ident(name)} ...; or guard it in a DO block "

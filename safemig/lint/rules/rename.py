@@ -77,7 +77,8 @@ def check(file):
             yield file.violation(
                 stmt,
                 f"renaming column {table}.{old} to {new} breaks queries of the running application",
-                f"ALTER TABLE {facts.qualified(table)} ADD COLUMN IF NOT EXISTS {facts.quote_ident(new)} <type of {old}>; "
+                f"ALTER TABLE {facts.qualified(table)} ADD COLUMN IF NOT EXISTS {facts.quote_ident(new)} <type of "
+                f"{old}>; "
                 f"write both columns from the application, backfill {facts.quote_ident(new)}, switch reads, then drop "
                 f"{facts.quote_ident(old)} in a later migration",
             )

@@ -33,5 +33,6 @@ def check(file):
                     stmt,
                     f"adding generated column {col.name} rewrites all of {col.table} under an ACCESS EXCLUSIVE lock",
                     f"{virtual}add a plain column (ALTER TABLE {facts.qualified(col.table)} ADD COLUMN IF NOT EXISTS "
-                    f"{facts.quote_ident(col.name)} <type>), fill it with a trigger for new rows and a batched backfill",
+                    f"{facts.quote_ident(col.name)} <type>), fill it with a trigger for new rows and a batched "
+                    "backfill",
                 )

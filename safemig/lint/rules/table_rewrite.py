@@ -1,4 +1,5 @@
-"""A statement that rewrites or blocks an existing table under an ACCESS EXCLUSIVE lock, with no online form in the statement.
+"""A statement that rewrites or blocks an existing table under an ACCESS EXCLUSIVE lock, with no online form in
+the statement.
 
 Flags ALTER TABLE ... SET TABLESPACE, SET LOGGED, SET UNLOGGED, SET ACCESS METHOD (each
 copies the whole table) and ALTER COLUMN ... SET EXPRESSION (PostgreSQL 17: recomputes a
@@ -29,7 +30,10 @@ from safemig.lint import facts
 
 ID = "table-rewrite"
 SEVERITY = "error"
-SUMMARY = "SET TABLESPACE / LOGGED / UNLOGGED / ACCESS METHOD, CLUSTER, ADD EXCLUDE, REFRESH MATERIALIZED VIEW block an existing table"
+SUMMARY = (
+    "SET TABLESPACE / LOGGED / UNLOGGED / ACCESS METHOD, CLUSTER, ADD EXCLUDE, REFRESH MATERIALIZED VIEW "
+    "block an existing table"
+)
 
 _WINDOW = "run it in a low-traffic window after SET lock_timeout = '5s'; (and retry on timeout)"
 
@@ -88,7 +92,7 @@ def _alter(file, stmt):
     for action in facts.added_constraints(stmt):
         if action.constraint_type != "EXCLUDE":
             continue
-        name = action.constraint.get("conname")
+        name = action.constraint.get("conname") or ""
         clause = facts.clause_text(stmt, action.constraint) or "CONSTRAINT ... EXCLUDE ..."
         yield (
             f"EXCLUDE constraint {name + ' ' if name else ''}on {action.table} builds its index while blocking "
@@ -154,7 +158,8 @@ def _alter_index_or_view(file, stmt):
             yield (
                 f"SET TABLESPACE {space} copies materialized view {name} while blocking every read of it",
                 f"there is no online form: {_WINDOW}, or create a new materialized view in the tablespace "
-                f"(CREATE MATERIALIZED VIEW IF NOT EXISTS ... TABLESPACE {facts.quote_ident(space)} AS ...) and swap the names",
+                f"(CREATE MATERIALIZED VIEW IF NOT EXISTS ... TABLESPACE {facts.quote_ident(space)} AS ...) and swap "
+                "the names",
             )
 
 

@@ -48,7 +48,8 @@ def check(file):
             yield file.violation(
                 stmt,
                 f"ADD {kind} on {action.table} builds its index while blocking reads and writes",
-                f"{first}-- no-transaction migration: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} "
+                f"{first}-- no-transaction migration: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {index} ON "
+                f"{table} "
                 f"({_columns(action)}); then: ALTER TABLE {table} ADD CONSTRAINT {facts.quote_ident(name)} "
                 f"{kind} USING INDEX {index};",
             )

@@ -22,6 +22,8 @@ Good:
         ADD CONSTRAINT orders_currency_not_null CHECK (currency IS NOT NULL) NOT VALID;
 """
 
+import re
+
 from safemig.lint import facts
 
 ID = "unsupported-syntax"
@@ -43,6 +45,9 @@ _JSON_NODES = {
     "JsonScalarExpr": ("JSON_SCALAR()", 17),
     "JsonSerializeExpr": ("JSON_SERIALIZE()", 17),
 }
+
+
+_SQL_JSON = re.compile(r"\bjson(?:_\w+)?\s*\(|\bis\s+(?:not\s+)?json\b", re.IGNORECASE)
 
 
 def _json_syntax(node) -> list[tuple[str, int]]:
@@ -106,8 +111,7 @@ def _syntax(stmt) -> list[tuple[str, int]]:
         elif action.subtype == "AT_AddColumn":
             for item in action.column_def.get("constraints") or []:
                 out += _constraint_syntax(item.get("Constraint", {}), table_level=False)
-    lowered = stmt.text.lower()
-    if "json" in lowered:
+    if _SQL_JSON.search(stmt.text):  # cheap first: most statements mentioning json are about jsonb columns
         out += _json_syntax(node)
     return out
 

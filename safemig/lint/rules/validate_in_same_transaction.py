@@ -33,6 +33,7 @@ def check(file):
                 yield file.violation(
                     stmt,
                     f"constraint {action.name} is validated in the transaction that added it NOT VALID",
-                    f"move `ALTER TABLE {facts.qualified(action.table)} VALIDATE CONSTRAINT {facts.quote_ident(action.name)};` "
+                    f"move `ALTER TABLE {facts.qualified(action.table)} VALIDATE CONSTRAINT "
+                    f"{facts.quote_ident(action.name)};` "
                     f"to the next migration",
                 )
