@@ -186,7 +186,8 @@ def test_volatility_comes_from_the_shipped_catalog():
     assert catalog.volatility("uuid_generate_v4", 15) == "v"  # uuid-ossp, created by the generator
     assert catalog.volatility("lower", 15) == "i"
     assert catalog.volatility("generate_unique_changeme", 15) is None
-    assert 15 in catalog.generated_majors()
+    assert catalog.generated_majors() == list(catalog.SUPPORTED_MAJORS)  # generated from real 14-18 servers
+    assert catalog.volatility("uuidv7", 18) == "v" and catalog.volatility("uuidv7", 17) is None
 
 
 def test_detach_partition_concurrently_in_a_transaction(project):
@@ -457,3 +458,16 @@ def test_anchored_redaction_masks_what_the_plain_patterns_mask(text):
     from safemig.redact import redact
 
     assert redact(text) == _slow_redact(text)
+
+
+def test_a_function_created_by_an_earlier_migration_keeps_its_volatility(project):
+    # ente's pattern: now_utc_micro_seconds() defined once, used as a DEFAULT by later migrations
+    project.write("migrations/001_create_clock.sql", LOCK + (
+        "CREATE OR REPLACE FUNCTION now_utc_micro_seconds() RETURNS bigint LANGUAGE sql STABLE\n"
+        "    AS $$ SELECT CAST(extract(EPOCH FROM now()) * 1000000 AS bigint) $$;\n"
+        "CREATE OR REPLACE FUNCTION random_code() RETURNS text LANGUAGE sql AS $$ SELECT md5(random()::text) $$;\n"))
+    project.write("migrations/002_add_times.sql", LOCK + (
+        "ALTER TABLE files ADD COLUMN IF NOT EXISTS updated_at bigint DEFAULT now_utc_micro_seconds();\n"
+        "ALTER TABLE files ADD COLUMN IF NOT EXISTS code text DEFAULT random_code();\n"))
+    (finding,) = rules_of(project.lint("migrations/002_add_times.sql"), "volatile-default")
+    assert finding.line == 3 and "declared VOLATILE (the default) by an earlier migration" in finding.message

@@ -2,7 +2,7 @@
 
 Volatility comes from PostgreSQL's catalog (``pg_proc.provolatile`` of the built-in
 functions and common extensions, for ``[lint] pg_version``), or from the CREATE FUNCTION
-earlier in the same migration. A function safemig does not know is treated as volatile
+earlier in the same migration or in an earlier migration of the directory. A function safemig does not know is treated as volatile
 (PostgreSQL's default for CREATE FUNCTION), and the finding says so.
 
 Why:
@@ -26,12 +26,10 @@ SEVERITY = "error"
 SUMMARY = "ADD COLUMN with a volatile DEFAULT rewrites the whole table"
 
 
-def _user_volatility(file, stmt) -> dict[str, str]:
-    """``{name: "i"|"s"|"v"}`` of the functions this file creates before ``stmt`` (PostgreSQL's default: VOLATILE)."""
+def _declared(statements) -> dict[str, str]:
+    """``{name: "i"|"s"|"v"}`` of the functions ``statements`` create (PostgreSQL's default: VOLATILE)."""
     out: dict[str, str] = {}
-    for earlier in file.valid_statements:
-        if earlier is stmt:
-            break
+    for earlier in statements:
         name = facts.routine_name(earlier)
         if name:
             volatility = "v"
@@ -41,6 +39,11 @@ def _user_volatility(file, stmt) -> dict[str, str]:
                     volatility = elem.get("arg", {}).get("String", {}).get("sval", "volatile")[:1]
             out[name] = volatility
     return out
+
+
+def _user_volatility(file, stmt) -> dict[str, str]:
+    """The volatility of the functions this file creates before ``stmt``."""
+    return _declared(file.valid_statements[: file.valid_statements.index(stmt)])
 
 
 def _volatile_calls(file, stmt, default: dict) -> list[tuple[str, str]]:
@@ -58,6 +61,13 @@ def _volatile_calls(file, stmt, default: dict) -> list[tuple[str, str]]:
             if name in own:
                 if own[name] == "v":
                     out.append((name, f"{name}() is declared VOLATILE (the default) in this migration"))
+                continue
+            from safemig.lint import history
+
+            earlier = _declared(history.earlier_statements(file.path, file.version, name)).get(name)
+            if earlier is not None:
+                if earlier == "v":
+                    out.append((name, f"{name}() is declared VOLATILE (the default) by an earlier migration"))
                 continue
             out.append(
                 (
