@@ -92,7 +92,9 @@ def run(argv: list[str] | None = None) -> int:
     from safemig import output
     from safemig.errors import EXIT_INTERRUPTED, SafemigError
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    from safemig import envfile
+
+    args = envfile.strip_flag(list(sys.argv[1:] if argv is None else argv))
     try:
         if args[:1] == ["lint"]:
             from safemig.commands.lint import fast_main
@@ -101,6 +103,7 @@ def run(argv: list[str] | None = None) -> int:
             if code is not None:
                 return code
 
+        envfile.load()  # .env, as sqlx-cli loads it (the commit-hook lint path above needs no env)
         app = build_app()
         result = app(args=args, prog_name="safemig", standalone_mode=False)
         code = result if isinstance(result, int) else 0

@@ -41,6 +41,7 @@ from safemig.db import error_text, set_timeouts
 from safemig.errors import CheckFailed, DatabaseError, LedgerError, MigrationFailed, MigrationFileError, UsageError
 from safemig.migrations import ledger
 from safemig.migrations.files import NO_TRANSACTION_MARKER, Migration, display_path, find_rollback, read_sql
+from safemig.sqlx_config import TableName
 from safemig.sql.split import Statement, split_statements
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -194,6 +195,9 @@ class Migrator:
         settings: ApplySettings = ApplySettings(),
         observer: Observer | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        table: TableName | ledger.Ledger | None = None,
+        create_schemas: tuple[str, ...] = (),
+        ignore_missing: bool = False,
     ) -> None:
         from psycopg import pq
 
@@ -211,11 +215,22 @@ class Migrator:
         self._sleep = sleep
         self._prepared = False
         self._ledger_ready = False
+        self._table = table
+        self._ledger: ledger.Ledger | None = None
+        self.create_schemas = tuple(create_schemas)
+        self.ignore_missing = ignore_missing
 
     # -- ledger ----------------------------------------------------------------------
+    @property
+    def ledger(self) -> ledger.Ledger:
+        """The one ledger table this session reads and writes (resolved once, schema-qualified)."""
+        if self._ledger is None:
+            self._ledger = self._db(lambda: ledger.resolve(self.conn, self._table), "find the ledger table")
+        return self._ledger
+
     def rows(self) -> dict[int, ledger.AppliedRow]:
         """The ledger's rows (empty when the table does not exist yet)."""
-        return self._db(lambda: ledger.applied_rows(self.conn), "read _sqlx_migrations")
+        return self._db(lambda: ledger.applied_rows(self.conn, self.ledger), f"read {self.ledger}")
 
     def states(self) -> list[ledger.MigrationState]:
         """Every version with its state (see :mod:`safemig.migrations.ledger`)."""
@@ -223,12 +238,16 @@ class Migrator:
 
     def check(self, allow_out_of_order: bool = False) -> list[Migration]:
         """The pending migrations in order; LedgerError (exit 1) when the ledger disagrees."""
-        return ledger.check(self.migrations, self.rows(), allow_out_of_order=allow_out_of_order)
+        return ledger.check(
+            self.migrations, self.rows(), allow_out_of_order=allow_out_of_order, ignore_missing=self.ignore_missing
+        )
 
     def plan(self, target_version: int | None = None, allow_out_of_order: bool = False) -> list[Migration]:
         """What :meth:`run` would apply, checked like sqlx checks ``--target-version``."""
         rows = self.rows()
-        pending = ledger.check(self.migrations, rows, allow_out_of_order=allow_out_of_order)
+        pending = ledger.check(
+            self.migrations, rows, allow_out_of_order=allow_out_of_order, ignore_missing=self.ignore_missing
+        )
         if target_version is None:
             return pending
         if target_version not in {m.version for m in self.migrations}:
@@ -254,15 +273,13 @@ class Migrator:
         label = display_path(migration.path)
         statements = parse(migration.sql, label, no_transaction=migration.no_transaction)
         self._prepare()
-        if not self._ledger_ready:
-            self._db(lambda: ledger.ensure_table(self.conn), "create _sqlx_migrations")
-            self._ledger_ready = True
+        self.ensure_ledger()
         return self._execute(
             migration,
             statements,
             label=label,
             no_transaction=migration.no_transaction,
-            bookkeeping=lambda duration_ns: ledger.insert_sql(migration, duration_ns),
+            bookkeeping=lambda duration_ns: ledger.insert_sql(migration, duration_ns, self.ledger),
             action="apply",
         )
 
@@ -286,7 +303,7 @@ class Migrator:
             statements,
             label=label,
             no_transaction=no_transaction,
-            bookkeeping=lambda _ns: ledger.delete_sql(migration.version),
+            bookkeeping=lambda _ns: ledger.delete_sql(migration.version, self.ledger),
             action="revert",
         )
 
@@ -312,6 +329,17 @@ class Migrator:
             subject, statements, label=label, no_transaction=no_transaction, bookkeeping=None, action="run"
         )
         return result.statements
+
+    def ensure_ledger(self) -> None:
+        """sqlx's order: ``create-schemas`` first, then the ledger table (both idempotent), once."""
+        if not self._ledger_ready:
+
+            def create() -> None:
+                ledger.create_schemas(self.conn, self.create_schemas)
+                ledger.ensure_table(self.conn, self.ledger)
+
+            self._db(create, f"create {self._table or ledger.TABLE}")
+            self._ledger_ready = True
 
     # -- internals -------------------------------------------------------------------
     def _prepare(self) -> None:
