@@ -125,21 +125,18 @@ def group_options(
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _inherited(name: str, value):
+def _inherited(ctx: typer.Context, name: str, value):
     """``value`` if the subcommand got it, else what ``safemig migrate`` itself was given."""
-    import click
-
     if value is not None:
         return value
-    ctx = click.get_current_context(silent=True)
-    parent = ctx.parent if ctx is not None else None
-    return parent.params.get(name) if parent is not None else None
+    return ctx.parent.params.get(name) if ctx.parent is not None else None
 
 
 @dataclass
 class _Invocation:
     """What every migrate subcommand resolves the same way: config, source, database."""
 
+    ctx: typer.Context
     config: Config
     env: str | None
     source: MigrationSource
@@ -151,7 +148,7 @@ class _Invocation:
         from safemig.migrations.operations import Connection
         from safemig.pgurl import translate
 
-        database_url = _inherited("database_url", database_url)
+        database_url = _inherited(self.ctx, "database_url", database_url)
         if database_url:  # --database-url is translated here; an env's or DATABASE_URL in resolve_database_url
             translated = translate(database_url)
             for name in translated.dropped:
@@ -159,7 +156,7 @@ class _Invocation:
         url = resolve_database_url(self.config, env=self.env, database_url=database_url)
         if not database_url:
             _warn_dropped(self.config, self.env)
-        timeout = _inherited("connect_timeout", connect_timeout)
+        timeout = _inherited(self.ctx, "connect_timeout", connect_timeout)
         if timeout is None and self.env:
             timeout = _number(self.config, self.env, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         return Connection(
@@ -184,11 +181,11 @@ class _Invocation:
         return "refuse"
 
 
-def _invocation(config: Path | None, source: Path | None, env: str | None) -> _Invocation:
+def _invocation(ctx: typer.Context, config: Path | None, source: Path | None, env: str | None) -> _Invocation:
     from safemig.migrations.operations import Source
 
-    cfg = load(_inherited("config", config), _inherited("source", source))
-    return _Invocation(cfg, _inherited("env", env), Source.of(cfg))
+    cfg = load(_inherited(ctx, "config", config), _inherited(ctx, "source", source))
+    return _Invocation(ctx, cfg, _inherited(ctx, "env", env), Source.of(cfg))
 
 
 def _warn_dropped(config: Config, env: str | None) -> None:
@@ -306,6 +303,7 @@ def _observer(verbose: bool, doing: str, done: str) -> Observer:
 
 
 def run_command(
+    ctx: typer.Context,
     target_version: TargetOption = None,
     dry_run: DryRunOption = False,
     verbose: VerboseOption = False,
@@ -333,7 +331,7 @@ def run_command(
     from safemig.migrations.engine import parse
     from safemig.migrations.files import display_path
 
-    inv = _invocation(config, source, env)
+    inv = _invocation(ctx, config, source, env)
     report = operations.run(
         inv.connection(database_url, connect_timeout, lock_wait),
         inv.source,
@@ -368,6 +366,7 @@ def run_command(
 
 
 def info_command(
+    ctx: typer.Context,
     json_out: JsonOption = False,
     ignore_missing: Annotated[
         bool,
@@ -384,7 +383,7 @@ def info_command(
     from safemig.migrations import operations
     from safemig.migrations.files import display_path
 
-    inv = _invocation(config, source, env)
+    inv = _invocation(ctx, config, source, env)
     report = operations.info(inv.connection(database_url, connect_timeout), inv.source, on_warning=_warn)
     found = report.states
     if json_out:
@@ -437,6 +436,7 @@ def info_command(
 
 
 def revert_command(
+    ctx: typer.Context,
     target_version: TargetOption = None,
     dry_run: DryRunOption = False,
     verbose: VerboseOption = False,
@@ -456,7 +456,7 @@ def revert_command(
     from safemig.migrations import operations
     from safemig.migrations.files import display_path
 
-    inv = _invocation(config, source, env)
+    inv = _invocation(ctx, config, source, env)
     report = operations.revert(
         inv.connection(database_url, connect_timeout, lock_wait),
         inv.source,
@@ -482,6 +482,7 @@ def revert_command(
 
 
 def add_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="What the migration does, e.g. add_user_preferences_table.")],
     reversible: Annotated[
         bool, typer.Option("--reversible", "-r", help="Create an .up.sql/.down.sql pair (sqlx's -r).")
@@ -506,7 +507,7 @@ def add_command(
         raise UsageError("--reversible and --simple exclude each other", hint="give one of them")
     if timestamp and sequential:
         raise UsageError("--timestamp and --sequential exclude each other", hint="give one of them")
-    inv = _invocation(config, source, None)
+    inv = _invocation(ctx, config, source, None)
     paths = operations.add(
         inv.source,
         name,
@@ -518,6 +519,7 @@ def add_command(
 
 
 def mark_applied_command(
+    ctx: typer.Context,
     version: Annotated[int, typer.Argument(help="Version to record as applied without running it.")],
     reason: Annotated[
         str, typer.Option("--reason", help="Why, e.g. an incident id; kept in _safemig_notes, shown by info.")
@@ -533,7 +535,7 @@ def mark_applied_command(
     from safemig import output
     from safemig.migrations import operations
 
-    inv = _invocation(config, source, env)
+    inv = _invocation(ctx, config, source, env)
     result = operations.mark_applied(
         inv.connection(database_url, connect_timeout, lock_wait), inv.source, version, reason, on_warning=_warn
     )
