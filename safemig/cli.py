@@ -89,10 +89,8 @@ def run(argv: list[str] | None = None) -> int:
     ``safemig lint`` in the forms a commit hook or CI uses goes straight to
     :func:`safemig.commands.lint.fast_main`, without Typer (~60 ms of start-up, measured).
     """
-    from safemig import output
+    from safemig import envfile, output
     from safemig.errors import EXIT_INTERRUPTED, SafemigError
-
-    from safemig import envfile
 
     args = envfile.strip_flag(list(sys.argv[1:] if argv is None else argv))
     try:

@@ -24,7 +24,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from safemig.errors import CheckFailed, ConfigError, DatabaseError
 from safemig.redact import mask_url, redact
@@ -130,7 +130,7 @@ def wait_until_ready(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     status = pq.Ping.NO_RESPONSE
     while True:
-        status = pq.PGconn.ping(conninfo.encode())
+        status = pq.Ping(pq.PGconn.ping(conninfo.encode()))
         if status == pq.Ping.OK:
             return
         if status == pq.Ping.NO_ATTEMPT:
@@ -176,6 +176,13 @@ def lock_id(database_name: str) -> int:
     return _LOCK_MULTIPLIER * zlib.crc32(database_name.encode("utf-8"))
 
 
+def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> Any:
+    """The first column of the one row ``query`` returns."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, query
+    return row[0]
+
+
 def _rollback_quietly(conn: psycopg.Connection) -> None:
     try:
         if not conn.closed and not conn.autocommit:
@@ -187,7 +194,8 @@ def _rollback_quietly(conn: psycopg.Connection) -> None:
 _HOLDER_SQL = """
 SELECT a.pid, coalesce(nullif(a.application_name, ''), '?'), a.usename
 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
 LIMIT 1"""
 
@@ -225,9 +233,9 @@ def advisory_lock(
 
     was_idle = conn.info.transaction_status == pq.TransactionStatus.IDLE
     try:
-        (name,) = conn.execute("SELECT current_database()").fetchone()
+        name = _scalar(conn, "SELECT current_database()")
         key = lock_id(name)
-        (got,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        got = _scalar(conn, "SELECT pg_try_advisory_lock(%s)", (key,))
         if not got:
             if on_wait is not None:
                 on_wait()
@@ -245,7 +253,7 @@ def advisory_lock(
                             hint="try again when it has finished, or pass --lock-wait SECONDS to wait for it",
                         )
                     time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-                    (got,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                    got = _scalar(conn, "SELECT pg_try_advisory_lock(%s)", (key,))
         if was_idle and not conn.autocommit:
             conn.commit()
     except psycopg.Error as exc:

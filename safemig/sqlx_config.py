@@ -82,7 +82,8 @@ def parse_table_name(text: str, where: str) -> TableName:
     match = _TABLE_NAME.match(text.strip())
     if not match:
         raise ConfigError(
-            f"{where}: table-name {text!r} is not a table name", hint='write it like "_sqlx_migrations" or "ops._sqlx_migrations"'
+            f"{where}: table-name {text!r} is not a table name",
+            hint='write it like "_sqlx_migrations" or "ops._sqlx_migrations"',
         )
     schema = match["schema"]
     return TableName(_unquote(match["name"]), _unquote(schema) if schema else None)
@@ -107,7 +108,9 @@ def parse(data: dict[str, Any], where: str, path: Path | None = None) -> SqlxCon
     common = data.get("common", {})
     migrate = data.get("migrate", {})
     if not isinstance(common, dict) or not isinstance(migrate, dict):
-        raise ConfigError(f"{where}: [common] and [migrate] must be tables", hint="write [migrate] then key = value lines")
+        raise ConfigError(
+            f"{where}: [common] and [migrate] must be tables", hint="write [migrate] then key = value lines"
+        )
     unknown = sorted(set(migrate) - _MIGRATE_KEYS)
     if unknown:
         raise ConfigError(
@@ -126,12 +129,13 @@ def parse(data: dict[str, Any], where: str, path: Path | None = None) -> SqlxCon
     if not isinstance(defaults, dict):
         raise ConfigError(f"{where}: [migrate.defaults] must be a table", hint='e.g. migration-type = "reversible"')
     table = migrate.get("table-name")
+    table_name = parse_table_name(_string(table, "migrate.table-name", where), where) if table is not None else None
     return SqlxConfig(
         path=path,
         migrations_dir=_string(migrate["migrations-dir"], "migrate.migrations-dir", where)
         if "migrations-dir" in migrate
         else None,
-        table=parse_table_name(_string(table, "migrate.table-name", where), where) if table is not None else TableName(),
+        table=table_name or TableName(),
         ignored_chars=frozenset(chars),
         # sqlx keeps them in a BTreeSet: created in sorted order, each once
         create_schemas=tuple(sorted(set(schemas))),

@@ -38,7 +38,8 @@ LockTimeoutOption = Annotated[
     str | None,
     typer.Option(
         "--lock-timeout",
-        help="Session lock_timeout while migrating, e.g. 5s (default: the env's lock_timeout with --env, else the server's).",
+        help="Session lock_timeout while migrating, e.g. 5s "
+        "(default: the env's lock_timeout with --env, else the server's).",
         show_default=False,
     ),
 ]
@@ -46,7 +47,8 @@ StatementTimeoutOption = Annotated[
     str | None,
     typer.Option(
         "--statement-timeout",
-        help="Session statement_timeout while migrating, e.g. 15min (default: the env's with --env, else the server's).",
+        help="Session statement_timeout while migrating, e.g. 15min "
+        "(default: the env's with --env, else the server's).",
         show_default=False,
     ),
 ]
@@ -142,17 +144,13 @@ class _Invocation:
     source: MigrationSource
 
     def connection(self, database_url: str | None, connect_timeout: float | None, lock_wait: float | None = None):
-        from safemig import output
         from safemig.config import resolve_database_url
         from safemig.db import DEFAULT_CONNECT_TIMEOUT
         from safemig.migrations.operations import Connection
-        from safemig.pgurl import translate
 
         database_url = _inherited(self.ctx, "database_url", database_url)
         if database_url:  # --database-url is translated here; an env's or DATABASE_URL in resolve_database_url
-            translated = translate(database_url)
-            for name in translated.dropped:
-                output.warn(f"database URL parameter {name!r} is unknown to sqlx and libpq; ignored (sqlx ignores it too)")
+            _warn_unknown_parameters(database_url)
         url = resolve_database_url(self.config, env=self.env, database_url=database_url)
         if not database_url:
             _warn_dropped(self.config, self.env)
@@ -192,14 +190,18 @@ def _warn_dropped(config: Config, env: str | None) -> None:
     """Warn about URL parameters neither sqlx nor libpq knows (resolve_database_url dropped them)."""
     import os
 
-    from safemig import output
-    from safemig.pgurl import translate
-
     try:
         raw = config.env(env).database_url if env else os.environ.get(config.sqlx.database_url_var)
     except Exception:  # resolve_database_url has already reported a real problem
         return
-    for name in translate(raw or "").dropped:
+    _warn_unknown_parameters(raw or "")
+
+
+def _warn_unknown_parameters(url: str) -> None:
+    from safemig import output
+    from safemig.pgurl import translate
+
+    for name in translate(url).dropped:
         output.warn(f"database URL parameter {name!r} is unknown to sqlx and libpq; ignored (sqlx ignores it too)")
 
 
@@ -281,9 +283,8 @@ def _observer(verbose: bool, doing: str, done: str) -> Observer:
                     if result.rowcount is not None
                     else ""
                 )
-                output.echo(
-                    f"  {result.index:>3}  line {result.line:<4} {duration(result.duration_s):>8}  {result.status}{rows}  {result.first_line[:90]}"
-                )
+                took, status = duration(result.duration_s), f"{result.status}{rows}"
+                output.echo(f"  {result.index:>3}  line {result.line:<4} {took:>8}  {status}  {result.first_line[:90]}")
 
         def migration_finished(self, migration, result):
             count = len(result.statements)
@@ -474,9 +475,8 @@ def revert_command(
         return
     if dry_run:
         for step in report.steps:
-            output.echo(
-                f"-- Would revert {step.migration.version}/{step.migration.description} with {display_path(step.script)}"
-            )
+            m = step.migration
+            output.echo(f"-- Would revert {m.version}/{m.description} with {display_path(step.script)}")
             output.echo(step.script.read_text(encoding="utf-8").rstrip() + "\n")
         output.echo(f"Dry run: {len(report.steps)} migration(s) would be reverted; nothing was changed.")
 

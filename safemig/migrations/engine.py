@@ -41,8 +41,8 @@ from safemig.db import error_text, set_timeouts
 from safemig.errors import CheckFailed, DatabaseError, LedgerError, MigrationFailed, MigrationFileError, UsageError
 from safemig.migrations import ledger
 from safemig.migrations.files import NO_TRANSACTION_MARKER, Migration, display_path, find_rollback, read_sql
-from safemig.sqlx_config import TableName
 from safemig.sql.split import Statement, split_statements
+from safemig.sqlx_config import TableName
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -166,7 +166,8 @@ def parse(sql: str, label: str, *, no_transaction: bool) -> list[Statement]:
         if not no_transaction and keyword in _TRANSACTION_CONTROL and not (keyword == "rollback" and follower == "to"):
             raise MigrationFileError(
                 f"{label}:{st.line}: transaction control statement `{st.first_line}` in a transactional migration",
-                hint=f"remove it: safemig (like sqlx) runs the file in one transaction; or make `{NO_TRANSACTION_MARKER}` the first line",
+                hint="remove it: safemig (like sqlx) runs the file in one transaction; "
+                f"or make `{NO_TRANSACTION_MARKER}` the first line",
             )
     return statements
 
@@ -222,7 +223,7 @@ class Migrator:
 
     # -- ledger ----------------------------------------------------------------------
     @property
-    def ledger(self) -> ledger.Ledger:
+    def ledger_table(self) -> ledger.Ledger:
         """The one ledger table this session reads and writes (resolved once, schema-qualified)."""
         if self._ledger is None:
             self._ledger = self._db(lambda: ledger.resolve(self.conn, self._table), "find the ledger table")
@@ -230,7 +231,7 @@ class Migrator:
 
     def rows(self) -> dict[int, ledger.AppliedRow]:
         """The ledger's rows (empty when the table does not exist yet)."""
-        return self._db(lambda: ledger.applied_rows(self.conn, self.ledger), f"read {self.ledger}")
+        return self._db(lambda: ledger.applied_rows(self.conn, self.ledger_table), f"read {self.ledger_table}")
 
     def states(self) -> list[ledger.MigrationState]:
         """Every version with its state (see :mod:`safemig.migrations.ledger`)."""
@@ -279,7 +280,7 @@ class Migrator:
             statements,
             label=label,
             no_transaction=migration.no_transaction,
-            bookkeeping=lambda duration_ns: ledger.insert_sql(migration, duration_ns, self.ledger),
+            bookkeeping=lambda duration_ns: ledger.insert_sql(migration, duration_ns, self.ledger_table),
             action="apply",
         )
 
@@ -303,7 +304,7 @@ class Migrator:
             statements,
             label=label,
             no_transaction=no_transaction,
-            bookkeeping=lambda _ns: ledger.delete_sql(migration.version, self.ledger),
+            bookkeeping=lambda _ns: ledger.delete_sql(migration.version, self.ledger_table),
             action="revert",
         )
 
@@ -336,7 +337,7 @@ class Migrator:
 
             def create() -> None:
                 ledger.create_schemas(self.conn, self.create_schemas)
-                ledger.ensure_table(self.conn, self.ledger)
+                ledger.ensure_table(self.conn, self.ledger_table)
 
             self._db(create, f"create {self._table or ledger.TABLE}")
             self._ledger_ready = True
@@ -417,8 +418,9 @@ class Migrator:
                 self._raise_if_broken(exc, migration, action, [])
                 at_commit = stage == "ledger" and (committed_or_gone or bookkeeping is None)
                 where = {"begin": "BEGIN", "ledger": "writing its _sqlx_migrations row"}.get(stage, stage)
+                at = "COMMIT" if at_commit else where
                 raise MigrationFailed(
-                    f"{label}: {action} of version {migration.version} failed at {'COMMIT' if at_commit else where}: {_pg_error(exc)}",
+                    f"{label}: {action} of version {migration.version} failed at {at}: {_pg_error(exc)}",
                     hint="nothing was applied: the transaction was rolled back and the ledger is unchanged"
                     + (" (a deferred constraint fails at COMMIT)" if at_commit else ""),
                 ) from None
@@ -470,9 +472,10 @@ class Migrator:
             except psycopg.Error as exc:
                 self._raise_if_broken(exc, migration, action, results)
                 raise MigrationFailed(
-                    f"{label}: version {migration.version} ran all {len(results)} statements but its _sqlx_migrations row "
-                    f"could not be written: {_pg_error(exc)}",
-                    hint=f"the statements ran (no transaction); record it with `safemig migrate mark-applied {migration.version}`",
+                    f"{label}: version {migration.version} ran all {len(results)} statements but its "
+                    f"{self.ledger_table} row could not be written: {_pg_error(exc)}",
+                    hint="the statements ran (no transaction); record it with "
+                    f"`safemig migrate mark-applied {migration.version}`",
                 ) from None
         return results, duration_ns
 
@@ -577,11 +580,13 @@ class Migrator:
         if err.sqlstate == LOCK_NOT_AVAILABLE:
             hints.append(
                 f"lock_timeout ({self.settings.lock_timeout or 'session default'}) expired after "
-                f"{self.settings.lock_retries + 1} attempt(s): another session holds a conflicting lock (see pg_stat_activity)"
+                f"{self.settings.lock_retries + 1} attempt(s): another session holds a conflicting lock "
+                "(see pg_stat_activity)"
             )
         elif err.sqlstate == QUERY_CANCELED:
             hints.append(
-                f"statement_timeout ({self.settings.statement_timeout or 'session default'}) expired or the statement was cancelled"
+                f"statement_timeout ({self.settings.statement_timeout or 'session default'}) expired "
+                "or the statement was cancelled"
             )
         index = None if transactional else concurrent_index_name(st.text)
         if index and (isinstance(exc, InvalidIndexError) or self._index_is_invalid_quietly(index)):

@@ -113,7 +113,7 @@ def resolve(conn: psycopg.Connection, table: TableName | Ledger | None = None) -
         if row is None or row[0] is None:
             raise DatabaseError(
                 f"no schema to create {table.name} in: no schema on search_path exists",
-                hint="create the schema, fix search_path, or set table-name = \"SCHEMA._sqlx_migrations\" in sqlx.toml",
+                hint='create the schema, fix search_path, or set table-name = "SCHEMA._sqlx_migrations" in sqlx.toml',
             )
     return Ledger(row[0], table.name)
 
@@ -135,10 +135,10 @@ def create_schemas(conn: psycopg.Connection, schemas: Iterable[str]) -> None:
 
 def relation_exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
     """True when ``schema.name`` exists (exact names, no search_path)."""
-    (exists,) = conn.execute(
+    row = conn.execute(
         "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", (schema, name)
     ).fetchone()
-    return bool(exists)
+    return bool(row and row[0])
 
 
 def table_exists(conn: psycopg.Connection, ledger: Ledger | None = None) -> bool:
@@ -193,7 +193,9 @@ def delete_sql(version: int, ledger: Ledger | None = None) -> psycopg.sql.Compos
     return sql.SQL("DELETE FROM {} WHERE version = {}").format(_ident(ledger), sql.Literal(version))
 
 
-def insert_row(conn: psycopg.Connection, migration: Migration, execution_time_ns: int, ledger: Ledger | None = None) -> None:
+def insert_row(
+    conn: psycopg.Connection, migration: Migration, execution_time_ns: int, ledger: Ledger | None = None
+) -> None:
     """Record ``migration`` as applied, exactly as sqlx's INSERT does."""
     conn.execute(insert_sql(migration, execution_time_ns, resolve(conn, ledger)))
 
@@ -264,7 +266,8 @@ def check(
     if errors:
         first = errors[0]
         if len(errors) > 1:
-            first.message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''}; `safemig migrate info` lists them)"
+            more = f"{len(errors) - 1} more problem{'s' if len(errors) > 2 else ''}"
+            first.message += f" (and {more}; `safemig migrate info` lists them)"
         raise first
     return [st.migration for st in found if st.state in ("pending", "out_of_order") and st.migration is not None]
 
@@ -302,12 +305,14 @@ def _missing(st: MigrationState, found: list[MigrationState]) -> LedgerError:
     )
     if renamed is not None:
         return LedgerError(
-            f"{label(st)} is applied but its file is gone: it was renamed to {renamed.name} (same checksum, new version {renamed.version})",
+            f"{label(st)} is applied but its file is gone: it was renamed to {renamed.name} "
+            f"(same checksum, new version {renamed.version})",
             hint=f"rename {renamed.name} back to a name starting with {st.version}_; never renumber applied migrations",
         )
     return LedgerError(
         f"{label(st)} is applied but no file for it exists: it was deleted or renamed",
-        hint="restore the file from version control (git log --diff-filter=D -- <migrations dir>); applied migrations are history",
+        hint="restore the file from version control (git log --diff-filter=D -- <migrations dir>); "
+        "applied migrations are history, or pass --ignore-missing if they were squashed or deleted on purpose",
     )
 
 
@@ -316,14 +321,16 @@ def _modified(st: MigrationState) -> LedgerError:
     return LedgerError(
         f"{display_path(st.migration.path)}: {label(st)} was modified after it was applied: "
         f"applied checksum {st.row.checksum.hex()}, file checksum {st.migration.checksum.hex()}",
-        hint="restore the applied content (git checkout <commit> -- <file>) and put the change in a new migration (`safemig migrate add`)",
+        hint="restore the applied content (git checkout <commit> -- <file>) and put the change in a new migration "
+        "(`safemig migrate add`)",
     )
 
 
 def _out_of_order(st: MigrationState, found: list[MigrationState]) -> LedgerError:
     newest = max(o.version for o in found if o.row is not None and o.row.success)
     return LedgerError(
-        f"{display_path(st.migration.path) if st.migration else 'ledger'}: {label(st)} is pending but older than the newest applied version {newest} (out of order)",
+        f"{display_path(st.migration.path) if st.migration else 'ledger'}: {label(st)} is pending but older than "
+        f"the newest applied version {newest} (out of order)",
         hint=f"give it a version above {newest} (rename the file), or pass --allow-out-of-order if applying it late is "
         'safe (out_of_order = "warn" or "allow" in safemig.toml to accept such versions always)',
     )

@@ -39,6 +39,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\- ]*$")
 
 
 OUT_OF_ORDER_POLICIES = ("refuse", "warn", "allow")
+DEFAULT_SETTINGS = ApplySettings()
 
 
 @contextmanager
@@ -139,7 +140,7 @@ def run(
     out_of_order: str = "refuse",
     ignore_missing: bool = False,
     dry_run: bool = False,
-    settings: ApplySettings = ApplySettings(),
+    settings: ApplySettings = DEFAULT_SETTINGS,
     observer: Observer | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> RunReport:
@@ -152,10 +153,12 @@ def run(
     check_out_of_order_policy(out_of_order, "out_of_order")
     migrations = source.scan(on_warning)
     with db.session(lock=not dry_run) as conn:
-        migrator = source.migrator(conn, migrations, settings=settings, observer=observer, ignore_missing=ignore_missing)
+        migrator = source.migrator(
+            conn, migrations, settings=settings, observer=observer, ignore_missing=ignore_missing
+        )
         plan = migrator.plan(target_version, allow_out_of_order=out_of_order != "refuse")
         newest = max((v for v, r in migrator.rows().items() if r.success), default=None)
-        report = RunReport(plan=plan, dry_run=dry_run, ledger=str(migrator.ledger))
+        report = RunReport(plan=plan, dry_run=dry_run, ledger=str(migrator.ledger_table))
         report.late = [m for m in plan if newest is not None and m.version < newest]
         if out_of_order == "warn" and on_warning is not None:
             for m in report.late:
@@ -217,7 +220,7 @@ def revert(
     target_version: int | None = None,
     ignore_missing: bool = False,
     dry_run: bool = False,
-    settings: ApplySettings = ApplySettings(),
+    settings: ApplySettings = DEFAULT_SETTINGS,
     observer: Observer | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> RevertReport:
@@ -236,7 +239,9 @@ def revert(
             hint="pick a version listed by `safemig migrate info` (0 reverts everything)",
         )
     with db.session(lock=not dry_run) as conn:
-        migrator = source.migrator(conn, migrations, settings=settings, observer=observer, ignore_missing=ignore_missing)
+        migrator = source.migrator(
+            conn, migrations, settings=settings, observer=observer, ignore_missing=ignore_missing
+        )
         found = migrator.states()
         errors = ledger.problems(found, allow_out_of_order=True, ignore_missing=ignore_missing)
         if errors:
@@ -258,16 +263,19 @@ def revert(
                 report.skipped.append(st)
                 continue
             if kept is not None:
+                example = (
+                    display_path(source.rollbacks_dir / rollback_file_name(kept.migration.path.name))
+                    if kept.migration
+                    else "a .down.sql"
+                )
                 raise CheckFailed(
                     f"cannot revert {ledger.label(st)} while {ledger.label(kept)} stays applied above it: "
                     f"version {kept.version} has no rollback script",
-                    hint=(
-                        f"write a rollback for version {kept.version} (e.g. "
-                        f"{display_path(source.rollbacks_dir / rollback_file_name(kept.migration.path.name)) if kept.migration else 'a .down.sql'})"
-                        " so it is reverted first; sqlx would revert the older version underneath it"
-                    ),
+                    hint=f"write a rollback for version {kept.version} (e.g. {example}) so it is reverted first; "
+                    "sqlx would revert the older version underneath it",
                 )
-            report.steps.append(RevertStep(st.migration, script))  # type: ignore[arg-type]  # a script implies a file
+            assert st.migration is not None  # a script was found for its file
+            report.steps.append(RevertStep(st.migration, script))
             if target_version is None:
                 break
         if not dry_run:
@@ -339,7 +347,8 @@ def add(
         f"-- Created: {created}\n"
         "--\n"
         "-- Describe what this migration does and why. Keep it idempotent:\n"
-        "-- CREATE TABLE / INDEX IF NOT EXISTS, CREATE OR REPLACE FUNCTION, existence checks for triggers and policies.\n"
+        "-- CREATE TABLE / INDEX IF NOT EXISTS, CREATE OR REPLACE FUNCTION, "
+        "existence checks for triggers and policies.\n"
         "\n"
     )
     if reversible:
@@ -360,7 +369,8 @@ def add(
             f"-- Rollback for {migration_path.name}\n"
             f"-- Created: {created}\n"
             "--\n"
-            "-- Undo the migration with DROP ... IF EXISTS, newest object first. Warn above any statement that deletes data.\n"
+            "-- Undo the migration with DROP ... IF EXISTS, newest object first. "
+            "Warn above any statement that deletes data.\n"
             "\n",
             encoding="utf-8",
         )
