@@ -165,18 +165,9 @@ class _Invocation:
         )
 
     def out_of_order(self, allow_flag: bool) -> str:
-        """``--allow-out-of-order``, else the env's ``out_of_order``, else the top-level key, else refuse."""
-        from safemig.migrations.operations import check_out_of_order_policy
+        from safemig.migrations.operations import out_of_order_policy
 
-        if allow_flag:
-            return "allow"
-        if self.env and "out_of_order" in self.config.env(self.env).raw:
-            where = f"envs.{self.env}.out_of_order in {self.config.source}"
-            return check_out_of_order_policy(self.config.env(self.env).get("out_of_order"), where)
-        if "out_of_order" in self.config.sections:
-            where = f"out_of_order in {self.config.source}"
-            return check_out_of_order_policy(self.config.sections["out_of_order"], where)
-        return "refuse"
+        return out_of_order_policy(self.config, self.env, allow_flag=allow_flag)
 
 
 def _invocation(ctx: typer.Context, config: Path | None, source: Path | None, env: str | None) -> _Invocation:

@@ -120,6 +120,19 @@ def check_out_of_order_policy(value: object, where: str) -> str:
     return str(value)
 
 
+def out_of_order_policy(config: Config, env: str | None, *, allow_flag: bool = False) -> str:
+    """``--allow-out-of-order`` (``allow``), else ``envs.ENV.out_of_order``, else the top-level
+    ``out_of_order``, else ``refuse``. For ``safemig deploy`` as much as ``migrate run``."""
+    if allow_flag:
+        return "allow"
+    if env and "out_of_order" in config.env(env).raw:
+        where = f"envs.{env}.out_of_order in {config.source}"
+        return check_out_of_order_policy(config.env(env).get("out_of_order"), where)
+    if "out_of_order" in config.sections:
+        return check_out_of_order_policy(config.sections["out_of_order"], f"out_of_order in {config.source}")
+    return "refuse"
+
+
 @dataclass
 class RunReport:
     """What ``migrate run`` planned and applied (a dry run applies nothing)."""
