@@ -82,6 +82,7 @@ def test_expected_locks_follow_postgresql_lock_levels():
         (2, "fresh", "ACCESS EXCLUSIVE", True),
         (3, "old", "SHARE UPDATE EXCLUSIVE", False),
         (4, "old", "SHARE ROW EXCLUSIVE", False),
+        (4, "other", "SHARE ROW EXCLUSIVE", False),
         (5, "old", "SHARE", False),
         (6, "idx2", "SHARE UPDATE EXCLUSIVE", False),
         (7, "old", "SHARE ROW EXCLUSIVE", False),
