@@ -15,10 +15,23 @@ for up to ``lock_timeout`` per attempt. It keeps every attempt for the deploy re
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from safemig.deploy.expectations import ACCESS_EXCLUSIVE, MODE_ORDER, expected_locks
 from safemig.deploy.gates import GateContext, Reporter
 from safemig.migrations.blockers import LockWatch, describe_all
-from safemig.migrations.engine import Attempt, Observer
+from safemig.migrations.engine import Attempt, Migrator, Observer
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+    from safemig.deploy.settings import DeploySettings
+    from safemig.migrations.files import Migration
 
 _ROW_EXCLUSIVE = MODE_ORDER.index("ROW EXCLUSIVE")
 
@@ -79,8 +92,10 @@ class ProductionObserver(ReportingObserver):
         pid: int,
         lock_timeout: str,
         lock_retries: int,
+        record: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(reporter, env, gate)
+        self.record = record
         self.watch = watch
         self.pid = pid
         self.lock_timeout = lock_timeout
@@ -89,6 +104,7 @@ class ProductionObserver(ReportingObserver):
         self._created: set[str] = set()  # tables created by this deploy so far: nobody else uses them
         self._queue_warned = False
         self._error_noted = False
+        self._named: set[tuple[int, int, str, frozenset[int]]] = set()
 
     def statement_started(self, migration, index, statement):
         where = f"{migration.name} #{index} (line {statement.line})"
@@ -101,12 +117,15 @@ class ProductionObserver(ReportingObserver):
             if expected.mode == ACCESS_EXCLUSIVE and not self._queue_warned:
                 self._queue_warned = True
                 attempts = self.lock_retries + 1
-                self.gate.warn(
+                # A caveat of every such deploy, not a finding: shown as a warning line, the verdict stays "passed".
+                self.reporter.warning(
                     f"{self.env}: {where} asks for ACCESS EXCLUSIVE on {expected.table}: while it waits, every reader "
                     f"and writer of {expected.table} queues behind it, for up to lock_timeout ({self.lock_timeout}) "
                     f"per attempt, {attempts} attempt(s) at most"
                 )
-            if holders:
+            key = (migration.version, index, expected.table, frozenset(h.pid for h in holders))
+            if holders and key not in self._named:  # once per statement and set of holders, not per retry
+                self._named.add(key)
                 self.gate.warn(
                     f"{self.env}: {where} needs {expected.mode} on {expected.table}, which {len(holders)} session(s) "
                     f"hold a conflicting lock on (it waits up to lock_timeout {self.lock_timeout}): "
@@ -118,3 +137,45 @@ class ProductionObserver(ReportingObserver):
 
     def attempt_finished(self, migration, attempt):
         self.attempts.append(attempt)
+        if self.record is not None:
+            self.record.append(attempt.as_dict())
+
+
+def production_migrator(
+    stack: ExitStack,
+    conn: psycopg.Connection,
+    url: str,
+    migrations: Sequence[Migration],
+    rollbacks_dir: Path,
+    settings: DeploySettings,
+    *,
+    deadline: datetime | None,
+    reporter: Reporter,
+    env: str,
+    gate: GateContext,
+    attempts: list[dict[str, Any]] | None = None,
+) -> tuple[Migrator, ProductionObserver]:
+    """The Migrator gate 5 applies with: prod's settings, ``deadline`` (the window's end) for the
+    retries, a :class:`LockWatch` on a second connection (closed with ``stack``) and a
+    :class:`ProductionObserver`; every attempt is appended to ``attempts`` (the record's) as it ends.
+    """
+    watch = stack.enter_context(LockWatch(url))
+    observer = ProductionObserver(
+        reporter,
+        env,
+        gate,
+        watch=watch,
+        pid=conn.info.backend_pid,
+        lock_timeout=settings.lock_timeout,
+        lock_retries=settings.lock_retries,
+        record=attempts,
+    )
+    migrator = Migrator(
+        conn,
+        list(migrations),
+        rollbacks_dir=rollbacks_dir,
+        settings=dataclasses.replace(settings.apply_settings, deadline=deadline),
+        observer=observer,
+        lock_watch=watch,
+    )
+    return migrator, observer

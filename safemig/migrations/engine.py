@@ -152,11 +152,18 @@ class LockTimeoutFailed(MigrationFailed):
     """
 
     def __init__(
-        self, message: str, hint: str | None, *, attempts: list[Attempt], blockers: list[Blocker], deadline: bool
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        attempts: list[Attempt] | None = None,
+        blockers: list[Blocker] | None = None,
+        deadline: bool = False,
     ) -> None:
+        # (message, hint) alone must work: callers re-raise errors as type(exc)(prefixed message, hint)
         super().__init__(message, hint)
-        self.attempts = attempts
-        self.blockers = blockers
+        self.attempts = attempts or []
+        self.blockers = blockers or []
         self.deadline = deadline
 
 
