@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from safemig.db import advisory_lock, connect, error_text
 from safemig.errors import DatabaseError, LedgerError, MigrationFileError, UsageError
 from safemig.migrations import ledger
+from safemig.migrations.blockers import LockWatch
 from safemig.migrations.engine import (
     AppliedMigration,
     ApplySettings,
@@ -71,8 +72,10 @@ def run(
 ) -> RunReport:
     """Apply pending migrations in version order; a dry run checks and plans but touches nothing."""
     migrations = discover(migrations_dir)
-    with session(url, lock=not dry_run, on_wait=on_wait) as conn:
-        migrator = Migrator(conn, migrations, rollbacks_dir=rollbacks_dir, settings=settings, observer=observer)
+    with session(url, lock=not dry_run, on_wait=on_wait) as conn, LockWatch(url) as watch:  # names lock blockers
+        migrator = Migrator(
+            conn, migrations, rollbacks_dir=rollbacks_dir, settings=settings, observer=observer, lock_watch=watch
+        )
         plan = migrator.plan(target_version, allow_out_of_order)
         report = RunReport(plan=plan, dry_run=dry_run)
         if not dry_run:
@@ -125,8 +128,10 @@ def revert(
             f"--target-version {target_version} is not a migration in {display_path(migrations_dir)}",
             hint="pick a version listed by `safemig migrate info` (0 reverts everything)",
         )
-    with session(url, lock=not dry_run, on_wait=on_wait) as conn:
-        migrator = Migrator(conn, migrations, rollbacks_dir=rollbacks_dir, settings=settings, observer=observer)
+    with session(url, lock=not dry_run, on_wait=on_wait) as conn, LockWatch(url) as watch:  # names lock blockers
+        migrator = Migrator(
+            conn, migrations, rollbacks_dir=rollbacks_dir, settings=settings, observer=observer, lock_watch=watch
+        )
         found = migrator.states()
         errors = ledger.problems(found, allow_out_of_order=True)
         if errors:

@@ -115,3 +115,16 @@ def test_holders_names_conflicting_locks_only(conn, database_url):
         assert holder.pid == pid and holder.application_name == "blocker-app" and "AccessShareLock" in holder.locks
         assert watch.holders("busy", "SHARE UPDATE EXCLUSIVE", pid=conn.info.backend_pid) == []
         assert watch.holders("no_such_table", "ACCESS EXCLUSIVE", pid=conn.info.backend_pid) == []
+
+
+def test_migrate_run_names_the_blocker_after_its_lock_retries(cli, conn, project, database_url):
+    conn.execute("CREATE TABLE busy (a int)")
+    project.write("001_alter.sql", "ALTER TABLE busy ADD COLUMN b int;\n")
+    with blocker(database_url) as pid:
+        result = cli(
+            "migrate", "run", "--database-url", database_url, "--lock-timeout", "200ms", "--lock-retries", "1",
+            cwd=project.root,
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"blocked by pid {pid} (blocker-app" in result.stderr  # on the retry line and in the error
+    assert "after 2 attempt(s)" in result.stderr and "Traceback" not in result.output
