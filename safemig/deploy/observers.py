@@ -105,14 +105,21 @@ class ProductionObserver(ReportingObserver):
         self._queue_warned = False
         self._error_noted = False
         self._named: set[tuple[int, int, str, frozenset[int]]] = set()
+        self._held: dict[str, int] = {}  # table -> strongest mode this migration's transaction already holds
+
+    def migration_started(self, migration, attempt):
+        self._held = {}  # a new transaction (or, without one, nothing is kept between statements)
 
     def statement_started(self, migration, index, statement):
         where = f"{migration.name} #{index} (line {statement.line})"
         for expected in expected_locks(statement.text, self._created):
             if expected.new_table or expected.table.startswith("(") or expected.mode not in MODE_ORDER:
                 continue
-            if MODE_ORDER.index(expected.mode) <= _ROW_EXCLUSIVE:
-                continue
+            strength = MODE_ORDER.index(expected.mode)
+            if strength <= _ROW_EXCLUSIVE or self._held.get(expected.table, -1) >= strength:
+                continue  # weak, or already held by this very transaction: it cannot wait for it
+            if not migration.no_transaction:  # held until the commit: later statements need not look again
+                self._held[expected.table] = strength
             holders = self.watch.holders(expected.table, expected.mode, pid=self.pid)
             if expected.mode == ACCESS_EXCLUSIVE and not self._queue_warned:
                 self._queue_warned = True

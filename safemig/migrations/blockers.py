@@ -9,16 +9,17 @@ connection: the migrating one is busy waiting (and afterwards in an aborted tran
 
 :class:`LockWatch` is that second connection. The engine arms it around each statement;
 a background thread looks only when the statement has been running for a while
-(``first_look_s``; quick statements cost two lock acquisitions and no query at all), then
-every ``interval_s`` reads ``pg_blocking_pids`` joined with ``pg_stat_activity``: one cheap
-query, and the connection is opened on first use. :meth:`LockWatch.holders` answers the
-question before a statement runs: which sessions hold a lock on a relation that
+(``first_look_s``, at most a quarter of ``lock_timeout``; quick statements cost two lock
+acquisitions and no query at all), then as often again reads ``pg_blocking_pids`` joined
+with ``pg_stat_activity``: one cheap query, and the connection is opened on first use.
+:meth:`LockWatch.holders` answers the question before a statement runs: which sessions hold a lock on a relation that
 conflicts with the mode the statement will ask for (PostgreSQL's conflict table).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -167,22 +168,21 @@ class LockWatch:
         url: str,
         *,
         first_look_s: float = 0.05,
-        interval_s: float = 0.1,
         application_name: str = "safemig lock watch",
     ) -> None:
         self.url = url
         self.first_look_s = first_look_s
-        self.interval_s = interval_s
         self.application_name = application_name
         self.error: str | None = None
         self._conn: psycopg.Connection | None = None
         self._conn_lock = threading.Lock()  # the thread and holders() share one connection
-        self._cond = threading.Condition()
+        self._state = threading.Lock()  # guards the arming below; held only for a few assignments
         self._generation = 0
         self._pid: int | None = None
-        self._first_look = first_look_s
+        self._armed_at = 0.0
+        self._tick = first_look_s
         self._seen: dict[int, Blocker] = {}
-        self._closed = False
+        self._closed = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> LockWatch:
@@ -193,51 +193,44 @@ class LockWatch:
 
     # -- arming around a statement ---------------------------------------------------------
     def start(self, pid: int, lock_timeout_s: float = 0.0) -> None:
-        """Watch backend ``pid`` until :meth:`stop`; with a short ``lock_timeout_s`` the first look comes sooner."""
-        with self._cond:
-            if self._closed:
+        """Watch backend ``pid`` until :meth:`stop`; with a short ``lock_timeout_s`` the looks come sooner.
+
+        Costs a lock and a few assignments: the thread is not woken (it ticks on its own), so a
+        statement quicker than the first look never causes a query.
+        """
+        with self._state:
+            if self._closed.is_set():
                 return
             self._generation += 1
             self._pid = pid
+            self._armed_at = time.monotonic()
             self._seen = {}
-            self._first_look = min(self.first_look_s, lock_timeout_s / 4) if lock_timeout_s > 0 else self.first_look_s
+            self._tick = min(self.first_look_s, lock_timeout_s / 4) if lock_timeout_s > 0 else self.first_look_s
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="safemig-lock-watch", daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
 
     def stop(self) -> list[Blocker]:
         """Stop watching; the sessions seen blocking the statement, oldest transaction first."""
-        with self._cond:
+        with self._state:
             self._generation += 1
             self._pid = None
             seen, self._seen = list(self._seen.values()), {}
-            self._cond.notify_all()
         return seen
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._pid is None and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                generation, pid = self._generation, self._pid
-
-                def disarmed(gen: int = generation) -> bool:
-                    return self._closed or self._generation != gen
-
-                if self._cond.wait_for(disarmed, timeout=self._first_look):
-                    continue
-            while True:
-                found = self._query(_BLOCKING_SQL, {"pid": pid})
-                with self._cond:
-                    if self._generation != generation:
-                        break
+        # Ticks every first look (at most 50 ms) while the watch lives: negligible, and it keeps
+        # start()/stop() free of thread wake-ups, which would cost every statement.
+        while not self._closed.wait(self._tick):
+            with self._state:
+                generation, pid, since = self._generation, self._pid, self._armed_at
+            if pid is None or time.monotonic() - since < self._tick:
+                continue
+            found = self._query(_BLOCKING_SQL, {"pid": pid})
+            with self._state:
+                if self._generation == generation:
                     for blocker in found:
                         self._seen.setdefault(blocker.pid, blocker)
-                    if self._cond.wait_for(disarmed, timeout=self.interval_s):
-                        break
 
     # -- before a statement -----------------------------------------------------------------
     def holders(self, relation: str, mode: str, *, pid: int) -> list[Blocker]:
@@ -258,7 +251,7 @@ class LockWatch:
         from safemig.db import error_text
 
         with self._conn_lock:
-            if self._closed or self.error is not None:
+            if self._closed.is_set() or self.error is not None:
                 return []
             try:
                 if self._conn is None:
@@ -271,9 +264,7 @@ class LockWatch:
                 return []
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._closed.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         with self._conn_lock:
