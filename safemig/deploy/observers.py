@@ -16,9 +16,10 @@ for up to ``lock_timeout`` per attempt. It keeps every attempt for the deploy re
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from contextlib import ExitStack
-from datetime import datetime
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,41 +149,54 @@ class ProductionObserver(ReportingObserver):
             self.record.append(attempt.as_dict())
 
 
+def monotonic_deadline(window_end: datetime, *, now: datetime | None, started_at: datetime) -> float:
+    """The window's end as a :func:`time.monotonic` deadline for :class:`ApplySettings`.
+
+    ``now`` is the clock the window was judged by when the deploy started at ``started_at``
+    (``DeployOptions.now``: a test's fixed clock; None for the real one); the time elapsed
+    since is counted, so a fixed clock still gives the right time left at gate 5.
+    """
+    real_now = datetime.now(UTC)
+    judged_now = now + (real_now - started_at) if now is not None else real_now
+    return time.monotonic() + (window_end - judged_now).total_seconds()
+
+
+@contextmanager
 def production_migrator(
-    stack: ExitStack,
     conn: psycopg.Connection,
     url: str,
     migrations: Sequence[Migration],
     rollbacks_dir: Path,
     settings: DeploySettings,
     *,
-    deadline: datetime | None,
+    deadline: float | datetime | None,
     reporter: Reporter,
     env: str,
     gate: GateContext,
     attempts: list[dict[str, Any]] | None = None,
-) -> tuple[Migrator, ProductionObserver]:
-    """The Migrator gate 5 applies with: prod's settings, ``deadline`` (the window's end) for the
-    retries, a :class:`LockWatch` on a second connection (closed with ``stack``) and a
-    :class:`ProductionObserver`; every attempt is appended to ``attempts`` (the record's) as it ends.
+) -> Iterator[tuple[Migrator, ProductionObserver]]:
+    """The Migrator gate 5 applies with, for the ``with`` block: prod's settings, ``deadline`` (the
+    window's end: see :func:`monotonic_deadline`) for the retries, a :class:`LockWatch` on a second
+    connection (closed at the end of the block) and a :class:`ProductionObserver`; every attempt is
+    appended to ``attempts`` (the deploy record's list) as it ends.
     """
-    watch = stack.enter_context(LockWatch(url))
-    observer = ProductionObserver(
-        reporter,
-        env,
-        gate,
-        watch=watch,
-        pid=conn.info.backend_pid,
-        lock_timeout=settings.lock_timeout,
-        lock_retries=settings.lock_retries,
-        record=attempts,
-    )
-    migrator = Migrator(
-        conn,
-        list(migrations),
-        rollbacks_dir=rollbacks_dir,
-        settings=dataclasses.replace(settings.apply_settings, deadline=deadline),
-        observer=observer,
-        lock_watch=watch,
-    )
-    return migrator, observer
+    with LockWatch(url) as watch:
+        observer = ProductionObserver(
+            reporter,
+            env,
+            gate,
+            watch=watch,
+            pid=conn.info.backend_pid,
+            lock_timeout=settings.lock_timeout,
+            lock_retries=settings.lock_retries,
+            record=attempts,
+        )
+        migrator = Migrator(
+            conn,
+            list(migrations),
+            rollbacks_dir=rollbacks_dir,
+            settings=dataclasses.replace(settings.apply_settings, deadline=deadline),
+            observer=observer,
+            lock_watch=watch,
+        )
+        yield migrator, observer

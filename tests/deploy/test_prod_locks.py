@@ -103,3 +103,14 @@ def test_retries_stop_before_the_window_closes(project):
     assert ends[-1] + timedelta(seconds=next_backoff + 1) > end  # and the next could have
     assert all(a["blockers"][0]["application_name"] == "blocker-app" for a in attempts)
     assert project.versions(project.prod_url) == [1]
+
+
+def test_the_window_deadline_follows_the_clock_the_window_was_judged_by():
+    from safemig.deploy.observers import monotonic_deadline
+
+    started = datetime.now(UTC) - timedelta(seconds=10)  # the deploy began 10 s ago
+    fixed = datetime(2026, 1, 3, 2, 0, tzinfo=UTC)  # judged by a fixed clock at 02:00
+    left = monotonic_deadline(fixed + timedelta(minutes=1), now=fixed, started_at=started) - time.monotonic()
+    assert 49 < left < 51  # 60 s of window at the start, 10 s of them spent
+    real = monotonic_deadline(datetime.now(UTC) + timedelta(seconds=30), now=None, started_at=started)
+    assert 29 < real - time.monotonic() < 31
