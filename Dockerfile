@@ -21,7 +21,8 @@ COPY requirements/lock.txt requirements/lock.txt
 # the lock, so that nothing unpinned is downloaded to build the wheel.
 RUN awk '/^[a-z0-9]/ { keep = /^setuptools==/ } keep' requirements/lock.txt > /tmp/build-requirements.txt \
  && pip install --no-cache-dir --require-hashes --no-deps -r /tmp/build-requirements.txt
-COPY pyproject.toml README.md ./
+# LICENSE* (a wildcard): the wheel carries the license file, and a checkout without one still builds.
+COPY pyproject.toml README.md LICENSE* ./
 COPY safemig/ safemig/
 RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
 
