@@ -77,7 +77,8 @@ RUN --mount=type=bind,from=build,source=/dist,target=/dist \
 COPY --chmod=0755 docker/entrypoint.py /usr/local/bin/safemig-entrypoint
 
 # Not root: safemig needs no privileges, and a mounted repository is best mounted read-only.
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/safemig safemig
+RUN groupadd --system --gid 10001 safemig \
+ && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/safemig safemig
 USER 10001:10001
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1
