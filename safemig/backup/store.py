@@ -43,7 +43,8 @@ def make_client(settings: BackupSettings) -> Any:
         retries={"mode": "standard", "max_attempts": 4},
         max_pool_connections=settings.concurrency + 4,
         connect_timeout=min(10.0, settings.stall_timeout),
-        read_timeout=min(120.0, settings.stall_timeout),  # a request silent that long is a stall
+        # a request silent for twice the stall timeout is past saving; the stall watchdog fires first
+        read_timeout=min(120.0, 2 * settings.stall_timeout),
         user_agent_extra="safemig",
     )
     if not settings.sdk_checksums:

@@ -90,7 +90,8 @@ def stream_to_s3(
     try:
         return sender.send_all(source, upload_id, part_size, concurrency, finish, on_chunk, on_part)
     except BaseException as exc:
-        aborted = abort(client, bucket, key, upload_id, wait_s=_ABORT_WAIT_S)
+        wait_s = min(_ABORT_WAIT_S, watchdog.timeout) if watchdog is not None else _ABORT_WAIT_S
+        aborted = abort(client, bucket, key, upload_id, wait_s=wait_s)
         if isinstance(exc, SafemigError):
             where = f"s3://{bucket}/{key}"
             if aborted:

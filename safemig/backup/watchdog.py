@@ -49,7 +49,7 @@ class Watchdog:
         previous = time.monotonic()
         while not self._stop.wait(self.tick):
             now = time.monotonic()
-            if now - previous > 4 * self.tick + 1:
+            if now - previous > max(2 * self.tick, self.tick + 0.5):
                 # This process itself was stopped (SIGSTOP, a debugger) or the machine slept:
                 # the others were waiting for us, which is not their stall.
                 self._last = now
