@@ -61,11 +61,13 @@ SELECT kind, n FROM (
   SELECT 'schemas' AS kind, count(*) AS n FROM user_ns
     WHERE nspname <> 'public' AND oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_namespace'::regclass)
   UNION ALL SELECT 'tables, views or sequences', count(*) FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_class'::regclass)
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND c.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_class'::regclass)
   UNION ALL SELECT 'functions', count(*) FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
     WHERE p.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_proc'::regclass)
   UNION ALL SELECT 'types or domains', count(*) FROM pg_type t JOIN user_ns n ON n.oid = t.typnamespace
-    WHERE t.typtype IN ('b', 'c', 'd', 'e', 'r', 'm') AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+    WHERE t.typtype IN ('b', 'c', 'd', 'e', 'r', 'm')
+      AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
       AND NOT EXISTS (SELECT 1 FROM pg_type el WHERE el.oid = t.typelem AND el.typarray = t.oid)
       AND t.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_type'::regclass)
   UNION ALL SELECT 'large objects', count(*) FROM pg_largeobject_metadata
@@ -172,7 +174,9 @@ def _target_state(url: str) -> _Target:
 
     with connect(url, autocommit=True, application_name="safemig restore") as conn:
         try:
-            name, slots = conn.execute(_TARGET_FACTS).fetchone()
+            facts = conn.execute(_TARGET_FACTS).fetchone()
+            assert facts is not None  # a SELECT without FROM returns one row
+            name, slots = facts
             objects = {kind: int(n) for kind, n in conn.execute(_USER_OBJECTS).fetchall()}
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot inspect {describe(url)}: {error_text(exc)}") from None
@@ -398,7 +402,8 @@ def _restore_spooled(
     free = shutil.disk_usage(workdir).free
     if free < expected + _SPOOL_MARGIN:
         raise ToolError(
-            f"restoring {info.uri} ({expected} bytes) needs a local copy, but {workdir.parent} has only {free} bytes free",
+            f"restoring {info.uri} ({expected} bytes) needs a local copy, but {workdir.parent} has only"
+            f" {free} bytes free",
             hint="point backup.spool_dir (or TMPDIR) at a disk with room for the archive; nothing was restored",
         )
     spool = workdir / "backup.dump"

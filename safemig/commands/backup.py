@@ -106,12 +106,15 @@ def backup_command(
     output.success(f"backup stored and verified: {result.uri}")
     output.echo(f"  size     {human_size(result.size)} ({result.size} bytes) in {result.parts} parts")
     output.echo(
-        f"  speed    {human_size(result.throughput_bps)}/s (dump+upload {result.dump_s:.1f}s, verify {result.verify_s:.1f}s)"
+        f"  speed    {human_size(result.throughput_bps)}/s"
+        f" (dump+upload {result.dump_s:.1f}s, verify {result.verify_s:.1f}s)"
     )
     output.echo(f"  sha256   {result.sha256}")
+    output.echo(f"  verified {result.verified_by}")
     version = result.newest_version if result.newest_version is not None else "none applied"
     output.echo(
-        f"  database {result.metadata.get('database')} (PostgreSQL {result.metadata.get('server-version')}), newest migration {version}"
+        f"  database {result.metadata.get('database')} (PostgreSQL {result.metadata.get('server-version')}),"
+        f" newest migration {version}"
     )
 
 
@@ -212,7 +215,8 @@ def restore_command(
         str | None,
         typer.Option(
             "--target-database-url",
-            help="Database to restore into (default: the env's database_url). It must exist and be empty unless --clean.",
+            help="Database to restore into (default: the env's database_url)."
+            " It must exist and be empty unless --clean.",
             show_default=False,
         ),
     ] = None,
@@ -319,9 +323,8 @@ def prune_command(
     for info, why in result.removed:
         output.echo(f"{verb} {info.uri} ({info.created:%Y-%m-%d %H:%M}, {human_size(info.size)}): {why}")
     for upload in result.aborted:
-        output.echo(
-            f"{'would abort' if dry_run else 'aborted'} the open upload of {upload.key}, started {_age(upload.age_s())} ago"
-        )
+        verb_upload = "would abort" if dry_run else "aborted"
+        output.echo(f"{verb_upload} the open upload of {upload.key}, started {_age(upload.age_s())} ago")
     for info, why in result.kept:
         output.echo(f"kept {info.uri}: {why}")
     output.success(
