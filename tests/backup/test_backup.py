@@ -124,6 +124,7 @@ def test_pg_dump_error_is_reported_with_its_stderr_and_nothing_is_stored(project
             run_backup(config, "prod", database_url=url)
     finally:
         pg_cluster.psql(f"REVOKE ALL ON DATABASE {dbname} FROM limited_backup; REVOKE ALL ON _sqlx_migrations FROM limited_backup", dbname=dbname)
+        pg_cluster.psql("DROP ROLE limited_backup")  # roles are cluster-wide: later tests dump the globals
     message = caught.value.message
     assert "pg_dump exited with status 1" in message and "permission denied" in message
     assert "limited-pw-123" not in message + (caught.value.hint or "")
