@@ -597,6 +597,8 @@ def _measured_locks(add, measured: Measured, env: str) -> None:
         rows = lk.get("prod_rows_estimate", lk.get("rows_estimate"))
         mode = str(lk.get("mode", "?"))
         strong = mode == "ACCESS EXCLUSIVE"
+        if str(lk.get("method", "")).startswith("predicted"):
+            mode += " (predicted: too quick to sample)"
         add(
             f"| {lk.get('version', '?')} | `{_cell(str(lk.get('relation', '?')))}` "
             f"| {f'**{mode}**' if strong else mode} "
