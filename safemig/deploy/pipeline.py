@@ -359,12 +359,14 @@ class _Deploy:
             from safemig.lint.engine import lint_paths
 
             paths = [m.path for m in self.pending] + [p for m in self.pending if (p := self.rollbacks[m.version])]
-            report = lint_paths(paths, self.config)
+            report = lint_paths(paths, self.config, env=self.env)  # env: this deploy sets its lock_timeout
             for f in report.findings:
                 line = (
                     f"{_rel(Path(f.path), self.config.root)}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}"
                 )
-                (gate.note if f.severity == "error" else gate.warn)(line)
+                (gate.note if f.severity == "error" else gate.warn)(f"{line}\n    {f.hint_line}")  # as `safemig lint`
+            for note in report.notes:
+                gate.note(note)
             errors = (
                 report.errors if hasattr(report, "errors") else [f for f in report.findings if f.severity == "error"]
             )

@@ -50,6 +50,7 @@ from safemig.migrations import ledger
 from safemig.migrations.blockers import Blocker, LockWatch, describe_all
 from safemig.migrations.files import NO_TRANSACTION_MARKER, Migration, display_path, find_rollback, read_sql
 from safemig.sql.split import Statement, split_statements
+from safemig.sqlx_config import TableName
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -283,6 +284,9 @@ class Migrator:
         settings: ApplySettings = ApplySettings(),
         observer: Observer | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        table: TableName | ledger.Ledger | None = None,
+        create_schemas: tuple[str, ...] = (),
+        ignore_missing: bool = False,
         lock_watch: LockWatch | None = None,
     ) -> None:
         """``lock_watch`` (a second connection to the same database) names the sessions a
@@ -305,13 +309,24 @@ class Migrator:
         self.lock_timeout_s = 0.0  # the session's, read from the server once prepared
         self._prepared = False
         self._ledger_ready = False
+        self._table = table
+        self._ledger: ledger.Ledger | None = None
+        self.create_schemas = tuple(create_schemas)
+        self.ignore_missing = ignore_missing
         self._blockers: dict[int, Blocker] = {}  # seen during the current attempt
         self._attempts: list[Attempt] = []  # of the migration being run
 
     # -- ledger ----------------------------------------------------------------------
+    @property
+    def ledger_table(self) -> ledger.Ledger:
+        """The one ledger table this session reads and writes (resolved once, schema-qualified)."""
+        if self._ledger is None:
+            self._ledger = self._db(lambda: ledger.resolve(self.conn, self._table), "find the ledger table")
+        return self._ledger
+
     def rows(self) -> dict[int, ledger.AppliedRow]:
         """The ledger's rows (empty when the table does not exist yet)."""
-        return self._db(lambda: ledger.applied_rows(self.conn), "read _sqlx_migrations")
+        return self._db(lambda: ledger.applied_rows(self.conn, self.ledger_table), f"read {self.ledger_table}")
 
     def states(self) -> list[ledger.MigrationState]:
         """Every version with its state (see :mod:`safemig.migrations.ledger`)."""
@@ -319,12 +334,16 @@ class Migrator:
 
     def check(self, allow_out_of_order: bool = False) -> list[Migration]:
         """The pending migrations in order; LedgerError (exit 1) when the ledger disagrees."""
-        return ledger.check(self.migrations, self.rows(), allow_out_of_order=allow_out_of_order)
+        return ledger.check(
+            self.migrations, self.rows(), allow_out_of_order=allow_out_of_order, ignore_missing=self.ignore_missing
+        )
 
     def plan(self, target_version: int | None = None, allow_out_of_order: bool = False) -> list[Migration]:
         """What :meth:`run` would apply, checked like sqlx checks ``--target-version``."""
         rows = self.rows()
-        pending = ledger.check(self.migrations, rows, allow_out_of_order=allow_out_of_order)
+        pending = ledger.check(
+            self.migrations, rows, allow_out_of_order=allow_out_of_order, ignore_missing=self.ignore_missing
+        )
         if target_version is None:
             return pending
         if target_version not in {m.version for m in self.migrations}:
@@ -350,15 +369,13 @@ class Migrator:
         label = display_path(migration.path)
         statements = parse(migration.sql, label, no_transaction=migration.no_transaction)
         self._prepare()
-        if not self._ledger_ready:
-            self._db(lambda: ledger.ensure_table(self.conn), "create _sqlx_migrations")
-            self._ledger_ready = True
+        self.ensure_ledger()
         return self._execute(
             migration,
             statements,
             label=label,
             no_transaction=migration.no_transaction,
-            bookkeeping=lambda duration_ns: ledger.insert_sql(migration, duration_ns),
+            bookkeeping=lambda duration_ns: ledger.insert_sql(migration, duration_ns, self.ledger_table),
             action="apply",
         )
 
@@ -382,7 +399,7 @@ class Migrator:
             statements,
             label=label,
             no_transaction=no_transaction,
-            bookkeeping=lambda _ns: ledger.delete_sql(migration.version),
+            bookkeeping=lambda _ns: ledger.delete_sql(migration.version, self.ledger_table),
             action="revert",
         )
 
@@ -408,6 +425,17 @@ class Migrator:
             subject, statements, label=label, no_transaction=no_transaction, bookkeeping=None, action="run"
         )
         return result.statements
+
+    def ensure_ledger(self) -> None:
+        """sqlx's order: ``create-schemas`` first, then the ledger table (both idempotent), once."""
+        if not self._ledger_ready:
+
+            def create() -> None:
+                ledger.create_schemas(self.conn, self.create_schemas)
+                ledger.ensure_table(self.conn, self.ledger_table)
+
+            self._db(create, f"create {self._table or ledger.TABLE}")
+            self._ledger_ready = True
 
     # -- internals -------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -533,9 +561,9 @@ class Migrator:
                 self._raise_if_broken(exc, migration, action, [])
                 at_commit = stage == "ledger" and (committed_or_gone or bookkeeping is None)
                 where = {"begin": "BEGIN", "ledger": "writing its _sqlx_migrations row"}.get(stage, stage)
+                at = "COMMIT" if at_commit else where
                 raise MigrationFailed(
-                    f"{label}: {action} of version {migration.version} failed at "
-                    f"{'COMMIT' if at_commit else where}: {_pg_error(exc)}",
+                    f"{label}: {action} of version {migration.version} failed at {at}: {_pg_error(exc)}",
                     hint="nothing was applied: the transaction was rolled back and the ledger is unchanged"
                     + (" (a deferred constraint fails at COMMIT)" if at_commit else ""),
                 ) from None
@@ -593,8 +621,8 @@ class Migrator:
             except psycopg.Error as exc:
                 self._raise_if_broken(exc, migration, action, results)
                 raise MigrationFailed(
-                    f"{label}: version {migration.version} ran all {len(results)} statements "
-                    f"but its _sqlx_migrations row could not be written: {_pg_error(exc)}",
+                    f"{label}: version {migration.version} ran all {len(results)} statements but its "
+                    f"{self.ledger_table} row could not be written: {_pg_error(exc)}",
                     hint="the statements ran (no transaction); record it with "
                     f"`safemig migrate mark-applied {migration.version}`",
                 ) from None
