@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from safemig.db import DEFAULT_CONNECT_TIMEOUT, advisory_lock, connect, error_text
 from safemig.errors import CheckFailed, ConfigError, DatabaseError, LedgerError, MigrationFileError, UsageError
 from safemig.migrations import ledger, notes
+from safemig.migrations.blockers import LockWatch
 from safemig.migrations.engine import (
     AppliedMigration,
     ApplySettings,
@@ -165,9 +166,9 @@ def run(
     """
     check_out_of_order_policy(out_of_order, "out_of_order")
     migrations = source.scan(on_warning)
-    with db.session(lock=not dry_run) as conn:
+    with db.session(lock=not dry_run) as conn, LockWatch(db.url) as watch:  # names lock blockers
         migrator = source.migrator(
-            conn, migrations, settings=settings, observer=observer, ignore_missing=ignore_missing
+            conn, migrations, settings=settings, observer=observer, ignore_missing=ignore_missing, lock_watch=watch
         )
         plan = migrator.plan(target_version, allow_out_of_order=out_of_order != "refuse")
         newest = max((v for v, r in migrator.rows().items() if r.success), default=None)
@@ -251,9 +252,9 @@ def revert(
             f"--target-version {target_version} is not a migration in {display_path(source.migrations_dir)}",
             hint="pick a version listed by `safemig migrate info` (0 reverts everything)",
         )
-    with db.session(lock=not dry_run) as conn:
+    with db.session(lock=not dry_run) as conn, LockWatch(db.url) as watch:  # names lock blockers
         migrator = source.migrator(
-            conn, migrations, settings=settings, observer=observer, ignore_missing=ignore_missing
+            conn, migrations, settings=settings, observer=observer, ignore_missing=ignore_missing, lock_watch=watch
         )
         found = migrator.states()
         errors = ledger.problems(found, allow_out_of_order=True, ignore_missing=ignore_missing)

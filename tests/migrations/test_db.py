@@ -13,6 +13,9 @@ from safemig.local.postgres import free_port
 
 from .conftest import scalar
 
+# On every PostgreSQL major CI tests (docs/postgres-majors.md).
+pytestmark = pytest.mark.compat
+
 
 def _crc32_bitwise(data: bytes) -> int:
     """CRC-32/ISO-HDLC written out bit by bit, independent of zlib."""

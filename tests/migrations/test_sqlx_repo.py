@@ -529,4 +529,5 @@ def test_4_other_readers_of_the_ledger_use_sqlx_toml_too(cli, repo, database_url
     assert migrate(cli, repo, "run", "--target-version", "1", "--database-url", database_url).exit_code == 0
     repo.write("1_a.sql", b"CREATE TABLE a (x int);\n")  # a checkout with LF endings: not modified
     config = load_config(cwd=repo.root)
-    assert [p.name for p in _pending_paths(config, None, database_url)] == ["2_b.sql"]
+    paths, _major = _pending_paths(config, None, database_url)
+    assert [p.name for p in paths] == ["2_b.sql"]
