@@ -531,3 +531,15 @@ def test_4_other_readers_of_the_ledger_use_sqlx_toml_too(cli, repo, database_url
     config = load_config(cwd=repo.root)
     paths, _major = _pending_paths(config, None, database_url)
     assert [p.name for p in paths] == ["2_b.sql"]
+
+
+def test_8_connect_timeout_env_key(cli, stock, database_url):
+    port = _free_port()
+    os.environ["DEAD_URL"] = database_url.rsplit("@", 1)[0] + f"@127.0.0.1:{port}/x"
+    (stock.root / "safemig.toml").write_text(
+        'migrations_dir = "migrations"\n[envs.dev]\ndatabase_url = "${DEAD_URL}"\nconnect_timeout = 1\n'
+    )
+    started = time.monotonic()
+    result = migrate(cli, stock, "info", "--env", "dev")
+    assert result.exit_code == 3 and "over 1s" in result.stderr
+    assert time.monotonic() - started < 6
