@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from safemig.deploy.settings import DeploySettings
     from safemig.migrations.files import Migration
+    from safemig.sqlx_config import TableName
 
 _ROW_EXCLUSIVE = MODE_ORDER.index("ROW EXCLUSIVE")
 # First keywords of the statements that can lock a relation more strongly than ROW EXCLUSIVE
@@ -183,6 +184,8 @@ def production_migrator(
     env: str,
     gate: GateContext,
     attempts: list[dict[str, Any]] | None = None,
+    table: TableName | None = None,
+    create_schemas: tuple[str, ...] = (),
 ) -> Iterator[tuple[Migrator, ProductionObserver]]:
     """The Migrator gate 5 applies with, for the ``with`` block: prod's settings, ``deadline`` (the
     window's end: see :func:`monotonic_deadline`) for the retries, a :class:`LockWatch` on a second
@@ -207,5 +210,7 @@ def production_migrator(
             settings=dataclasses.replace(settings.apply_settings, deadline=deadline),
             observer=observer,
             lock_watch=watch,
+            table=table,  # sqlx.toml's table-name and create-schemas (config.sqlx)
+            create_schemas=create_schemas,
         )
         yield migrator, observer

@@ -260,7 +260,7 @@ class _Deploy:
                         f"envs.{self.env} and its staging env {settings.staging} point at the same database {mask_url(self.prod_url)}",
                         hint="the rehearsal must run on a separate database",
                     )
-            self.migrations = discover(self.config.migrations_dir)
+            self.migrations = discover(self.config.migrations_dir, ignored_chars=self.config.sqlx.ignored_chars)
             self.rollbacks = {m.version: find_rollback(m, self.config.rollbacks_dir) for m in self.migrations}
             gate.note(
                 f"config {self.config.source}: {len(self.migrations)} migrations in {_rel(self.config.migrations_dir, self.config.root)}"
@@ -335,14 +335,14 @@ class _Deploy:
     def _check_ledgers(self, gate: GateContext) -> None:
         from safemig.migrations import ledger
 
-        prod_rows = _read_rows(self.prod, self.env)
+        prod_rows = _read_rows(self.prod, self.env, self.config.sqlx.table)
         try:
             self.pending = ledger.check(self.migrations, prod_rows, allow_out_of_order=self.options.allow_out_of_order)
         except SafemigError as exc:
             raise _prefixed(exc, self.env) from None
         self.prod_applied = {v for v, row in prod_rows.items() if row.success}
         if self.staging is not None:
-            staging_rows = _read_rows(self.staging, self.settings.staging)
+            staging_rows = _read_rows(self.staging, self.settings.staging, self.config.sqlx.table)
             # Staging may be ahead of or behind prod (the rehearsal realigns it); anything else is refused.
             found = ledger.problems(ledger.states(self.migrations, staging_rows), allow_out_of_order=True)
             if found:
@@ -507,6 +507,7 @@ class _Deploy:
             migrator, _ = self.stack.enter_context(production_migrator(
                 self.prod, self.prod_url, self.migrations, self.config.rollbacks_dir, self.settings,
                 deadline=deadline, reporter=self.reporter, env=self.env, gate=gate, attempts=self.record.attempts,
+                table=self.config.sqlx.table, create_schemas=self.config.sqlx.create_schemas,
             ))  # fmt: skip
             done: list[int] = []
             for migration in self.pending:
@@ -570,14 +571,14 @@ def _same_database(a, b) -> bool:
     return a.execute(query).fetchone() == b.execute(query).fetchone()
 
 
-def _read_rows(conn, env: str):
+def _read_rows(conn, env: str, table=None):
     import psycopg
 
     from safemig.db import error_text
     from safemig.migrations import ledger
 
     try:
-        return ledger.applied_rows(conn)
+        return ledger.applied_rows(conn, table)
     except psycopg.Error as exc:
         raise DatabaseError(
             f"{env}: cannot read _sqlx_migrations: {error_text(exc)}",

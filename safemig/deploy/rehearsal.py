@@ -106,7 +106,13 @@ def rehearse(
 
     def migrator(observer) -> Migrator:
         return Migrator(
-            conn, migrations, rollbacks_dir=config.rollbacks_dir, settings=settings.apply_settings, observer=observer
+            conn,
+            migrations,
+            rollbacks_dir=config.rollbacks_dir,
+            settings=settings.apply_settings,
+            observer=observer,
+            table=config.sqlx.table,
+            create_schemas=config.sqlx.create_schemas,
         )
 
     quiet = migrator(ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="align: apply"))
@@ -124,7 +130,7 @@ def rehearse(
             raise type(exc)(f"staging rehearsal on {env}, {what}: {exc.message}", hint or None) from None
 
     # 1. align staging with prod's applied set
-    staging_applied = {v for v, row in ledger.applied_rows(conn).items() if row.success}
+    staging_applied = {v for v, row in ledger.applied_rows(conn, config.sqlx.table).items() if row.success}
     for version in sorted(staging_applied - prod_applied, reverse=True):
         migration = by_version[version]
         if rollbacks.get(version) is None:

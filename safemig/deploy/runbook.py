@@ -178,9 +178,9 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
 
     settings = deploy_settings(config, env)
     url = resolve_database_url(config, env=env)
-    migrations = discover(config.migrations_dir)
+    migrations = discover(config.migrations_dir, ignored_chars=config.sqlx.ignored_chars)
     with db.connect(url, autocommit=True, application_name="safemig runbook") as conn:
-        rows = ledger.applied_rows(conn)
+        rows = ledger.applied_rows(conn, config.sqlx.table)
         pending = ledger.check(migrations, rows)
         existing = {
             name for (name,) in conn.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'm', 'v')")
