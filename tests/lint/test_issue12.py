@@ -476,3 +476,20 @@ def test_a_function_created_by_an_earlier_migration_keeps_its_volatility(project
         "ALTER TABLE files ADD COLUMN IF NOT EXISTS code text DEFAULT random_code();\n"))
     (finding,) = rules_of(project.lint("migrations/002_add_times.sql"), "volatile-default")
     assert finding.line == 3 and "declared VOLATILE (the default) by an earlier migration" in finding.message
+
+
+def test_the_servers_major_is_the_default_target_and_the_config_wins(tmp_path, monkeypatch):
+    from safemig.lint import lint_paths
+
+    sql = "-- no-transaction\n" + LOCK + "ALTER TABLE orders ADD CONSTRAINT orders_currency_not_null NOT NULL currency;\n"
+    project = _versioned(tmp_path, monkeypatch, None)
+    project.write("migrations/005_change.sql", sql)
+    paths = [project.root / "migrations"]
+
+    def found(**kwargs):
+        report = lint_paths(paths, project.config(), use_cache=False, **kwargs)
+        return bool(rules_of(report, "unsupported-syntax"))
+
+    assert found() and found(server_major=17) and not found(server_major=18)  # --pending --env: the server's
+    project = _versioned(tmp_path, monkeypatch, 16)
+    assert found(server_major=18)  # [lint] pg_version says which servers run the migrations
