@@ -500,16 +500,14 @@ class _Deploy:
     # -- gate 5 ------------------------------------------------------------------------
     def _apply_to_production(self) -> None:
         with self.runner.gate("production", TITLES["production"]) as gate:
-            from safemig.deploy.observers import ReportingObserver
-            from safemig.migrations.engine import Migrator
+            from safemig.deploy.observers import monotonic_deadline, production_migrator
 
-            migrator = Migrator(
-                self.prod,
-                self.migrations,
-                rollbacks_dir=self.config.rollbacks_dir,
-                settings=self.settings.apply_settings,
-                observer=ReportingObserver(self.reporter, self.env, gate),
-            )
+            end = self.window.current[2] if self.window and self.window.open and self.window.current else None
+            deadline = monotonic_deadline(end, now=self.options.now, started_at=self.record.started_at) if end else None
+            migrator, _ = self.stack.enter_context(production_migrator(
+                self.prod, self.prod_url, self.migrations, self.config.rollbacks_dir, self.settings,
+                deadline=deadline, reporter=self.reporter, env=self.env, gate=gate, attempts=self.record.attempts,
+            ))  # fmt: skip
             done: list[int] = []
             for migration in self.pending:
                 try:
