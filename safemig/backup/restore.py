@@ -10,8 +10,12 @@ an explicit confirmation flag for that).
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +93,17 @@ def _target_state(url: str) -> tuple[str, int]:
 
 
 def restore_backup(
-    config: Config, env: str, *, source: str, target_url: str, clean: bool = False, progress: bool = False
+    config: Config,
+    env: str,
+    *,
+    source: str,
+    target_url: str,
+    clean: bool = False,
+    progress: bool = False,
+    jobs: int = 1,
+    no_owner: bool = False,
+    no_privileges: bool = False,
+    select: Callable[[list[str]], list[str]] | None = None,
 ) -> RestoreResult:
     """Restore ``source`` (``latest`` or ``s3://...``) into ``target_url``'s database.
 
@@ -129,6 +143,19 @@ def restore_backup(
     args = [pg_restore.path, "--exit-on-error", "--single-transaction", "--no-password", f"--dbname={conninfo}"]
     if clean:
         args += ["--clean", "--if-exists"]
+    if jobs != 1:
+        raise UsageError("restoring with jobs > 1 is not supported yet", hint="restore with jobs=1")
+    if no_owner:
+        args.append("--no-owner")
+    if no_privileges:
+        args.append("--no-privileges")
+    list_file = None
+    if select is not None:  # pg_restore's own TOC (-l), filtered by the caller, passed back with -L
+        toc = _toc_lines(pg_restore.path, client, info)
+        list_file = tempfile.NamedTemporaryFile("w", suffix=".list", encoding="utf-8", delete=False)  # noqa: SIM115
+        with list_file:
+            list_file.write("".join(line + "\n" for line in select(toc)))
+        args.append(f"--use-list={list_file.name}")
     started = time.monotonic()
     restorer = ChildProcess(args, env=child_env(password), stdin=-1)
     digest = hashlib.sha256()
@@ -162,6 +189,10 @@ def restore_backup(
     except BaseException:
         restorer.kill()  # its transaction was never committed: the target is untouched
         raise
+    finally:
+        if list_file is not None:  # pg_restore reads it once it has the archive's TOC: wait for it to end
+            restorer.wait()
+            os.unlink(list_file.name)
     problem = restorer.failure(f"restoring into {database}")
     if problem:
         raise ToolError(
@@ -189,6 +220,32 @@ def _feed(restorer: ChildProcess, chunk: bytes, database: str) -> None:
         raise ToolError(
             problem, hint="pg_restore ran in a single transaction, so nothing was restored; fix the cause and retry"
         ) from None
+
+
+def _toc_lines(pg_restore: str, client: Any, info: BackupInfo) -> list[str]:
+    """The archive's table of contents (``pg_restore -l``), read from the head of the object."""
+    lister = ChildProcess([pg_restore, "--list"], env=child_env(None), stdin=-1, stdout=-1)
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(lister.stdout.read()), daemon=True)
+    reader.start()
+    try:
+        for chunk in iter_object(client, info.bucket, info.key, "reading the table of contents of"):
+            try:
+                lister.stdin.write(chunk)
+            except BrokenPipeError:  # it has read the TOC and stopped: what it needs is the head
+                break
+        try:
+            lister.stdin.close()
+        except BrokenPipeError:
+            pass
+    except BaseException:
+        lister.kill()
+        raise
+    reader.join()
+    problem = lister.failure(f"listing {info.uri}")
+    if problem:
+        raise ToolError(problem, hint="the backup's archive cannot be read by pg_restore; nothing was restored")
+    return b"".join(out).decode("utf-8", "replace").splitlines()
 
 
 def _major(version: str) -> int:
