@@ -119,6 +119,8 @@ class SchemaObject:
     definition: str
 
 
+_LEDGER = "._sqlx_migrations"
+
 Snapshot = dict[tuple[str, str], SchemaObject]
 
 
@@ -127,6 +129,8 @@ def snapshot(conn) -> Snapshot:
     out: Snapshot = {}
     for kind, query in _QUERIES:
         for name, relation, definition in conn.execute(query):
+            if (relation or name).endswith(_LEDGER):  # the migrator's bookkeeping, created on first apply
+                continue
             if kind == "relation":
                 relkind = definition.split(" ", 1)[0]
                 real_kind = _RELKINDS.get(relkind, "relation")
