@@ -39,7 +39,17 @@ _KNOWN_KEYS = {
     "concurrency",
     "pg_bin_dir",
     "sdk_checksums",
+    "stall_timeout",
+    "lock_wait_timeout",
+    "keep_last",
+    "keep_days",
+    "spool_dir",
+    "role_passwords",
 }
+DEFAULT_STALL_TIMEOUT = "5min"
+DEFAULT_LOCK_WAIT_TIMEOUT = "30s"
+_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|min|h)?\s*$")
+_UNIT_SECONDS = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,24 @@ class BackupSettings:
     concurrency: int = DEFAULT_CONCURRENCY
     pg_bin_dir: str | None = None
     sdk_checksums: bool = False  # botocore's own CRC32 checksums: off, since older S3-compatible stores refuse them
+    stall_timeout: float = 300.0  # seconds without progress on the dump or the upload before giving up
+    lock_wait_timeout: float = 30.0  # pg_dump --lock-wait-timeout: never queue long behind DDL
+    keep_last: int | None = None  # retention for `safemig backups prune`
+    keep_days: float | None = None
+    spool_dir: str | None = None  # where a restore keeps its verified local copy (default: TMPDIR)
+    role_passwords: bool = False  # store role passwords (hashes) with the roles: off unless asked
+
+    @property
+    def compression_method(self) -> str:
+        """``gzip``, ``lz4``, ``zstd`` or ``none`` (a bare level means gzip, or none for 0)."""
+        head = self.compression.split(":", 1)[0]
+        if head.isdigit():
+            return "none" if head == "0" else "gzip"
+        return head
+
+    def needs_pg_dump_16(self) -> bool:
+        """pg_dump 15 and older take only ``-Z 0-9``; ``METHOD[:LEVEL]`` arrived in 16."""
+        return not self.compression.isdigit()
 
     def env_prefix(self, env: str) -> str:
         """The S3 "directory" of one env's backups: ``prefix + env + "/"``."""
@@ -102,6 +130,30 @@ def _bool(section: dict[str, Any], key: str, where: str, default: bool) -> bool:
             hint=f"e.g. {key} = {str(not default).lower()}",
         )
     return value
+
+
+def _duration(section: dict[str, Any], key: str, where: str, default: str) -> float:
+    """Seconds in ``"30s"``, ``"5min"``, ``"500ms"``, ``"1h"`` (a bare number is seconds).
+
+    Written here rather than shared with the deploy settings' parser: backup sits below deploy
+    and must not import it; the config helper is unifying the two.
+    """
+    value = section.get(key, default)
+    text = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    seconds = float(match["number"]) * _UNIT_SECONDS[match["unit"] or "s"] if match else 0.0
+    if not match or seconds <= 0:
+        raise ConfigError(
+            f"backup.{key} = {value!r} in {where} is not a positive duration",
+            hint=f'write {key} like "30s", "5min" or "1h" (default {default})',
+        )
+    return seconds
+
+
+def _optional_int(section: dict[str, Any], key: str, where: str, low: int, high: int) -> int | None:
+    if key not in section:
+        return None
+    return _int(section, key, where, low, low, high)
 
 
 def load_settings(config: Config) -> BackupSettings:
@@ -165,6 +217,12 @@ def load_settings(config: Config) -> BackupSettings:
         concurrency=_int(section, "concurrency", where, DEFAULT_CONCURRENCY, 1, 32),
         pg_bin_dir=_string(section, "pg_bin_dir", where),
         sdk_checksums=_bool(section, "sdk_checksums", where, False),
+        stall_timeout=_duration(section, "stall_timeout", where, DEFAULT_STALL_TIMEOUT),
+        lock_wait_timeout=_duration(section, "lock_wait_timeout", where, DEFAULT_LOCK_WAIT_TIMEOUT),
+        keep_last=_optional_int(section, "keep_last", where, 1, 100_000),
+        keep_days=_optional_int(section, "keep_days", where, 1, 100_000),
+        spool_dir=_string(section, "spool_dir", where),
+        role_passwords=_bool(section, "role_passwords", where, False),
     )
 
 
