@@ -46,7 +46,8 @@ def make_reporter(*, err: bool) -> Reporter:
             output.echo(f"{number(name)} {title} ...", err=err, style="bold")
 
         def gate_finished(self, result: GateResult) -> None:
-            text = f"    {result.title}: {result.verdict.upper() if result.verdict == FAILED else result.verdict} ({result.duration_s:.2f}s)"
+            verdict = result.verdict.upper() if result.verdict == FAILED else result.verdict
+            text = f"    {result.title}: {verdict} ({result.duration_s:.2f}s)"
             if result.verdict == FAILED:
                 output.echo(f"{text}: {result.error}", err=err, style="bold red")
             else:

@@ -97,7 +97,8 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
                 stack.callback(cluster.stop)
             clusters[name] = cluster
             _say(
-                f"demo: {name} PostgreSQL {'initialised and ' if fresh else ''}running on 127.0.0.1:{cluster.port} (data in {cluster.datadir})"
+                f"demo: {name} PostgreSQL {'initialised and ' if fresh else ''}running on "
+                f"127.0.0.1:{cluster.port} (data in {cluster.datadir})"
             )
         import logging
 
@@ -150,11 +151,13 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
             )
             env_file.chmod(0o600)
             _say(
-                f"demo: PostgreSQL keeps running (./scripts/demo without --keep-running stops it); `source {env_file}` to use it, e.g."
+                "demo: PostgreSQL keeps running (./scripts/demo without --keep-running stops it); `source "
+                f"{env_file}` to use it, e.g."
             )
             _say(f"  safemig migrate info --config {config_path} --env prod")
             _say(
-                f"demo: the local S3 lives in this process; press Ctrl-C to stop it (export AWS_ENDPOINT_URL={s3.endpoint_url})."
+                "demo: the local S3 lives in this process; press Ctrl-C to stop it (export "
+                f"AWS_ENDPOINT_URL={s3.endpoint_url})."
             )
             try:
                 while True:

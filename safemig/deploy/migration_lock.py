@@ -17,7 +17,8 @@ _HOLDER_SQL = """
 SELECT a.pid, coalesce(nullif(a.application_name, ''), '?'), a.usename, a.client_addr::text,
        now() - a.backend_start
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND ((l.classid::bigint << 32) | l.objid::bigint) = %s AND a.pid <> pg_backend_pid()
 """
 
@@ -53,7 +54,10 @@ def take_deploy_lock(stack: ExitStack, conn, env: str, wait_s: float, gate: Gate
         if wait_s <= 0:
             raise CheckFailed(
                 f"{env} is being migrated by another session: the migration lock is held by {holder}",
-                hint="wait until it finishes (a second deploy then finds nothing to deploy), or pass --lock-wait SECONDS to wait",
+                hint=(
+                    "wait until it finishes (a second deploy then finds nothing to deploy), or pass "
+                    "--lock-wait SECONDS to wait"
+                ),
             )
         waited = True
         gate.note(f"waiting up to {wait_s:g}s for the migration lock on {env}, held by {holder}")

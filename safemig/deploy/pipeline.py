@@ -133,7 +133,10 @@ def preflight(
             raise ConfigError(
                 f"the rehearsal restores the backup into a new database on {settings.staging}'s server, "
                 f"but role {role} may not create databases",
-                hint=f'ALTER ROLE {role} CREATEDB, or rehearse on the staging database itself: rehearsal = "staging" under [envs.{env}]',
+                hint=(
+                    f"ALTER ROLE {role} CREATEDB, or rehearse on the staging database itself: rehearsal = "
+                    f'"staging" under [envs.{env}]'
+                ),
             )
 
     if not options.dry_run:
@@ -154,7 +157,10 @@ def preflight(
             else:
                 raise CheckFailed(
                     window.describe(),
-                    hint="deploy during the window, or pass --outside-window --reason TEXT (the reason goes into the deploy record)",
+                    hint=(
+                        "deploy during the window, or pass --outside-window --reason TEXT (the reason goes "
+                        "into the deploy record)"
+                    ),
                 )
         else:
             gate.note(window.describe())
@@ -202,7 +208,9 @@ def _check_ledgers(migrations, prod, env, staging, settings, options, gate) -> t
         found = ledger.problems(ledger.states(migrations, staging_rows), allow_out_of_order=True)
         if found:
             raise _prefixed(found[0], f"staging env {settings.staging}")
-    gate.note(f"ledger of {env}" + (f" and {settings.staging}" if checked_staging else "") + " consistent with the files")
+    gate.note(
+        f"ledger of {env}" + (f" and {settings.staging}" if checked_staging else "") + " consistent with the files"
+    )
     return pending, prod_applied
 
 
@@ -223,12 +231,15 @@ def lint_gate(ctx: DeployContext, gate: GateContext) -> int:
     if report.has_errors:
         first = errors[0]
         raise CheckFailed(
-            f"lint found {len(errors)} error(s) in the pending migrations, first {rel(Path(first.path), root)}:{first.line}: "
+            f"lint found {len(errors)} error(s) in the pending migrations, first "
+            f"{rel(Path(first.path), root)}:{first.line}: "
             f"[{first.rule}] {first.message}",
             hint=first.hint or "fix the findings listed above (`safemig lint` shows them all)",
         )
     gate.summary(
-        f"{len(paths)} file(s) linted, {len(report.findings)} warning(s)" if report.findings else f"{len(paths)} file(s) clean"
+        f"{len(paths)} file(s) linted, {len(report.findings)} warning(s)"
+        if report.findings
+        else f"{len(paths)} file(s) clean"
     )
     return len(report.findings)
 
@@ -241,7 +252,11 @@ def backup_gate(ctx: DeployContext, record_id: str, gate: GateContext, reporter:
     from safemig.backup import run_backup
 
     result = run_backup(
-        ctx.config, ctx.env, database_url=ctx.prod_url, label=f"pre-deploy {record_id}", progress=reporter.backup_progress()
+        ctx.config,
+        ctx.env,
+        database_url=ctx.prod_url,
+        label=f"pre-deploy {record_id}",
+        progress=reporter.backup_progress(),
     )
     gate.summary(f"{result.uri} ({_size(result.size)}, sha256 {result.sha256[:12]}…, verified)")
     return result
@@ -269,7 +284,9 @@ def rehearsal_gate(
     measured = "measured on the restore" if result.mode == "restore" else "on staging"
     shown = [row for row in result.lock_rollup if row.get("exists_on_prod")]
     for row in shown:
-        size = f", ~{row['prod_rows_estimate']:,} rows on {ctx.env}" if row.get("prod_rows_estimate") is not None else ""
+        size = (
+            f", ~{row['prod_rows_estimate']:,} rows on {ctx.env}" if row.get("prod_rows_estimate") is not None else ""
+        )
         text = f"{row['mode']} on {row['relation']} ({row['migration']}, held {row['held_ms']:.0f} ms {measured}{size})"
         if row["mode"] == "ACCESS EXCLUSIVE" and row.get("large"):
             gate.warn(f"{text}: a large table; its reads and writes wait until the migration commits")
@@ -278,7 +295,8 @@ def rehearsal_gate(
     created = len(result.lock_rollup) - len(shown)
     if created:
         gate.note(
-            f"locks on {created} relation(s) that do not exist on {ctx.env} yet (created by this deploy) are in the record, not shown"
+            f"locks on {created} relation(s) that do not exist on {ctx.env} yet (created by this deploy) are "
+            "in the record, not shown"
         )
     _check_fits_window(ctx, result)
     gate.summary(result.summary)
@@ -315,8 +333,10 @@ def _add_prod_sizes(prod, rollup: list[dict[str, Any]]) -> None:
     sizes: dict[str, tuple[int, int]] = {}
     if names:
         cur = prod.execute(
-            "SELECT n.nspname || '.' || c.relname, c.reltuples::bigint, c.relpages::bigint * current_setting('block_size')::bigint "
-            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname || '.' || c.relname = ANY(%s)",
+            "SELECT n.nspname || '.' || c.relname, c.reltuples::bigint, c.relpages::bigint * "
+            "current_setting('block_size')::bigint "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname || '.' || "
+            "c.relname = ANY(%s)",
             (names,),
         )
         sizes = {name: (max(rows, 0), size) for name, rows, size in cur}
@@ -515,7 +535,9 @@ class _Run:
                 from safemig.backup import put_next_to
 
                 name = f"deploy-{self.record.id}.json"
-                outcome.record_uri = put_next_to(self.backup_uri, name, self.record.to_json().encode(), config=self.config)
+                outcome.record_uri = put_next_to(
+                    self.backup_uri, name, self.record.to_json().encode(), config=self.config
+                )
                 self.record.record_uri = outcome.record_uri
             except SafemigError as exc:
                 outcome.upload_warning = f"deploy record not uploaded to S3: {exc.message}"

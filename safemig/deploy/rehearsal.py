@@ -137,12 +137,12 @@ def rehearse_on_restore(
     assert ctx.staging is not None and ctx.staging_url is not None and ctx.settings.staging
     result.mode = "restore"
     staging_env = ctx.settings.staging
-    scope = resolve_scope(
-        ctx.prod, migration_targets(ctx.pending), everything=ctx.settings.rehearsal_data == "all"
-    )
-    database, encoding = ctx.prod.execute(
+    scope = resolve_scope(ctx.prod, migration_targets(ctx.pending), everything=ctx.settings.rehearsal_data == "all")
+    row = ctx.prod.execute(
         "SELECT current_database(), pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()"
     ).fetchone()
+    assert row is not None  # the connection's own database
+    database, encoding = row
     name = scratch.scratch_name(database, ctx.started_at)
     result.ran_on = {
         "backup_uri": backup_uri,
@@ -227,7 +227,9 @@ def rehearse_on_staging(
     take_deploy_lock(stack, conn, f"staging env {env}", 0, gate)
     reset = f"reset {env} from {ctx.env}'s pre-deploy backup {backup_uri} (safemig restore)" if backup_uri else None
     steps = _Steps(f"staging rehearsal on {env}", None)
-    quiet = _migrator(ctx, conn, ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="align: apply"))
+    quiet = _migrator(
+        ctx, conn, ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="align: apply")
+    )
 
     # 1. align staging with prod's applied set
     staging_applied = {v for v, row in ledger.applied_rows(conn).items() if row.success}
@@ -235,9 +237,13 @@ def rehearse_on_staging(
         migration = by_version[version]
         if ctx.rollbacks.get(version) is None:
             raise CheckFailed(
-                f"staging env {env} has version {version} applied, which {ctx.env} has not, and it has no rollback script: "
+                f"staging env {env} has version {version} applied, which {ctx.env} has not, and it has no "
+                "rollback script: "
                 f"staging cannot be brought to {ctx.env}'s state",
-                hint=f"reset {env} from a backup of {ctx.env} (safemig restore), or write a rollback script for version {version}",
+                hint=(
+                    f"reset {env} from a backup of {ctx.env} (safemig restore), or write a rollback script "
+                    f"for version {version}"
+                ),
             )
         _Steps(f"staging rehearsal on {env}", reset)(
             f"aligning (reverting {migration.name}, applied on staging only)", quiet.revert, migration
@@ -251,7 +257,8 @@ def rehearse_on_staging(
         result.aligned_applied.append(version)
     if result.aligned_applied or result.aligned_reverted:
         gate.note(
-            f"{env} aligned with {ctx.env}: applied {_versions(result.aligned_applied)}, reverted {_versions(result.aligned_reverted)}"
+            f"{env} aligned with {ctx.env}: applied {_versions(result.aligned_applied)}, reverted "
+            f"{_versions(result.aligned_reverted)}"
         )
 
     # 2. staging must look like prod where the pending migrations act, or the rehearsal proves nothing
@@ -292,7 +299,10 @@ def _compare_with_prod(ctx: DeployContext, conn, env: str, gate: GateContext) ->
         more = f" (and {len(differences) - 10} more)" if len(differences) > 10 else ""
         raise CheckFailed(
             f"staging env {env}'s schema differs from {ctx.env}'s where the pending migrations act: {shown}{more}",
-            hint=f're-seed {env} from a backup of {ctx.env} (safemig restore), or rehearse on a restore of the backup: rehearsal = "restore"',
+            hint=(
+                f"re-seed {env} from a backup of {ctx.env} (safemig restore), or rehearse on a restore of "
+                'the backup: rehearsal = "restore"'
+            ),
         )
     scope = "everything" if relations is None else f"{len(relations)} relation(s)"
     gate.note(f"{env}'s schema matches {ctx.env}'s for {scope} the pending migrations touch")
@@ -307,7 +317,9 @@ def _qualified(conn, names) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _put_back(ctx: DeployContext, conn, env: str, reporter: Reporter, gate: GateContext) -> tuple[list[int], str | None]:
+def _put_back(
+    ctx: DeployContext, conn, env: str, reporter: Reporter, gate: GateContext
+) -> tuple[list[int], str | None]:
     """Revert, newest first, every pending version the failed rehearsal left applied on staging.
 
     Returns the versions reverted and, if one could not be, why. A ``-- no-transaction``
@@ -348,7 +360,11 @@ def _migrator(ctx: DeployContext, conn, observer):
     from safemig.migrations.engine import Migrator
 
     return Migrator(
-        conn, list(ctx.migrations), rollbacks_dir=ctx.config.rollbacks_dir, settings=ctx.settings.apply_settings, observer=observer
+        conn,
+        list(ctx.migrations),
+        rollbacks_dir=ctx.config.rollbacks_dir,
+        settings=ctx.settings.apply_settings,
+        observer=observer,
     )
 
 
@@ -384,7 +400,9 @@ def _exercise(
         result.statements = recorder.statements
         result.notes.extend(recorder.notes)
         result.lock_rollup = strongest_per_relation(recorder.statements)
-    gate.note(f"{where}: applied {_versions(m.version for m in pending)} in {result.apply_s * 1000:.0f} ms (locks recorded)")
+    gate.note(
+        f"{where}: applied {_versions(m.version for m in pending)} in {result.apply_s * 1000:.0f} ms (locks recorded)"
+    )
 
     # roll back each, newest first, comparing the schema with the one before it; then re-apply
     reverter = _migrator(ctx, conn, observer("rollback of"))
@@ -393,7 +411,8 @@ def _exercise(
         if ctx.rollbacks.get(migration.version) is None:
             result.without_rollback.append(migration.version)
             gate.warn(
-                f"{migration.name} has no rollback script (.down.sql or {Path(ctx.config.rollbacks_dir).name}/{migration.version:0>3}_*.sql)"
+                f"{migration.name} has no rollback script (.down.sql or "
+                f"{Path(ctx.config.rollbacks_dir).name}/{migration.version:0>3}_*.sql)"
                 + ("; older pending migrations cannot be rolled back past it" if migration is not pending[0] else "")
             )
             break
@@ -418,7 +437,10 @@ def _exercise(
         result.rollbacks_rehearsed.append(migration.version)
     result.rollbacks_rehearsed.sort()
     if reverted:
-        gate.note(f"{where}: rolled back {_versions(m.version for m in reverted)} (newest first, schema compared) and re-applied them")
+        gate.note(
+            f"{where}: rolled back {_versions(m.version for m in reverted)} (newest first, schema compared) "
+            "and re-applied them"
+        )
     result.without_rollback.extend(
         m.version for m in pending if ctx.rollbacks.get(m.version) is None and m.version not in result.without_rollback
     )

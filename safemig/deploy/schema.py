@@ -17,12 +17,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-_USER = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+_USER = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+)
 
 
 def _not_extension(catalog: str, oid: str) -> str:
     """A condition leaving out objects that belong to an extension (they are the extension's, not the schema's)."""
-    return f"NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{catalog}'::regclass AND e.objid = {oid} AND e.deptype = 'e')"
+    return (
+        f"NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{catalog}'::regclass "
+        f"AND e.objid = {oid} AND e.deptype = 'e')"
+    )
+
 
 _RELKINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "S": "sequence", "f": "foreign table"}
 
@@ -37,7 +44,8 @@ _QUERIES: list[tuple[str, str]] = [
     (
         "relation",
         "SELECT n.nspname || '.' || c.relname, n.nspname || '.' || c.relname, c.relkind::text || "
-        "CASE WHEN c.relrowsecurity THEN ' rls' ELSE '' END || CASE WHEN c.relforcerowsecurity THEN ' force' ELSE '' END "
+        "CASE WHEN c.relrowsecurity THEN ' rls' ELSE '' END || CASE WHEN c.relforcerowsecurity THEN ' "
+        "force' ELSE '' END "
         "|| CASE WHEN c.relkind IN ('v', 'm') THEN ' ' || pg_get_viewdef(c.oid) ELSE '' END "
         "|| coalesce(' partition ' || pg_get_expr(c.relpartbound, c.oid), '') "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -78,7 +86,8 @@ _QUERIES: list[tuple[str, str]] = [
     (
         "function",
         "SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', '', "
-        "p.prokind::text || ' ' || coalesce(pg_get_function_result(p.oid), '') || ' ' || p.provolatile::text || ' ' || md5(p.prosrc) "
+        "p.prokind::text || ' ' || coalesce(pg_get_function_result(p.oid), '') || ' ' || "
+        "p.provolatile::text || ' ' || md5(p.prosrc) "
         f"FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {_USER} "
         "AND " + _not_extension("pg_proc", "p.oid"),
     ),
@@ -98,9 +107,11 @@ _QUERIES: list[tuple[str, str]] = [
     (
         "type",
         "SELECT n.nspname || '.' || t.typname, '', t.typtype::text || ' ' || CASE t.typtype "
-        "WHEN 'e' THEN (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid) "
+        "WHEN 'e' THEN (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE "
+        "e.enumtypid = t.oid) "
         "WHEN 'd' THEN format_type(t.typbasetype, t.typtypmod) || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END "
-        "WHEN 'c' THEN (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attnum) "
+        "WHEN 'c' THEN (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' "
+        "ORDER BY a.attnum) "
         "  FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) "
         "ELSE '' END "
         "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
@@ -158,7 +169,13 @@ class Difference:
         return text
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "object": self.name, "change": self.change, "before": self.before, "after": self.after}
+        return {
+            "kind": self.kind,
+            "object": self.name,
+            "change": self.change,
+            "before": self.before,
+            "after": self.after,
+        }
 
 
 def _clip(text: str | None, width: int = 100) -> str:

@@ -130,9 +130,7 @@ def migration_targets(migrations: Iterable[Migration]) -> Targets:
     calls: set[str] = set()
     for migration in migrations:
         parsed = parse_sql(migration.sql)
-        created_routines = {
-            facts.routine_name(s): s for s in parsed.statements if s.node_type == "CreateFunctionStmt"
-        }
+        created_routines = {facts.routine_name(s): s for s in parsed.statements if s.node_type == "CreateFunctionStmt"}
         pending = list(parsed.statements)
         seen_routines: set[str] = set()
         while pending:
@@ -157,8 +155,19 @@ def migration_targets(migrations: Iterable[Migration]) -> Targets:
                     names.add(name)
             for drop in facts.drops(stmt):
                 for name in (drop.name, drop.table):
-                    if name and drop.kind in ("TABLE", "INDEX", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "COLUMN",
-                                              "CONSTRAINT", "FOREIGN TABLE", "TRIGGER", "POLICY", "RULE"):
+                    if name and drop.kind in (
+                        "TABLE",
+                        "INDEX",
+                        "VIEW",
+                        "MATERIALIZED VIEW",
+                        "SEQUENCE",
+                        "COLUMN",
+                        "CONSTRAINT",
+                        "FOREIGN TABLE",
+                        "TRIGGER",
+                        "POLICY",
+                        "RULE",
+                    ):
                         names.add(name)
             for called in facts.function_calls(stmt.node):
                 if called in created_routines:
@@ -185,7 +194,8 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 _USER_FUNCTIONS = """
 SELECT DISTINCT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE p.proname = ANY(%s) AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 """
 
 # One round of "what these relations need": FK parents, partitions/children, parents, the
@@ -211,7 +221,10 @@ def resolve_scope(conn, targets: Targets, *, everything: bool = False) -> Scope:
     if everything:
         return Scope(everything_because='rehearsal_data = "all"')
     if targets.unknown:
-        return Scope(everything_because="the targets of the pending migrations cannot be known: " + "; ".join(targets.unknown[:3]))
+        return Scope(
+            everything_because="the targets of the pending migrations cannot be known: "
+            + "; ".join(targets.unknown[:3])
+        )
     if targets.calls:
         user = sorted(r[0] for r in conn.execute(_USER_FUNCTIONS, (sorted(targets.calls),)))
         if user:

@@ -77,12 +77,16 @@ def _create(conn, name: str, encoding: str) -> None:
 
     try:
         conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(sql.Identifier(name), sql.Literal(encoding))
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(
+                sql.Identifier(name), sql.Literal(encoding)
+            )
         )
     except psycopg.errors.DuplicateDatabase:
         raise CheckFailed(
             f"the rehearsal database {name} already exists on the staging server",
-            hint="a kept rehearsal (--keep-rehearsal) of a deploy started in the same second: drop it, or wait a second",
+            hint=(
+                "a kept rehearsal (--keep-rehearsal) of a deploy started in the same second: drop it, or wait a second"
+            ),
         ) from None
     except psycopg.Error as exc:
         raise DatabaseError(

@@ -110,7 +110,10 @@ def deploy_settings(config: Config, env_name: str) -> DeploySettings:
     if staging is None:
         raise ConfigError(
             f"envs.{env_name} in {config.source} names no staging env to rehearse its deploys on",
-            hint=f'add staging = "staging" (the env name) under [envs.{env_name}], or staging = "none" to deploy without a rehearsal',
+            hint=(
+                f'add staging = "staging" (the env name) under [envs.{env_name}], or staging = "none" to '
+                "deploy without a rehearsal"
+            ),
         )
     if not isinstance(staging, str) or not staging:
         raise ConfigError(f'{_setting(env, "staging")} must be an env name or "none"', hint='e.g. staging = "staging"')
