@@ -159,37 +159,92 @@ def rehearse_on_restore(
             + ", ".join(sorted(scope.relations)[:8])
             + (" …" if len(scope.relations) > 8 else "")
         )
-    with scratch.scratch_database(
-        ctx.staging, ctx.staging_url, name, encoding=encoding, keep=ctx.options.keep_rehearsal, warn=gate.warn
-    ) as url:
-        try:
-            restored = restore_backup(
-                ctx.config,
-                ctx.env,
-                source=backup_uri,
-                target_url=url,
-                no_owner=True,
-                no_privileges=True,
-                select=scope.select,
-            )
-        except SafemigError as exc:
-            raise type(exc)(
-                f"the backup {backup_uri} cannot be restored into {name} on {staging_env}'s server: {exc.message}",
-                "; ".join(h for h in (exc.hint, f"{ctx.env} is untouched") if h),
-            ) from None
-        result.ran_on["restore_s"] = round(restored.duration_s, 3)
-        with closing(db.connect(url, autocommit=True, application_name="safemig deploy (rehearsal)")) as conn:
-            counts = _row_counts(conn, scope.targets or sorted(scope.relations))
-            result.ran_on["row_counts"] = counts
-            gate.note(
-                f"restored {backup_uri} into {name} in {restored.duration_s:.1f}s"
-                + (": " + ", ".join(f"{r} {n:,} rows" for r, n in counts.items()) if counts else "")
-            )
-            steps = _Steps(f"rehearsal on {name} (a restore of {backup_uri})", f"{ctx.env} is untouched")
-            _exercise(ctx, conn, url, name, gate, reporter, result, steps)
-        if ctx.options.keep_rehearsal:
-            gate.warn(f"rehearsal database kept (--keep-rehearsal): {mask_url(url)}; drop it when done")
+    create_roles = _roles_policies_need(ctx, staging_env, gate)
+    result.ran_on["roles_created"] = []
+    try:
+        with scratch.scratch_database(
+            ctx.staging, ctx.staging_url, name, encoding=encoding, keep=ctx.options.keep_rehearsal, warn=gate.warn
+        ) as url:
+            try:
+                restored = restore_backup(
+                    ctx.config,
+                    ctx.env,
+                    source=backup_uri,
+                    target_url=url,
+                    no_owner=True,
+                    no_privileges=True,
+                    select=scope.select,
+                    create_roles=create_roles,
+                )
+            except SafemigError as exc:
+                raise type(exc)(
+                    f"the backup {backup_uri} cannot be restored into {name} on {staging_env}'s server: {exc.message}",
+                    "; ".join(h for h in (exc.hint, f"{ctx.env} is untouched") if h),
+                ) from None
+            result.ran_on["restore_s"] = round(restored.duration_s, 3)
+            result.ran_on["roles_created"] = list(restored.roles_created)
+            if restored.roles_created:
+                gate.note(
+                    f"created role(s) {', '.join(restored.roles_created)} on {staging_env}'s server for the "
+                    "policies that name them (dropped again after the rehearsal)"
+                )
+            with closing(db.connect(url, autocommit=True, application_name="safemig deploy (rehearsal)")) as conn:
+                counts = _row_counts(conn, scope.targets or sorted(scope.relations))
+                result.ran_on["row_counts"] = counts
+                gate.note(
+                    f"restored {backup_uri} into {name} in {restored.duration_s:.1f}s"
+                    + (": " + ", ".join(f"{r} {n:,} rows" for r, n in counts.items()) if counts else "")
+                )
+                steps = _Steps(f"rehearsal on {name} (a restore of {backup_uri})", f"{ctx.env} is untouched")
+                _exercise(ctx, conn, url, name, gate, reporter, result, steps)
+            if ctx.options.keep_rehearsal:
+                gate.warn(f"rehearsal database kept (--keep-rehearsal): {mask_url(url)}; drop it when done")
+    finally:  # after the scratch database is gone: nothing depends on the roles any more
+        if result.ran_on["roles_created"] and not ctx.options.keep_rehearsal:
+            from safemig.backup.roles import drop_roles
+
+            drop_roles(ctx.staging_url, result.ran_on["roles_created"])
     return result
+
+
+def _roles_policies_need(ctx: DeployContext, staging_env: str, gate: GateContext) -> bool:
+    """Whether the restore must create roles: prod's row-level security policies name roles the
+    staging server lacks (``--no-owner --no-privileges`` skips owners and GRANTs, not a policy's ``TO``).
+
+    Only then are the backup's roles created (and dropped after the rehearsal); a staging role
+    that may not create roles is refused with what to do.
+    """
+    assert ctx.staging is not None
+    named = {
+        r[0]
+        for r in ctx.prod.execute(
+            "SELECT DISTINCT r.rolname FROM pg_policy p CROSS JOIN LATERAL unnest(p.polroles) AS x(oid) "
+            "JOIN pg_roles r ON r.oid = x.oid"
+        )
+    }
+    if not named:
+        return False
+    existing = {
+        r[0] for r in ctx.staging.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (sorted(named),))
+    }
+    missing = sorted(named - existing)
+    if not missing:
+        return False
+    row = ctx.staging.execute(
+        "SELECT current_user, rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    assert row is not None
+    if not row[1]:
+        raise CheckFailed(
+            f"{ctx.env}'s row-level security policies name role(s) {', '.join(missing)}, which {staging_env}'s "
+            f"server lacks, and role {row[0]} may not create them: the restore would fail",
+            hint=f"create the role(s) on {staging_env}'s server (NOLOGIN is enough), grant {row[0]} CREATEROLE, "
+            'or set rehearsal = "staging"',
+        )
+    gate.note(
+        f"{ctx.env}'s policies name role(s) {', '.join(missing)}: the restore creates them on {staging_env}'s server"
+    )
+    return True
 
 
 def _row_counts(conn, relations: list[str]) -> dict[str, int]:

@@ -240,3 +240,34 @@ def test_rehearsal_on_200k_prod_rows_measures_prod_sized_work(project):
     assert index["mode"] == "SHARE UPDATE EXCLUSIVE" and index["prod_rows_estimate"] == 200000
     assert project.query(project.prod_url, "SELECT count(*) FROM items WHERE note = 'n/a'")[0][0] == 200000
     assert _scratch_databases(project) == []
+
+
+def test_a_policy_naming_a_role_the_staging_server_lacks_still_restores_and_the_role_goes_again(project):
+    role = "app_reader_" + uuid.uuid4().hex[:8]
+    project.apply_directly(project.prod_url, [1])
+    _run(
+        project.prod_url,
+        f"CREATE ROLE {role} NOLOGIN; ALTER TABLE items ENABLE ROW LEVEL SECURITY;"
+        f"CREATE POLICY readers ON items FOR SELECT TO {role} USING (true)",
+    )
+    try:
+        result = project.deploy()
+        assert result.exit_code == 0, result.output
+        assert f"policies name role(s) {role}: the restore creates them" in result.stdout
+        record = project.records()[-1]
+        assert record["rehearsal"]["ran_on"]["roles_created"] == [role]
+        assert project.query(project.staging_url, f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")[0][0] == 0
+        assert _scratch_databases(project) == []
+    finally:
+        _run(project.prod_url, f"DROP POLICY readers ON items; DROP ROLE {role}")
+
+
+def test_a_failing_dry_run_writes_no_record_and_shows_the_rehearsal_it_would_run(project):
+    plan = project.deploy("--dry-run")
+    assert plan.exit_code == 0, plan.output
+    assert "restore that backup (schema and the data of the tables the migrations touch) into a scratch database" in plan.stdout
+    project.migration("004_broken.sql", "ALTER TABLEE items ADD COLUMN x TEXT;\n")
+    failed = project.deploy("--dry-run")
+    assert failed.exit_code == 1, failed.output
+    assert "Lint: FAILED" in failed.stdout and "Report: passed" not in failed.stdout
+    assert project.records() == [] and project.s3_keys() == []
