@@ -130,6 +130,7 @@ def main() -> None:
     s3 = start_local_s3()
     results: dict[str, list[float]] = {"rehearsal_gate": [], "pg_restore_local": [], "deploy": [], "migrate": []}
     restore_part: list[float] = []
+    phases: list[dict[str, float]] = []
     try:
         prod.start()
         staging.start()
@@ -194,6 +195,7 @@ def main() -> None:
             gate = next(g for g in record["gates"] if g["name"] == "staging")
             results["rehearsal_gate"].append(gate["duration_s"])
             restore_part.append(record["rehearsal"]["ran_on"]["restore_s"])
+            phases.append(record["rehearsal"]["phases_s"])
             print(
                 f"run {run}: rehearsal gate {results['rehearsal_gate'][-1]:.3f}s (restore {restore_part[-1]:.3f}s)"
                 f"  pg_restore local {results['pg_restore_local'][-1]:.3f}s"
@@ -214,6 +216,8 @@ def main() -> None:
         f"   ({med['rehearsal_gate'] / med['pg_restore_local']:.2f}x; restore part "
         f"{statistics.median(restore_part):.3f} s)"
     )
+    for phase in phases[0] if phases else {}:
+        print(f"      {phase:<20} {statistics.median(p.get(phase, 0.0) for p in phases):.3f} s")
     print(f"  safemig migrate run (reference)       : {med['migrate']:.3f} s")
     print(f"  safemig deploy (all gates)            : {med['deploy']:.3f} s   ({med['deploy'] / med['migrate']:.2f}x)")
     out = REPO / "bench" / "results"
@@ -226,6 +230,7 @@ def main() -> None:
                 "runs": args.runs,
                 **{f"{k}_s": v for k, v in results.items()},
                 "restore_part_s": restore_part,
+                "rehearsal_phases_s": phases,
                 "rehearsal_ratio": med["rehearsal_gate"] / med["pg_restore_local"],
                 "deploy_ratio": med["deploy"] / med["migrate"],
             },

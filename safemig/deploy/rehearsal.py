@@ -25,6 +25,7 @@ without touching the ledger (the guide's promise that re-running is safe).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
@@ -61,6 +62,10 @@ class RehearsalResult:
     statements: list[StatementLocks] = field(default_factory=list)
     lock_rollup: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    phases_s: dict[str, float] = field(default_factory=dict)  # restore, apply, rollback, re-apply, second run
+
+    def timed(self, phase: str, started: float) -> None:
+        self.phases_s[phase] = round(self.phases_s.get(phase, 0.0) + time.monotonic() - started, 3)
 
     @property
     def apply_s(self) -> float:
@@ -99,6 +104,7 @@ class RehearsalResult:
             "staging_restored": self.staging_restored,
             "statements": [s.as_dict() for s in self.statements],
             "notes": self.notes,
+            "phases_s": self.phases_s,
         }
 
 
@@ -161,10 +167,13 @@ def rehearse_on_restore(
         )
     create_roles = _roles_policies_need(ctx, staging_env, gate)
     result.ran_on["roles_created"] = []
+    started = time.monotonic()
     try:
         with scratch.scratch_database(
             ctx.staging, ctx.staging_url, name, encoding=encoding, keep=ctx.options.keep_rehearsal, warn=gate.warn
         ) as url:
+            result.timed("create", started)
+            started = time.monotonic()
             try:
                 restored = restore_backup(
                     ctx.config,
@@ -175,6 +184,7 @@ def rehearse_on_restore(
                     no_privileges=True,
                     select=scope.select,
                     create_roles=create_roles,
+                    jobs=_restore_jobs(scope),
                 )
             except SafemigError as exc:
                 raise type(exc)(
@@ -182,6 +192,7 @@ def rehearse_on_restore(
                     "; ".join(h for h in (exc.hint, f"{ctx.env} is untouched") if h),
                 ) from None
             result.ran_on["restore_s"] = round(restored.duration_s, 3)
+            result.timed("restore", started)
             result.ran_on["roles_created"] = list(restored.roles_created)
             if restored.roles_created:
                 gate.note(
@@ -189,7 +200,9 @@ def rehearse_on_restore(
                     "policies that name them (dropped again after the rehearsal)"
                 )
             with closing(db.connect(url, autocommit=True, application_name="safemig deploy (rehearsal)")) as conn:
+                started = time.monotonic()
                 counts = _row_counts(conn, scope.targets or sorted(scope.relations))
+                result.timed("row counts", started)
                 result.ran_on["row_counts"] = counts
                 gate.note(
                     f"restored {backup_uri} into {name} in {restored.duration_s:.1f}s"
@@ -199,6 +212,8 @@ def rehearse_on_restore(
                 _exercise(ctx, conn, url, name, gate, reporter, result, steps)
             if ctx.options.keep_rehearsal:
                 gate.warn(f"rehearsal database kept (--keep-rehearsal): {mask_url(url)}; drop it when done")
+            started = time.monotonic()
+        result.timed("drop", started)
     finally:  # after the scratch database is gone: nothing depends on the roles any more
         if result.ran_on["roles_created"] and not ctx.options.keep_rehearsal:
             from safemig.backup.roles import drop_roles
@@ -245,6 +260,16 @@ def _roles_policies_need(ctx: DeployContext, staging_env: str, gate: GateContext
         f"{ctx.env}'s policies name role(s) {', '.join(missing)}: the restore creates them on {staging_env}'s server"
     )
     return True
+
+
+def _restore_jobs(scope) -> int:
+    """pg_restore's jobs: a selective restore is spooled to a local file anyway (pg_restore cannot skip
+    data blocks of a streamed archive), and from a file parallel jobs cost nothing more, while the
+    scratch database needs no single transaction (it is dropped on failure). A full restore streams
+    in one job: no disk, and no download to wait for before it starts."""
+    import os
+
+    return 1 if scope.everything else max(1, min(4, os.cpu_count() or 1))
 
 
 def _row_counts(conn, relations: list[str]) -> dict[str, int]:
@@ -442,6 +467,7 @@ def _exercise(
         return ReportingObserver(reporter, where, gate, verbose=False, per_migration=False, phase=phase)
 
     # apply the pending migrations, recording locks; the schema before each one is kept
+    started = time.monotonic()
     before: dict[int, schema.Snapshot] = {}
     recorder = LockRecorder(conn.info.backend_pid, url, forward=observer("apply"))
     try:
@@ -455,11 +481,13 @@ def _exercise(
         result.statements = recorder.statements
         result.notes.extend(recorder.notes)
         result.lock_rollup = strongest_per_relation(recorder.statements)
+        result.timed("apply", started)
     gate.note(
         f"{where}: applied {_versions(m.version for m in pending)} in {result.apply_s * 1000:.0f} ms (locks recorded)"
     )
 
     # roll back each, newest first, comparing the schema with the one before it; then re-apply
+    started = time.monotonic()
     reverter = _migrator(ctx, conn, observer("rollback of"))
     reverted: list[Migration] = []
     for migration in reversed(pending):
@@ -486,11 +514,14 @@ def _exercise(
                     f"envs.{ctx.env}.rollback_must_restore_schema = false to accept it with a warning",
                 )
             gate.warn(f"the rollback of {migration.name} does not restore the schema: {listed}")
+    result.timed("rollback", started)
+    started = time.monotonic()
     reapplier = _migrator(ctx, conn, observer("re-apply"))
     for migration in reversed(reverted):
         step(f"re-applying {migration.name} after its rollback", reapplier.apply, migration)
         result.rollbacks_rehearsed.append(migration.version)
     result.rollbacks_rehearsed.sort()
+    result.timed("re-apply", started)
     if reverted:
         gate.note(
             f"{where}: rolled back {_versions(m.version for m in reverted)} (newest first, schema compared) "
@@ -502,6 +533,7 @@ def _exercise(
     result.without_rollback.sort()
 
     # idempotency: each migration's SQL once more, ledger untouched
+    started = time.monotonic()
     rerunner = _migrator(ctx, conn, observer("second run of"))
     for migration in pending:
         step(
@@ -511,4 +543,5 @@ def _exercise(
             ),
         )
         result.idempotent.append(migration.version)
+    result.timed("second run", started)
     gate.note(f"{where}: second run of {_versions(result.idempotent)} succeeded (idempotent)")
