@@ -223,10 +223,12 @@ def lint_gate(ctx: DeployContext, gate: GateContext) -> int:
 
     root = ctx.config.root
     paths = [m.path for m in ctx.pending] + [p for m in ctx.pending if (p := ctx.rollbacks[m.version])]
-    report = lint_paths(paths, ctx.config)
+    report = lint_paths(paths, ctx.config, env=ctx.env)  # env: this deploy sets its lock_timeout
     for f in report.findings:
         line = f"{rel(Path(f.path), root)}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}"
-        (gate.note if f.severity == "error" else gate.warn)(line)
+        (gate.note if f.severity == "error" else gate.warn)(f"{line}\n    {f.hint_line}")  # as `safemig lint`
+    for note in report.notes:
+        gate.note(note)
     errors = [f for f in report.findings if f.severity == "error"]
     if report.has_errors:
         first = errors[0]
@@ -352,19 +354,40 @@ def _add_prod_sizes(prod, rollup: list[dict[str, Any]]) -> None:
 
 
 def production_gate(
-    ctx: DeployContext, backup_uri: str | None, gate: GateContext, reporter: Reporter, applied: list[dict[str, Any]]
+    ctx: DeployContext,
+    backup_uri: str | None,
+    gate: GateContext,
+    reporter: Reporter,
+    applied: list[dict[str, Any]],
+    attempts: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Apply the pending migrations to prod in order on the locked connection; ``applied`` grows as they land."""
-    from safemig.deploy.observers import ReportingObserver
-    from safemig.migrations.engine import Migrator
+    """Apply the pending migrations to prod in order on the locked connection.
 
-    migrator = Migrator(
+    ``applied`` grows as migrations land and ``attempts`` with every lock_timeout attempt
+    (start, duration, outcome, blockers: :mod:`safemig.deploy.observers`); the retries
+    never run past the window's end.
+    """
+    from safemig.deploy.observers import monotonic_deadline, production_migrator
+
+    end = ctx.deadline
+    deadline = monotonic_deadline(end, now=ctx.options.now, started_at=ctx.started_at) if end else None
+    with production_migrator(
         ctx.prod,
-        list(ctx.migrations),
-        rollbacks_dir=ctx.config.rollbacks_dir,
-        settings=_with_deadline(ctx.settings.apply_settings, ctx.deadline),
-        observer=ReportingObserver(reporter, ctx.env, gate),
-    )
+        ctx.prod_url,
+        ctx.migrations,
+        ctx.config.rollbacks_dir,
+        ctx.settings,
+        deadline=deadline,
+        reporter=reporter,
+        env=ctx.env,
+        gate=gate,
+        attempts=attempts,
+    ) as (migrator, _):
+        _apply_all(ctx, migrator, backup_uri, gate, applied)
+    return applied
+
+
+def _apply_all(ctx: DeployContext, migrator, backup_uri: str | None, gate: GateContext, applied: list) -> None:
     done: list[int] = []
     for migration in ctx.pending:
         try:
@@ -386,16 +409,6 @@ def production_gate(
         applied.append(applied_dict(result, migration))
     total_ms = sum(a["duration_ms"] for a in applied)
     gate.summary(f"applied {', '.join(map(str, done))} to {ctx.env} in {total_ms:.0f} ms")
-    return applied
-
-
-def _with_deadline(apply_settings, deadline: datetime | None):
-    """The engine's settings with the window's end as the retries' deadline, where the engine takes one."""
-    import dataclasses
-
-    if deadline is not None and "deadline" in {f.name for f in dataclasses.fields(apply_settings)}:
-        return dataclasses.replace(apply_settings, deadline=deadline)
-    return apply_settings
 
 
 def _restore_hint(ctx: DeployContext, backup_uri: str | None) -> str:
@@ -483,7 +496,7 @@ class _Run:
             with runner.gate("staging", TITLES["staging"]) as gate:
                 rehearsal_gate(ctx, stack, backup.uri, gate, self.reporter, rehearsal)
         with runner.gate("production", TITLES["production"]) as gate:
-            production_gate(ctx, backup.uri, gate, self.reporter, record.applied)
+            production_gate(ctx, backup.uri, gate, self.reporter, record.applied, record.attempts)
         record.status = "deployed"
 
     def _failed(self, message: str, hint: str | None) -> None:
