@@ -18,6 +18,7 @@ from safemig.local.postgres import DEFAULT_PASSWORD
 from tests.deploy.test_pipeline import _gate_verdicts, _scratch_databases
 
 VALIDATE = (
+    "ALTER TABLE items DROP CONSTRAINT IF EXISTS items_name_present;\n"
     "ALTER TABLE items ADD CONSTRAINT items_name_present CHECK (name IS NOT NULL) NOT VALID;\n"
     "-- safemig:ignore validate-in-same-transaction -- the test needs the failure in one migration\n"
     "ALTER TABLE items VALIDATE CONSTRAINT items_name_present;\n"
