@@ -171,7 +171,7 @@ def _cmd(config: Config, *args: str) -> str:
 def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> Runbook:
     """Read the config, the files and prod's ledger; lint and analyse each pending migration."""
     from safemig import db
-    from safemig.deploy.pipeline import backup_destination
+    from safemig.deploy.plan import backup_destination
     from safemig.deploy.record import git_state
     from safemig.lint.engine import lint_paths
     from safemig.migrations import ledger
