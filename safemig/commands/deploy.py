@@ -177,8 +177,8 @@ def register(app: typer.Typer) -> None:
         from safemig import output
         from safemig.commands.backup import _sigterm_as_interrupt
         from safemig.deploy.pipeline import DeployOptions, deploy
-        from safemig.migrations.operations import out_of_order_policy
         from safemig.errors import UsageError
+        from safemig.migrations.operations import out_of_order_policy
 
         name = _require_env(env, "deploy")
         if outside_window and not (reason and reason.strip()):
