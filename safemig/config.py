@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safemig import sqlx_config
 from safemig.errors import ConfigError, UsageError
 
 CONFIG_FILE_NAME = "safemig.toml"
-DEFAULT_MIGRATIONS_DIR = "docker/migrations"
+# Without migrations_dir: sqlx.toml's, else migrations/ or docker/migrations, whichever exists
+# (safemig.sqlx_config.default_migrations_dir).
+DEFAULT_MIGRATIONS_DIR = "migrations"
 DEFAULT_ROLLBACKS_DIR = "rollbacks"
 DEFAULT_LOCK_TIMEOUT = "5s"
 DEFAULT_STATEMENT_TIMEOUT = "15min"
@@ -93,6 +96,7 @@ class Config:
     rollbacks_dir: Path
     envs: dict[str, EnvConfig] = field(default_factory=dict)
     sections: dict[str, Any] = field(default_factory=dict)
+    sqlx: sqlx_config.SqlxConfig = field(default_factory=sqlx_config.SqlxConfig)  # sqlx.toml
 
     @property
     def source(self) -> str:
@@ -184,25 +188,38 @@ def load_config(
                 f"envs.{name} in {origin} must be a table", hint=f"write [envs.{name}] then database_url = ..."
             )
         envs[name] = EnvConfig(name=name, raw=dict(table), source=origin)
+    sqlx = sqlx_config.load(root)
 
     return Config(
         root=root,
         path=cfg_path,
         migrations_dir=(base / source).resolve()
         if source is not None
-        else dir_setting("migrations_dir", DEFAULT_MIGRATIONS_DIR),
+        else dir_setting("migrations_dir", sqlx_config.default_migrations_dir(root, sqlx)),
         rollbacks_dir=dir_setting("rollbacks_dir", DEFAULT_ROLLBACKS_DIR),
         envs=envs,
         sections={k: v for k, v in data.items() if k not in _TOP_LEVEL_KEYS},
+        sqlx=sqlx,
     )
 
 
 def resolve_database_url(config: Config, env: str | None = None, database_url: str | None = None) -> str:
     """The URL a database command should use: ``--database-url``, else ``--env``, else ``DATABASE_URL``.
 
+    ``.env`` is loaded first (as sqlx-cli does; :mod:`safemig.envfile`), ``sqlx.toml``'s
+    ``common.database-url-var`` renames ``DATABASE_URL``, and sqlx's URL parameters are
+    translated for libpq (:mod:`safemig.pgurl`), so pg_dump gets a URL it accepts too.
     An empty string is allowed to mean "libpq defaults" (PGHOST, PGUSER, .pgpass, ...),
     which psycopg passes through, as sqlx's ``DATABASE_URL`` does not.
     """
+    from safemig import envfile
+    from safemig.pgurl import libpq_url
+
+    envfile.load()
+    return libpq_url(_resolve_database_url(config, env, database_url))
+
+
+def _resolve_database_url(config: Config, env: str | None, database_url: str | None) -> str:
     if database_url and env:
         raise UsageError("give either --env or --database-url, not both", hint="--env picks the URL from the config")
     if database_url:
@@ -215,12 +232,13 @@ def resolve_database_url(config: Config, env: str | None = None, database_url: s
                 hint=f'add database_url = "${{DATABASE_URL}}" under [envs.{env}]',
             )
         return url
-    url = os.environ.get("DATABASE_URL")
+    var = config.sqlx.database_url_var
+    url = os.environ.get(var)
     if url:
         return url
     if os.environ.get("PGHOST") or os.environ.get("PGDATABASE") or os.environ.get("PGSERVICE"):
         return ""  # libpq environment variables
     raise UsageError(
         "no database given",
-        hint="pass --env NAME or --database-url URL, or set DATABASE_URL (libpq's PG* variables also work)",
+        hint=f"pass --env NAME or --database-url URL, or set {var} (in .env too; libpq's PG* variables also work)",
     )

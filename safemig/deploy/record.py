@@ -35,6 +35,7 @@ _CI_ACTOR_VARS = (
 
 def who() -> dict[str, str | None]:
     """The operator: login name, host and, under CI, the actor that triggered the job."""
+    user: str | None
     try:
         user = getpass.getuser()
     except Exception:  # no login name (containers with an unnamed uid)
@@ -88,6 +89,7 @@ class DeployRecord:
     pending: list[dict[str, Any]] = field(default_factory=list)
     backup: dict[str, Any] | None = None
     applied: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # every production attempt, blockers named
     rehearsal: dict[str, Any] = field(default_factory=dict)
     locks: list[dict[str, Any]] = field(default_factory=list)
     finished_at: datetime | None = None
@@ -121,6 +123,7 @@ class DeployRecord:
             "pending": self.pending,
             "backup": self.backup,
             "applied": self.applied,
+            "attempts": self.attempts,
             "rehearsal": self.rehearsal,
             "locks": self.locks,
             "record_uri": self.record_uri,
@@ -156,3 +159,24 @@ def read_records(root: Path) -> list[dict[str, Any]]:
     if not directory.is_dir():
         return []
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))]
+
+
+def applied_dict(applied: Any, migration: Any) -> dict[str, Any]:
+    """An engine :class:`~safemig.migrations.engine.AppliedMigration` as the deploy record stores it."""
+    return {
+        "version": applied.version,
+        "description": applied.description,
+        "file": migration.name,
+        "duration_ms": round(applied.duration_ns / 1e6, 2),
+        "statements": [
+            {
+                "index": s.index,
+                "line": s.line,
+                "first_line": s.first_line,
+                "duration_ms": round(s.duration_s * 1000, 2),
+                "rows": s.rowcount,
+                "status": s.status,
+            }
+            for s in applied.statements
+        ],
+    }

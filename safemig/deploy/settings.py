@@ -11,6 +11,10 @@ Keys (all optional except where said)::
     lock_retries = 3               # retries of a migration that hit lock_timeout
     retry_backoff = "2s"           # first retry delay; doubles each attempt
     ready_timeout = "30s"          # how long preflight waits for a database to accept connections
+    rehearsal = "restore"          # or "staging": rehearse on a restore of the fresh backup, or on staging itself
+    rehearsal_data = "touched"     # or "all": which rows the restore-mode rehearsal restores
+    window_margin = 1.5            # the rehearsal's apply time x this must fit in what is left of the window
+    rollback_must_restore_schema = false   # true: a rollback that leaves the schema changed fails the deploy
 
 Every malformed value is a :class:`ConfigError` naming ``envs.NAME.KEY`` and the config
 file, raised before any database is contacted.
@@ -29,6 +33,9 @@ DEFAULT_LOCK_RETRIES = 3
 DEFAULT_RETRY_BACKOFF = "2s"
 DEFAULT_READY_TIMEOUT = "30s"
 NO_STAGING = "none"
+REHEARSAL_MODES = ("restore", "staging")
+REHEARSAL_DATA = ("touched", "all")
+DEFAULT_WINDOW_MARGIN = 1.5
 
 _DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>us|ms|s|min|h|d)?\s*$")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -64,6 +71,10 @@ class DeploySettings:
     lock_retries: int
     retry_backoff_s: float
     ready_timeout_s: float
+    rehearsal: str = "restore"
+    rehearsal_data: str = "touched"
+    window_margin: float = DEFAULT_WINDOW_MARGIN
+    rollback_must_restore_schema: bool = False
 
     @property
     def apply_settings(self):
@@ -82,6 +93,16 @@ def _setting(env: EnvConfig, key: str) -> str:
     return f"envs.{env.name}.{key} in {env.source}"
 
 
+def _choice(env: EnvConfig, key: str, choices: tuple[str, ...]) -> str:
+    value = env.get(key, choices[0])
+    if value not in choices:
+        raise ConfigError(
+            f"{_setting(env, key)} = {value!r} is not one of " + ", ".join(f'"{c}"' for c in choices),
+            hint=f'e.g. {key} = "{choices[0]}"',
+        )
+    return value
+
+
 def deploy_settings(config: Config, env_name: str) -> DeploySettings:
     """Read and check ``[envs.<env_name>]`` for a deploy; the staging env must exist and differ."""
     env = config.env(env_name)
@@ -89,7 +110,10 @@ def deploy_settings(config: Config, env_name: str) -> DeploySettings:
     if staging is None:
         raise ConfigError(
             f"envs.{env_name} in {config.source} names no staging env to rehearse its deploys on",
-            hint=f'add staging = "staging" (the env name) under [envs.{env_name}], or staging = "none" to deploy without a rehearsal',
+            hint=(
+                f'add staging = "staging" (the env name) under [envs.{env_name}], or staging = "none" to '
+                "deploy without a rehearsal"
+            ),
         )
     if not isinstance(staging, str) or not staging:
         raise ConfigError(f'{_setting(env, "staging")} must be an env name or "none"', hint='e.g. staging = "staging"')
@@ -121,8 +145,25 @@ def deploy_settings(config: Config, env_name: str) -> DeploySettings:
     ready = duration_seconds(
         env.get("ready_timeout", DEFAULT_READY_TIMEOUT), _setting(env, "ready_timeout"), default_unit="s"
     )
+    rehearsal = _choice(env, "rehearsal", REHEARSAL_MODES)
+    rehearsal_data = _choice(env, "rehearsal_data", REHEARSAL_DATA)
+    margin = env.get("window_margin", DEFAULT_WINDOW_MARGIN)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 1.0 <= margin <= 100.0:
+        raise ConfigError(
+            f"{_setting(env, 'window_margin')} must be a number from 1 to 100", hint="e.g. window_margin = 1.5"
+        )
+    must_restore = env.get("rollback_must_restore_schema", False)
+    if not isinstance(must_restore, bool):
+        raise ConfigError(
+            f"{_setting(env, 'rollback_must_restore_schema')} must be true or false",
+            hint="e.g. rollback_must_restore_schema = true",
+        )
     return DeploySettings(
         env=env_name,
+        rehearsal=rehearsal,
+        rehearsal_data=rehearsal_data,
+        window_margin=float(margin),
+        rollback_must_restore_schema=must_restore,
         staging=staging_name,
         windows=windows,
         lock_timeout=lock_timeout,
