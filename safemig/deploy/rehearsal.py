@@ -201,7 +201,7 @@ def rehearse_on_restore(
                 )
             with closing(db.connect(url, autocommit=True, application_name="safemig deploy (rehearsal)")) as conn:
                 started = time.monotonic()
-                counts = _row_counts(conn, scope.targets or sorted(scope.relations))
+                counts = _row_counts(conn, scope.targets)
                 result.timed("row counts", started)
                 result.ran_on["row_counts"] = counts
                 gate.note(

@@ -59,6 +59,7 @@ def test_prod_rows_a_constraint_rejects_fail_the_rehearsal_not_prod(project):
     assert record["failed_gate"] == "staging"
     ran_on = record["rehearsal"]["ran_on"]
     assert ran_on["backup_uri"] == record["backup"]["uri"] and ran_on["row_counts"] == {"public.items": 501}
+    assert ran_on["scope"]["relations"] == ["public._sqlx_migrations", "public.items"]  # the ledger's rows too
     assert [a["version"] for a in record["rehearsal"]["applied"]] == [2, 3]
 
 
