@@ -178,6 +178,7 @@ def register(app: typer.Typer) -> None:
         from safemig.commands.backup import _sigterm_as_interrupt
         from safemig.deploy.pipeline import DeployOptions, deploy
         from safemig.errors import UsageError
+        from safemig.migrations.operations import out_of_order_policy
 
         name = _require_env(env, "deploy")
         if outside_window and not (reason and reason.strip()):
@@ -192,7 +193,8 @@ def register(app: typer.Typer) -> None:
             outside_window=outside_window,
             reason=reason,
             lock_wait_s=max(0.0, lock_wait),
-            allow_out_of_order=allow_out_of_order,
+            # --allow-out-of-order, else the env's / top-level out_of_order ("warn" applies, as "allow")
+            allow_out_of_order=out_of_order_policy(cfg, name, allow_flag=allow_out_of_order) != "refuse",
             keep_rehearsal=keep_rehearsal,
         )
         with _sigterm_as_interrupt():  # CI cancelling the job: abort the backup's upload, write the record

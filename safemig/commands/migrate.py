@@ -145,8 +145,7 @@ class _Invocation:
 
     def connection(self, database_url: str | None, connect_timeout: float | None, lock_wait: float | None = None):
         from safemig.config import resolve_database_url
-        from safemig.db import DEFAULT_CONNECT_TIMEOUT
-        from safemig.migrations.operations import Connection
+        from safemig.migrations.operations import Connection, connect_timeout_setting
 
         database_url = _inherited(self.ctx, "database_url", database_url)
         if database_url:  # --database-url is translated here; an env's or DATABASE_URL in resolve_database_url
@@ -155,11 +154,9 @@ class _Invocation:
         if not database_url:
             _warn_dropped(self.config, self.env)
         timeout = _inherited(self.ctx, "connect_timeout", connect_timeout)
-        if timeout is None and self.env:
-            timeout = _number(self.config, self.env, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         return Connection(
             url,
-            connect_timeout=DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout,
+            connect_timeout=connect_timeout_setting(self.config, self.env) if timeout is None else timeout,
             lock_wait=lock_wait,
             on_wait=_on_wait,
         )
@@ -194,17 +191,6 @@ def _warn_unknown_parameters(url: str) -> None:
 
     for name in translate(url).dropped:
         output.warn(f"database URL parameter {name!r} is unknown to sqlx and libpq; ignored (sqlx ignores it too)")
-
-
-def _number(config: Config, env: str, key: str, default: float) -> float:
-    from safemig.errors import ConfigError
-
-    value = config.env(env).get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(
-            f"envs.{env}.{key} in {config.source} must be a number of seconds >= 0", hint=f"e.g. {key} = 30"
-        )
-    return float(value)
 
 
 def _settings(

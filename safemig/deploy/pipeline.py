@@ -99,7 +99,7 @@ def preflight(
                 f"envs.{env} and its staging env {settings.staging} point at the same database {mask_url(prod_url)}",
                 hint="the rehearsal must run on a separate database",
             )
-    migrations = discover(config.migrations_dir)
+    migrations = discover(config.migrations_dir, ignored_chars=config.sqlx.ignored_chars)
     rollbacks = {m.version: find_rollback(m, config.rollbacks_dir) for m in migrations}
     gate.note(f"config {config.source}: {len(migrations)} migrations in {rel(config.migrations_dir, config.root)}")
     destination = backup_destination(config, env)  # a bad [backup] fails here, not after the rehearsal
@@ -142,7 +142,7 @@ def preflight(
     if not options.dry_run:
         take_deploy_lock(stack, prod, env, options.lock_wait_s, gate)
 
-    pending, prod_applied = _check_ledgers(migrations, prod, env, staging, settings, options, gate)
+    pending, prod_applied = _check_ledgers(migrations, prod, env, staging, settings, options, gate, config.sqlx.table)
     record.pending = [PlanItem(m, rollbacks[m.version]).as_dict(config.root) for m in pending]
     window = None
     if pending:
@@ -192,10 +192,13 @@ def preflight(
     )
 
 
-def _check_ledgers(migrations, prod, env, staging, settings, options, gate) -> tuple[list[Migration], set[int]]:
+def _check_ledgers(
+    migrations, prod, env, staging, settings, options, gate, table=None
+) -> tuple[list[Migration], set[int]]:
+    """``table``: sqlx.toml's ``table-name`` (``config.sqlx.table``); None is sqlx's default."""
     from safemig.migrations import ledger
 
-    prod_rows = _read_rows(prod, env)
+    prod_rows = _read_rows(prod, env, table)
     try:
         pending = ledger.check(migrations, prod_rows, allow_out_of_order=options.allow_out_of_order)
     except SafemigError as exc:
@@ -203,7 +206,7 @@ def _check_ledgers(migrations, prod, env, staging, settings, options, gate) -> t
     prod_applied = {v for v, row in prod_rows.items() if row.success}
     checked_staging = staging is not None and settings.rehearsal == "staging"
     if checked_staging:
-        staging_rows = _read_rows(staging, settings.staging)
+        staging_rows = _read_rows(staging, settings.staging, table)
         # Staging may be ahead of or behind prod (the rehearsal realigns it); anything else is refused.
         found = ledger.problems(ledger.states(migrations, staging_rows), allow_out_of_order=True)
         if found:
@@ -596,14 +599,14 @@ def _same_database(a, b) -> bool:
     return a.execute(query).fetchone() == b.execute(query).fetchone()
 
 
-def _read_rows(conn, env: str):
+def _read_rows(conn, env: str, table=None):
     import psycopg
 
     from safemig.db import error_text
     from safemig.migrations import ledger
 
     try:
-        return ledger.applied_rows(conn)
+        return ledger.applied_rows(conn, table)
     except psycopg.Error as exc:
         raise DatabaseError(
             f"{env}: cannot read _sqlx_migrations: {error_text(exc)}",

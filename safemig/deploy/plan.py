@@ -137,9 +137,9 @@ def read_plan(config: Config, env: str, *, now: datetime | None = None) -> tuple
 
     settings = deploy_settings(config, env)
     url = resolve_database_url(config, env=env)
-    migrations = discover(config.migrations_dir)
+    migrations = discover(config.migrations_dir, ignored_chars=config.sqlx.ignored_chars)
     with db.connect(url, autocommit=True, application_name="safemig runbook") as conn:
-        rows = ledger.applied_rows(conn)
+        rows = ledger.applied_rows(conn, config.sqlx.table)
         pending = ledger.check(migrations, rows)
     try:
         destination = backup_destination(config, env)

@@ -312,7 +312,7 @@ def rehearse_on_staging(
     )
 
     # 1. align staging with prod's applied set
-    staging_applied = {v for v, row in ledger.applied_rows(conn).items() if row.success}
+    staging_applied = {v for v, row in ledger.applied_rows(conn, ctx.config.sqlx.table).items() if row.success}
     for version in sorted(staging_applied - ctx.prod_applied, reverse=True):
         migration = by_version[version]
         if ctx.rollbacks.get(version) is None:
@@ -417,7 +417,7 @@ def _put_back(
     undo = _migrator(ctx, conn, observer)
     reverted: list[int] = []
     try:
-        applied = {v for v, row in ledger.applied_rows(conn).items() if row.success}
+        applied = {v for v, row in ledger.applied_rows(conn, ctx.config.sqlx.table).items() if row.success}
         for migration in reversed(ctx.pending):
             script = ctx.rollbacks.get(migration.version)
             if migration.version in applied:
@@ -445,6 +445,8 @@ def _migrator(ctx: DeployContext, conn, observer):
         rollbacks_dir=ctx.config.rollbacks_dir,
         settings=ctx.settings.apply_settings,
         observer=observer,
+        table=ctx.config.sqlx.table,  # sqlx.toml's table-name and create-schemas
+        create_schemas=ctx.config.sqlx.create_schemas,
     )
 
 
