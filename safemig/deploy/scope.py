@@ -216,11 +216,11 @@ WHERE c.oid = ANY(%s)
 """
 
 
-def resolve_scope(conn, targets: Targets, *, everything: bool = False) -> Scope:
+def resolve_scope(conn, targets: Targets, *, everything: bool = False, ledger: str = '"_sqlx_migrations"') -> Scope:
     """The data scope on prod (``conn``): the targets, resolved, and what they need (catalog reads only).
 
-    The migrator's ledger (``_sqlx_migrations``) is always in it: the rehearsal applies on top
-    of prod's ledger, as gate 5 will.
+    The migrator's ledger (``ledger``, quoted as ``to_regclass`` reads it: sqlx.toml may name
+    another) is always in it: the rehearsal applies on top of prod's ledger, as gate 5 will.
     """
     why = _why_everything(conn, targets, everything)
     resolved: list[str] = []
@@ -237,7 +237,7 @@ def resolve_scope(conn, targets: Targets, *, everything: bool = False) -> Scope:
         more = {int(r[0]) for r in conn.execute(_NEEDS, {"rels": sorted(frontier), "targets": sorted(start)})}
         frontier = more - found
         found |= frontier
-    found |= {int(r[1]) for r in conn.execute(_RESOLVE, (["_sqlx_migrations"],))}
+    found |= {int(r[1]) for r in conn.execute(_RESOLVE, ([ledger],))}
     names = {name for name, kind in conn.execute(_NAMES, (sorted(found),)) if kind in ("r", "p", "m", "f")}
     return Scope(relations=names, targets=sorted(set(resolved)))
 
