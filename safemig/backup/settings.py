@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from safemig.config import Config, interpolate
+from safemig.config import BACKUP_KEYS, Config, interpolate
 from safemig.errors import ConfigError
 
 MiB = 1024 * 1024
@@ -26,20 +26,7 @@ DEFAULT_COMPRESSION = "1"
 _ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # readable only after a RestoreObject request
 _SSE_VALUES = {"AES256", "aws:kms", "aws:kms:dsse", "none"}
 _COMPRESSION = re.compile(r"^(?:[0-9]|(?:gzip|lz4|zstd|none)(?::[0-9]{1,2})?)$")
-_KNOWN_KEYS = {
-    "bucket",
-    "prefix",
-    "storage_class",
-    "sse",
-    "kms_key_id",
-    "endpoint_url",
-    "region",
-    "compression",
-    "part_size_mb",
-    "concurrency",
-    "pg_bin_dir",
-    "sdk_checksums",
-}
+_KNOWN_KEYS = BACKUP_KEYS  # declared with the config, which refuses any other key when it is read
 
 
 @dataclass(frozen=True)

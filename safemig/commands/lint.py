@@ -151,7 +151,7 @@ def run_lint(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}", hint="e.g. --format json")
-    config = load_config(config_path, source=source)
+    config = load_config(config_path, source=source, check_envs=False)  # env values: checked if --pending uses one
     if pending:
         if paths:
             raise UsageError(

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from safemig.commands.common import ConfigOption, DatabaseUrlOption, EnvOption, JsonOption, SourceOption, load
+from safemig.commands.common import (
+    ConfigOption,
+    DatabaseUrlOption,
+    EnvOption,
+    JsonOption,
+    QuietOption,
+    SourceOption,
+    load,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from safemig.config import Config
@@ -52,7 +60,7 @@ LockRetriesOption = Annotated[
     typer.Option(
         "--lock-retries",
         min=0,
-        help="Retries after a lock_timeout, with exponential backoff (default: the env's lock_retries, else 0).",
+        help="Retries after a lock_timeout, 0-100, with exponential backoff (default: the env's lock_retries, else 0).",
         show_default=False,
     ),
 ]
@@ -86,23 +94,25 @@ def _database(config: Config, env: str | None, database_url: str | None) -> str:
 def _settings(
     config: Config, env: str | None, lock_timeout: str | None, statement_timeout: str | None, lock_retries: int | None
 ) -> ApplySettings:
-    """CLI options over the env's settings; with no env, the server's own timeouts apply."""
-    from safemig.errors import ConfigError
+    """The env's settings (the very ones deploy uses) with the CLI options over them.
+
+    With no env, the server's own timeouts apply and nothing is retried; options are checked by
+    the env keys' own parsers either way (``--lock-timeout 30d`` is refused like ``lock_timeout = "30d"``).
+    """
+    from safemig.config import EnvSettings, parse_options
+    from safemig.deploy.settings import apply_settings
     from safemig.migrations.engine import ApplySettings
 
-    retries: object = lock_retries
+    options = {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout, "lock_retries": lock_retries}
     if env:
-        env_config = config.env(env)
-        lock_timeout = lock_timeout if lock_timeout is not None else env_config.lock_timeout
-        statement_timeout = statement_timeout if statement_timeout is not None else env_config.statement_timeout
-        if retries is None:
-            retries = env_config.get("lock_retries", 0)
-    retries = 0 if retries is None else retries
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise ConfigError(
-            f"envs.{env}.lock_retries in {config.source} must be a whole number >= 0", hint="e.g. lock_retries = 3"
-        )
-    return ApplySettings(lock_timeout=lock_timeout, statement_timeout=statement_timeout, lock_retries=retries)
+        return apply_settings(config.env(env).with_options(**options))
+    given = parse_options(**options)
+    return ApplySettings(
+        lock_timeout=str(given["lock_timeout"]) if "lock_timeout" in given else None,
+        statement_timeout=str(given["statement_timeout"]) if "statement_timeout" in given else None,
+        lock_retries=given.get("lock_retries", 0),
+        retry_backoff=EnvSettings(env="").retry_backoff.seconds,
+    )
 
 
 def _writer_arguments(
@@ -182,6 +192,7 @@ def run_command(
     target_version: TargetOption = None,
     dry_run: DryRunOption = False,
     verbose: VerboseOption = False,
+    quiet: QuietOption = False,
     allow_out_of_order: Annotated[
         bool, typer.Option("--allow-out-of-order", help="Apply pending migrations older than the newest applied one.")
     ] = False,
@@ -283,6 +294,7 @@ def revert_command(
     target_version: TargetOption = None,
     dry_run: DryRunOption = False,
     verbose: VerboseOption = False,
+    quiet: QuietOption = False,
     lock_timeout: LockTimeoutOption = None,
     statement_timeout: StatementTimeoutOption = None,
     lock_retries: LockRetriesOption = None,

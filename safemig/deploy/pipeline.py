@@ -28,15 +28,15 @@ from safemig.config import Config, resolve_database_url
 from safemig.deploy import settings as deploy_config
 from safemig.deploy.gates import GateContext, GateRunner, Reporter
 from safemig.deploy.record import DeployRecord, git_state, write_record
-from safemig.deploy.window import WindowStatus, evaluate
 from safemig.errors import CheckFailed, ConfigError, DatabaseError, SafemigError
 from safemig.migrations.files import Migration, discover, find_rollback
 from safemig.redact import mask_url
+from safemig.window import WindowStatus, evaluate
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
-    from safemig.deploy.settings import DeploySettings
+    from safemig.config import EnvSettings
 
 GATES = (
     ("preflight", "Preflight"),
@@ -150,7 +150,7 @@ class _Deploy:
         self.runner = GateRunner(reporter)
         self.stack = ExitStack()
         self.record = DeployRecord(env=env, started_at=datetime.now(UTC), dry_run=options.dry_run)
-        self.settings: DeploySettings | None = None
+        self.settings: EnvSettings | None = None
         self.prod_url = ""
         self.staging_url: str | None = None
         self.prod: psycopg.Connection | None = None
@@ -274,7 +274,7 @@ class _Deploy:
 
             def open_connection(name: str, url: str, application_name: str):
                 try:
-                    db.wait_until_ready(url, settings.ready_timeout_s)
+                    db.wait_until_ready(url, settings.ready_timeout.seconds)
                     return self.stack.enter_context(
                         _closing(db.connect(url, autocommit=True, application_name=application_name))
                     )
@@ -308,7 +308,7 @@ class _Deploy:
                 gate.summary(f"nothing to deploy: {self.env} has all {len(self.migrations)} migrations applied")
                 return
 
-            self.window = evaluate(settings.windows, self.options.now)
+            self.window = evaluate(settings.maintenance_window, self.options.now)
             self.record.window = {"status": self.window.describe(), "open": self.window.open, "override_reason": None}
             if not self.window.open:
                 if self.options.outside_window:
@@ -505,7 +505,7 @@ class _Deploy:
                 self.prod,
                 self.migrations,
                 rollbacks_dir=self.config.rollbacks_dir,
-                settings=self.settings.apply_settings,
+                settings=deploy_config.apply_settings(self.settings),
                 observer=ReportingObserver(self.reporter, self.env, gate),
             )
             done: list[int] = []

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safemig.config import Config
+from safemig.config import Config, EnvSettings
 from safemig.deploy.gates import GateContext, Reporter
 from safemig.deploy.locks import LockRecorder, StatementLocks, strongest_per_relation
 from safemig.deploy.observers import ReportingObserver
-from safemig.deploy.settings import DeploySettings
+from safemig.deploy.settings import apply_settings
 from safemig.errors import CheckFailed, SafemigError
 from safemig.migrations.files import Migration
 
@@ -89,7 +89,7 @@ def rehearse(
     prod_applied: set[int],
     rollbacks: dict[int, Path | None],
     config: Config,
-    settings: DeploySettings,
+    settings: EnvSettings,
     gate: GateContext,
     reporter: Reporter,
     stack: ExitStack,
@@ -106,7 +106,7 @@ def rehearse(
 
     def migrator(observer) -> Migrator:
         return Migrator(
-            conn, migrations, rollbacks_dir=config.rollbacks_dir, settings=settings.apply_settings, observer=observer
+            conn, migrations, rollbacks_dir=config.rollbacks_dir, settings=apply_settings(settings), observer=observer
         )
 
     quiet = migrator(ReportingObserver(reporter, env, gate, verbose=False, per_migration=False, phase="align: apply"))
