@@ -66,6 +66,12 @@ BACKUP_KEYS = frozenset(
         "concurrency",
         "pg_bin_dir",
         "sdk_checksums",
+        "stall_timeout",
+        "lock_wait_timeout",
+        "keep_last",
+        "keep_days",
+        "spool_dir",
+        "role_passwords",
     }
 )
 LINT_KEYS = frozenset({"rules", "exceptions", "house_rules", "pg_version"})

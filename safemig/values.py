@@ -31,8 +31,8 @@ class Parser(Generic[T]):
 
 
 def _key(setting: str) -> str:
-    """``lock_timeout`` from ``"safemig.toml:9: envs.prod.lock_timeout"`` (for hints: ``key = ...``)."""
-    return setting.rsplit(".", 1)[-1].rsplit(" ", 1)[-1]
+    """``lock_timeout`` from ``"safemig.toml:9: envs.prod.lock_timeout"`` or ``"backup.x in safemig.toml"``."""
+    return setting.split(": ")[-1].split(" in ")[0].rsplit(".", 1)[-1]
 
 
 def pg_duration(guc: str) -> Parser[Duration]:

@@ -192,6 +192,21 @@ class ChildProcess:
         return f"{self.name} {status} while {what}" + (f": {said[-1500:]}" if said else "")
 
 
+def write_all(stream: IO[bytes], data: bytes | memoryview) -> None:
+    """Write every byte of ``data`` into an unbuffered pipe, or raise.
+
+    A raw ``write`` may take only part of its argument (a pipe write interrupted after some
+    bytes went through, e.g. when the process is stopped and continued); the rest must be
+    written again, or the reader sees a stream with a hole in it.
+    """
+    view = memoryview(data).cast("B")
+    while view:
+        written = stream.write(view)
+        if written is None:  # pragma: no cover - only non-blocking pipes say "try later"
+            continue
+        view = view[written:]
+
+
 def enlarge_pipe(fd: int, size: int = 1024 * 1024) -> None:
     """Best effort: a 1 MiB pipe (Linux) so the producer blocks less often on the reader."""
     try:

@@ -1,37 +1,90 @@
-"""``restore_backup``: stream a verified backup from S3 into pg_restore, checking it on the way.
+"""``restore_backup``: restore a verified backup from S3, never committing a byte of a damaged one.
 
-The SHA-256 is computed while streaming and the last chunk is held back until it matches
-the checksum recorded at backup time: pg_restore runs in one transaction and cannot
-finish (so cannot commit) without those last bytes, so a corrupt backup restores nothing.
-A non-empty target is refused unless the caller asked to ``clean`` it (the CLI also wants
-an explicit confirmation flag for that).
+Two ways, chosen per restore; both check the object's SHA-256 before anything is committed.
+
+* **Streamed, one transaction** (``jobs == 1``, the restore fits one transaction, every data
+  block is wanted): the object streams into ``pg_restore --single-transaction`` while it is
+  hashed, and the last chunk is held back until the checksum matches. pg_restore cannot
+  finish, so cannot commit, without those last bytes. No disk is used.
+* **Spooled** (``jobs > 1``; or more locks than a fraction of the target's lock table, e.g.
+  thousands of tables or large objects; or a ``select`` that leaves out data pg_restore would
+  otherwise have to read to the end): the object is downloaded to a private temporary
+  directory (``backup.spool_dir``, else ``TMPDIR``) and hashed as it is written; only when size
+  and SHA-256 match does ``pg_restore [-j N]`` run on the file. Costs the archive's size in
+  local disk and the download time before the restore starts (see docs/backup.md).
+
+A non-empty target is refused unless the caller asked to ``clean`` it (the CLI also wants an
+explicit confirmation flag for that).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from safemig.backup.pgdump import ChildProcess, child_env, conninfo_without_password, pick_binary
+from safemig.backup import toc as tocs
+from safemig.backup.pgdump import Binary, ChildProcess, child_env, conninfo_without_password, pick_binary, write_all
 from safemig.backup.progress import transfer_progress
-from safemig.backup.settings import load_settings
+from safemig.backup.settings import BackupSettings, load_settings
 from safemig.backup.store import BackupInfo, head_backup, list_env_backups, make_client, parse_uri
-from safemig.backup.verify import iter_object
+from safemig.backup.verify import iter_object, read_toc
 from safemig.config import Config
 from safemig.errors import CheckFailed, DatabaseError, ToolError, UsageError
 
-_USER_OBJECTS = """
-SELECT
-  (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
-      AND n.nspname NOT LIKE 'pg\\_temp%' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')),
-  (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')),
-  current_database()
+# A single-transaction restore may use at most this share of the target's shared lock table
+# (max_locks_per_transaction x (max_connections + max_prepared_transactions)): the rest is
+# left to the sessions already running there.
+_LOCK_SHARE = 0.5
+_SPOOL_MARGIN = 64 * 1024 * 1024
+# Entries whose restore reads a data block from the stream.
+_DATA = {"TABLE DATA", "BLOBS", "BLOB", "LARGE OBJECT"}
+_CHANGED_HINT = "the object was changed or damaged in storage; restore another backup (`safemig backups --env ENV`)"
+
+# Every kind of object a user can create in a database, outside extensions and the system
+# schemas: a target holding any of them is not empty.
+_USER_OBJECTS = r"""
+WITH ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
+user_ns AS (
+  SELECT oid, nspname FROM pg_namespace
+  WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_toast%'
+    AND nspname NOT LIKE 'pg\_temp%'
+)
+SELECT kind, n FROM (
+  SELECT 'schemas' AS kind, count(*) AS n FROM user_ns
+    WHERE nspname <> 'public' AND oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_namespace'::regclass)
+  UNION ALL SELECT 'tables, views or sequences', count(*) FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_class'::regclass)
+  UNION ALL SELECT 'functions', count(*) FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
+    WHERE p.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_proc'::regclass)
+  UNION ALL SELECT 'types or domains', count(*) FROM pg_type t JOIN user_ns n ON n.oid = t.typnamespace
+    WHERE t.typtype IN ('b', 'c', 'd', 'e', 'r', 'm') AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+      AND NOT EXISTS (SELECT 1 FROM pg_type el WHERE el.oid = t.typelem AND el.typarray = t.oid)
+      AND t.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_type'::regclass)
+  UNION ALL SELECT 'large objects', count(*) FROM pg_largeobject_metadata
+  UNION ALL SELECT 'extensions', count(*) FROM pg_extension WHERE extname <> 'plpgsql'
+  UNION ALL SELECT 'operators', count(*) FROM pg_operator o JOIN user_ns n ON n.oid = o.oprnamespace
+    WHERE o.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_operator'::regclass)
+  UNION ALL SELECT 'collations', count(*) FROM pg_collation c JOIN user_ns n ON n.oid = c.collnamespace
+    WHERE c.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_collation'::regclass)
+  UNION ALL SELECT 'text search configurations', count(*) FROM pg_ts_config c JOIN user_ns n ON n.oid = c.cfgnamespace
+    WHERE c.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_ts_config'::regclass)
+  UNION ALL SELECT 'foreign servers', count(*) FROM pg_foreign_server
+  UNION ALL SELECT 'publications', count(*) FROM pg_publication
+  UNION ALL SELECT 'event triggers', count(*) FROM pg_event_trigger
+    WHERE oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_event_trigger'::regclass)
+) AS counts WHERE n > 0
+"""
+_TARGET_FACTS = """
+SELECT current_database(), current_setting('max_locks_per_transaction')::int
+  * (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int)
 """
 
 
@@ -46,6 +99,10 @@ class RestoreResult:
     sha256: str
     duration_s: float
     cleaned: bool
+    mode: str = "stream"  # "stream" (one transaction, no disk) or "spool" (verified local copy, then pg_restore)
+    jobs: int = 1
+    entries: int = 0  # TOC entries restored
+    roles_created: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,16 +113,35 @@ class RestoreResult:
             "sha256": self.sha256,
             "duration_s": round(self.duration_s, 3),
             "cleaned": self.cleaned,
+            "mode": self.mode,
+            "jobs": self.jobs,
+            "entries": self.entries,
+            "roles_created": list(self.roles_created),
         }
 
 
+@dataclass(frozen=True)
+class _Target:
+    database: str
+    objects: dict[str, int]
+    lock_slots: int
+
+
 def resolve_source(client: Any, config: Config, env: str, source: str) -> BackupInfo:
-    """``latest`` (the env's newest verified backup) or an ``s3://`` URI -> its description."""
+    """``latest`` (the env's newest verified, consistent backup) or an ``s3://`` URI -> its description."""
     settings = load_settings(config)
     if source == "latest":
-        for info in list_env_backups(client, settings, env):
+        infos = list_env_backups(client, settings, env)
+        for info in infos:
             if info.verified:
                 return info
+        damaged = [info for info in infos if info.sha256 and info.problem]
+        if damaged:
+            raise CheckFailed(
+                f"no verified backup of env {env} is intact: the newest, {damaged[0].uri}, is not what was recorded"
+                f" at backup time ({damaged[0].problem}): nothing was restored",
+                hint=_CHANGED_HINT,
+            )
         raise UsageError(
             f"no verified backup of env {env} under s3://{settings.bucket}/{settings.env_prefix(env)}",
             hint=f"run `safemig backup --env {env}` first, or pass --from s3://BUCKET/KEY",
@@ -74,121 +150,293 @@ def resolve_source(client: Any, config: Config, env: str, source: str) -> Backup
     return head_backup(client, bucket, key)
 
 
-def _target_state(url: str) -> tuple[str, int]:
-    """The target's database name and how many user tables/views/sequences/functions it holds."""
+def check_restorable(info: BackupInfo) -> None:
+    """Refuse (exit 1) an object without a recorded checksum or whose size is not the recorded one."""
+    if not info.sha256:
+        raise CheckFailed(
+            f"{info.uri} has no recorded checksum: it is not a verified safemig backup",
+            hint="an interrupted backup leaves such an object; pick another with `safemig backups --env ENV`",
+        )
+    if info.problem:
+        raise CheckFailed(
+            f"{info.uri} is not what was recorded at backup time ({info.problem}): nothing was restored",
+            hint=_CHANGED_HINT,
+        )
+
+
+def _target_state(url: str) -> _Target:
+    """The target's name, the user objects it holds by kind, and the size of its lock table."""
     import psycopg
 
     from safemig.db import connect, describe, error_text
 
     with connect(url, autocommit=True, application_name="safemig restore") as conn:
         try:
-            relations, functions, name = conn.execute(_USER_OBJECTS).fetchone()
+            name, slots = conn.execute(_TARGET_FACTS).fetchone()
+            objects = {kind: int(n) for kind, n in conn.execute(_USER_OBJECTS).fetchall()}
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot inspect {describe(url)}: {error_text(exc)}") from None
-    return name, int(relations) + int(functions)
+    return _Target(database=name, objects=objects, lock_slots=int(slots))
+
+
+def _describe_objects(objects: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in objects.items())
 
 
 def restore_backup(
-    config: Config, env: str, *, source: str, target_url: str, clean: bool = False, progress: bool = False
+    config: Config,
+    env: str,
+    *,
+    source: str,
+    target_url: str,
+    clean: bool = False,
+    progress: bool = False,
+    jobs: int = 1,
+    no_owner: bool = False,
+    no_privileges: bool = False,
+    select: tocs.Select | None = None,
+    create_roles: bool = False,
 ) -> RestoreResult:
     """Restore ``source`` (``latest`` or ``s3://...``) into ``target_url``'s database.
 
+    ``jobs``: pg_restore's parallel jobs (more than 1 restores from a verified local copy).
+    ``no_owner`` / ``no_privileges``: pg_restore's ``--no-owner`` / ``--no-privileges``, for a
+    target without the backup's roles. ``select`` receives the archive's ``pg_restore -l``
+    lines and returns those to restore (kept in the archive's order, passed with ``-L``).
+    ``create_roles``: first create, on the target's server, the roles stored beside the backup
+    (``pg_dumpall --globals-only``) that it lacks; existing roles are left as they are.
+
     Refuses (exit 1) an object without a recorded checksum, a non-empty target without
-    ``clean``, and any byte stream whose size or SHA-256 differs from the recorded ones.
+    ``clean``, and any byte stream whose size or SHA-256 differs from the recorded ones; in
+    every refusal nothing is committed.
     """
     from safemig.db import describe
 
+    if jobs < 1:
+        raise UsageError(f"--jobs must be 1 or more, not {jobs}", hint="e.g. --jobs 4")
     settings = load_settings(config)
     client = make_client(settings)
     info = resolve_source(client, config, env, source)
-    if not info.verified:
+    check_restorable(info)
+    target = _target_state(target_url)
+    if target.objects and not clean:
         raise CheckFailed(
-            f"{info.uri} has no recorded checksum: it is not a verified safemig backup",
-            hint="an interrupted backup leaves such an object; pick another with `safemig backups --env ENV`",
+            f"target database {target.database} at {describe(target_url)} is not empty"
+            f" ({_describe_objects(target.objects)})",
+            hint="restore into a fresh database (createdb NAME), or pass --clean --confirm-clean to drop and replace"
+            " what the backup contains",
         )
-    database, objects = _target_state(target_url)
-    if objects and not clean:
-        raise CheckFailed(
-            f"target database {database} at {describe(target_url)} is not empty ({objects} tables, views, sequences or functions)",
-            hint="restore into a fresh database (createdb NAME), or pass --clean --confirm-clean to drop and replace what the backup contains",
-        )
-    recorded_size = info.metadata.get("size", str(info.size))
-    if str(info.size) != recorded_size:
-        raise CheckFailed(
-            f"{info.uri} is {info.size} bytes in S3 but {recorded_size} bytes were recorded at backup time: nothing was restored",
-            hint=_CHANGED_HINT,
-        )
-    dump_major = _major(info.metadata.get("pg-dump-version", ""))
+    dump_version = info.metadata.get("pg-dump-version", "")
     pg_restore = pick_binary(
-        "pg_restore",
-        dump_major,
-        settings.pg_bin_dir,
-        purpose=f"read a pg_dump {info.metadata.get('pg-dump-version')} archive",
+        "pg_restore", _major(dump_version), settings.pg_bin_dir, purpose=f"read a pg_dump {dump_version} archive"
     )
-    conninfo, password = conninfo_without_password(target_url)
-    args = [pg_restore.path, "--exit-on-error", "--single-transaction", "--no-password", f"--dbname={conninfo}"]
+    toc = read_toc(client, info.bucket, info.key, pg_restore)
+    chosen = tocs.apply_select(toc, select)
     if clean:
-        args += ["--clean", "--if-exists"]
+        chosen = tocs.order_for_clean(chosen)
+    data_dropped = any(tocs.desc(line) in _DATA for line in toc if line not in set(chosen))
+    needs_list = chosen != toc
+    stream = jobs == 1 and not data_dropped and tocs.lock_slots(chosen) <= target.lock_slots * _LOCK_SHARE
+
+    roles: list[str] = []
+    if create_roles:
+        from safemig.backup.roles import create_missing_roles
+
+        roles = create_missing_roles(client, info, target_url)
     started = time.monotonic()
-    restorer = ChildProcess(args, env=child_env(password), stdin=-1)
-    digest = hashlib.sha256()
-    seen = 0
-    held: bytes | None = None
     try:
-        with transfer_progress(f"s3 -> pg_restore {database}", progress) as advance:
-            for chunk in iter_object(client, info.bucket, info.key, "restoring"):
-                digest.update(chunk)
-                seen += len(chunk)
-                advance(len(chunk))
-                if seen > int(
-                    recorded_size
-                ):  # pg_restore may end (and commit) before the extra bytes: never feed it on
-                    raise CheckFailed(
-                        f"{info.uri} does not match its recorded checksum (more than the {recorded_size} bytes recorded): nothing was restored",
-                        hint=_CHANGED_HINT,
-                    )
-                if held is not None:
-                    _feed(restorer, held, database)
-                held = chunk
-        if str(seen) != recorded_size or digest.hexdigest() != info.sha256:
-            raise CheckFailed(
-                f"{info.uri} does not match its recorded checksum ({seen} bytes, SHA-256 {digest.hexdigest()};"
-                f" recorded {recorded_size} bytes, {info.sha256}): nothing was restored",
-                hint=_CHANGED_HINT,
-            )
-        if held is not None:
-            _feed(restorer, held, database)
-        restorer.stdin.close()
-    except BaseException:
-        restorer.kill()  # its transaction was never committed: the target is untouched
-        raise
-    problem = restorer.failure(f"restoring into {database}")
-    if problem:
-        raise ToolError(
-            problem, hint="pg_restore ran in a single transaction, so nothing was restored; fix the cause and retry"
+        size = _run_restore(
+            client,
+            info,
+            settings,
+            pg_restore,
+            target,
+            target_url,
+            chosen,
+            needs_list,
+            stream,
+            clean,
+            no_owner,
+            no_privileges,
+            jobs,
+            progress,
         )
+    except BaseException:
+        if roles:
+            from safemig.backup.roles import drop_roles
+
+            drop_roles(target_url, roles)  # nothing owns them: the refused restore committed nothing
+        raise
     return RestoreResult(
         uri=info.uri,
         target=describe(target_url),
-        database=database,
-        size=seen,
-        sha256=info.sha256,
+        database=target.database,
+        size=size,
+        sha256=info.sha256 or "",
         duration_s=time.monotonic() - started,
         cleaned=clean,
+        mode="stream" if stream else "spool",
+        jobs=jobs,
+        entries=len(chosen),
+        roles_created=tuple(roles),
     )
 
 
-_CHANGED_HINT = "the object was changed or damaged in storage; restore another backup (`safemig backups --env ENV`)"
+def _run_restore(
+    client: Any,
+    info: BackupInfo,
+    settings: BackupSettings,
+    pg_restore: Binary,
+    target: _Target,
+    target_url: str,
+    chosen: list[str],
+    needs_list: bool,
+    stream: bool,
+    clean: bool,
+    no_owner: bool,
+    no_privileges: bool,
+    jobs: int,
+    progress: bool,
+) -> int:
+    with tempfile.TemporaryDirectory(prefix="safemig-restore-", dir=settings.spool_dir) as workdir:
+        args = [pg_restore.path, "--exit-on-error", "--no-password"]
+        if needs_list:
+            list_file = Path(workdir) / "restore.list"
+            list_file.write_text("\n".join(chosen) + "\n")
+            args.append(f"--use-list={list_file}")
+        if clean:
+            args += ["--clean", "--if-exists"]
+        if no_owner:
+            args.append("--no-owner")
+        if no_privileges:
+            args.append("--no-privileges")
+        conninfo, password = conninfo_without_password(target_url)
+        args.append(f"--dbname={conninfo}")
+        where = f"restoring into {target.database}"
+        if stream:
+            return _restore_streamed(client, info, args, password, where, progress)
+        return _restore_spooled(client, info, args, password, where, progress, Path(workdir), jobs)
 
 
-def _feed(restorer: ChildProcess, chunk: bytes, database: str) -> None:
+def _checked_chunks(client: Any, info: BackupInfo, action: str) -> Iterator[bytes]:
+    """The object's bytes; raises :class:`CheckFailed` as soon as more than the recorded size arrives."""
+    limit = info.recorded_size if info.recorded_size is not None else info.size
+    seen = 0
+    for chunk in iter_object(client, info.bucket, info.key, action):
+        seen += len(chunk)
+        if seen > limit:
+            raise CheckFailed(
+                f"{info.uri} does not match its recorded checksum (more than the {limit} bytes recorded):"
+                " nothing was restored",
+                hint=_CHANGED_HINT,
+            )
+        yield chunk
+
+
+def _mismatch(info: BackupInfo, seen: int, digest: str) -> CheckFailed:
+    return CheckFailed(
+        f"{info.uri} does not match its recorded checksum ({seen} bytes, SHA-256 {digest};"
+        f" recorded {info.recorded_size if info.recorded_size is not None else info.size} bytes, {info.sha256}):"
+        " nothing was restored",
+        hint=_CHANGED_HINT,
+    )
+
+
+def _restore_streamed(
+    client: Any, info: BackupInfo, args: list[str], password: str | None, where: str, progress: bool
+) -> int:
+    """One transaction, fed from S3; the last chunk goes in only once the whole object hashed right."""
+    restorer = ChildProcess([*args, "--single-transaction"], env=child_env(password), stdin=-1)
+    digest = hashlib.sha256()
+    seen = 0
+    held: bytes | None = None
+    failed = False  # pg_restore stopped reading: go on hashing, to tell damage (1) from its own failure (3)
+    chunks = _checked_chunks(client, info, "restoring")
     try:
-        restorer.stdin.write(chunk)
-    except BrokenPipeError:
-        problem = restorer.failure(f"restoring into {database}") or "pg_restore stopped reading its input"
+        with transfer_progress(f"s3 -> pg_restore ({where})", progress) as advance:
+            for chunk in chunks:
+                digest.update(chunk)
+                seen += len(chunk)
+                advance(len(chunk))
+                if held is not None and not failed:
+                    failed = not _feed(restorer, held)
+                held = chunk
+        if digest.hexdigest() != info.sha256 or (info.recorded_size is not None and seen != info.recorded_size):
+            raise _mismatch(info, seen, digest.hexdigest())
+        if held is not None and not failed:
+            failed = not _feed(restorer, held)
+        if not failed:
+            try:
+                restorer.stdin.close()
+            except BrokenPipeError:
+                pass
+    except BaseException:
+        restorer.kill()  # its transaction was never committed: the target is untouched
+        raise
+    problem = restorer.failure(where)
+    if problem:
         raise ToolError(
-            problem, hint="pg_restore ran in a single transaction, so nothing was restored; fix the cause and retry"
-        ) from None
+            problem,
+            hint="the object's checksum matched; pg_restore ran in a single transaction, so nothing was restored:"
+            " fix the cause and retry",
+        )
+    return seen
+
+
+def _restore_spooled(
+    client: Any,
+    info: BackupInfo,
+    args: list[str],
+    password: str | None,
+    where: str,
+    progress: bool,
+    workdir: Path,
+    jobs: int,
+) -> int:
+    """Download to a private file, hashing exactly what is written; restore from it only if it matches."""
+    expected = info.recorded_size if info.recorded_size is not None else info.size
+    free = shutil.disk_usage(workdir).free
+    if free < expected + _SPOOL_MARGIN:
+        raise ToolError(
+            f"restoring {info.uri} ({expected} bytes) needs a local copy, but {workdir.parent} has only {free} bytes free",
+            hint="point backup.spool_dir (or TMPDIR) at a disk with room for the archive; nothing was restored",
+        )
+    spool = workdir / "backup.dump"
+    digest = hashlib.sha256()
+    seen = 0
+    fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb", buffering=0) as out:
+        with transfer_progress(f"s3 -> {spool}", progress) as advance:
+            for chunk in _checked_chunks(client, info, "downloading"):
+                write_all(out, chunk)
+                digest.update(chunk)
+                seen += len(chunk)
+                advance(len(chunk))
+    if digest.hexdigest() != info.sha256 or seen != expected:
+        raise _mismatch(info, seen, digest.hexdigest())
+    restore_args = [*args, f"--jobs={jobs}", str(spool)] if jobs > 1 else [*args, str(spool)]
+    restorer = ChildProcess(restore_args, env=child_env(password))
+    try:
+        problem = restorer.failure(where)
+    except BaseException:
+        restorer.kill()
+        raise
+    if problem:
+        raise ToolError(
+            problem,
+            hint="the object's checksum matched, but this restore was not one transaction: the target may hold part"
+            " of the backup; drop and recreate it (or restore with --clean --confirm-clean) after fixing the cause",
+        )
+    return seen
+
+
+def _feed(restorer: ChildProcess, chunk: bytes) -> bool:
+    """Write ``chunk`` into pg_restore; ``False`` if it stopped reading (it failed, or never needed more)."""
+    try:
+        write_all(restorer.stdin, chunk)
+        return True
+    except (BrokenPipeError, ValueError):
+        return False
 
 
 def _major(version: str) -> int:

@@ -2,25 +2,30 @@
 
 The steps, each refusing to go on when the previous one did not fully succeed:
 
-1. read the database's facts (name, server version, size, newest applied migration);
-2. pick a pg_dump able to dump that server;
-3. stream ``pg_dump -Fc`` into a multipart upload (memory bounded, SHA-256 on the fly) and,
-   at the same time, into ``pg_restore -f /dev/null`` (every block of the archive read);
-   the upload completes only after pg_dump exited 0 and pg_restore read it all, otherwise
-   it is aborted;
-4. write the checksum and size into the object's metadata (an in-place server-side copy:
-   S3 metadata cannot change otherwise). An object without a ``sha256`` is never offered
-   for restore;
-5. read the final object back: S3's Content-Length and metadata must say what was sent, the
-   bytes must hash to the SHA-256 sent, and ``pg_restore --list`` must read its table of
-   contents. (Should the process die between 4 and 5, restore still re-checks every byte.)
+1. read the database's facts (name, server version, size, newest applied migration); pick a
+   pg_dump able to dump that server and check ``backup.compression`` against it (exit 2);
+2. store nothing yet, but take ``pg_dumpall --globals-only`` (the roles, no password hashes
+   unless ``backup.role_passwords``);
+3. stream ``pg_dump -Fc`` into a multipart upload (memory bounded, SHA-256 on the fly, each
+   part sent with its Content-MD5) and, at the same time, into ``pg_restore -f /dev/null``
+   (every block of the archive read; skipped with ``archive_read=False``). The upload
+   completes only after pg_dump exited 0 and pg_restore read it all, otherwise it is aborted.
+   A stall (``backup.stall_timeout`` without progress) stops pg_dump and aborts the upload;
+4. prove S3 holds those bytes: the multipart ETag S3 returned must equal the one computed from
+   the parts' MD5s; where the store's ETag is not that (SSE-KMS), the object is read back and
+   re-hashed instead. ``pg_restore --list`` reads the stored object's table of contents;
+5. store the roles beside it (``KEY.globals.sql``), then the manifest (``KEY.manifest.json``:
+   SHA-256, size, ETag, version id, metadata). Only an object with a manifest is verified; no
+   copy of the object is made (a self-copy would keep a second full version on a versioned
+   bucket).
 
-A failure in 4 or 5 deletes the object. Every failure is exit 3, with pg_dump's or
-pg_restore's stderr or the S3 error, redacted.
+A failure in 4 or 5 deletes what was stored (every version of it). Every failure is exit 3,
+with pg_dump's or pg_restore's stderr or the S3 error, redacted; an interruption is exit 130.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,14 +34,22 @@ from typing import Any
 from safemig import __version__
 from safemig.backup.pgdump import Binary, ChildProcess, child_env, conninfo_without_password, enlarge_pipe, pick_binary
 from safemig.backup.progress import transfer_progress
+from safemig.backup.roles import dump_globals
 from safemig.backup.settings import BackupSettings, choose_part_size, load_settings
-from safemig.backup.store import backup_key, encode_metadata, make_client, storage_error
-from safemig.backup.upload import stream_to_s3
-from safemig.backup.verify import ArchiveCheck, delete_quietly, verify_stored
+from safemig.backup.store import (
+    backup_key,
+    delete_all_versions,
+    encode_metadata,
+    globals_key,
+    make_client,
+    put_object,
+    write_manifest,
+)
+from safemig.backup.upload import Stalled, stream_to_s3
+from safemig.backup.verify import ArchiveCheck, Verified, read_toc, verify_stored
+from safemig.backup.watchdog import Watchdog
 from safemig.config import Config
-from safemig.errors import DatabaseError, SafemigError, ToolError
-
-S3_MAX_COPY = 5 * 1024 * 1024 * 1024
+from safemig.errors import ConfigError, DatabaseError, SafemigError, ToolError
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ class BackupResult:
     verify_s: float = 0.0
     toc_entries: int = 0
     pg_dump: str = ""
+    verified_by: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +98,7 @@ class BackupResult:
             "toc_entries": self.toc_entries,
             "newest_version": self.newest_version,
             "pg_dump": self.pg_dump,
+            "verified_by": self.verified_by,
             "metadata": self.metadata,
         }
 
@@ -120,14 +135,36 @@ def database_facts(url: str) -> DatabaseFacts:
 
 
 def pg_dump_args(binary: Binary, conninfo: str, settings: BackupSettings) -> list[str]:
-    """``pg_dump -Fc -Z LEVEL`` to stdout; the conninfo carries no password."""
+    """``pg_dump -Fc -Z LEVEL`` to stdout; the conninfo carries no password.
+
+    ``--lock-wait-timeout``: pg_dump takes an ACCESS SHARE lock on every table at its start; queued
+    behind a pending DDL it would make everything after it queue too, so it gives up instead.
+    """
     return [
         binary.path,
         "--format=custom",
         f"--compress={settings.compression}",
+        f"--lock-wait-timeout={max(1, round(settings.lock_wait_timeout * 1000))}",
         "--no-password",
         f"--dbname={conninfo}",
     ]
+
+
+def check_compression(settings: BackupSettings, pg_dump: Binary, where: str) -> None:
+    """``backup.compression`` must be one the pg_dump about to run accepts (exit 2 before dumping)."""
+    if settings.needs_pg_dump_16() and pg_dump.major < 16:
+        raise ConfigError(
+            f"backup.compression = {settings.compression!r} in {where} needs pg_dump 16 or newer, and {pg_dump.path}"
+            f" is {pg_dump.version}",
+            hint=f"use a gzip level 0-9 (e.g. compression = 1) with pg_dump {pg_dump.major}, or set backup.pg_bin_dir"
+            " to a PostgreSQL 16+ bin directory",
+        )
+
+
+def _format_duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}min"
+    return f"{seconds:g}s"
 
 
 def run_backup(
@@ -139,8 +176,13 @@ def run_backup(
     progress: bool = False,
     settings: BackupSettings | None = None,
     on_part: Any = None,
+    archive_read: bool = True,
 ) -> BackupResult:
-    """Back ``env``'s database up into S3 and verify it (see the module docstring for the steps)."""
+    """Back ``env``'s database up into S3 and verify it (see the module docstring for the steps).
+
+    ``archive_read=False`` skips the in-stream ``pg_restore`` read of every block: for a caller
+    that restores the backup right away (the deploy's rehearsal), whose restore is that read.
+    """
     settings = settings or load_settings(config)
     started = time.monotonic()
     facts = database_facts(database_url)
@@ -150,8 +192,12 @@ def run_backup(
         settings.pg_bin_dir,
         purpose=f"dump PostgreSQL {facts.server_version} (database {facts.name})",
     )
+    check_compression(settings, pg_dump, config.source)
     pg_restore = pick_binary(
         "pg_restore", pg_dump.major, settings.pg_bin_dir, purpose=f"verify a pg_dump {pg_dump.major} archive"
+    )
+    pg_dumpall = pick_binary(
+        "pg_dumpall", facts.server_major, settings.pg_bin_dir, purpose="store the roles beside the backup"
     )
     when = datetime.now(UTC)
     key = backup_key(settings, env, when, facts.newest_version)
@@ -170,11 +216,13 @@ def run_backup(
     part_size = choose_part_size(settings.part_size, 2 * facts.size_bytes)
 
     conninfo, password = conninfo_without_password(database_url)
-    archive = ArchiveCheck(pg_restore)
+    roles = dump_globals(pg_dumpall, conninfo, password, role_passwords=settings.role_passwords)
+    archive = ArchiveCheck(pg_restore) if archive_read else None
     try:
         dump = ChildProcess(pg_dump_args(pg_dump, conninfo, settings), env=child_env(password), stdout=-1)
     except BaseException:
-        archive.kill()
+        if archive is not None:
+            archive.kill()
         raise
     enlarge_pipe(dump.stdout.fileno())
 
@@ -182,17 +230,34 @@ def run_backup(
         """Runs after pg_dump's last byte, before the upload may complete."""
         problem = dump.failure(f"dumping {facts.name}")
         if problem:
-            raise ToolError(
-                problem, hint="nothing was stored (the upload was aborted); fix the cause and run the backup again"
-            )
-        archive.conclude(f"pg_dump's output for s3://{settings.bucket}/{key}")
+            raise ToolError(problem, hint="fix the cause and run the backup again")
+        if archive is not None:
+            archive.conclude(f"pg_dump's output for s3://{settings.bucket}/{key}")
+
+    def stop_dump() -> None:
+        """The stall: pg_dump goes (its session, snapshot and locks with it), then the archive check."""
+        dump.kill()
+        if archive is not None:
+            archive.kill()
+
+    def stalled() -> Stalled:
+        return Stalled(
+            f"no progress for {_format_duration(settings.stall_timeout)} on the dump of {facts.name} or the upload to"
+            f" s3://{settings.bucket}/{key} (backup.stall_timeout): pg_dump was stopped, its snapshot and locks"
+            " released",
+            hint="check S3's reachability and the database; raise backup.stall_timeout for a slow link",
+        )
 
     try:
         client = make_client(settings)  # boto3 loads while pg_dump reads the catalog and locks tables
-        with transfer_progress(f"pg_dump {facts.name} -> s3://{settings.bucket}", progress) as advance:
+        with (
+            Watchdog(settings.stall_timeout, stop_dump) as watchdog,
+            transfer_progress(f"pg_dump {facts.name} -> s3://{settings.bucket}", progress) as advance,
+        ):
 
             def on_chunk(chunk: memoryview) -> None:
-                archive.feed(chunk)
+                if archive is not None:
+                    archive.feed(chunk)
                 advance(len(chunk))
 
             uploaded = stream_to_s3(
@@ -206,26 +271,69 @@ def run_backup(
                 finish=dump_succeeded,
                 on_chunk=on_chunk,
                 on_part=on_part,
+                watchdog=watchdog,
+                stalled=stalled,
             )
     except BaseException:
-        dump.kill()
-        archive.kill()
+        stop_dump()
         raise
     dumped = time.monotonic()
 
-    final_meta = {**metadata, "sha256": uploaded.sha256, "size": uploaded.size}
+    globals_key_ = globals_key(key)
     try:
-        _set_metadata(client, settings, key, uploaded.size, encode_metadata(final_meta))
-        checked = verify_stored(
-            client, settings.bucket, key, size=uploaded.size, sha256=uploaded.sha256, pg_restore=pg_restore
+        if uploaded.etag_matches:  # S3 checked every part's MD5 and assembled exactly those parts
+            toc = read_toc(client, settings.bucket, key, pg_restore)
+            checked = Verified(size=uploaded.size, sha256=uploaded.sha256, toc_entries=len(toc), table_data_entries=0)
+            how = "etag"
+        else:  # an ETag that is not the parts' MD5s (SSE-KMS, some stores): read every byte back
+            checked = verify_stored(
+                client, settings.bucket, key, size=uploaded.size, sha256=uploaded.sha256, pg_restore=pg_restore
+            )
+            how = "read-back"
+        put_object(client, settings, globals_key_, roles, "text/plain")
+        write_manifest(
+            client,
+            settings,
+            key,
+            {
+                "sha256": uploaded.sha256,
+                "size": uploaded.size,
+                "etag": uploaded.etag,
+                "version_id": uploaded.version_id,
+                "parts": uploaded.parts,
+                "metadata": {k: str(v) for k, v in metadata.items() if v is not None},
+                "verified": {
+                    "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "archive_read": archive_read,
+                    "stored": how,
+                },
+                "globals": {
+                    "key": globals_key_,
+                    "sha256": hashlib.sha256(roles).hexdigest(),
+                    "size": len(roles),
+                    "role_passwords": settings.role_passwords,
+                },
+            },
         )
     except BaseException as exc:
-        failed_delete = delete_quietly(client, settings.bucket, key)
-        if failed_delete and isinstance(exc, SafemigError):
-            exc.hint = f"{exc.hint or ''} (could not delete the unverified object: {failed_delete})".strip()
+        failed = [
+            problem
+            for problem in (
+                delete_all_versions(client, settings.bucket, globals_key_),
+                delete_all_versions(client, settings.bucket, key),
+            )
+            if problem
+        ]
+        if isinstance(exc, SafemigError):
+            exc.hint = (
+                f"{exc.hint or ''} (could not delete the unverified object: {failed[0]})"
+                if failed
+                else f"{exc.hint or ''} (the unverified object was deleted)"
+            ).strip()
         raise
     finished = time.monotonic()
     dump_s = dumped - started
+    final_meta = {**metadata, "sha256": uploaded.sha256, "size": uploaded.size}
     return BackupResult(
         uri=f"s3://{settings.bucket}/{key}",
         bucket=settings.bucket,
@@ -241,22 +349,6 @@ def run_backup(
         verify_s=finished - dumped,
         toc_entries=checked.toc_entries,
         pg_dump=pg_dump.path,
+        verified_by="pg_restore read every block in-stream; " * archive_read
+        + ("S3 ETag = parts' MD5s" if how == "etag" else "read back and re-hashed"),
     )
-
-
-def _set_metadata(client: Any, settings: BackupSettings, key: str, size: int, metadata: dict[str, str]) -> None:
-    """Replace the object's metadata in place (a server-side copy onto itself)."""
-    args = {
-        "Metadata": metadata,
-        "MetadataDirective": "REPLACE",
-        "ContentType": "application/octet-stream",
-        **settings.put_args(),
-    }
-    source = {"Bucket": settings.bucket, "Key": key}
-    try:
-        if size <= S3_MAX_COPY:
-            client.copy_object(Bucket=settings.bucket, Key=key, CopySource=source, **args)
-        else:  # over 5 GiB S3 needs a multipart copy, which the transfer manager does
-            client.copy(source, settings.bucket, key, ExtraArgs=args)
-    except Exception as exc:
-        raise storage_error(exc, "recording the checksum on", settings.bucket, key) from None

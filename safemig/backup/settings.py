@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from safemig import values
 from safemig.config import BACKUP_KEYS, Config, interpolate
 from safemig.errors import ConfigError
 
@@ -27,6 +28,8 @@ _ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # readable only after a RestoreO
 _SSE_VALUES = {"AES256", "aws:kms", "aws:kms:dsse", "none"}
 _COMPRESSION = re.compile(r"^(?:[0-9]|(?:gzip|lz4|zstd|none)(?::[0-9]{1,2})?)$")
 _KNOWN_KEYS = BACKUP_KEYS  # declared with the config, which refuses any other key when it is read
+DEFAULT_STALL_TIMEOUT = "5min"
+DEFAULT_LOCK_WAIT_TIMEOUT = "30s"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,24 @@ class BackupSettings:
     concurrency: int = DEFAULT_CONCURRENCY
     pg_bin_dir: str | None = None
     sdk_checksums: bool = False  # botocore's own CRC32 checksums: off, since older S3-compatible stores refuse them
+    stall_timeout: float = 300.0  # seconds without progress on the dump or the upload before giving up
+    lock_wait_timeout: float = 30.0  # pg_dump --lock-wait-timeout: never queue long behind DDL
+    keep_last: int | None = None  # retention for `safemig backups prune`
+    keep_days: float | None = None
+    spool_dir: str | None = None  # where a restore keeps its verified local copy (default: TMPDIR)
+    role_passwords: bool = False  # store role passwords (hashes) with the roles: off unless asked
+
+    @property
+    def compression_method(self) -> str:
+        """``gzip``, ``lz4``, ``zstd`` or ``none`` (a bare level means gzip, or none for 0)."""
+        head = self.compression.split(":", 1)[0]
+        if head.isdigit():
+            return "none" if head == "0" else "gzip"
+        return head
+
+    def needs_pg_dump_16(self) -> bool:
+        """pg_dump 15 and older take only ``-Z 0-9``; ``METHOD[:LEVEL]`` arrived in 16."""
+        return not self.compression.isdigit()
 
     def env_prefix(self, env: str) -> str:
         """The S3 "directory" of one env's backups: ``prefix + env + "/"``."""
@@ -89,6 +110,18 @@ def _bool(section: dict[str, Any], key: str, where: str, default: bool) -> bool:
             hint=f"e.g. {key} = {str(not default).lower()}",
         )
     return value
+
+
+def _duration(section: dict[str, Any], key: str, where: str, default: str) -> float:
+    """Seconds, in PostgreSQL's duration syntax (``"30s"``, ``"5min"``, ``"500ms"``; a bare number is seconds)."""
+    parse = values.duration(minimum_s=0.001, maximum_s=86_400)
+    return parse(section.get(key, default), f"backup.{key} in {where}").seconds
+
+
+def _optional_int(section: dict[str, Any], key: str, where: str, low: int, high: int) -> int | None:
+    if key not in section:
+        return None
+    return _int(section, key, where, low, low, high)
 
 
 def load_settings(config: Config) -> BackupSettings:
@@ -152,6 +185,12 @@ def load_settings(config: Config) -> BackupSettings:
         concurrency=_int(section, "concurrency", where, DEFAULT_CONCURRENCY, 1, 32),
         pg_bin_dir=_string(section, "pg_bin_dir", where),
         sdk_checksums=_bool(section, "sdk_checksums", where, False),
+        stall_timeout=_duration(section, "stall_timeout", where, DEFAULT_STALL_TIMEOUT),
+        lock_wait_timeout=_duration(section, "lock_wait_timeout", where, DEFAULT_LOCK_WAIT_TIMEOUT),
+        keep_last=_optional_int(section, "keep_last", where, 1, 100_000),
+        keep_days=_optional_int(section, "keep_days", where, 1, 100_000),
+        spool_dir=_string(section, "spool_dir", where),
+        role_passwords=_bool(section, "role_passwords", where, False),
     )
 
 

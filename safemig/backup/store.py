@@ -9,6 +9,7 @@ whose message names the bucket/key and the operation, with nothing secret in it.
 
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,12 +37,13 @@ def make_client(settings: BackupSettings) -> Any:
     """
     import boto3
     from botocore.config import Config as BotoConfig
+    from botocore.exceptions import BotoCoreError
 
     boto_config = BotoConfig(
         retries={"mode": "standard", "max_attempts": 4},
         max_pool_connections=settings.concurrency + 4,
-        connect_timeout=10,
-        read_timeout=120,
+        connect_timeout=min(10.0, settings.stall_timeout),
+        read_timeout=min(120.0, settings.stall_timeout),  # a request silent that long is a stall
         user_agent_extra="safemig",
     )
     if not settings.sdk_checksums:
@@ -58,7 +60,7 @@ def make_client(settings: BackupSettings) -> Any:
         return boto3.session.Session().client(
             "s3", endpoint_url=settings.endpoint_url or None, region_name=settings.region or None, config=boto_config
         )
-    except Exception as exc:  # botocore.exceptions.BotoCoreError: bad profile, bad endpoint URL
+    except (BotoCoreError, ValueError) as exc:  # bad profile, bad endpoint URL (ValueError: "Invalid endpoint")
         raise StorageError(
             f"cannot create an S3 client: {redact(str(exc))}",
             hint="check AWS_PROFILE, AWS_ENDPOINT_URL and backup.endpoint_url",
@@ -154,6 +156,25 @@ def _parse_stamp(stamp: str) -> datetime:
     return datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
 
 
+MANIFEST_SUFFIX = ".manifest.json"
+GLOBALS_SUFFIX = ".globals.sql"
+MANIFEST_FORMAT = "safemig-backup/1"
+
+
+def manifest_key(key: str) -> str:
+    """The small sidecar object that records a dump's checksum: ``KEY.manifest.json``.
+
+    Why a sidecar and not the object's metadata: S3 metadata can only be changed by copying
+    the object onto itself, which on a versioned bucket keeps a second full version.
+    """
+    return key + MANIFEST_SUFFIX
+
+
+def globals_key(key: str) -> str:
+    """Where ``pg_dumpall --globals-only`` (the roles) is stored beside a dump."""
+    return key + GLOBALS_SUFFIX
+
+
 @dataclass(frozen=True)
 class BackupInfo:
     """One backup in S3, as ``safemig backups`` lists it."""
@@ -167,14 +188,54 @@ class BackupInfo:
     sha256: str | None  # None: the object has no verified checksum (an interrupted backup)
     label: str | None
     metadata: dict[str, str]
+    recorded_size: int | None = None
+    problem: str | None = None  # why the object is not what was recorded (size, version, ETag)
+    version_id: str | None = None
+    manifest: dict[str, Any] | None = None
+    last_modified: datetime | None = None
 
     @property
     def verified(self) -> bool:
-        return bool(self.sha256)
+        """A recorded checksum, and the object still is what was recorded: offered for restore."""
+        return bool(self.sha256) and self.problem is None
+
+    @property
+    def status(self) -> str:
+        if not self.sha256:
+            return "unverified"
+        return "inconsistent" if self.problem else "verified"
+
+    @property
+    def globals(self) -> dict[str, Any] | None:
+        """The stored roles (key, sha256, size), if the backup has them."""
+        found = (self.manifest or {}).get("globals")
+        return found if isinstance(found, dict) else None
 
 
-def _info(bucket: str, key: str, head: dict[str, Any]) -> BackupInfo:
+def _consistency(head: dict[str, Any], manifest: dict[str, Any] | None, recorded_size: int | None) -> str | None:
+    size = int(head.get("ContentLength", 0))
+    if recorded_size is not None and size != recorded_size:
+        return f"size {size} bytes differs from the {recorded_size} recorded"
+    if manifest:
+        version = manifest.get("version_id")
+        if version and head.get("VersionId") and head["VersionId"] != version:
+            return f"version {head['VersionId']} is not the recorded {version} (overwritten?)"
+        etag = manifest.get("etag")
+        if etag and str(head.get("ETag", "")).strip('"') != etag:
+            return f"ETag {str(head.get('ETag', '')).strip(chr(34))} differs from the recorded {etag} (overwritten?)"
+    return None
+
+
+def _info(bucket: str, key: str, head: dict[str, Any], manifest: dict[str, Any] | None) -> BackupInfo:
     meta = decode_metadata(head.get("Metadata", {}))
+    if manifest:
+        meta = {**meta, **{k: str(v) for k, v in (manifest.get("metadata") or {}).items()}}
+        sha256 = str(manifest.get("sha256") or "") or None
+        recorded: Any = manifest.get("size")
+    else:  # backups made before the manifest: the checksum was copied into the object's metadata
+        sha256 = meta.get("sha256") or None
+        recorded = meta.get("size")
+    recorded_size = int(recorded) if str(recorded or "").isdigit() else None
     match = _KEY_NAME.match(key.rsplit("/", 1)[-1])
     created = _parse_stamp(match.group("time")) if match else head["LastModified"]
     version = meta.get("newest-version") or (match.group("version") if match else "")
@@ -185,23 +246,68 @@ def _info(bucket: str, key: str, head: dict[str, Any]) -> BackupInfo:
         created=created,
         size=int(head.get("ContentLength", 0)),
         newest_version=int(version) if version and version.isdigit() and int(version) else None,
-        sha256=meta.get("sha256") or None,
+        sha256=sha256,
         label=meta.get("label") or None,
         metadata=meta,
+        recorded_size=recorded_size,
+        problem=_consistency(head, manifest, recorded_size) if sha256 else None,
+        version_id=head.get("VersionId"),
+        manifest=manifest,
+        last_modified=head.get("LastModified"),
     )
 
 
+def read_manifest(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """The dump's manifest, or ``None`` when there is none (the backup was never verified)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        body = client.get_object(Bucket=bucket, Key=manifest_key(key))["Body"].read()
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise storage_error(exc, "reading", bucket, manifest_key(key)) from None
+    except BotoCoreError as exc:
+        raise storage_error(exc, "reading", bucket, manifest_key(key)) from None
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) and found.get("format") == MANIFEST_FORMAT else None
+
+
+def write_manifest(client: Any, settings: BackupSettings, key: str, manifest: dict[str, Any]) -> None:
+    """Store the manifest (the last step of a backup: its existence means "verified")."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    body = json.dumps({"format": MANIFEST_FORMAT, **manifest}, indent=1, sort_keys=True).encode()
+    try:
+        client.put_object(
+            Bucket=settings.bucket,
+            Key=manifest_key(key),
+            Body=body,
+            ContentType="application/json",
+            **settings.put_args(),
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(exc, "recording the checksum of", settings.bucket, key) from None
+
+
 def head_backup(client: Any, bucket: str, key: str) -> BackupInfo:
-    """Describe one backup object (size, metadata); a missing one is a :class:`StorageError`."""
+    """Describe one backup object (size, manifest); a missing one is a :class:`StorageError`."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         head = client.head_object(Bucket=bucket, Key=key)
-    except Exception as exc:
+    except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc, "reading", bucket, key) from None
-    return _info(bucket, key, head)
+    return _info(bucket, key, head, read_manifest(client, bucket, key))
 
 
 def list_env_backups(client: Any, settings: BackupSettings, env: str) -> list[BackupInfo]:
     """Every ``.dump`` object directly under the env's prefix, newest first."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     prefix = settings.env_prefix(env)
     keys: list[str] = []
     try:
@@ -209,11 +315,68 @@ def list_env_backups(client: Any, settings: BackupSettings, env: str) -> list[Ba
             Bucket=settings.bucket, Prefix=prefix, Delimiter="/"
         ):
             keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(DUMP_SUFFIX)]
-    except Exception as exc:
+    except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc, "listing", settings.bucket, prefix) from None
     with ThreadPoolExecutor(max_workers=8) as pool:
         infos = list(pool.map(lambda k: head_backup(client, settings.bucket, k), keys))
     return sorted(infos, key=lambda i: (i.created, i.key), reverse=True)
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """A multipart upload never completed nor aborted (a killed backup): S3 bills its parts."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+    def age_s(self, now: datetime | None = None) -> float:
+        return ((now or datetime.now(UTC)) - self.initiated).total_seconds()
+
+
+def list_open_uploads(client: Any, settings: BackupSettings, env: str) -> list[OpenUpload]:
+    """Multipart uploads under the env's prefix that are still open, oldest first."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    prefix = settings.env_prefix(env)
+    found: list[OpenUpload] = []
+    try:
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=settings.bucket, Prefix=prefix):
+            found += [OpenUpload(u["Key"], u["UploadId"], u["Initiated"]) for u in page.get("Uploads", [])]
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(exc, "listing the open uploads under", settings.bucket, prefix) from None
+    return sorted(found, key=lambda u: u.initiated)
+
+
+def delete_all_versions(client: Any, bucket: str, key: str) -> str | None:
+    """Delete ``key`` for good: every version and delete marker on a versioned bucket.
+
+    Returns an error text if that failed (the caller reports it beside the original error).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        doomed: list[dict[str, str]] = []
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                if item["Key"] == key:
+                    doomed.append({"Key": key, "VersionId": item["VersionId"]})
+        for item in doomed:
+            client.delete_object(Bucket=bucket, Key=key, VersionId=item["VersionId"])
+        if not doomed:
+            client.delete_object(Bucket=bucket, Key=key)
+        return None
+    except (ClientError, BotoCoreError) as exc:
+        if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
+            "NotImplemented",
+            "MethodNotAllowed",
+        ):
+            try:  # a store without versioning support
+                client.delete_object(Bucket=bucket, Key=key)
+                return None
+            except (ClientError, BotoCoreError) as again:
+                return storage_error(again, "deleting", bucket, key).message
+        return storage_error(exc, "deleting", bucket, key).message
 
 
 def list_backups(config: Any, env: str) -> list[BackupInfo]:
@@ -223,6 +386,24 @@ def list_backups(config: Any, env: str) -> list[BackupInfo]:
     settings = load_settings(config)
     config.env(env)  # an unknown env is a usage error, not an empty list
     return list_env_backups(make_client(settings), settings, env)
+
+
+def list_backup_uploads(config: Any, env: str) -> list[OpenUpload]:
+    """The env's open multipart uploads (``safemig backups``)."""
+    from safemig.backup.settings import load_settings
+
+    settings = load_settings(config)
+    return list_open_uploads(make_client(settings), settings, env)
+
+
+def put_object(client: Any, settings: BackupSettings, key: str, body: bytes, content_type: str) -> None:
+    """A small object (roles, a record) with the backups' encryption and storage class."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client.put_object(Bucket=settings.bucket, Key=key, Body=body, ContentType=content_type, **settings.put_args())
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(exc, "writing", settings.bucket, key) from None
 
 
 def put_next_to(backup_uri: str, filename: str, body: bytes, *, config: Any) -> str:
@@ -235,8 +416,10 @@ def put_next_to(backup_uri: str, filename: str, body: bytes, *, config: Any) -> 
     bucket, key = parse_uri(backup_uri)
     directory = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
     target = directory + filename
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         make_client(settings).put_object(Bucket=bucket, Key=target, Body=body, **settings.put_args())
-    except Exception as exc:
+    except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc, "writing", bucket, target) from None
     return f"s3://{bucket}/{target}"

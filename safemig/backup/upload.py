@@ -3,8 +3,13 @@
 Why not ``upload_fileobj``: the transfer manager completes the upload as soon as its input
 ends, and end of input is not success (a killed pg_dump also ends its output). Here the
 caller's ``finish`` check (pg_dump's exit status) runs between the last byte and
-``CompleteMultipartUpload``, and *any* failure - the source, ``finish``, S3, Ctrl-C -
+``CompleteMultipartUpload``, and *any* failure - the source, ``finish``, S3, Ctrl-C, a stall -
 aborts the upload, so no object and no orphaned parts are left behind.
+
+Integrity: each part is sent with its ``Content-MD5`` (S3 refuses a part that arrives
+different), and the multipart ETag S3 returns is compared with the one computed from those
+MD5s (:attr:`Uploaded.etag_matches`): where S3's ETag is the MD5 scheme (no SSE-KMS), that
+proves S3 assembled exactly the bytes hashed, without reading them back.
 
 Memory: at most ``concurrency`` parts are in flight plus the one being filled, whatever the
 size of the source. The part size is fixed up front (S3 rejects parts under 5 MiB only at
@@ -13,17 +18,20 @@ completion, allows 10,000 parts, and some S3-compatible stores want equal parts)
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, Any
 
 from safemig.backup.settings import S3_MAX_PARTS
 from safemig.backup.store import storage_error
+from safemig.backup.watchdog import DaemonPool, Watchdog, run_bounded
 from safemig.errors import SafemigError, StorageError
 
 _READ_CHUNK = 1024 * 1024
+_ABORT_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,16 @@ class Uploaded:
     sha256: str
     parts: int
     etag: str
+    expected_etag: str = ""  # the multipart ETag computed from the parts' MD5s
+    version_id: str | None = None
+
+    @property
+    def etag_matches(self) -> bool:
+        return bool(self.etag) and self.etag == self.expected_etag
+
+
+class Stalled(StorageError):
+    """No progress on the dump or the upload for ``backup.stall_timeout`` (exit 3)."""
 
 
 def stream_to_s3(
@@ -48,123 +66,203 @@ def stream_to_s3(
     finish: Callable[[], None],
     on_chunk: Callable[[memoryview], None] | None = None,
     on_part: Callable[[int], None] | None = None,
+    watchdog: Watchdog | None = None,
+    stalled: Callable[[], StorageError] | None = None,
 ) -> Uploaded:
     """Upload everything ``source`` yields to ``s3://bucket/key``; return size and checksum.
 
     ``finish`` is called after the source's end and before completion; it raises to
     refuse the object (e.g. pg_dump exited non-zero). ``on_chunk`` sees every chunk as it
     is read (progress, the archive check), ``on_part`` every part number sent (tests use it
-    to inject failures).
+    to inject failures). With a ``watchdog``, every chunk and stored part counts as progress,
+    and once it fired the error ``stalled()`` builds is raised (and the upload aborted).
     """
+    pool = DaemonPool(concurrency, "s3-part")
+    sender = _Sender(client, pool, bucket, key, watchdog, stalled)
     try:
-        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra_args)["UploadId"]
-    except Exception as exc:
-        raise storage_error(exc, "starting the upload to", bucket, key) from None
-    try:
-        return _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, finish, on_chunk, on_part)
-    except BaseException as exc:
-        if not abort(client, bucket, key, upload_id) and isinstance(exc, SafemigError):
-            exc.hint = (
-                f"{exc.hint or ''} The upload {upload_id[:16]}... could not be aborted either; the bucket's"
-                " AbortIncompleteMultipartUpload lifecycle rule will remove its parts (see README, section backup)."
-            ).strip()
-        raise
-
-
-def abort(client: Any, bucket: str, key: str, upload_id: str) -> bool:
-    """Abort a multipart upload so S3 frees its parts (botocore retries too); never raises."""
-    for _ in range(3):
-        try:
-            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-            return True
-        except Exception as exc:  # noqa: BLE001 - the original failure is the one to report
-            response = getattr(exc, "response", None) or {}
-            if response.get("Error", {}).get("Code") == "NoSuchUpload":
-                return True
-    return False
-
-
-def _fill(source: IO[bytes], buf: bytearray, digest: Any, on_chunk: Callable[[memoryview], None] | None) -> int:
-    """Read into ``buf`` until it is full or the source ends; hash what was read."""
-    view = memoryview(buf)
-    filled = 0
-    size = len(buf)
-    while filled < size:
-        n = source.readinto(view[filled : min(size, filled + _READ_CHUNK)])
-        if not n:
-            break
-        chunk = view[filled : filled + n]
-        digest.update(chunk)
-        if on_chunk is not None:
-            on_chunk(chunk)
-        chunk.release()
-        filled += n
-    view.release()
-    return filled
-
-
-def _send_parts(client, source, bucket, key, upload_id, part_size, concurrency, finish, on_chunk, on_part) -> Uploaded:
-    digest = hashlib.sha256()
-    total = 0
-    etags: dict[int, str] = {}
-    pending: set[Future] = set()
-
-    def send(number: int, body: bytes) -> None:
-        try:
-            response = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
-        except Exception as exc:
-            raise storage_error(exc, f"uploading part {number} to", bucket, key) from None
-        etags[number] = response["ETag"]
-
-    def reap(block: bool) -> None:
-        nonlocal pending
-        if not pending:
-            return
-        done, pending = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in done:
-            future.result()  # re-raises the part's StorageError here, in the reading thread
-
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part")
-    try:
-        number = 0
-        while True:
-            buf = bytearray(part_size)
-            filled = _fill(source, buf, digest, on_chunk)
-            if filled == 0 and number > 0:
-                break
-            number += 1
-            if number > S3_MAX_PARTS:
-                raise StorageError(
-                    f"the dump outgrew {S3_MAX_PARTS} parts of {part_size // (1024 * 1024)} MiB uploading to s3://{bucket}/{key}",
-                    hint="raise backup.part_size_mb",
-                )
-            total += filled
-            while len(pending) >= concurrency:
-                reap(block=True)
-            if on_part is not None:
-                on_part(number)
-            # botocore documents Body as bytes or a seekable file, not bytearray: moto 5.2.5's
-            # in-process mock rejects a bytearray. One copy of the part is cheap beside sending it.
-            pending.add(pool.submit(send, number, bytes(buf) if filled == part_size else bytes(buf[:filled])))
-            del buf
-            reap(block=False)
-            if filled < part_size:
-                break
-        finish()  # the producer's verdict comes before the object exists
-        while pending:
-            reap(block=True)
-    finally:
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-    parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
-    try:
-        response = client.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        create = sender.call(
+            lambda: client.create_multipart_upload(Bucket=bucket, Key=key, **extra_args), "starting the upload to"
         )
-    except Exception as exc:
-        raise storage_error(exc, "completing the upload to", bucket, key) from None
-    return Uploaded(
-        size=total, sha256=digest.hexdigest(), parts=len(parts), etag=str(response.get("ETag", "")).strip('"')
-    )
+        upload_id = create["UploadId"]
+    except BaseException:
+        pool.shutdown()
+        raise
+    try:
+        return sender.send_all(source, upload_id, part_size, concurrency, finish, on_chunk, on_part)
+    except BaseException as exc:
+        aborted = abort(client, bucket, key, upload_id, wait_s=_ABORT_WAIT_S)
+        if isinstance(exc, SafemigError):
+            where = f"s3://{bucket}/{key}"
+            if aborted:
+                exc.hint = f"{exc.hint or ''} (the upload was aborted: nothing was stored)".strip()
+            else:
+                exc.hint = (
+                    f"{exc.hint or ''} (the upload {upload_id[:16]}... to {where} could not be aborted: its parts stay in"
+                    " S3 until the bucket's AbortIncompleteMultipartUpload lifecycle rule removes them, see README,"
+                    " section backup; no object was created)"
+                ).strip()
+        raise
+    finally:
+        pool.shutdown()
+
+
+def abort(client: Any, bucket: str, key: str, upload_id: str, wait_s: float = _ABORT_WAIT_S) -> bool:
+    """Abort a multipart upload so S3 frees its parts; ``False`` if that failed or took too long."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    def attempt() -> bool:
+        for _ in range(3):
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                    return True
+            except BotoCoreError:
+                pass
+        return False
+
+    finished, result, _ = run_bounded(attempt, wait_s)
+    return bool(finished and result)
+
+
+class _Sender:
+    """The parts' side of the upload: daemon threads sending, the caller's thread reading."""
+
+    def __init__(self, client: Any, pool: DaemonPool, bucket: str, key: str, watchdog, stalled) -> None:
+        self.client, self.pool, self.bucket, self.key = client, pool, bucket, key
+        self.watchdog: Watchdog | None = watchdog
+        self.stalled = stalled
+        self.etags: dict[int, str] = {}
+        self.md5s: dict[int, bytes] = {}
+
+    def check(self) -> None:
+        if self.watchdog is not None and self.watchdog.stalled.is_set():
+            raise self.stalled() if self.stalled else Stalled(f"no progress uploading to s3://{self.bucket}/{self.key}")
+
+    def call(self, fn: Callable[[], Any], action: str) -> Any:
+        """Run one S3 request in a worker, waiting for it in a way a stall can interrupt."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        def guarded() -> Any:
+            try:
+                return fn()
+            except (ClientError, BotoCoreError) as exc:
+                raise storage_error(exc, action, self.bucket, self.key) from None
+
+        future = self.pool.submit(guarded)
+        return self._wait(future)
+
+    def _wait(self, future: Future) -> Any:
+        if self.watchdog is None:
+            return future.result()
+        return self.watchdog.wait(future, self.check)
+
+    def _send(self, upload_id: str, number: int, body: bytes) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        md5 = hashlib.md5(body, usedforsecurity=False).digest()
+        try:
+            response = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=body,
+                ContentMD5=base64.b64encode(md5).decode(),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise storage_error(exc, f"uploading part {number} to", self.bucket, self.key) from None
+        self.etags[number] = response["ETag"]
+        self.md5s[number] = md5
+        if self.watchdog is not None:
+            self.watchdog.beat()
+
+    def _fill(self, source: IO[bytes], buf: bytearray, digest: Any, on_chunk) -> int:
+        """Read into ``buf`` until it is full or the source ends; hash what was read."""
+        view = memoryview(buf)
+        filled = 0
+        size = len(buf)
+        while filled < size:
+            n = source.readinto(view[filled : min(size, filled + _READ_CHUNK)])
+            self.check()  # a stall stops pg_dump, which ends this stream: it must not look like success
+            if not n:
+                break
+            if self.watchdog is not None:
+                self.watchdog.beat()
+            chunk = view[filled : filled + n]
+            digest.update(chunk)
+            if on_chunk is not None:
+                on_chunk(chunk)
+            chunk.release()
+            filled += n
+        view.release()
+        return filled
+
+    def send_all(self, source, upload_id, part_size, concurrency, finish, on_chunk, on_part) -> Uploaded:
+        digest = hashlib.sha256()
+        total = 0
+        pending: set[Future] = set()
+
+        def reap(block: bool) -> None:
+            nonlocal pending
+            for future in list(pending):
+                if future.done():
+                    pending.discard(future)
+                    future.result()  # re-raises the part's StorageError here, in the reading thread
+            if block and pending:
+                first = next(iter(pending))
+                self._wait(first)
+                pending.discard(first)
+
+        number = 0
+        try:
+            while True:
+                buf = bytearray(part_size)
+                filled = self._fill(source, buf, digest, on_chunk)
+                if filled == 0 and number > 0:
+                    break
+                number += 1
+                if number > S3_MAX_PARTS:
+                    raise StorageError(
+                        f"the dump outgrew {S3_MAX_PARTS} parts of {part_size // (1024 * 1024)} MiB uploading to"
+                        f" s3://{self.bucket}/{self.key}",
+                        hint="raise backup.part_size_mb",
+                    )
+                total += filled
+                while len(pending) >= concurrency:
+                    reap(block=True)
+                if on_part is not None:
+                    on_part(number)
+                # botocore documents Body as bytes or a seekable file, not bytearray: moto 5.2.5's
+                # in-process mock rejects a bytearray. One copy of the part is cheap beside sending it.
+                body = bytes(buf) if filled == part_size else bytes(buf[:filled])
+                del buf
+                pending.add(self.pool.submit(self._send, upload_id, number, body))
+                reap(block=False)
+                if filled < part_size:
+                    break
+            self.check()
+            finish()  # the producer's verdict comes before the object exists
+            while pending:
+                reap(block=True)
+        finally:
+            for future in pending:
+                future.cancel()
+
+        parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
+        response = self.call(
+            lambda: self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            ),
+            "completing the upload to",
+        )
+        combined = hashlib.md5(b"".join(self.md5s[n] for n in sorted(self.md5s)), usedforsecurity=False).hexdigest()
+        return Uploaded(
+            size=total,
+            sha256=digest.hexdigest(),
+            parts=len(parts),
+            etag=str(response.get("ETag", "")).strip('"'),
+            expected_etag=f"{combined}-{len(parts)}",
+            version_id=response.get("VersionId"),
+        )

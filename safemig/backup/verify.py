@@ -22,8 +22,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from safemig.backup.pgdump import Binary, ChildProcess, child_env, enlarge_pipe
+from safemig.backup.pgdump import Binary, ChildProcess, child_env, enlarge_pipe, write_all
 from safemig.backup.store import storage_error
+from safemig.backup.toc import entries
 from safemig.errors import StorageError, ToolError
 
 STREAM_CHUNK = 1024 * 1024
@@ -51,7 +52,7 @@ class _Feed:
         if not self.open:
             return
         try:
-            self.child.stdin.write(chunk)
+            write_all(self.child.stdin, chunk)
         except (BrokenPipeError, ValueError):
             self.open = False  # it exited; its exit status tells whether that was fine
 
@@ -81,7 +82,7 @@ class ArchiveCheck:
         if problem:
             raise ToolError(
                 f"{where}: {problem}",
-                hint="pg_dump's output is not a readable archive (cut short?); nothing was stored, run the backup again",
+                hint="pg_dump's output is not a readable archive (cut short?); run the backup again",
             )
 
     def kill(self) -> None:
@@ -93,9 +94,11 @@ def iter_object(client: Any, bucket: str, key: str, action: str, response: dict 
 
     ``response``, when given, receives the GetObject response's headers (length, metadata).
     """
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         got = client.get_object(Bucket=bucket, Key=key)
-    except Exception as exc:
+    except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc, action, bucket, key) from None
     if response is not None:
         response.update({k: v for k, v in got.items() if k != "Body"})
@@ -104,13 +107,42 @@ def iter_object(client: Any, bucket: str, key: str, action: str, response: dict 
         while True:
             try:
                 chunk = body.read(STREAM_CHUNK)
-            except Exception as exc:
+            except (BotoCoreError, OSError) as exc:  # a cut connection, a read timeout
                 raise storage_error(exc, action, bucket, key) from None
             if not chunk:
                 return
             yield chunk
     finally:
         body.close()
+
+
+def read_toc(client: Any, bucket: str, key: str, pg_restore: Binary) -> list[str]:
+    """The archive's ``pg_restore -l`` lines, read from the start of the object only.
+
+    pg_restore exits once it has the table of contents; the download stops there. The lines
+    serve to choose entries (``-L``); the bytes they came from are verified by the restore.
+    """
+    where = f"s3://{bucket}/{key}"
+    with tempfile.TemporaryFile() as toc_out:
+        lister = ChildProcess([pg_restore.path, "--list"], env=child_env(None), stdin=-1, stdout=toc_out.fileno())
+        feed = _Feed(lister)
+        chunks = iter_object(client, bucket, key, "reading the table of contents of")
+        try:
+            for chunk in chunks:
+                feed.write(chunk)
+                if not feed.open:
+                    break
+        except BaseException:
+            lister.kill()
+            raise
+        finally:
+            chunks.close()
+        feed.close()
+        problem = lister.failure("listing the archive's table of contents")
+        if problem:
+            raise ToolError(f"{where}: {problem}", hint="the object is not a pg_dump archive pg_restore can read")
+        toc_out.seek(0)
+        return entries(toc_out.read().decode("utf-8", "replace"))
 
 
 def verify_stored(client: Any, bucket: str, key: str, *, size: int, sha256: str, pg_restore: Binary) -> Verified:
@@ -136,43 +168,27 @@ def verify_stored(client: Any, bucket: str, key: str, *, size: int, sha256: str,
             lister.kill()
             raise
         feed.close()
-        meta = {k.lower(): v for k, v in response.get("Metadata", {}).items()}
-        recorded = (response.get("ContentLength"), meta.get("sha256"), meta.get("size"))
-        if recorded != (size, sha256, str(size)):
+        if response.get("ContentLength") != size:
             lister.kill()
             raise StorageError(
-                f"{where} is described by S3 as {recorded[0]} bytes with checksum {recorded[1]} (metadata size {recorded[2]}),"
-                f" but {size} bytes with {sha256} were sent",
-                hint="the store did not keep the object or its metadata; the object was deleted, run the backup again",
+                f"{where} is described by S3 as {response.get('ContentLength')} bytes, but {size} bytes were sent",
+                hint="the store did not keep the object; run the backup again",
             )
         if seen != size or digest.hexdigest() != sha256:
             lister.kill()
             raise StorageError(
-                f"{where} read back as {seen} bytes with SHA-256 {digest.hexdigest()}, but {size} bytes with {sha256} were sent",
-                hint="the store did not keep the dump intact; the object was deleted, run the backup again",
+                f"{where} read back as {seen} bytes with SHA-256 {digest.hexdigest()},"
+                f" but {size} bytes with {sha256} were sent",
+                hint="the store did not keep the dump intact; run the backup again",
             )
         problem = lister.failure("listing the archive's table of contents")
         if problem:
-            raise ToolError(f"{where}: {problem}", hint="the object was deleted; run the backup again")
+            raise ToolError(f"{where}: {problem}", hint="run the backup again")
         toc_out.seek(0)
-        lines = [
-            line
-            for line in toc_out.read().decode("utf-8", "replace").splitlines()
-            if line.strip() and not line.startswith(";")
-        ]
+        lines = entries(toc_out.read().decode("utf-8", "replace"))
     return Verified(
         size=seen,
         sha256=sha256,
         toc_entries=len(lines),
         table_data_entries=sum(1 for line in lines if " TABLE DATA " in line),
     )
-
-
-def delete_quietly(client: Any, bucket: str, key: str) -> str | None:
-    """Delete an object that must not be trusted; return an error text if even that failed."""
-    try:
-        client.delete_object(Bucket=bucket, Key=key)
-        return None
-    except Exception as exc:  # noqa: BLE001
-        err: StorageError = storage_error(exc, "deleting", bucket, key)
-        return err.message

@@ -106,38 +106,67 @@ def backup_command(
     )
 
 
-def backups_command(env: RequiredEnvOption, config_path: ConfigOption = None, json_out: JsonOption = False) -> None:
-    """List ENV's backups, newest first: time, size, newest migration version, key."""
-    from safemig import output
-    from safemig.backup import list_backups
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
-    infos = list_backups(load(config_path), env)
+
+def backups_command(env: RequiredEnvOption, config_path: ConfigOption = None, json_out: JsonOption = False) -> None:
+    """List ENV's backups, newest first: time, size, newest migration version, status, key; and open uploads."""
+    from safemig import output
+    from safemig.backup import list_backups, list_open_uploads
+
+    config = load(config_path)
+    infos = list_backups(config, env)
+    uploads = list_open_uploads(config, env)
     if json_out:
         output.print_json(
-            [
-                {
-                    "uri": i.uri,
-                    "key": i.key,
-                    "created": i.created.isoformat(),
-                    "size": i.size,
-                    "newest_version": i.newest_version,
-                    "sha256": i.sha256,
-                    "verified": i.verified,
-                    "label": i.label,
-                }
-                for i in infos
-            ]
+            {
+                "backups": [
+                    {
+                        "uri": i.uri,
+                        "key": i.key,
+                        "created": i.created.isoformat(),
+                        "size": i.size,
+                        "recorded_size": i.recorded_size,
+                        "newest_version": i.newest_version,
+                        "sha256": i.sha256,
+                        "verified": i.verified,
+                        "status": i.status,
+                        "problem": i.problem,
+                        "label": i.label,
+                        "roles": bool(i.globals),
+                    }
+                    for i in infos
+                ],
+                "open_uploads": [
+                    {"key": u.key, "upload_id": u.upload_id, "initiated": u.initiated.isoformat(), "age_s": round(u.age_s())}
+                    for u in uploads
+                ],
+            }
         )
         return
     if not infos:
         output.echo(f"no backups of env {env} yet (run `safemig backup --env {env}`)")
-        return
-    output.echo(f"{'time (UTC)':<20}  {'size':>10}  {'version':>14}  key")
-    for i in infos:
-        note = "" if i.verified else "  (UNVERIFIED: interrupted backup, not restorable)"
-        label = f"  [{i.label}]" if i.label else ""
+    else:
+        output.echo(f"{'time (UTC)':<20}  {'size':>10}  {'version':>14}  {'status':<12}  key")
+        for i in infos:
+            note = {
+                "unverified": "  (UNVERIFIED: no recorded checksum, an interrupted backup: never restored)",
+                "inconsistent": f"  (INCONSISTENT: {i.problem}: never restored)",
+            }.get(i.status, "")
+            label = f"  [{i.label}]" if i.label else ""
+            output.echo(
+                f"{i.created.strftime('%Y-%m-%d %H:%M:%S'):<20}  {human_size(i.size):>10}"
+                f"  {str(i.newest_version or '-'):>14}  {i.status:<12}  {i.key}{label}{note}"
+            )
+    for u in uploads:
         output.echo(
-            f"{i.created.strftime('%Y-%m-%d %H:%M:%S'):<20}  {human_size(i.size):>10}  {str(i.newest_version or '-'):>14}  {i.key}{label}{note}"
+            f"open upload {u.key} (id {u.upload_id[:16]}...), started {_age(u.age_s())} ago: never completed; its parts"
+            " are billed until aborted (`safemig backups prune` aborts those older than a day)"
         )
 
 
@@ -168,6 +197,27 @@ def restore_command(
     confirm_clean: Annotated[
         bool, typer.Option("--confirm-clean", help="Confirm --clean: existing data in the target is replaced.")
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="pg_restore parallel jobs; above 1 the object is first downloaded and verified (disk: its size).",
+        ),
+    ] = 1,
+    no_owner: Annotated[
+        bool, typer.Option("--no-owner", help="Do not set owners (a target without the backup's roles).")
+    ] = False,
+    no_privileges: Annotated[
+        bool, typer.Option("--no-privileges", help="Do not restore GRANTs (a target without the backup's roles).")
+    ] = False,
+    create_roles: Annotated[
+        bool,
+        typer.Option(
+            "--create-roles", help="First create the backup's roles the target's server lacks (stored beside the dump)."
+        ),
+    ] = False,
     config_path: ConfigOption = None,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
@@ -187,10 +237,22 @@ def restore_command(
     target = target_database_url or resolve_database_url(config, env=env)
     with _sigterm_as_interrupt():
         result = restore_backup(
-            config, env, source=source, target_url=target, clean=clean, progress=_show_progress() and not json_out
+            config,
+            env,
+            source=source,
+            target_url=target,
+            clean=clean,
+            progress=_show_progress() and not json_out,
+            jobs=jobs,
+            no_owner=no_owner,
+            no_privileges=no_privileges,
+            create_roles=create_roles,
         )
     if json_out:
         output.print_json(result.as_dict())
         return
     output.success(f"restored {result.uri} into {result.database} ({result.target})")
-    output.echo(f"  {human_size(result.size)} in {result.duration_s:.1f}s, sha256 {result.sha256} verified")
+    how = "streamed in one transaction" if result.mode == "stream" else f"verified local copy, pg_restore -j {result.jobs}"
+    output.echo(f"  {human_size(result.size)} in {result.duration_s:.1f}s ({how}), sha256 {result.sha256} verified")
+    if result.roles_created:
+        output.echo(f"  roles created: {', '.join(result.roles_created)}")

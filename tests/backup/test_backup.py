@@ -71,10 +71,15 @@ def test_backup_streams_in_parts_records_metadata_and_restores_identically(big, 
     assert len(body) == result.size and hashlib.sha256(body).hexdigest() == result.sha256
     head = s3.head_object(Bucket=bucket_name, Key=result.key)
     meta = head["Metadata"]
-    assert meta["sha256"] == result.sha256 and meta["size"] == str(result.size)
     assert meta["newest-version"] == "2" and meta["server-version"].startswith("15.")
     assert meta["database"] == database_url.rsplit("/", 1)[1] and meta["safemig-version"]
     assert head["ServerSideEncryption"] == "AES256"
+    manifest = json.loads(s3.get_object(Bucket=bucket_name, Key=result.key + ".manifest.json")["Body"].read())
+    assert manifest["sha256"] == result.sha256 and manifest["size"] == result.size
+    assert manifest["etag"] == head["ETag"].strip('"') and manifest["verified"]["stored"] == "etag"
+    roles = s3.get_object(Bucket=bucket_name, Key=result.key + ".globals.sql")["Body"].read()
+    assert b"CREATE ROLE postgres" in roles and b"SCRAM-SHA-256" not in roles  # no password hashes by default
+    assert hashlib.sha256(roles).hexdigest() == manifest["globals"]["sha256"]
     assert open_uploads(s3, bucket_name) == []
 
     [info] = list_backups(big, "prod")
@@ -119,6 +124,7 @@ def test_pg_dump_error_is_reported_with_its_stderr_and_nothing_is_stored(project
             run_backup(config, "prod", database_url=url)
     finally:
         pg_cluster.psql(f"REVOKE ALL ON DATABASE {dbname} FROM limited_backup; REVOKE ALL ON _sqlx_migrations FROM limited_backup", dbname=dbname)
+        pg_cluster.psql("DROP ROLE limited_backup")  # roles are cluster-wide: later tests dump the globals
     message = caught.value.message
     assert "pg_dump exited with status 1" in message and "permission denied" in message
     assert "limited-pw-123" not in message + (caught.value.hint or "")
@@ -135,6 +141,7 @@ def test_truncated_output_with_exit_0_is_caught_by_the_archive_check(big, projec
     )
     (wrappers / "pg_dump").chmod(0o755)
     (wrappers / "pg_restore").symlink_to(shutil.which("pg_restore"))
+    (wrappers / "pg_dumpall").symlink_to(shutil.which("pg_dumpall"))
     write_config(project, bucket_name, part_size_mb=5, compression=0, pg_bin_dir=str(wrappers))
     with pytest.raises(ToolError) as caught:
         run_backup(load_config(project / "safemig.toml"), "prod", database_url=database_url)
@@ -169,6 +176,7 @@ def test_s3_failing_mid_upload_aborts_the_upload(big, database_url, s3, bucket_n
 
 
 def test_store_returning_other_bytes_fails_the_read_back_and_deletes_the_object(project, config, database_url, s3, bucket_name, monkeypatch):
+    """A store whose ETag is not the parts' MD5s (as with SSE-KMS) gets a full read-back; here it returns other bytes."""
     import io
 
     from botocore.response import StreamingBody
@@ -179,6 +187,11 @@ def test_store_returning_other_bytes_fails_the_read_back_and_deletes_the_object(
 
     def corrupting_client(settings):
         client = real_make_client(settings)
+
+        def opaque_etag(http_response, parsed, **_):
+            parsed["ETag"] = '"kms-style-etag"'
+
+        client.meta.events.register("after-call.s3.CompleteMultipartUpload", opaque_etag)
 
         def flip_a_byte(http_response, parsed, **_):
             data = bytearray(parsed["Body"].read())
@@ -191,7 +204,7 @@ def test_store_returning_other_bytes_fails_the_read_back_and_deletes_the_object(
     monkeypatch.setattr(run_module, "make_client", corrupting_client)
     with pytest.raises(StorageError) as caught:
         run_backup(config, "prod", database_url=database_url)
-    assert "read back as" in caught.value.message and "object was deleted" in caught.value.hint
+    assert "read back as" in caught.value.message and "the unverified object was deleted" in caught.value.hint
     assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
 
 
@@ -288,7 +301,7 @@ def test_cli_human_and_json_output(project, cli, s3, bucket_name, database_url):
     assert data["newest_version"] == 2 and data["metadata"]["sha256"] == data["sha256"]
     listing = cli("backups", "--env", "prod")
     assert listing.exit_code == 0 and listing.stdout.count("forgeerp/prod/") == 2 and "[v1]" in listing.stdout
-    listed = json.loads(cli("backups", "--env", "prod", "--json").stdout)
+    listed = json.loads(cli("backups", "--env", "prod", "--json").stdout)["backups"]
     assert [b["verified"] for b in listed] == [True, True]
     assert listed[0]["created"] >= listed[1]["created"]
     assert "local-secret-pw" not in human.output + listing.output
@@ -399,4 +412,4 @@ def test_sighup_under_nohup_does_not_stop_the_backup(project, s3_env, database_u
         blocker.close()
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert len(keys(s3, bucket_name)) == 1 and open_uploads(s3, bucket_name) == []
+    assert len([k for k in keys(s3, bucket_name) if k.endswith(".dump")]) == 1 and open_uploads(s3, bucket_name) == []

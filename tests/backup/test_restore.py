@@ -30,20 +30,67 @@ def tamper(client, bucket: str, key: str) -> None:
     client.put_object(Bucket=bucket, Key=key, Body=bytes(body), Metadata=head["Metadata"])
 
 
-def test_checksum_mismatch_is_refused_and_restores_nothing(project, bucket_name, database_url, database_url_b, s3, cli):
+def test_object_changed_in_storage_is_refused_and_restores_nothing(project, bucket_name, database_url, database_url_b, s3, cli):
     write_config(project, bucket_name, compression=0)
     config = load_config(project / "safemig.toml")
     result = run_backup(config, "prod", database_url=database_url)
-    tamper(s3, bucket_name, result.key)
+    tamper(s3, bucket_name, result.key)  # a new ETag: the manifest no longer describes the object
 
     with pytest.raises(CheckFailed) as caught:
         restore_backup(config, "prod", source=result.uri, target_url=database_url_b)
-    assert "does not match its recorded checksum" in caught.value.message and "nothing was restored" in caught.value.message
-    assert not table_exists(database_url_b)  # pg_restore's single transaction never committed
+    assert "is not what was recorded at backup time" in caught.value.message and "nothing was restored" in caught.value.message
+    assert not table_exists(database_url_b)
 
     via_cli = cli("restore", "--env", "prod", "--from", "latest", "--target-database-url", database_url_b)
-    assert via_cli.exit_code == 1 and "recorded checksum" in via_cli.stderr
+    assert via_cli.exit_code == 1 and "differs from the recorded" in via_cli.stderr
     assert "local-secret-pw" not in via_cli.output
+    listing = cli("backups", "--env", "prod")
+    assert "INCONSISTENT" in listing.stdout
+
+
+def corrupt_downloads(monkeypatch, at_fraction: float = 0.5) -> None:
+    """Every GetObject of a .dump returns its bytes with one byte flipped (a store damaging data)."""
+    import io
+
+    from botocore.response import StreamingBody
+
+    import safemig.backup.restore as restore_module
+
+    real_make_client = restore_module.make_client
+
+    def corrupting_client(settings):
+        client = real_make_client(settings)
+
+        def flip_a_byte(http_response, parsed, model, **_):
+            body = parsed.get("Body")
+            if body is None or parsed.get("ContentLength", 0) < 100_000:
+                return  # the manifest, the roles, the TOC read: left alone
+            data = bytearray(body.read())
+            data[int(len(data) * at_fraction)] ^= 0xFF
+            parsed["Body"] = StreamingBody(io.BytesIO(bytes(data)), len(data))
+
+        client.meta.events.register("after-call.s3.GetObject", flip_a_byte)
+        return client
+
+    monkeypatch.setattr(restore_module, "make_client", corrupting_client)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_bytes_damaged_mid_stream_are_refused_with_exit_1_and_nothing_committed(project, bucket_name, database_url, database_url_b, s3, monkeypatch, jobs):
+    """A damaged byte mid-object (compressed: pg_restore itself fails first): exit 1, not "pg_restore failed, retry"."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bulk AS SELECT i, md5(i::text) || md5(random()::text) AS t FROM generate_series(1, 60000) AS i")
+    config = load_config(project / "safemig.toml")
+    result = run_backup(config, "prod", database_url=database_url)
+    assert result.size > 1_000_000
+    corrupt_downloads(monkeypatch)
+    with pytest.raises(CheckFailed) as caught:
+        restore_backup(config, "prod", source=result.uri, target_url=database_url_b, jobs=jobs)
+    assert caught.value.exit_code == 1
+    assert "does not match its recorded checksum" in caught.value.message and "nothing was restored" in caught.value.message
+    assert not table_exists(database_url_b) and not table_exists(database_url_b, "bulk")
 
 
 def test_object_grown_in_storage_is_refused_before_pg_restore_can_commit(project, config, bucket_name, database_url, database_url_b, s3):
