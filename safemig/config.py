@@ -76,6 +76,7 @@ BACKUP_KEYS = frozenset(
 )
 LINT_KEYS = frozenset({"rules", "exceptions", "house_rules", "pg_version"})
 LINT_EXCEPTION_KEYS = frozenset({"paths", "rules", "reason"})
+OUT_OF_ORDER = ("refuse", "warn", "allow")  # out_of_order, at the top level or in an env
 
 
 def interpolate(value: str, setting: str, environ: Mapping[str, str] | None = None) -> str:
@@ -206,7 +207,7 @@ class EnvSettings:
         values.duration(maximum_s=3600), "10s", "how long `migrate` retries connecting (sqlx-cli's `--connect-timeout`)"
     )
     out_of_order: str | None = setting(
-        values.choice("refuse", "warn", "allow"),
+        values.choice(*OUT_OF_ORDER),
         None,
         "pending versions older than the newest applied one (absent: the top-level `out_of_order`, else refuse)",
     )
@@ -499,6 +500,8 @@ def load_config(
         return _where(cfg_path, lines, key)
 
     check_keys(data, where)
+    if "out_of_order" in data:  # the one top-level value not read by a section's module
+        values.choice(*OUT_OF_ORDER)(data["out_of_order"], f"{where(('out_of_order',))}: out_of_order")
 
     def dir_setting(key: str, default: str) -> Path:
         value = data.get(key, default)

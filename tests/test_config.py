@@ -45,14 +45,25 @@ def _error(tmp_path: Path, text: str, name: str = "safemig.toml") -> ConfigError
 @pytest.mark.parametrize(
     ("extra", "line", "key", "table", "suggestion"),
     [
-        ('maintenance_windows = "Sat,Sun 02:00-04:00 Europe/Berlin"\n', 10, "maintenance_windows", "in [envs.prod]",
-         "maintenance_window"),
+        (
+            'maintenance_windows = "Sat,Sun 02:00-04:00 Europe/Berlin"\n',
+            10,
+            "maintenance_windows",
+            "in [envs.prod]",
+            "maintenance_window",
+        ),
         ('lock_timout = "5s"\n', 10, "lock_timout", "in [envs.prod]", "lock_timeout"),
         ('\n[backup]\nbucket = "b"\nbuckit = "c"\n', 13, "buckit", "in [backup]", "bucket"),
         ('\n[lint]\nhouse_rule = "rules"\n', 12, "house_rule", "in [lint]", "house_rules"),
-        ('\n[[lint.exceptions]]\npaths = ["a"]\nrules = ["x"]\nreason = "r"\n[[lint.exceptions]]\npaths = ["b"]\n'
-         'rules = ["y"]\nreasn = "r"\n', 18, "reasn", "in [[lint.exceptions]] #2", "reason"),
-        ('\n[deploy]\nlock_wait = 3\n', 11, "deploy", "at the top level", None),
+        (
+            '\n[[lint.exceptions]]\npaths = ["a"]\nrules = ["x"]\nreason = "r"\n[[lint.exceptions]]\npaths = ["b"]\n'
+            'rules = ["y"]\nreasn = "r"\n',
+            18,
+            "reasn",
+            "in [[lint.exceptions]] #2",
+            "reason",
+        ),
+        ("\n[deploy]\nlock_wait = 3\n", 11, "deploy", "at the top level", None),
     ],
 )
 def test_an_unknown_key_names_file_line_key_and_the_closest_known_key(tmp_path, extra, line, key, table, suggestion):
@@ -80,8 +91,11 @@ def test_unknown_keys_everywhere_even_dotted_or_inline(tmp_path, text, line, sug
 
 
 def test_unknown_key_under_tool_safemig_in_pyproject_has_the_pyproject_line(tmp_path):
-    err = _error(tmp_path, '[project]\nname = "x"\n\n[tool.safemig]\nmigrations_dir = "db"\nrollback_dir = "r"\n',
-                 "pyproject.toml")
+    err = _error(
+        tmp_path,
+        '[project]\nname = "x"\n\n[tool.safemig]\nmigrations_dir = "db"\nrollback_dir = "r"\n',
+        "pyproject.toml",
+    )
     assert err.message.startswith(f"{tmp_path / 'pyproject.toml'}:6: unknown key rollback_dir")
 
 
@@ -149,8 +163,15 @@ def test_bad_values_fail_at_load_naming_file_line_and_key(tmp_path, line, messag
     assert err.hint
 
 
+def test_top_level_out_of_order_is_checked_at_load(tmp_path):
+    err = _error(tmp_path, 'out_of_order = "alow"\n' + BASE)
+    assert (
+        "safemig.toml:1: out_of_order = 'alow' is not one of" in err.message and "did you mean 'allow'?" in err.message
+    )
+
+
 def test_a_database_url_must_be_a_string(tmp_path):
-    err = _error(tmp_path, BASE + '[envs.qa]\ndatabase_url = 5\n')
+    err = _error(tmp_path, BASE + "[envs.qa]\ndatabase_url = 5\n")
     assert "safemig.toml:11: envs.qa.database_url must be a string" in err.message
 
 
@@ -172,10 +193,18 @@ def test_defaults_and_values(tmp_path):
     _write(tmp_path, BASE)
     s = deploy_settings(load_config(cwd=tmp_path), "prod")
     assert (s.staging, str(s.lock_timeout), str(s.statement_timeout), s.lock_retries, s.retry_backoff.seconds) == (
-        "staging", "5s", "15min", 3, 2.0)
+        "staging",
+        "5s",
+        "15min",
+        3,
+        2.0,
+    )
     assert s.maintenance_window == () and s.ready_timeout.seconds == 30
-    _write(tmp_path, BASE.replace('staging = "staging"', 'staging = "none"') + 'lock_timeout = "750ms"\n'
-           'lock_retries = 0\nretry_backoff = 1\nmaintenance_window = ["Sat 02:00-04:00 UTC", "Sun 02:00-04:00 UTC"]\n')
+    _write(
+        tmp_path,
+        BASE.replace('staging = "staging"', 'staging = "none"') + 'lock_timeout = "750ms"\n'
+        'lock_retries = 0\nretry_backoff = 1\nmaintenance_window = ["Sat 02:00-04:00 UTC", "Sun 02:00-04:00 UTC"]\n',
+    )
     s = deploy_settings(load_config(cwd=tmp_path), "prod")
     assert s.staging is None and s.lock_retries == 0 and s.retry_backoff.seconds == 1.0
     assert len(s.maintenance_window) == 2
