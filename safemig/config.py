@@ -29,12 +29,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from safemig import values
 from safemig.durations import Duration
 from safemig.errors import ConfigError, UsageError
-from safemig.tomllines import key_lines, line_of
+from safemig.tomllines import KeyLines
 
 if TYPE_CHECKING:  # pragma: no cover
     from safemig.window import Window
@@ -98,8 +98,7 @@ def interpolate(value: str, setting: str, environ: Mapping[str, str] | None = No
     return _VAR.sub(substitute, value)
 
 
-@dataclass(frozen=True)
-class Deferred:
+class Deferred(NamedTuple):
     """A string whose ``${VAR}`` references are resolved only when it is used (an env's database_url)."""
 
     text: str  # as written in the config, e.g. "${DATABASE_URL}"
@@ -136,8 +135,7 @@ def _closest(word: str, known: Any) -> str | None:
     return found[0] if found else None
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """How one ``[envs.NAME]`` key is read: its parser, its default as written in TOML, one doc line."""
 
     parse: values.Parser[Any]
@@ -278,7 +276,7 @@ class Config:
     rollbacks_dir: Path
     env_tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # [envs.*] as written
     sections: dict[str, Any] = field(default_factory=dict)
-    lines: dict[KeyPath, int] = field(default_factory=dict)  # key path -> line in the file
+    lines: KeyLines = field(default_factory=KeyLines, compare=False)  # where each key is written
 
     @cached_property
     def envs(self) -> dict[str, EnvSettings]:
@@ -334,10 +332,10 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _where(path: Path | None, lines: Mapping[KeyPath, int], key: KeyPath) -> str:
+def _where(path: Path | None, lines: KeyLines, key: KeyPath) -> str:
     if path is None:
         return "(defaults)"
-    line = line_of(dict(lines), key)
+    line = lines.line(key)
     return f"{_display(path)}:{line}" if line else _display(path)
 
 
@@ -373,23 +371,18 @@ def find_config(cwd: Path) -> tuple[Path | None, dict[str, Any]]:
     return (found[0], found[1]) if found else (None, {})
 
 
-def _find(cwd: Path) -> tuple[Path, dict[str, Any], dict[KeyPath, int]] | None:
+def _find(cwd: Path) -> tuple[Path, dict[str, Any], KeyLines] | None:
     candidate = cwd / CONFIG_FILE_NAME
     if candidate.is_file():
         data, text = _read_toml_text(candidate)
-        return candidate, data, key_lines(text)
+        return candidate, data, KeyLines(text)
     pyproject = cwd / "pyproject.toml"
     if pyproject.is_file():
         data, text = _read_toml_text(pyproject)
         table = _tool_table(data)
         if table is not None:
-            return pyproject, table, _strip_prefix(key_lines(text), ("tool", "safemig"))
+            return pyproject, table, KeyLines(text, ("tool", "safemig"))
     return None
-
-
-def _strip_prefix(lines: dict[KeyPath, int], prefix: tuple[str, ...]) -> dict[KeyPath, int]:
-    n = len(prefix)
-    return {key[n:]: line for key, line in lines.items() if key[:n] == prefix}
 
 
 def _table_label(path: KeyPath) -> str:
@@ -478,7 +471,7 @@ def load_config(
     base = Path(cwd) if cwd is not None else Path.cwd()
     cfg_path: Path | None
     data: dict[str, Any]
-    lines: dict[KeyPath, int]
+    lines: KeyLines
     if path is not None:
         cfg_path = Path(path)
         if not cfg_path.is_absolute():
@@ -486,13 +479,13 @@ def load_config(
         if not cfg_path.is_file():
             raise ConfigError(f"config file {cfg_path} not found", hint="check the path given to --config")
         data, text = _read_toml_text(cfg_path)
-        lines = key_lines(text)
+        lines = KeyLines(text)
         if cfg_path.name == "pyproject.toml":
             data = _tool_table(data) or {}
-            lines = _strip_prefix(lines, ("tool", "safemig"))
+            lines = KeyLines(text, ("tool", "safemig"))
     else:
         found = _find(base)
-        cfg_path, data, lines = found if found else (None, {}, {})
+        cfg_path, data, lines = found if found else (None, {}, KeyLines())
     root = cfg_path.parent if cfg_path else base
     origin = cfg_path.name if cfg_path else "(defaults)"  # for messages
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 INT_MAX = 2**31 - 1
 _LONG_MAX = 2**63 - 1  # C long on the 64-bit platforms PostgreSQL runs on
@@ -46,8 +46,7 @@ class DurationError(ValueError):
     """The text is not a duration PostgreSQL would accept; ``str()`` says why, in PostgreSQL's terms."""
 
 
-@dataclass(frozen=True)
-class Duration:
+class Duration(NamedTuple):
     """A checked duration: the text as written and its value in seconds as PostgreSQL computes it."""
 
     text: str

@@ -212,3 +212,21 @@ def line_of(lines: dict[Path, int], path: Path) -> int | None:
         if found is not None:
             return found
     return None
+
+
+class KeyLines:
+    """The lines of a document's keys, scanned on the first question: only error messages ask.
+
+    ``prefix`` is the table the config lives in (``("tool", "safemig")`` in pyproject.toml);
+    paths asked about are relative to it.
+    """
+
+    def __init__(self, text: str = "", prefix: Path = ()) -> None:
+        self._text = text
+        self._prefix = prefix
+        self._lines: dict[Path, int] | None = None
+
+    def line(self, path: Path) -> int | None:
+        if self._lines is None:
+            self._lines = key_lines(self._text) if self._text else {}
+        return line_of(self._lines, (*self._prefix, *path))

@@ -10,8 +10,7 @@ every ``safemig lint``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from safemig.durations import INT_MAX, UNITS_HINT, Duration, DurationError, parse_duration
 from safemig.errors import ConfigError
@@ -19,9 +18,12 @@ from safemig.errors import ConfigError
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Parser(Generic[T]):
-    """A named parse function: ``kind`` is what the README says the key accepts."""
+class Parser(NamedTuple, Generic[T]):
+    """A named parse function: ``kind`` is what the README says the key accepts.
+
+    (NamedTuples here and for the other small value types: a frozen dataclass costs several
+    generated functions at import, and the config is imported by every commit-hook run.)
+    """
 
     kind: str
     func: Callable[[Any, str], T]

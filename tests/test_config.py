@@ -282,3 +282,20 @@ def test_an_unknown_env_on_the_command_line(tmp_path, cli):
     result = cli("migrate", "info", "--env", "prd", cwd=tmp_path)
     assert result.exit_code == 2
     assert "unknown env 'prd'" in result.stderr and "did you mean prod?" in result.stderr
+
+
+def test_key_lines_skip_values_that_look_like_keys():
+    from safemig.tomllines import KeyLines
+
+    text = (
+        'notes = """\nlock_timout = 1\n"""\r\n'  # 1-3, CRLF after
+        "when = 1979-05-27 07:32:00Z\n"  # 4: a date-time with a space
+        "[envs.prod]\n"  # 5
+        "maintenance_window = [\n  'Sat 02:00-04:00 UTC',  # x = 1\n]\n"  # 6-8
+        'staging = "none" # comment\n'  # 9
+    )
+    lines = KeyLines(text)
+    assert [lines.line(p) for p in [("notes",), ("when",), ("envs", "prod"), ("envs", "prod", "staging")]] == [
+        1, 4, 5, 9]
+    assert lines.line(("envs", "prod", "lock_timout")) == 5  # not written: its table's line
+    assert KeyLines("[tool.safemig]\nx = 1\n", ("tool", "safemig")).line(("x",)) == 2
