@@ -21,7 +21,8 @@ COPY requirements/lock.txt requirements/lock.txt
 # the lock, so that nothing unpinned is downloaded to build the wheel.
 RUN awk '/^[a-z0-9]/ { keep = /^setuptools==/ } keep' requirements/lock.txt > /tmp/build-requirements.txt \
  && pip install --no-cache-dir --require-hashes --no-deps -r /tmp/build-requirements.txt
-COPY pyproject.toml README.md ./
+# LICENSE* (a wildcard): the wheel carries the license file, and a checkout without one still builds.
+COPY pyproject.toml README.md LICENSE* ./
 COPY safemig/ safemig/
 RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
 
@@ -76,7 +77,8 @@ RUN --mount=type=bind,from=build,source=/dist,target=/dist \
 COPY --chmod=0755 docker/entrypoint.py /usr/local/bin/safemig-entrypoint
 
 # Not root: safemig needs no privileges, and a mounted repository is best mounted read-only.
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/safemig safemig
+RUN groupadd --system --gid 10001 safemig \
+ && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/safemig safemig
 USER 10001:10001
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1

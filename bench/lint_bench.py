@@ -11,7 +11,16 @@ shared machine shows up in both:
 * throughput: a generated corpus of realistic migration files linted by ``safemig lint``
   (cold, no cache; then warm, from the cache) against ``squawk`` on the same files.
 
+With ``--corpus DIR`` (or ``SAFEMIG_CORPUS``) it measures the real-migration corpus instead
+(3,947 files from 20 projects, recipe in ../shared/corpus/): CPU time (user + sys of the
+process and its workers) and wall time of squawk and of ``safemig lint`` cold and with a warm
+cache, on the same ``*.sql`` files, interleaved; the one-file hook latency on one of its files;
+and, with ``--baseline SRC`` (a directory holding an older ``safemig`` package, e.g. from
+``git archive <commit> safemig``), the same latency for that version, so "no worse than
+before" is measured in the same run.
+
 Usage: python3 bench/lint_bench.py [--files 4000] [--runs 7] [--latency-runs 15] [--keep DIR]
+       python3 bench/lint_bench.py --corpus DIR [--baseline SRC] [--runs 5]
 squawk comes from PyPI: pip install squawk-cli (see bench/README.md); it is not a safemig dependency.
 """
 
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import random
 import shutil
 import statistics
@@ -30,7 +40,7 @@ from pathlib import Path
 
 PYTHON = Path(sys.executable).resolve()  # the real interpreter, not a pyenv shim
 BIN = PYTHON.parent
-SAFEMIG = BIN / "safemig"
+SAFEMIG = Path(shutil.which("safemig", path=str(Path(sys.executable).parent)) or BIN / "safemig")  # the venv's
 SQUAWK = shutil.which("squawk", path=str(BIN)) or shutil.which("squawk")
 FAST_PATH = "import sys; from safemig.commands.lint import fast_main; sys.exit(fast_main(sys.argv[1:]))"
 
@@ -134,16 +144,96 @@ def measure(commands: dict[str, list[str]], cwd: Path, runs: int, before=None) -
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def timed_cpu(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one whole process, its workers included (they are waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env or ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def corpus_main(args) -> int:
+    """The real corpus: CPU and wall time against squawk, and the one-file hook latency (see the docstring)."""
+    corpus = args.corpus.resolve()
+    files = sorted(str(p) for p in corpus.rglob("*.sql"))
+    work = Path(tempfile.mkdtemp(prefix="safemig-lint-corpus-"))
+    listing = work / "files.txt"
+    listing.write_text("\n".join(files))
+    cache = work / ".safemig"
+    print(f"corpus: {corpus}, {len(files)} *.sql files, {sum(os.path.getsize(f) for f in files) / 1e6:.1f} MB; "
+          f"cores: {os.cpu_count()}; squawk {subprocess.run([SQUAWK, '--version'], capture_output=True, text=True).stdout.strip()}")
+    commands = {
+        "squawk": [SQUAWK, *files],
+        "safemig lint (cold, no cache)": [str(SAFEMIG), "lint", "--no-cache", "--format", "json", str(corpus)],
+        "safemig lint (warm cache)": [str(SAFEMIG), "lint", "--format", "json", str(corpus)],
+    }
+    subprocess.run(commands["safemig lint (warm cache)"], cwd=work, env=ENV, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=False)  # fill the cache once
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(args.runs):
+        for name, cmd in commands.items():
+            samples[name].append(timed_cpu(cmd, work))
+    print(f"\nwhole corpus, median of {args.runs} (CPU = user + sys, workers included):")
+    squawk_cpu = statistics.median(c for _, c in samples["squawk"])
+    squawk_wall = statistics.median(w for w, _ in samples["squawk"])
+    for name, values in samples.items():
+        cpu, wall = statistics.median(c for _, c in values), statistics.median(w for w, _ in values)
+        print(f"  {name:<32} CPU {cpu:6.2f} s ({cpu / squawk_cpu:5.2f}x squawk)   wall {wall:6.2f} s "
+              f"({wall / squawk_wall:5.2f}x)")
+    shutil.rmtree(cache, ignore_errors=True)
+
+    py = sys.executable  # the venv's interpreter: the resolved one may not see safemig's dependencies
+    for probe in ([py, "-c", "import safemig, pglast"], [py, "-c", "import safemig, pglast"]):
+        subprocess.run(probe, check=True, cwd=work, env=ENV)  # a broken command would time as fast as a crash
+    one = next(f for f in files if "lemmy" in f and f.endswith("up.sql"))
+    print(f"\nlatency, one file ({Path(one).relative_to(corpus)}), median of {args.latency_runs}:")
+    latency = {
+        "python -c pass": ([py, "-c", "pass"], None),
+        "fast path FILE (cold)": ([py, "-c", FAST_PATH, "--no-cache", one], None),
+        "safemig lint FILE (cold)": ([str(SAFEMIG), "lint", "--no-cache", one], None),
+        "safemig lint FILE (cached)": ([str(SAFEMIG), "lint", one], None),
+        "squawk FILE": ([SQUAWK, one], None),
+    }
+    if args.baseline:
+        base_env = {**ENV, "PYTHONPATH": str(args.baseline.resolve())}
+        cli = "import sys; from safemig.cli import main; sys.exit(main())"
+        subprocess.run([py, "-c", "import safemig, sys; assert safemig.__file__.startswith(sys.argv[1])",
+                        str(args.baseline.resolve())], check=True, cwd=work, env=base_env)
+        latency["baseline: fast path FILE (cold)"] = ([py, "-c", FAST_PATH, "--no-cache", one], base_env)
+        latency["baseline: fast path FILE (cached)"] = ([py, "-c", FAST_PATH, one], base_env)
+        latency["baseline: CLI FILE (cold)"] = ([py, "-c", cli, "lint", "--no-cache", one], base_env)
+        latency["now: fast path FILE (cached)"] = ([py, "-c", FAST_PATH, one], None)
+        latency["now: CLI FILE (cold)"] = ([py, "-c", cli, "lint", "--no-cache", one], None)
+    for name, (cmd, env) in latency.items():  # each must really lint (exit 0 or 1), not crash
+        code = subprocess.run(cmd, cwd=work, env=env, capture_output=True).returncode
+        assert code in (0, 1), f"{name}: exit {code}"
+    timings: dict[str, list[float]] = {name: [] for name in latency}
+    for _ in range(args.latency_runs):
+        for name, (cmd, env) in latency.items():
+            timings[name].append(timed_cpu(cmd, work, env)[0])
+    for name, values in timings.items():
+        print(f"  {name:<40} {statistics.median(values) * 1000:7.0f} ms")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=4000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--latency-runs", type=int, default=15)
     parser.add_argument("--keep", type=Path, help="generate the corpus here and keep it")
+    parser.add_argument("--corpus", type=Path, default=Path(os.environ["SAFEMIG_CORPUS"])
+                        if os.environ.get("SAFEMIG_CORPUS") else None, help="measure this real corpus instead")
+    parser.add_argument("--baseline", type=Path, help="a directory with an older safemig package, for latency")
     args = parser.parse_args()
     if not SQUAWK:
         print("squawk not found: pip install squawk-cli", file=sys.stderr)
         return 2
+    if args.corpus is not None:
+        return corpus_main(args)
     work = args.keep or Path(tempfile.mkdtemp(prefix="safemig-lint-bench-"))
     files = generate(work, args.files)
     sizes = [f.stat().st_size for f in files]

@@ -43,12 +43,12 @@ FILES = "migrations"
 def _has_tenant_id(node: dict) -> bool:
     elements = node.get("tableElts") or []
     primary_keys = {k for e in elements if e.get("Constraint", {}).get("contype") == "CONSTR_PRIMARY"
-                    for k in facts._strings(e["Constraint"].get("keys"))}
+                    for k in facts.strings(e["Constraint"].get("keys"))}
     for element in elements:
         column = element.get("ColumnDef")
         if not column or column.get("colname") != "tenant_id":
             continue
-        type_names = facts._strings(column.get("typeName", {}).get("names"))
+        type_names = facts.strings(column.get("typeName", {}).get("names"))
         not_null = facts.column_constraints(column) & {"CONSTR_NOTNULL", "CONSTR_PRIMARY"} or "tenant_id" in primary_keys
         return bool(type_names) and type_names[-1].lower() == "uuid" and bool(not_null)
     return False
@@ -67,7 +67,7 @@ def _names_tenant_id(node) -> bool:
         item = stack.pop()
         if isinstance(item, dict):
             fields = item.get("ColumnRef", {}).get("fields") if "ColumnRef" in item else None
-            if fields and facts._strings(fields)[-1:] == ["tenant_id"]:
+            if fields and facts.strings(fields)[-1:] == ["tenant_id"]:
                 return True
             stack.extend(item.values())
         elif isinstance(item, list):

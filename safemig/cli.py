@@ -134,10 +134,10 @@ def run(argv: list[str] | None = None) -> int:
     ``safemig lint`` in the forms a commit hook or CI uses goes straight to
     :func:`safemig.commands.lint.fast_main`, without Typer (~60 ms of start-up, measured).
     """
-    from safemig import output
+    from safemig import envfile, output
     from safemig.errors import EXIT_INTERRUPTED, SafemigError
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = envfile.strip_flag(list(sys.argv[1:] if argv is None else argv))
     try:
         if args[:1] == ["lint"]:
             from safemig.commands.lint import fast_main
@@ -146,6 +146,7 @@ def run(argv: list[str] | None = None) -> int:
             if code is not None:
                 return code
 
+        envfile.load()  # .env, as sqlx-cli loads it (the commit-hook lint path above needs no env)
         app = build_app()
         result = app(args=args, prog_name="safemig", standalone_mode=False)
         code = result if isinstance(result, int) else 0

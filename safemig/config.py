@@ -31,7 +31,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from safemig import values
+from safemig import sqlx_config, values
 from safemig.durations import Duration
 from safemig.errors import ConfigError, UsageError
 from safemig.tomllines import KeyLines
@@ -40,7 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from safemig.window import Window
 
 CONFIG_FILE_NAME = "safemig.toml"
-DEFAULT_MIGRATIONS_DIR = "docker/migrations"
+# Without migrations_dir: sqlx.toml's, else migrations/ or docker/migrations, whichever exists
+# (safemig.sqlx_config.default_migrations_dir).
+DEFAULT_MIGRATIONS_DIR = "migrations"
 DEFAULT_ROLLBACKS_DIR = "rollbacks"
 NO_STAGING = "none"
 
@@ -277,6 +279,7 @@ class Config:
     env_tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # [envs.*] as written
     sections: dict[str, Any] = field(default_factory=dict)
     lines: KeyLines = field(default_factory=KeyLines, compare=False)  # where each key is written
+    sqlx: sqlx_config.SqlxConfig = field(default_factory=sqlx_config.SqlxConfig)  # sqlx.toml
 
     @cached_property
     def envs(self) -> dict[str, EnvSettings]:
@@ -502,16 +505,18 @@ def load_config(
             raise ConfigError(f"{where((key,))}: {key} must be a non-empty string", hint=f'e.g. {key} = "{default}"')
         return (root / interpolate(value, f"{key} in {origin}")).resolve()
 
+    sqlx = sqlx_config.load(root)
     config = Config(
         root=root,
         path=cfg_path,
         migrations_dir=(base / source).resolve()
         if source is not None
-        else dir_setting("migrations_dir", DEFAULT_MIGRATIONS_DIR),
+        else dir_setting("migrations_dir", sqlx_config.default_migrations_dir(root, sqlx)),
         rollbacks_dir=dir_setting("rollbacks_dir", DEFAULT_ROLLBACKS_DIR),
         env_tables=data.get("envs", {}),
         sections={k: v for k, v in data.items() if k not in {"migrations_dir", "rollbacks_dir", "envs"}},
         lines=lines,
+        sqlx=sqlx,
     )
     if check_envs:
         config.envs  # noqa: B018 - parse and check every env now, before any command contacts anything
@@ -521,9 +526,20 @@ def load_config(
 def resolve_database_url(config: Config, env: str | None = None, database_url: str | None = None) -> str:
     """The URL a database command should use: ``--database-url``, else ``--env``, else ``DATABASE_URL``.
 
+    ``.env`` is loaded first (as sqlx-cli does; :mod:`safemig.envfile`), ``sqlx.toml``'s
+    ``common.database-url-var`` renames ``DATABASE_URL``, and sqlx's URL parameters are
+    translated for libpq (:mod:`safemig.pgurl`), so pg_dump gets a URL it accepts too.
     An empty string is allowed to mean "libpq defaults" (PGHOST, PGUSER, .pgpass, ...),
     which psycopg passes through, as sqlx's ``DATABASE_URL`` does not.
     """
+    from safemig import envfile
+    from safemig.pgurl import libpq_url
+
+    envfile.load()
+    return libpq_url(_resolve_database_url(config, env, database_url))
+
+
+def _resolve_database_url(config: Config, env: str | None, database_url: str | None) -> str:
     if database_url and env:
         raise UsageError("give either --env or --database-url, not both", hint="--env picks the URL from the config")
     if database_url:
@@ -537,14 +553,15 @@ def resolve_database_url(config: Config, env: str | None = None, database_url: s
                 hint=f'add database_url = "${{DATABASE_URL}}" under [envs.{env}]',
             )
         return url
-    url = os.environ.get("DATABASE_URL")
+    var = config.sqlx.database_url_var
+    url = os.environ.get(var)
     if url:
         return url
     if os.environ.get("PGHOST") or os.environ.get("PGDATABASE") or os.environ.get("PGSERVICE"):
         return ""  # libpq environment variables
     raise UsageError(
         "no database given",
-        hint="pass --env NAME or --database-url URL, or set DATABASE_URL (libpq's PG* variables also work)",
+        hint=f"pass --env NAME or --database-url URL, or set {var} (in .env too; libpq's PG* variables also work)",
     )
 
 

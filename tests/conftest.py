@@ -1,8 +1,12 @@
 """Shared fixtures: real PostgreSQL clusters started by the suite, moto for S3, a CLI runner.
 
-The suite starts its own PostgreSQL server (initdb/pg_ctl from PATH or
-/usr/lib/postgresql/*/bin, as the ``postgres`` user when run as root) on a private port
+The suite starts its own PostgreSQL server (initdb/pg_ctl from ``$SAFEMIG_PG_BIN``, else PATH
+or /usr/lib/postgresql/*/bin, as the ``postgres`` user when run as root) on a private port
 and socket, once per session; each test that needs a database gets a fresh one.
+
+``SAFEMIG_PG_BIN=DIR`` runs the suite against that installation's major (``scripts/pg-majors``
+installs 14 to 18): DIR also goes first on PATH, so pg_dump, pg_restore and psql of the same
+major are the ones backup code and subprocesses find.
 """
 
 from __future__ import annotations
@@ -20,9 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from safemig.local.postgres import LocalCluster
+from safemig.local.postgres import PG_BIN_ENV, LocalCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+if os.environ.get(PG_BIN_ENV):
+    # Session-wide (not monkeypatch): subprocesses and session fixtures need it too.
+    os.environ["PATH"] = os.environ[PG_BIN_ENV] + os.pathsep + os.environ.get("PATH", "")
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +57,12 @@ def pg_cluster_b():
     finally:
         cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_major(pg_cluster) -> int:
+    """The major version of the session's server (14, 15, ...)."""
+    return int(pg_cluster.psql("SHOW server_version_num").strip()) // 10000
 
 
 def _new_db(cluster: LocalCluster) -> tuple[str, str]:
@@ -148,7 +162,9 @@ def cli():
 def cli_process():
     """Run ``safemig`` as a real subprocess: ``cli_process("deploy", "--env", "prod", cwd=..., env=...)``."""
 
-    def invoke(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
+    def invoke(
+        *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> CliResult:
         full_env = dict(os.environ)
         full_env.update(env or {})
         proc = subprocess.run(

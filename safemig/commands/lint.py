@@ -48,12 +48,23 @@ def register(app) -> None:
         no_cache: Annotated[
             bool, typer.Option("--no-cache", help="Ignore and do not update the result cache (.safemig/lint-cache).")
         ] = False,
+        hook: Annotated[
+            bool,
+            typer.Option(
+                "--hook",
+                help="Skip files outside the configured migrations/rollbacks directories "
+                "(what the pre-commit hook passes).",
+            ),
+        ] = False,
         config_path: ConfigOption = None,
         env: EnvOption = None,
         database_url: DatabaseUrlOption = None,
         source: SourceOption = None,
     ) -> int:
-        """Review migration SQL for dangerous operations. Exit 0: no errors (warnings allowed); 1: at least one error finding; 2: usage or config error."""
+        """Review migration SQL for dangerous operations.
+
+        Exit 0: no errors (warnings allowed); 1: at least one error finding; 2: usage or config error.
+        """
         return run_lint(
             paths or [],
             fmt,
@@ -63,6 +74,7 @@ def register(app) -> None:
             pending=pending,
             env=env,
             database_url=database_url,
+            hook=hook,
         )
 
     def rules_command(config_path: ConfigOption = None) -> None:
@@ -81,7 +93,7 @@ def register(app) -> None:
     app.command("explain")(explain_command)
 
 
-_FAST_OPTIONS = {"--format", "-f", "--no-cache", "--config", "-c", "--source"}
+_FAST_OPTIONS = {"--format", "-f", "--no-cache", "--config", "-c", "--source", "--hook"}
 
 
 def fast_main(argv: list[str]) -> int | None:
@@ -103,17 +115,21 @@ def fast_main(argv: list[str]) -> int | None:
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument("--config", "-c", type=Path, default=os.environ.get("SAFEMIG_CONFIG") or None)
     parser.add_argument("--source", type=Path)
+    parser.add_argument("--hook", action="store_true")
     try:
         args, unknown = parser.parse_known_args(argv)
     except argparse.ArgumentError:
         return None
     if unknown:
         return None
-    return run_lint(args.paths, args.fmt, no_cache=args.no_cache, config_path=args.config, source=args.source)
+    return run_lint(
+        args.paths, args.fmt, no_cache=args.no_cache, config_path=args.config, source=args.source, hook=args.hook
+    )
 
 
-def _pending_paths(config, env: str | None, database_url: str | None) -> list[Path]:
-    """The migrations not yet applied in the env's database (their rollback scripts come along)."""
+def _pending_paths(config, env: str | None, database_url: str | None) -> tuple[list[Path], int]:
+    """The migrations not yet applied in the env's database (their rollback scripts come along), and the
+    server's major version (the default target of the version checks)."""
     from safemig.config import resolve_database_url
     from safemig.db import connect
     from safemig.migrations import ledger
@@ -123,11 +139,43 @@ def _pending_paths(config, env: str | None, database_url: str | None) -> list[Pa
     migrations = discover(config.migrations_dir)
     with connect(url) as conn:
         rows = ledger.applied_rows(conn)
-    return [
+        major = conn.info.server_version // 10000
+    paths = [
         s.migration.path
         for s in ledger.states(migrations, rows)
         if s.migration is not None and s.state in ("pending", "out_of_order")
     ]
+    return paths, major
+
+
+def nearest_config(path: Path) -> Path | None:
+    """The ``safemig.toml`` closest above ``path`` (a file or a directory), if any: in a monorepo each
+    service's migrations are judged by that service's configuration."""
+    from safemig.config import CONFIG_FILE_NAME
+
+    directory = path.resolve()
+    if not directory.is_dir():
+        directory = directory.parent
+    for candidate in (directory, *directory.parents):
+        if (candidate / CONFIG_FILE_NAME).is_file():
+            return candidate / CONFIG_FILE_NAME
+    return None
+
+
+def _groups(paths: list[Path], config_path: Path | None, source: Path | None):
+    """``[(config, paths)]``: one group per nearest ``safemig.toml`` unless ``--config``/``--source`` names one."""
+    if config_path is not None or source is not None or not paths:
+        return [(load_config(config_path, source=source, check_envs=False), list(paths))]
+    by_config: dict[Path | None, list[Path]] = {}
+    for path in paths:
+        by_config.setdefault(nearest_config(path) if path.exists() else None, []).append(path)
+    return [(load_config(found, check_envs=False), group) for found, group in by_config.items()]
+
+
+def _configured(path: Path, config) -> bool:
+    """True when ``path`` lies in the configured migrations or rollbacks directory (the hook's filter)."""
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(d) for d in (config.migrations_dir, config.rollbacks_dir))
 
 
 def run_lint(
@@ -140,18 +188,27 @@ def run_lint(
     pending: bool = False,
     env: str | None = None,
     database_url: str | None = None,
+    hook: bool = False,
 ) -> int:
-    """Lint, print the report in ``fmt``, return the exit code (0 clean or warnings only, 1 errors)."""
+    """Lint, print the report in ``fmt``, return the exit code (0 clean or warnings only, 1 errors).
+
+    Each path is judged by the ``safemig.toml`` nearest above it (unless ``--config`` or
+    ``--source`` is given). With ``hook`` (the pre-commit hook), files outside their
+    config's migrations and rollbacks directories are skipped: the hook hands over every
+    SQL file of a commit and safemig decides by its configuration which are migrations.
+    """
     from safemig import output
     from safemig.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
     from safemig.lint.engine import lint_paths
+    from safemig.lint.finding import LintReport
     from safemig.lint.registry import all_rules
     from safemig.lint.render import FORMATS, render
 
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}", hint="e.g. --format json")
-    config = load_config(config_path, source=source, check_envs=False)  # env values: checked if --pending uses one
+    config = load_config(config_path, source=source, check_envs=False)  # env values: checked if an env is used
+    server_major = None
     if pending:
         if paths:
             raise UsageError(
@@ -161,7 +218,7 @@ def run_lint(
             raise UsageError(
                 "--pending needs --env NAME (or --database-url)", hint="e.g. safemig lint --pending --env prod"
             )
-        targets = _pending_paths(config, env, database_url)
+        targets, server_major = _pending_paths(config, env, database_url)
         if not targets:
             output.echo("no pending migrations", err=True)
             return EXIT_OK
@@ -172,13 +229,27 @@ def run_lint(
                 f"migrations directory {config.migrations_dir} does not exist",
                 hint="pass files or directories, set migrations_dir in safemig.toml, or use --source DIR",
             )
-    report = lint_paths(targets, config, use_cache=not no_cache)
+    groups = [(config, targets)] if pending or not paths else _groups(targets, config_path, source)
+    report = LintReport()
+    for group_config, group_paths in groups:
+        if hook:
+            group_paths = [p for p in group_paths if p.is_dir() or _configured(p, group_config)]
+            if not group_paths:
+                continue
+        part = lint_paths(group_paths, group_config, use_cache=not no_cache, env=env, server_major=server_major)
+        report.findings.extend(part.findings)
+        report.files.extend(part.files)
+        report.notes.extend(n for n in part.notes if n not in report.notes)
+    if len(groups) > 1:
+        report.findings.sort(key=lambda f: f.sort_key)
     rules = []
     if fmt == "sarif":
         from safemig.lint.policy import load_policy
 
         rules = all_rules(load_policy(config).house_dir)
     output.plain(render(report, rules, fmt, color=fmt == "text" and output.color_enabled()))
+    for note in report.notes:
+        output.echo(f"note: {note}", err=True)
     return EXIT_CHECK_FAILED if report.has_errors else EXIT_OK
 
 

@@ -7,6 +7,8 @@ the command functions so that ``safemig lint`` never loads them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -24,6 +26,7 @@ from safemig.commands.common import (
 if TYPE_CHECKING:  # pragma: no cover
     from safemig.config import Config
     from safemig.migrations.engine import ApplySettings, Observer
+    from safemig.migrations.operations import Source as MigrationSource
 
 TargetOption = Annotated[
     int | None,
@@ -43,7 +46,8 @@ LockTimeoutOption = Annotated[
     str | None,
     typer.Option(
         "--lock-timeout",
-        help="Session lock_timeout while migrating, e.g. 5s (default: the env's lock_timeout with --env, else the server's).",
+        help="Session lock_timeout while migrating, e.g. 5s "
+        "(default: the env's lock_timeout with --env, else the server's).",
         show_default=False,
     ),
 ]
@@ -51,7 +55,8 @@ StatementTimeoutOption = Annotated[
     str | None,
     typer.Option(
         "--statement-timeout",
-        help="Session statement_timeout while migrating, e.g. 15min (default: the env's with --env, else the server's).",
+        help="Session statement_timeout while migrating, e.g. 15min "
+        "(default: the env's with --env, else the server's).",
         show_default=False,
     ),
 ]
@@ -66,6 +71,36 @@ LockRetriesOption = Annotated[
 ]
 
 
+LockWaitOption = Annotated[
+    float | None,
+    typer.Option(
+        "--lock-wait",
+        metavar="SECONDS",
+        min=0,
+        help="Wait at most this long for another migrator's lock, then exit 1 naming it (0: refuse at once; "
+        "default: wait until it is free, as sqlx's migrate!().run() does).",
+        show_default=False,
+    ),
+]
+ConnectTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--connect-timeout",
+        metavar="SECONDS",
+        min=0,
+        help="Keep retrying a refused connection this long (sqlx-cli's option; default: the env's "
+        "connect_timeout, else 10).",
+        show_default=False,
+    ),
+]
+IgnoreMissingOption = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-missing", help="Accept applied versions whose files are gone (deleted or squashed), as sqlx does."
+    ),
+]
+
+
 def register(app: typer.Typer) -> None:
     """Add ``safemig migrate`` and its subcommands to the root app."""
     migrate = typer.Typer(
@@ -74,6 +109,7 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
         rich_markup_mode=None,
     )
+    migrate.callback()(group_options)
     migrate.command("run")(run_command)
     migrate.command("info")(info_command)
     migrate.command("revert")(revert_command)
@@ -82,13 +118,91 @@ def register(app: typer.Typer) -> None:
     app.add_typer(migrate)
 
 
+def group_options(
+    config: ConfigOption = None,
+    env: EnvOption = None,
+    database_url: DatabaseUrlOption = None,
+    source: SourceOption = None,
+    connect_timeout: ConnectTimeoutOption = None,
+) -> None:
+    """Apply, inspect and revert migrations; the _sqlx_migrations ledger stays sqlx-compatible.
+
+    The connection and source options may come before the subcommand too
+    (``safemig migrate --source DIR info``); the subcommand's own value wins.
+    """
+
+
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _database(config: Config, env: str | None, database_url: str | None) -> str:
-    from safemig.config import resolve_database_url
+def _inherited(ctx: typer.Context, name: str, value):
+    """``value`` if the subcommand got it, else what ``safemig migrate`` itself was given."""
+    if value is not None:
+        return value
+    return ctx.parent.params.get(name) if ctx.parent is not None else None
 
-    return resolve_database_url(config, env=env, database_url=database_url)
+
+@dataclass
+class _Invocation:
+    """What every migrate subcommand resolves the same way: config, source, database."""
+
+    ctx: typer.Context
+    config: Config
+    env: str | None
+    source: MigrationSource
+
+    def connection(self, database_url: str | None, connect_timeout: float | None, lock_wait: float | None = None):
+        from safemig.config import resolve_database_url
+        from safemig.db import DEFAULT_CONNECT_TIMEOUT
+        from safemig.migrations.operations import Connection
+
+        database_url = _inherited(self.ctx, "database_url", database_url)
+        if database_url:  # --database-url is translated here; an env's or DATABASE_URL in resolve_database_url
+            _warn_unknown_parameters(database_url)
+        url = resolve_database_url(self.config, env=self.env, database_url=database_url)
+        if not database_url:
+            _warn_dropped(self.config, self.env)
+        timeout = _inherited(self.ctx, "connect_timeout", connect_timeout)
+        if timeout is None and self.env:
+            timeout = self.config.env(self.env).connect_timeout.seconds
+        return Connection(
+            url,
+            connect_timeout=DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout,
+            lock_wait=lock_wait,
+            on_wait=_on_wait,
+        )
+
+    def out_of_order(self, allow_flag: bool) -> str:
+        from safemig.migrations.operations import out_of_order_policy
+
+        return out_of_order_policy(self.config, self.env, allow_flag=allow_flag)
+
+
+def _invocation(ctx: typer.Context, config: Path | None, source: Path | None, env: str | None) -> _Invocation:
+    from safemig.migrations.operations import Source
+
+    cfg = load(_inherited(ctx, "config", config), _inherited(ctx, "source", source))
+    return _Invocation(ctx, cfg, _inherited(ctx, "env", env), Source.of(cfg))
+
+
+def _warn_dropped(config: Config, env: str | None) -> None:
+    """Warn about URL parameters neither sqlx nor libpq knows (resolve_database_url dropped them)."""
+    import os
+
+    try:
+        template = config.env(env).database_url if env else None
+        raw = template.resolve() if template else os.environ.get(config.sqlx.database_url_var)
+    except Exception:  # resolve_database_url has already reported a real problem
+        return
+    _warn_unknown_parameters(raw or "")
+
+
+def _warn_unknown_parameters(url: str) -> None:
+    from safemig import output
+    from safemig.pgurl import translate
+
+    for name in translate(url).dropped:
+        output.warn(f"database URL parameter {name!r} is unknown to sqlx and libpq; ignored (sqlx ignores it too)")
 
 
 def _settings(
@@ -115,27 +229,20 @@ def _settings(
     )
 
 
-def _writer_arguments(
-    config, source, env, database_url, lock_timeout, statement_timeout, lock_retries
-) -> tuple[Config, dict]:
-    """The config, and the keyword arguments ``operations.run`` and ``operations.revert`` share."""
-    cfg = load(config, source)
-    return cfg, {
-        "url": _database(cfg, env, database_url),
-        "migrations_dir": cfg.migrations_dir,
-        "rollbacks_dir": cfg.rollbacks_dir,
-        "settings": _settings(cfg, env, lock_timeout, statement_timeout, lock_retries),
-        "on_wait": _on_wait,
-    }
-
-
 def _on_wait() -> None:
     from safemig import output
 
     output.echo(
-        "waiting for the migration lock: another migrator (safemig, sqlx-cli or an application) is running on this database ...",
+        "waiting for the migration lock: another migrator (safemig or an application's sqlx::migrate!()) "
+        "is running on this database ...",
         err=True,
     )
+
+
+def _warn(text: str) -> None:
+    from safemig import output
+
+    output.warn(text)
 
 
 def duration(seconds: float) -> str:
@@ -167,9 +274,8 @@ def _observer(verbose: bool, doing: str, done: str) -> Observer:
                     if result.rowcount is not None
                     else ""
                 )
-                output.echo(
-                    f"  {result.index:>3}  line {result.line:<4} {duration(result.duration_s):>8}  {result.status}{rows}  {result.first_line[:90]}"
-                )
+                took, status = duration(result.duration_s), f"{result.status}{rows}"
+                output.echo(f"  {result.index:>3}  line {result.line:<4} {took:>8}  {status}  {result.first_line[:90]}")
 
         def migration_finished(self, migration, result):
             count = len(result.statements)
@@ -189,16 +295,24 @@ def _observer(verbose: bool, doing: str, done: str) -> Observer:
 
 
 def run_command(
+    ctx: typer.Context,
     target_version: TargetOption = None,
     dry_run: DryRunOption = False,
     verbose: VerboseOption = False,
     quiet: QuietOption = False,
     allow_out_of_order: Annotated[
-        bool, typer.Option("--allow-out-of-order", help="Apply pending migrations older than the newest applied one.")
+        bool,
+        typer.Option(
+            "--allow-out-of-order",
+            help="Apply pending migrations older than the newest applied one (default: the out_of_order setting).",
+        ),
     ] = False,
+    ignore_missing: IgnoreMissingOption = False,
     lock_timeout: LockTimeoutOption = None,
     statement_timeout: StatementTimeoutOption = None,
     lock_retries: LockRetriesOption = None,
+    lock_wait: LockWaitOption = None,
+    connect_timeout: ConnectTimeoutOption = None,
     config: ConfigOption = None,
     env: EnvOption = None,
     database_url: DatabaseUrlOption = None,
@@ -210,24 +324,27 @@ def run_command(
     from safemig.migrations.engine import parse
     from safemig.migrations.files import display_path
 
-    _, common = _writer_arguments(config, source, env, database_url, lock_timeout, statement_timeout, lock_retries)
+    inv = _invocation(ctx, config, source, env)
     report = operations.run(
-        **common,
+        inv.connection(database_url, connect_timeout, lock_wait),
+        inv.source,
         target_version=target_version,
-        allow_out_of_order=allow_out_of_order,
+        out_of_order=inv.out_of_order(allow_out_of_order),
+        ignore_missing=ignore_missing,
         dry_run=dry_run,
+        settings=_settings(inv.config, inv.env, lock_timeout, statement_timeout, lock_retries),
         observer=_observer(verbose, "Applying", "Applied"),
+        on_warning=_warn,
     )
     if dry_run:
         for migration in report.plan:
             statements = parse(migration.sql, display_path(migration.path), no_transaction=migration.no_transaction)
             mode = "no transaction, statement by statement" if migration.no_transaction else "in one transaction"
-            output.echo(
-                f"-- Would apply {display_path(migration.path)} ({len(statements)} statement{'' if len(statements) == 1 else 's'}, {mode})"
-            )
+            count = f"{len(statements)} statement{'' if len(statements) == 1 else 's'}"
+            output.echo(f"-- Would apply {display_path(migration.path)} ({count}, {mode})")
             for statement in statements:
                 output.echo(f"-- line {statement.line}\n{statement.text};")
-            output.echo(f"-- then record version {migration.version} in _sqlx_migrations\n")
+            output.echo(f"-- then record version {migration.version} in {report.ledger}\n")
         output.echo(f"Dry run: {len(report.plan)} migration(s) would be applied; nothing was changed.")
         return
     if not report.applied:
@@ -242,7 +359,13 @@ def run_command(
 
 
 def info_command(
+    ctx: typer.Context,
     json_out: JsonOption = False,
+    ignore_missing: Annotated[
+        bool,
+        typer.Option("--ignore-missing", help="Accepted for sqlx's scripts; missing versions are still listed."),
+    ] = False,
+    connect_timeout: ConnectTimeoutOption = None,
     config: ConfigOption = None,
     env: EnvOption = None,
     database_url: DatabaseUrlOption = None,
@@ -253,8 +376,9 @@ def info_command(
     from safemig.migrations import operations
     from safemig.migrations.files import display_path
 
-    cfg = load(config, source)
-    found = operations.info(_database(cfg, env, database_url), cfg.migrations_dir)
+    inv = _invocation(ctx, config, source, env)
+    report = operations.info(inv.connection(database_url, connect_timeout), inv.source, on_warning=_warn)
+    found = report.states
     if json_out:
         output.print_json(
             [
@@ -268,13 +392,22 @@ def info_command(
                     "checksum": st.migration.checksum.hex() if st.migration else None,
                     "applied_checksum": st.row.checksum.hex() if st.row else None,
                     "no_transaction": st.migration.no_transaction if st.migration else None,
+                    "notes": [
+                        {
+                            "noted_on": n.noted_on.isoformat(),
+                            "noted_by": n.noted_by,
+                            "action": n.action,
+                            "reason": n.reason,
+                        }
+                        for n in report.notes.get(st.version, [])
+                    ],
                 }
                 for st in found
             ]
         )
         return
     if not found:
-        output.echo(f"No migrations in {display_path(cfg.migrations_dir)} and none applied.")
+        output.echo(f"No migrations in {display_path(inv.config.migrations_dir)} and none applied.")
         return
     styles = {"applied": "green", "pending": "yellow", "out_of_order": "yellow"}
     output.echo(f"{'VERSION':<15} {'STATE':<13} {'INSTALLED ON':<20} {'TIME':>9}  DESCRIPTION")
@@ -288,16 +421,25 @@ def info_command(
         if st.state == "modified":
             output.echo(f"    applied checksum {st.row.checksum.hex()}")  # type: ignore[union-attr]
             output.echo(f"    file checksum    {st.migration.checksum.hex()}")  # type: ignore[union-attr]
+        for note in report.notes.get(st.version, []):
+            output.echo(
+                f"    marked applied by hand ({note.action}) on {note.noted_on:%Y-%m-%d %H:%M} by {note.noted_by}: "
+                f"{note.reason}"
+            )
 
 
 def revert_command(
+    ctx: typer.Context,
     target_version: TargetOption = None,
     dry_run: DryRunOption = False,
     verbose: VerboseOption = False,
     quiet: QuietOption = False,
+    ignore_missing: IgnoreMissingOption = False,
     lock_timeout: LockTimeoutOption = None,
     statement_timeout: StatementTimeoutOption = None,
     lock_retries: LockRetriesOption = None,
+    lock_wait: LockWaitOption = None,
+    connect_timeout: ConnectTimeoutOption = None,
     config: ConfigOption = None,
     env: EnvOption = None,
     database_url: DatabaseUrlOption = None,
@@ -308,41 +450,75 @@ def revert_command(
     from safemig.migrations import operations
     from safemig.migrations.files import display_path
 
-    _, common = _writer_arguments(config, source, env, database_url, lock_timeout, statement_timeout, lock_retries)
-    steps = operations.revert(
-        **common, target_version=target_version, dry_run=dry_run, observer=_observer(verbose, "Reverting", "Reverted")
+    inv = _invocation(ctx, config, source, env)
+    report = operations.revert(
+        inv.connection(database_url, connect_timeout, lock_wait),
+        inv.source,
+        target_version=target_version,
+        ignore_missing=ignore_missing,
+        dry_run=dry_run,
+        settings=_settings(inv.config, inv.env, lock_timeout, statement_timeout, lock_retries),
+        observer=_observer(verbose, "Reverting", "Reverted"),
+        on_warning=_warn,
     )
-    if not steps:
-        output.echo("No migrations available to revert.")
+    for st in report.skipped:
+        output.echo(f"Skipped {st.version}/{st.description}: no rollback script, it stays applied")
+    if not report.steps:
+        output.echo("No migrations available to revert")
         return
     if dry_run:
-        for step in steps:
-            output.echo(
-                f"-- Would revert {step.migration.version}/{step.migration.description} with {display_path(step.script)}"
-            )
+        for step in report.steps:
+            m = step.migration
+            output.echo(f"-- Would revert {m.version}/{m.description} with {display_path(step.script)}")
             output.echo(step.script.read_text(encoding="utf-8").rstrip() + "\n")
-        output.echo(f"Dry run: {len(steps)} migration(s) would be reverted; nothing was changed.")
+        output.echo(f"Dry run: {len(report.steps)} migration(s) would be reverted; nothing was changed.")
 
 
 def add_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="What the migration does, e.g. add_user_preferences_table.")],
+    reversible: Annotated[
+        bool, typer.Option("--reversible", "-r", help="Create an .up.sql/.down.sql pair (sqlx's -r).")
+    ] = False,
+    simple: Annotated[bool, typer.Option("--simple", help="Create a single .sql file (sqlx's --simple).")] = False,
+    timestamp: Annotated[
+        bool, typer.Option("--timestamp", "-t", help="Version it with a UTC timestamp, YYYYMMDDHHMMSS.")
+    ] = False,
+    sequential: Annotated[
+        bool, typer.Option("--sequential", "-s", help="Version it with the next number after the newest.")
+    ] = False,
     config: ConfigOption = None,
     source: SourceOption = None,
 ) -> None:
-    """Create the next migration file (same zero-padding, the guide's template header) and its rollback stub."""
+    """Create the next migration (sqlx's rules for its kind and version; the guide's template header)."""
     from safemig import output
+    from safemig.errors import UsageError
     from safemig.migrations import operations
     from safemig.migrations.files import display_path
 
-    cfg = load(config, source)
-    migration, rollback = operations.add(cfg.migrations_dir, cfg.rollbacks_dir, name)
-    output.echo(f"Created {display_path(migration)}")
-    output.echo(f"Created {display_path(rollback)}")
+    if reversible and simple:
+        raise UsageError("--reversible and --simple exclude each other", hint="give one of them")
+    if timestamp and sequential:
+        raise UsageError("--timestamp and --sequential exclude each other", hint="give one of them")
+    inv = _invocation(ctx, config, source, None)
+    paths = operations.add(
+        inv.source,
+        name,
+        reversible=True if reversible else False if simple else None,
+        versioning="timestamp" if timestamp else "sequential" if sequential else None,
+    )
+    for path in paths:
+        output.echo(f"Created {display_path(path)}")
 
 
 def mark_applied_command(
+    ctx: typer.Context,
     version: Annotated[int, typer.Argument(help="Version to record as applied without running it.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (printed, for the deploy log), e.g. an incident id.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, e.g. an incident id; kept in _safemig_notes, shown by info.")
+    ],
+    lock_wait: LockWaitOption = None,
+    connect_timeout: ConnectTimeoutOption = None,
     config: ConfigOption = None,
     env: EnvOption = None,
     database_url: DatabaseUrlOption = None,
@@ -352,16 +528,16 @@ def mark_applied_command(
     from safemig import output
     from safemig.migrations import operations
 
-    cfg = load(config, source)
+    inv = _invocation(ctx, config, source, env)
     result = operations.mark_applied(
-        _database(cfg, env, database_url), cfg.migrations_dir, version, reason, on_wait=_on_wait
+        inv.connection(database_url, connect_timeout, lock_wait), inv.source, version, reason, on_warning=_warn
     )
     m = result.migration
     what = {
-        "inserted": "inserted its _sqlx_migrations row",
-        "repaired": "turned its failed _sqlx_migrations row into a successful one",
+        "inserted": f"inserted its {result.ledger} row",
+        "repaired": f"turned its failed {result.ledger} row into a successful one",
         "unchanged": "it was already recorded as applied with this checksum; nothing changed",
     }[result.action]
     output.echo(f"Marked version {m.version} ({m.description}) as applied without running it: {what}.")
     output.echo(f"  checksum {m.checksum.hex()}")
-    output.echo(f"  reason   {reason}")
+    output.echo(f"  reason   {reason} (kept in _safemig_notes; `safemig migrate info` shows it)")

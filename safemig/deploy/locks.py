@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from safemig.migrations.blockers import pg_lock_name
 from safemig.migrations.engine import Observer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +61,7 @@ _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 def sql_mode(mode: str) -> str:
     """``AccessExclusiveLock`` -> ``ACCESS EXCLUSIVE`` (how LOCK TABLE and the docs spell it)."""
-    words = []
+    words: list[str] = []
     for ch in mode.removesuffix("Lock"):
         if ch.isupper() and words:
             words.append(" ")
@@ -107,9 +108,7 @@ WHERE c.oid = to_regclass(%s)
 """
 
 
-def pg_mode(mode: str) -> str:
-    """``SHARE UPDATE EXCLUSIVE`` -> ``ShareUpdateExclusiveLock`` (the inverse of :func:`sql_mode`)."""
-    return "".join(word.capitalize() for word in mode.split()) + "Lock"
+pg_mode = pg_lock_name  # ``SHARE UPDATE EXCLUSIVE`` -> ``ShareUpdateExclusiveLock`` (the inverse of sql_mode)
 
 
 def predicted_locks(conn: psycopg.Connection, statement: str) -> list[HeldLock]:
@@ -284,6 +283,9 @@ class LockRecorder(Observer):
             # (Without a transaction only the failing statement is retried; what ran before stays.)
             self.statements = [s for s in self.statements if s.version != migration.version]
         self.forward.retrying(migration, attempt, error, delay)
+
+    def attempt_finished(self, migration, attempt):
+        self.forward.attempt_finished(migration, attempt)
 
     # -- helpers ----------------------------------------------------------------------
     def _new_locks_in_transaction(self, conn) -> list[HeldLock]:

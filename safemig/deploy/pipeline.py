@@ -359,12 +359,14 @@ class _Deploy:
             from safemig.lint.engine import lint_paths
 
             paths = [m.path for m in self.pending] + [p for m in self.pending if (p := self.rollbacks[m.version])]
-            report = lint_paths(paths, self.config)
+            report = lint_paths(paths, self.config, env=self.env)  # env: this deploy sets its lock_timeout
             for f in report.findings:
                 line = (
                     f"{_rel(Path(f.path), self.config.root)}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}"
                 )
-                (gate.note if f.severity == "error" else gate.warn)(line)
+                (gate.note if f.severity == "error" else gate.warn)(f"{line}\n    {f.hint_line}")  # as `safemig lint`
+            for note in report.notes:
+                gate.note(note)
             errors = (
                 report.errors if hasattr(report, "errors") else [f for f in report.findings if f.severity == "error"]
             )
@@ -498,16 +500,14 @@ class _Deploy:
     # -- gate 5 ------------------------------------------------------------------------
     def _apply_to_production(self) -> None:
         with self.runner.gate("production", TITLES["production"]) as gate:
-            from safemig.deploy.observers import ReportingObserver
-            from safemig.migrations.engine import Migrator
+            from safemig.deploy.observers import monotonic_deadline, production_migrator
 
-            migrator = Migrator(
-                self.prod,
-                self.migrations,
-                rollbacks_dir=self.config.rollbacks_dir,
-                settings=deploy_config.apply_settings(self.settings),
-                observer=ReportingObserver(self.reporter, self.env, gate),
-            )
+            end = self.window.current[2] if self.window and self.window.open and self.window.current else None
+            deadline = monotonic_deadline(end, now=self.options.now, started_at=self.record.started_at) if end else None
+            migrator, _ = self.stack.enter_context(production_migrator(
+                self.prod, self.prod_url, self.migrations, self.config.rollbacks_dir, self.settings,
+                deadline=deadline, reporter=self.reporter, env=self.env, gate=gate, attempts=self.record.attempts,
+            ))  # fmt: skip
             done: list[int] = []
             for migration in self.pending:
                 try:

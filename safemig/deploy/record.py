@@ -89,6 +89,7 @@ class DeployRecord:
     pending: list[dict[str, Any]] = field(default_factory=list)
     backup: dict[str, Any] | None = None
     applied: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # every production attempt, blockers named
     rehearsal: dict[str, Any] = field(default_factory=dict)
     locks: list[dict[str, Any]] = field(default_factory=list)
     finished_at: datetime | None = None
@@ -122,6 +123,7 @@ class DeployRecord:
             "pending": self.pending,
             "backup": self.backup,
             "applied": self.applied,
+            "attempts": self.attempts,
             "rehearsal": self.rehearsal,
             "locks": self.locks,
             "record_uri": self.record_uri,

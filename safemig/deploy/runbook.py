@@ -5,7 +5,17 @@ migrations rather than written as a generic checklist: when the window is and a 
 to send, what will run (with lint verdicts and the table locks each statement is
 expected to take), the exact backup/restore commands, each migration's rollback script
 (the missing ones marked loudly), the deploy command, what to watch afterwards, and the
-guide's troubleshooting steps as real commands. GitHub renders it as it is.
+incident paths (a failed or interrupted deploy, undoing it, restoring prod) as real
+commands. GitHub renders it as it is.
+
+When the project's deploy records (``.safemig/deploys/``) hold a rehearsal of this very
+pending set (same versions, same files, same statements), the runbook shows what that
+rehearsal measured (each migration's duration, the locks taken and how long they were
+held) next to the predictions; otherwise it says that none exists.
+
+Commands never carry a password: URLs are named by their variable, the restore target
+must be set (``${VAR:?}``) and may not hold a password (libpq reads ``PGPASSWORD`` or
+``~/.pgpass``), and prod's own restore lets safemig resolve prod's URL from the config.
 
 :func:`build_runbook` gathers the facts (it reads prod's ledger, read-only, without the
 migration lock); :func:`render_markdown` only formats them.
@@ -18,6 +28,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from safemig.config import Config, EnvSettings, resolve_database_url
 from safemig.deploy.expectations import LockExpectation, expected_locks
@@ -39,6 +50,92 @@ class RunbookItem:
     locks: list[LockExpectation] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What a recorded rehearsal of the same pending set measured."""
+
+    record_id: str
+    started_at: str
+    ran_on: str  # where: the scratch database restored from the backup, or the staging env
+    durations_ms: dict[int, float]  # version -> apply time in the rehearsal
+    locks: list[dict[str, Any]]  # the record's roll-up: version, relation, mode, held_ms, rows ...
+
+
+def _statement_lines(sql: str) -> list[str]:
+    from safemig.sql.split import split_statements
+
+    return [st.first_line for st in split_statements(sql)]
+
+
+def find_rehearsal(root: Path, env: str, pending: list[Migration]) -> Measured | None:
+    """The newest deploy record of ``env`` whose rehearsal applied exactly these pending migrations.
+
+    "Exactly": the same versions and files, and the same statements (their first lines,
+    the record keeps no checksum), so an edited file is not shown with stale figures.
+    A rehearsal that failed part-way measured only part of the set and is not used.
+    """
+    from safemig.deploy.record import read_records
+
+    wanted = {m.version: m for m in pending}
+    try:
+        records = read_records(root)
+    except (OSError, ValueError):  # an unreadable record is no measurement
+        return None
+    for record in reversed(records):
+        rehearsal = record.get("rehearsal") or {}
+        applied: dict[int, dict[str, Any]] = {
+            int(a["version"]): a for a in rehearsal.get("applied") or [] if isinstance(a, dict) and "version" in a
+        }
+        if record.get("env") != env or record.get("dry_run") or set(applied) != set(wanted):
+            continue
+        if record.get("failed_gate") in ("staging", "rehearsal"):
+            continue
+        same = all(
+            applied[v].get("file") == m.name
+            and [st.get("first_line") for st in applied[v].get("statements") or []] == _statement_lines(m.sql)
+            for v, m in wanted.items()
+        )
+        if not same:
+            continue
+        ran_on = rehearsal.get("ran_on") or {}
+        where = ran_on.get("database") or record.get("staging_database") or record.get("staging_env") or "staging"
+        if ran_on.get("backup_uri"):
+            where = f"{where} (a restore of {ran_on['backup_uri']})"
+        return Measured(
+            record_id=str(record.get("id", "")),
+            started_at=str(record.get("started_at", "")),
+            ran_on=str(where),
+            durations_ms={v: float(a.get("duration_ms") or 0.0) for v, a in applied.items()},
+            locks=[lk for lk in record.get("locks") or [] if isinstance(lk, dict)],
+        )
+    return None
+
+
+def data_changes(migration: Migration) -> list[str]:
+    """What the migration destroys or rewrites: ``DROP COLUMN items.note``, ``TRUNCATE audit``, ``DELETE FROM t``.
+
+    Read from PostgreSQL's parse tree, DO bodies included; the communication notice never
+    promises "no data loss" when this is not empty.
+    """
+    from safemig.lint import facts
+    from safemig.lint.parse import parse_sql
+
+    found = []
+    for top in parse_sql(migration.sql).statements:
+        if top.node_type is None:
+            continue
+        for stmt in facts.executed(top):
+            for d in facts.drops(stmt):
+                if d.kind in ("INDEX", "TRIGGER", "POLICY", "RULE", "FUNCTION", "PROCEDURE", "ROUTINE", "CONSTRAINT"):
+                    continue  # no rows go with these
+                target = f"{d.table}.{d.name}" if d.table and d.kind != "TRUNCATE" else d.name
+                found.append(f"{'TRUNCATE' if d.kind == 'TRUNCATE' else 'DROP ' + d.kind} {target}")
+            if stmt.node_type in ("DeleteStmt", "UpdateStmt"):
+                verb = "DELETE FROM" if stmt.node_type == "DeleteStmt" else "UPDATE"
+                found.append(f"{verb} {facts.target_table(stmt)}")
+    return found
+
+
 @dataclass
 class Runbook:
     """The facts a runbook is rendered from."""
@@ -54,6 +151,9 @@ class Runbook:
     backup_destination: str
     restore_command: str
     git: dict | None = None
+    newest_applied: int = 0  # before this deploy: `revert --target-version` goes back to it
+    measured: Measured | None = None
+    data_changes: dict[int, list[str]] = field(default_factory=dict)  # version -> what it destroys or rewrites
 
 
 def _cmd(config: Config, *args: str) -> str:
@@ -110,12 +210,6 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
         destination = backup_destination(config, env)
     except SafemigError as exc:
         destination = f"(not configured: {exc.message})"
-    try:
-        from safemig.backup import restore_command
-
-        restore = restore_command(config, env, "<BACKUP_URI>")
-    except SafemigError:
-        restore = f"safemig restore --env {env} --from <BACKUP_URI>"
     return Runbook(
         config=config,
         env=env,
@@ -126,8 +220,11 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
         items=items,
         applied_count=sum(1 for r in rows.values() if r.success),
         backup_destination=destination,
-        restore_command=restore,
+        restore_command=_cmd(config, "restore", "--env", env, "--from", "'<BACKUP_URI>'"),
         git=git_state(config.root),
+        newest_applied=max((v for v, r in rows.items() if r.success), default=0),
+        measured=find_rehearsal(config.root, env, pending),
+        data_changes={m.version: found for m in pending if (found := data_changes(m))},
     )
 
 
@@ -192,11 +289,22 @@ def render_markdown(rb: Runbook) -> str:
         f"{s.lock_retries} retries on lock timeout (backoff {s.retry_backoff.seconds:g}s, doubling) |"
     )
     add(f"| Backups go to | `{rb.backup_destination}` |")
+    if rb.measured:
+        took = rb.measured
+        add(
+            f"| Rehearsal measurements | deploy `{took.record_id}` "
+            f"({took.started_at[:16].replace('T', ' ')} UTC), on {took.ran_on} |"
+        )
+    else:
+        add(
+            "| Rehearsal measurements | none recorded for this pending set: durations and locks below are predictions |"
+        )
     add("")
 
     if not rb.items:
         add(
-            f"> [!NOTE]\n> Nothing to deploy: every migration in `{_rel(cfg.migrations_dir, cfg.root)}` is applied on `{env}`."
+            f"> [!NOTE]\n> Nothing to deploy: every migration in `{_rel(cfg.migrations_dir, cfg.root)}` "
+            f"is applied on `{env}`."
         )
         add("")
         return "\n".join(out) + "\n"
@@ -229,8 +337,13 @@ def render_markdown(rb: Runbook) -> str:
     add(f"Subject: Scheduled database maintenance ({env}), {when}")
     add("")
     add(f"We will apply {len(rb.items)} database schema change(s) to {env} during the window above.")
-    add("Short pauses of requests touching the affected tables are possible while locks are held;")
-    add("no data loss is expected, and a verified backup is taken first.")
+    add("Short pauses of requests touching the affected tables are possible while locks are held.")
+    changes = [c for item in rb.items for c in rb.data_changes.get(item.migration.version, [])]
+    if changes:
+        add("This change permanently removes or rewrites existing data: " + "; ".join(changes) + ".")
+        add("A verified backup is taken first, but restoring it would also undo every write made after it.")
+    else:
+        add("No existing data is removed or rewritten, and a verified backup is taken first.")
     affected = sorted(
         {lk.table for i in rb.items for lk in i.locks if not lk.table.startswith("(") and not lk.new_table}
     )
@@ -243,8 +356,9 @@ def render_markdown(rb: Runbook) -> str:
     add("")
     add("Applied in this order, each in its own transaction unless marked `-- no-transaction`.")
     add("")
-    add("| Version | File | Transaction | Lint | Rollback |")
-    add("| --- | --- | --- | --- | --- |")
+    measured = rb.measured
+    add("| Version | File | Transaction | Lint | Rollback |" + (" Rehearsed in |" if measured else ""))
+    add("| --- | --- | --- | --- | --- |" + (" --- |" if measured else ""))
     for item in rb.items:
         m = item.migration
         lint = (
@@ -253,9 +367,9 @@ def render_markdown(rb: Runbook) -> str:
             else ("⚠️ " + f"{len(item.lint_warnings)} warning(s)" if item.lint_warnings else "✅ clean")
         )
         rollback = f"`{_rel(item.rollback, cfg.root)}`" if item.rollback else "🚨 **NONE**"
-        add(
-            f"| {m.version} | `{_rel(m.path, cfg.root)}` | {'no (`-- no-transaction`)' if m.no_transaction else 'yes'} | {lint} | {rollback} |"
-        )
+        transaction = "no (`-- no-transaction`)" if m.no_transaction else "yes"
+        rehearsed = f" {_ms(measured.durations_ms.get(m.version))} |" if measured else ""
+        add(f"| {m.version} | `{_rel(m.path, cfg.root)}` | {transaction} | {lint} | {rollback} |{rehearsed}")
     add("")
     blocked = [i for i in rb.items if i.lint_errors]
     if blocked:
@@ -273,12 +387,19 @@ def render_markdown(rb: Runbook) -> str:
                 add(f"- {line}")
             add("")
 
-    add("### Expected locks")
+    if measured:
+        _measured_locks(add, measured, env)
+    add("### Expected locks" + (" (predicted from the SQL)" if measured else ""))
     add("")
     add(
-        "Predicted from the SQL (PostgreSQL's documented lock levels). In a transactional migration every "
-        "lock is held until the migration commits. The staging rehearsal of `safemig deploy` records the "
-        "locks actually taken; check its report before the production gate."
+        "Predicted from the SQL with PostgreSQL's lock levels (the manual's \"Explicit Locking\" table and each "
+        "command's page; a `DO` block's statements are read from its body). In a transactional migration every "
+        "lock is held until the migration commits. "
+        + (
+            "Where they differ from the measured locks above, the measurement is what prod will see."
+            if measured
+            else "The rehearsal of `safemig deploy` measures the locks really taken; its report and record show them."
+        )
     )
     add("")
     rows = [(item, lk) for item in rb.items for lk in item.locks]
@@ -289,7 +410,8 @@ def render_markdown(rb: Runbook) -> str:
             mode = f"**{lk.mode}**" if lk.mode == "ACCESS EXCLUSIVE" and not lk.new_table else lk.mode
             blocks = lk.blocks + (f" ({lk.note})" if lk.note else "")
             add(
-                f"| {item.migration.version} | {lk.line} | `{_cell(lk.statement[:60])}` | `{_cell(lk.table)}` | {mode} | {_cell(blocks)} |"
+                f"| {item.migration.version} | {lk.line} | `{_cell(lk.statement[:60])}` | `{_cell(lk.table)}` "
+                f"| {mode} | {_cell(blocks)} |"
             )
     else:
         add("No statement is expected to lock an existing table.")
@@ -299,7 +421,8 @@ def render_markdown(rb: Runbook) -> str:
     add("## 3. Backup and restore")
     add("")
     add(
-        "`safemig deploy` takes and verifies the backup itself (gate 3) and prints its `s3://` URI; it is also in the deploy record. "
+        "`safemig deploy` takes and verifies the backup itself (gate 3) and prints its `s3://` URI; "
+        "it is also in the deploy record. "
         "To take one by hand:"
     )
     add("")
@@ -308,10 +431,16 @@ def render_markdown(rb: Runbook) -> str:
     add(_cmd(cfg, "backups", "--env", env) + "    # list them, newest first")
     add("```")
     add("")
-    add("Restore (into a scratch database first, to check it; replace `<BACKUP_URI>` with the URI the deploy printed):")
+    add(
+        "Check a backup by restoring it into an empty scratch database (never prod: see section 8 for that). "
+        "Replace `<BACKUP_URI>` with the URI the deploy printed. The command refuses an unset or empty "
+        "`TARGET_DATABASE_URL`, prod's own URL, and a URL holding a password (put that in `PGPASSWORD` or "
+        "`~/.pgpass`, where libpq finds it, so it never appears on a command line):"
+    )
     add("")
     add("```bash")
-    add(rb.restore_command)
+    add("export TARGET_DATABASE_URL='postgresql://USER@HOST:5432/restore_check'   # an empty database")
+    add(_guarded_restore(rb, _url_variable(cfg, env)))
     add("```")
     add("")
 
@@ -326,8 +455,9 @@ def render_markdown(rb: Runbook) -> str:
             + ", ".join(f"`{i.migration.name}`" for i in missing)
             + ". Undoing "
             + ("it" if len(missing) == 1 else "them")
-            + " means restoring the backup. "
-            f"Write `{_rel(cfg.rollbacks_dir, cfg.root)}/<VERSION>_rollback_<name>.sql` before the window if the change is destructive."
+            + " means restoring the backup (section 8.4: every write since it is lost). "
+            f"Write `{_rel(cfg.rollbacks_dir, cfg.root)}/<VERSION>_rollback_<name>.sql` before the window "
+            "if the change is destructive."
         )
         add("")
     add(
@@ -338,6 +468,8 @@ def render_markdown(rb: Runbook) -> str:
     add(_cmd(cfg, "migrate", "revert", "--env", env, "--dry-run") + "    # shows what would run")
     add(_cmd(cfg, "migrate", "revert", "--env", env))
     add("```")
+    add("")
+    add(f"To undo the whole deploy, back to version {rb.newest_applied}: section 8.3.")
     add("")
     for item in rb.items:
         if item.rollback is None:
@@ -358,11 +490,13 @@ def render_markdown(rb: Runbook) -> str:
         "Gates, in order; the first that does not pass stops the deploy and nothing after it runs: "
         "preflight (config, both databases reachable, ledgers consistent, window open, migration lock), lint, "
         f"backup (verified), staging rehearsal on `{s.staging or 'none'}` (apply, roll back, re-apply, run again), "
-        f"production apply (statement by statement), report (`.safemig/deploys/*.json`, also uploaded next to the backup)."
+        "production apply (statement by statement), "
+        "report (`.safemig/deploys/*.json`, also uploaded next to the backup)."
     )
     add("")
     add(
-        "Exit codes: `0` deployed or nothing to deploy, `1` a gate refused or a migration failed, `2` configuration error, "
+        "Exit codes: `0` deployed or nothing to deploy, `1` a gate refused or a migration failed, "
+        "`2` configuration error, "
         "`3` database or S3 failure."
     )
     add("")
@@ -393,28 +527,34 @@ def render_markdown(rb: Runbook) -> str:
     add("")
     add(
         "`safemig deploy` names the file, the line, the statement and PostgreSQL's error. A transactional migration "
-        "is rolled back entirely and leaves no ledger row; migrations applied before it in the same deploy stay applied. "
+        "is rolled back entirely and leaves no ledger row; migrations applied before it in the same "
+        "deploy stay applied. "
         "A `-- no-transaction` migration lists the statements that already ran."
     )
     add("")
     add(
-        "1. **Read the error and the deploy record** (`.safemig/deploys/`, newest file): which gate, which migration, which statement."
+        "1. **Read the error and the deploy record** (`.safemig/deploys/`, newest file): "
+        "which gate, which migration, which statement."
     )
     add(
-        f"2. **Check the connection** if the error is about reaching the database: `psql \"{_url_variable(cfg, env)}\" -c 'SELECT 1'`."
+        f"2. **Check the connection** if the error is about reaching the database: "
+        f"`psql \"{_url_variable(cfg, env)}\" -c 'SELECT 1'`."
     )
     add(
         f"3. **Inspect the ledger**: `{_cmd(cfg, 'migrate', 'info', '--env', env)}`, or in SQL "
         "`SELECT version, description, success, installed_on FROM _sqlx_migrations ORDER BY version;`"
     )
     add(
-        "4. **Lock timeout** (`55P03`): another session held a conflicting lock through every retry. Find it with the "
-        "`pg_stat_activity` query above, wait for it or stop it, then run the deploy again."
+        "4. **Lock timeout** (`55P03`): another session held a conflicting lock through every retry, or the next "
+        "retry would have ended after the window. The error and the record (`attempts`) name the blocking "
+        "sessions (pid, application, client, state, transaction age, query). Wait for them or end them "
+        "(section 8.1), then run the deploy again."
     )
     add("5. **Fix forward**: correct the SQL in a *new* migration (never edit an applied one), then deploy again.")
     add(f"6. **Roll back** the newest applied migration: `{_cmd(cfg, 'migrate', 'revert', '--env', env)}`.")
     add(
-        "7. **Manual fix** (the guide's last resort): repair the schema by hand, then record the migration with its real checksum:"
+        "7. **Manual fix** (the guide's last resort): repair the schema by hand, "
+        "then record the migration with its real checksum:"
     )
     add("")
     add("   ```bash")
@@ -426,6 +566,163 @@ def render_markdown(rb: Runbook) -> str:
     )
     add("   ```")
     add("")
-    add(f"8. **Restore the backup** if data is damaged: `{rb.restore_command}`")
+    add("8. **Restore the backup** only if data is damaged: section 8.4, and read its warning first.")
     add("")
+    _incidents(add, rb)
     return "\n".join(out) + "\n"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
+
+
+def _measured_locks(add, measured: Measured, env: str) -> None:
+    """The locks the recorded rehearsal took, strongest per migration and relation."""
+    add("### Locks measured by the rehearsal")
+    add("")
+    add(
+        f'Taken during deploy `{measured.record_id}`\'s rehearsal on {measured.ran_on}; "held" runs from the '
+        "statement that took the lock to the migration's commit."
+    )
+    add("")
+    shown = [lk for lk in measured.locks if lk.get("exists_on_prod", True)]
+    if not shown:
+        add(f"The rehearsal took no lock on a relation that exists on `{env}`.")
+        add("")
+        return
+    add(f"| Migration | Relation | Lock | Held | Rows on `{env}` (estimate) |")
+    add("| --- | --- | --- | --- | --- |")
+    for lk in shown:
+        rows = lk.get("prod_rows_estimate", lk.get("rows_estimate"))
+        mode = str(lk.get("mode", "?"))
+        strong = mode == "ACCESS EXCLUSIVE"
+        add(
+            f"| {lk.get('version', '?')} | `{_cell(str(lk.get('relation', '?')))}` "
+            f"| {f'**{mode}**' if strong else mode} "
+            f"| {_ms(lk.get('held_ms'))} | {f'{rows:,}' if isinstance(rows, int) else '?'} |"
+        )
+    add("")
+
+
+def _guarded_restore(rb: Runbook, prod_variable: str) -> str:
+    """The scratch restore, refusing an empty target, prod's URL and a password in the URL (shell ``case``)."""
+    restore = f'{rb.restore_command} --target-database-url "$TARGET_DATABASE_URL"'
+    return "\n".join(
+        [
+            'case "${TARGET_DATABASE_URL:?set TARGET_DATABASE_URL to an empty scratch database}" in',
+            f'  "{prod_variable}") echo "refusing: that is {rb.env}\'s database '
+            f'(section 8.4 restores {rb.env})" >&2 ;;',
+            '  *://*:*@*) echo "refusing: the URL holds a password; put it in PGPASSWORD or ~/.pgpass" >&2 ;;',
+            f"  *) {restore} ;;",
+            "esac",
+        ]
+    )
+
+
+def _undo_all(rb: Runbook, *extra: str) -> str:
+    return _cmd(rb.config, "migrate", "revert", "--env", rb.env, "--target-version", str(rb.newest_applied), *extra)
+
+
+def _incidents(add, rb: Runbook) -> None:
+    """Section 8: an interrupted deploy, an INVALID index, undoing the deploy, restoring prod."""
+    from safemig.migrations.engine import concurrent_index_name
+    from safemig.sql.split import split_statements
+
+    cfg, env = rb.config, rb.env
+    tables = sorted({lk.table for i in rb.items for lk in i.locks if not lk.table.startswith("(") and not lk.new_table})
+    indexes = [
+        (item.migration, name)
+        for item in rb.items
+        if item.migration.no_transaction
+        for st in split_statements(item.migration.sql)
+        if (name := concurrent_index_name(st.text))
+    ]
+    add("## 8. Incidents")
+    add("")
+    add("### 8.1 The deploy was interrupted (Ctrl-C, lost connection, CI job killed)")
+    add("")
+    add(
+        "PostgreSQL rolls back a transactional migration whose session ends, but a session that is still alive "
+        "(the client vanished while the server keeps waiting, or a `psql` left open) keeps its locks, and every "
+        "query on those tables queues behind it. Find safemig's sessions and whoever holds or waits for locks on "
+        "the tables of this deploy:"
+    )
+    add("")
+    add("```sql")
+    add("SELECT pid, application_name, client_addr, state, now() - xact_start AS in_transaction, left(query, 80)")
+    add("FROM pg_stat_activity WHERE application_name LIKE 'safemig%';")
+    add("")
+    relations = ", ".join(f"to_regclass('{_sql_literal(t)}')" for t in tables) or "NULL"
+    add("SELECT l.pid, a.application_name, l.relation::regclass, l.mode, l.granted,")
+    add("       pg_blocking_pids(l.pid) AS blocked_by, now() - a.xact_start AS in_transaction, left(a.query, 80)")
+    add("FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid")
+    add(f"WHERE l.relation IN ({relations})")
+    add("ORDER BY l.granted DESC, a.xact_start;")
+    add("```")
+    add("")
+    add("End an orphaned session (its open transaction rolls back; a `-- no-transaction` statement stops where it is):")
+    add("")
+    add("```sql")
+    add("SELECT pg_terminate_backend(<PID>);")
+    add("```")
+    add("")
+    add(
+        f"Then `{_cmd(cfg, 'migrate', 'info', '--env', env)}` shows what was applied; run the deploy again "
+        "(what is applied is skipped)."
+    )
+    add("")
+    add("### 8.2 An INVALID index left by `CREATE INDEX CONCURRENTLY`")
+    add("")
+    add(
+        "A `CREATE INDEX CONCURRENTLY` that fails or is interrupted leaves an INVALID index: it slows every write "
+        "and serves no read, and `IF NOT EXISTS` would silently accept it on the next run (safemig checks and refuses)."
+    )
+    add("")
+    add("```sql")
+    add("SELECT indexrelid::regclass AS index, indrelid::regclass AS on_table FROM pg_index WHERE NOT indisvalid;")
+    if indexes:
+        for migration, name in indexes:
+            add(f"DROP INDEX CONCURRENTLY IF EXISTS {name};   -- left by {migration.name}? drop it, then deploy again")
+    else:
+        add("DROP INDEX CONCURRENTLY IF EXISTS <INDEX>;   -- then deploy again: the migration rebuilds it")
+    add("-- or rebuild it in place: REINDEX INDEX CONCURRENTLY <INDEX>;")
+    add("```")
+    add("")
+    add("### 8.3 Undo the whole deploy")
+    add("")
+    add(
+        f"Run the rollback scripts of every migration it applied, newest first, back to version {rb.newest_applied} "
+        "(each deletes its ledger row in the same transaction):"
+    )
+    add("")
+    add("```bash")
+    add(_undo_all(rb, "--dry-run"))
+    add(_undo_all(rb))
+    add("```")
+    add("")
+    add("### 8.4 Restore prod itself (last resort)")
+    add("")
+    add("> [!CAUTION]")
+    add(
+        "> A logical restore puts the database back to the moment the dump began: **every write made since the "
+        "dump began is lost** (orders, sign-ups, payments, anything the application stored during and after the "
+        "deploy). Prefer section 8.3 or a fix forward. If you must restore, stop the application's writes first "
+        "and export what was written since the backup if you need it."
+    )
+    add("")
+    add(
+        "`--clean` drops and recreates the objects the backup contains; objects created after it (by this deploy) "
+        "stay, so undo the deploy first (8.3) or drop them. safemig reads prod's URL from the config, so no "
+        "password is typed:"
+    )
+    add("")
+    add("```bash")
+    add(f"{rb.restore_command} --clean --confirm-clean")
+    add("```")
+    add("")
+
+
+def _sql_literal(name: str) -> str:
+    return name.replace("'", "''")

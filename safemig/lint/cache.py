@@ -36,6 +36,7 @@ def _code_files() -> list[Path]:
 
     here = Path(__file__).parent
     files = sorted(here.glob("*.py")) + [here.parent / "sql" / "split.py", here.parent / "migrations" / "files.py"]
+    files += sorted((here / "data").glob("*.json"))  # PostgreSQL's catalog facts (safemig.lint.catalog)
     for package in ("sqlglot", "pglast"):  # located without importing them
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.origin:
@@ -73,7 +74,7 @@ class Cache:
     def key(self, target, raw: bytes, display: str) -> str:
         digest = hashlib.sha256()
         digest.update(
-            f"{self.salt}\0{display}\0{target.role}\0{target.version}\0{target.description}\0{target.name_problem}\0".encode()
+            f"{self.salt}\0{display}\0{target.role}\0{target.version}\0{target.description}\0{target.name_problem}\0{target.no_transaction}\0".encode()
         )
         digest.update(raw)
         if target.rollback is not None:

@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from safemig.lint import facts
+from safemig.lint.catalog import DEFAULT_PG_VERSION
 from safemig.lint.finding import Violation
 from safemig.lint.parse import ParsedFile, SqlStatement
 from safemig.lint.targets import MIGRATION
@@ -43,6 +44,8 @@ class LintFile:
     ignores: list = field(default_factory=list)  # safemig:ignore directives (ignores.Ignore)
     known_rules: set[str] = field(default_factory=set)  # every rule id, for checking ignore directives
     enabled_rules: set[str] = field(default_factory=set)  # rule ids enabled for this file
+    pg_version: int = DEFAULT_PG_VERSION  # the PostgreSQL major the migration will run on ([lint] pg_version)
+    runner_lock_timeout: str | None = None  # the lock_timeout safemig sets for the session of the env that applies it
 
     @property
     def statements(self) -> list[SqlStatement]:
@@ -161,6 +164,45 @@ class LintFile:
                     out.extend(body)
                     queue.extend(body)
         return called, out
+
+    def column_before(self, table: str, column: str, stmt: SqlStatement):
+        """What ``table.column`` is just before ``stmt``: its type and NOT NULL, as this file and the
+        earlier migrations of its directory left it (:mod:`safemig.lint.history`); fields are ``None``
+        where they do not say."""
+        from safemig.lint import history
+
+        position = self._index[id(stmt)]
+        own = [s for s in self.statements[:position] if s.error is None]
+        state = history.ColumnState()
+        if not self.is_new_table(table, stmt):
+            state = history.column_before(self.path, self.version, table, column)
+        for earlier in own:
+            state = history.fold_column(state, earlier, table, column)
+        return state
+
+    def not_null_check_validated(self, table: str, column: str, stmt: SqlStatement) -> bool:
+        """True when, before ``stmt``, this file validates a ``CHECK (column IS NOT NULL)`` of ``table``
+        (added in this file or in an earlier migration): PostgreSQL then proves SET NOT NULL without a scan."""
+        from safemig.lint import history
+
+        position = self._index[id(stmt)]
+        validated = [
+            a.name
+            for s in self.statements[:position]
+            if s.error is None
+            for a in facts.alter_actions(s)
+            if a.subtype == "AT_ValidateConstraint" and facts.bare(a.table) == facts.bare(table)
+        ]
+        if not validated:
+            return False
+        own = [s for s in self.statements[:position] if s.error is None]
+        checks = history.not_null_checks(own, table)
+        for name in validated:
+            if name not in checks:
+                checks.update(history.not_null_checks(history.earlier_statements(self.path, self.version, name), table))
+            if checks.get(name) == column:
+                return True
+        return False
 
     def violation(self, stmt: SqlStatement, message: str, hint: str) -> Violation:
         """A violation located at ``stmt``'s first token, quoting the statement as written."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from safemig.config import Config
 from safemig.lint.cache import Cache
 from safemig.lint.finding import Finding, LintReport
-from safemig.lint.policy import load_policy
+from safemig.lint.policy import Policy, load_policy
 from safemig.lint.registry import rule_sources
 from safemig.lint.targets import ROLLBACK, Target, classify_target, clear_run_caches, display_path, expand
 from safemig.migrations.files import read_sql
@@ -24,15 +25,46 @@ from safemig.migrations.files import read_sql
 # --- public API -----------------------------------------------------------------------------------
 
 
-def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> LintReport:
+def run_policy(config: Config, *, env: str | None = None, server_major: int | None = None) -> tuple[Policy, list[str]]:
+    """The policy of this run and what it says about itself (``notes``: rules skipped and why).
+
+    ``server_major`` (the server's major, when the run connected to one) is the target
+    version unless ``[lint] pg_version`` names one. ``env`` is the env that will apply the
+    migrations: safemig always sets its ``lock_timeout`` for the session, so
+    missing-lock-timeout has nothing to find (unless the env disables it with ``"0"``).
+    """
+    policy = load_policy(config)
+    notes = []
+    if server_major is not None and policy.pg_version is None:
+        policy = replace(policy, pg_version=server_major)
+    if env is not None:
+        lock_timeout = config.env(env).lock_timeout
+        if lock_timeout.ms:  # as PostgreSQL reads it: "0.4ms" is 0 too
+            policy = replace(policy, runner_lock_timeout=str(lock_timeout))
+            notes.append(
+                f"missing-lock-timeout not checked: safemig applies these migrations to env {env} with "
+                f"lock_timeout = {lock_timeout} set for the session (plain sqlx or Diesel would not)"
+            )
+    return policy, notes
+
+
+def lint_paths(
+    paths: list[Path],
+    config: Config,
+    *,
+    use_cache: bool = True,
+    env: str | None = None,
+    server_major: int | None = None,
+) -> LintReport:
     """Lint SQL files and directories (recursively ``*.sql``) and the rollback scripts of the migrations.
 
     Migrations get every rule; rollback scripts (``rollbacks/``, ``*.down.sql``, Diesel
     ``down.sql``) get every rule except those marked ``FILES = "migrations"`` (file
     naming, DROP-needs-rollback). Raises :class:`~safemig.errors.UsageError` for a path
     that does not exist and :class:`~safemig.errors.ConfigError` for a bad policy.
+    ``env`` and ``server_major``: see :func:`run_policy`.
     """
-    policy = load_policy(config)
+    policy, notes = run_policy(config, env=env, server_major=server_major)
     sources = rule_sources(policy.house_dir)
     policy.check_rule_ids(set(sources))
     clear_run_caches()
@@ -91,12 +123,12 @@ def lint_paths(paths: list[Path], config: Config, *, use_cache: bool = True) -> 
             expected=len(files),
             looked_at=lambda: len(targets),
         )
-    for index, findings in zip(misses, linted):
+    for index, findings in zip(misses, linted, strict=True):
         results[index] = findings
     if cache is not None and misses:
         cache.put_many({keys[i]: results[i] for i in misses})
     findings = sorted((f for i in range(len(targets)) for f in results[i]), key=lambda f: f.sort_key)
-    return LintReport(findings=findings, files=[display_path(t.path) for t in targets])
+    return LintReport(findings=findings, files=[display_path(t.path) for t in targets], notes=notes)
 
 
 def lint_text(text: str, config: Config, path: Path | None = None) -> LintReport:
@@ -109,5 +141,5 @@ def lint_text(text: str, config: Config, path: Path | None = None) -> LintReport
     clear_run_caches()  # an editor calls this again and again: list the directories afresh
     path = path or (config.migrations_dir / "999_stdin.sql")
     target = classify_target(path, config)
-    findings = run_rules(build_file(target, config, text), rules, policy)
+    findings = run_rules(build_file(target, config, text, policy), rules, policy)
     return LintReport(findings=sorted(findings, key=lambda f: f.sort_key), files=[display_path(path)])

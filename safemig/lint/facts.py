@@ -11,6 +11,13 @@ ALTER TABLE, the largest single cost of a lint run (see bench/README.md).
 Names are returned as written by the user (unquoted identifiers lower-cased, as
 PostgreSQL folds them) so hints can be pasted back. Compare them as they are: lower-casing
 them again would make ``"Orders"`` and ``orders`` (two tables) one.
+
+**The house-rule API.** The names in ``__all__`` are public: built-in rules and house rules
+use only those (tests/lint checks it), and they keep their meaning across releases. The
+rest of this module is private. Together with :class:`safemig.lint.context.LintFile`
+(``file.valid_statements``, ``file.is_new_table``, ``file.violation``, ...) and
+:class:`safemig.lint.parse.SqlStatement` (``stmt.text``, ``stmt.node_type``, ``stmt.node``,
+``stmt.ast``), this is everything a rule needs.
 """
 
 from __future__ import annotations
@@ -23,6 +30,42 @@ from typing import Any, TypeVar
 from safemig.lint.parse import SqlStatement
 
 T = TypeVar("T")
+
+__all__ = [
+    # statements
+    "drops",
+    "Drop",
+    "DROP_KINDS",
+    "alter_actions",
+    "AlterAction",
+    "added_constraints",
+    "target_table",
+    "created_table",
+    "is_temporary",
+    "columns",
+    "ColumnFact",
+    "column_constraints",
+    "column_type",
+    "column_default",
+    "option_enabled",
+    "function_calls",
+    "do_block",
+    "DoBlock",
+    "routine_body",
+    "routine_name",
+    "executed",
+    # names and text for hints
+    "strings",
+    "relation_name",
+    "object_name",
+    "bare",
+    "quote_ident",
+    "qualified",
+    "column_def_text",
+    "clause_text",
+    "SERIALS",
+    "per_statement",
+]
 
 
 _MISSING = object()
@@ -43,8 +86,8 @@ def per_statement(fn: Callable[[SqlStatement], T]) -> Callable[[SqlStatement], T
     return cached
 
 
-def _strings(items: list | None) -> list[str]:
-    """``[{"String": {"sval": "a"}}, ...]`` -> ``["a", ...]``."""
+def strings(items: list | None) -> list[str]:
+    """``[{"String": {"sval": "a"}}, ...]`` -> ``["a", ...]``: a dotted name's parts as PostgreSQL's tree lists them."""
     out = []
     for item in items or []:
         if "String" in item:
@@ -69,13 +112,13 @@ def bare(name: str) -> str:
 def object_name(obj: dict) -> str:
     """The dotted name of a DROP target, whatever its shape in the parse tree."""
     if "List" in obj:
-        return ".".join(_strings(obj["List"].get("items")))
+        return ".".join(strings(obj["List"].get("items")))
     if "String" in obj:
         return obj["String"].get("sval", "")
     if "ObjectWithArgs" in obj:
-        return ".".join(_strings(obj["ObjectWithArgs"].get("objname")))
+        return ".".join(strings(obj["ObjectWithArgs"].get("objname")))
     if "TypeName" in obj:
-        return ".".join(_strings(obj["TypeName"].get("names")))
+        return ".".join(strings(obj["TypeName"].get("names")))
     return "?"
 
 
@@ -177,7 +220,7 @@ def drops(stmt: SqlStatement) -> list[Drop]:
             Drop(
                 "CONSTRAINT",
                 node.get("name", ""),
-                ".".join(_strings(node.get("typeName"))),
+                ".".join(strings(node.get("typeName"))),
                 bool(node.get("missing_ok")),
                 cascade=node.get("behavior") == "DROP_CASCADE",
                 table_kind="DOMAIN",
@@ -377,7 +420,7 @@ def function_calls(node: Any) -> Iterator[str]:
         if isinstance(item, dict):
             call = item.get("FuncCall") or item.get("funccall")  # CALL p(): CallStmt's funccall
             if isinstance(call, dict):
-                names = _strings(call.get("funcname"))
+                names = strings(call.get("funcname"))
                 if names:
                     yield names[-1]
             if "SQLValueFunction" in item:
@@ -385,6 +428,67 @@ def function_calls(node: Any) -> Iterator[str]:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def option_enabled(def_elems: list | None, name: str) -> bool:
+    """True when option ``name`` of a ``(FULL, CONCURRENTLY false, ...)`` list is on.
+
+    PostgreSQL's ``defGetBoolean``: the bare option, ``true``/``on``/``1`` are on;
+    ``false``/``off``/``0`` are off (``REINDEX (CONCURRENTLY false)`` is a plain REINDEX).
+    """
+    for item in def_elems or []:
+        elem = item.get("DefElem", {})
+        if elem.get("defname") != name:
+            continue
+        arg = elem.get("arg")
+        if not arg:
+            return True
+        if "String" in arg:
+            return arg["String"].get("sval", "").lower() not in ("false", "off", "0", "no")
+        if "Integer" in arg:
+            return bool(arg["Integer"].get("ival", 0))
+        if "Boolean" in arg:
+            return bool(arg["Boolean"].get("boolval"))
+        return True
+    return False
+
+
+def column_type(type_name: dict):
+    """A ``TypeName`` node as a :class:`safemig.lint.catalog.ColumnType`: ``varchar(20)`` -> ``("varchar", (20,))``."""
+    from safemig.lint.catalog import ColumnType
+
+    names = strings(type_name.get("names"))
+    modifiers = []
+    for mod in type_name.get("typmods") or []:
+        value = mod.get("A_Const", {}).get("ival")
+        if not isinstance(value, dict):  # not an integer constant: unknown modifiers
+            return ColumnType(names[-1] if names else "", (), bool(type_name.get("arrayBounds")))
+        modifiers.append(int(value.get("ival", 0)))
+    return ColumnType(names[-1] if names else "", tuple(modifiers), bool(type_name.get("arrayBounds")))
+
+
+def column_default(column_def: dict) -> dict | None:
+    """The DEFAULT expression of a ``ColumnDef`` (``None`` without one, or for ``DEFAULT NULL``)."""
+    for item in column_def.get("constraints") or []:
+        constraint = item.get("Constraint", {})
+        if constraint.get("contype") != "CONSTR_DEFAULT":
+            continue
+        expr = constraint.get("raw_expr") or {}
+        inner = expr
+        while "TypeCast" in inner:
+            inner = inner["TypeCast"].get("arg") or {}
+        return None if inner.get("A_Const", {}).get("isnull") else expr
+    return None
+
+
+def is_temporary(stmt: SqlStatement) -> bool:
+    """True for ``CREATE TEMP TABLE`` (and temporary CREATE TABLE AS): it lives for one session at most,
+    so a re-run of the migration creates it afresh."""
+    if stmt.node_type == "CreateStmt":
+        return stmt.node.get("relation", {}).get("relpersistence") == "t"
+    if stmt.node_type == "CreateTableAsStmt":
+        return stmt.node.get("into", {}).get("rel", {}).get("relpersistence") == "t"
+    return False
 
 
 SERIALS = {"serial", "bigserial", "smallserial", "serial4", "serial8", "serial2"}  # nextval() for every row
@@ -417,15 +521,20 @@ class ColumnFact:
 
 
 def _column(table: str, coldef: dict, added: bool) -> ColumnFact:
-    names = _strings(coldef.get("typeName", {}).get("names"))
+    names = strings(coldef.get("typeName", {}).get("names"))
     type_name = names[-1] if names else ""
     contypes = column_constraints(coldef)
+    stored = any(
+        c.get("Constraint", {}).get("contype") == "CONSTR_GENERATED"
+        and c["Constraint"].get("generated_kind", "s") != "v"  # PostgreSQL 18's virtual columns store nothing
+        for c in coldef.get("constraints") or []
+    )
     return ColumnFact(
         table,
         coldef.get("colname", ""),
         type_name,
         added,
-        "CONSTR_GENERATED" in contypes,
+        stored,
         "CONSTR_IDENTITY" in contypes,
     )
 
@@ -500,7 +609,7 @@ def _options(def_elems: list | None) -> dict[str, str]:
     for item in def_elems or []:
         elem = item.get("DefElem", {})
         arg = elem.get("arg", {})
-        values = _strings(arg["List"].get("items")) if "List" in arg else [arg.get("String", {}).get("sval", "")]
+        values = strings(arg["List"].get("items")) if "List" in arg else [arg.get("String", {}).get("sval", "")]
         out[elem.get("defname", "")] = values[0] if values else ""
     return out
 
@@ -569,7 +678,7 @@ def do_block(stmt: SqlStatement) -> DoBlock:
 
 def routine_name(stmt: SqlStatement) -> str:
     """The unqualified name of the function or procedure a CREATE FUNCTION / PROCEDURE creates, else ``""``."""
-    names = _strings(stmt.node.get("funcname")) if stmt.node_type == "CreateFunctionStmt" else []
+    names = strings(stmt.node.get("funcname")) if stmt.node_type == "CreateFunctionStmt" else []
     return names[-1] if names else ""
 
 

@@ -41,6 +41,11 @@ class Finding:
     hint: str
     statement: str = ""
 
+    @property
+    def hint_line(self) -> str:
+        """The fix as one line, as every report shows it (``safemig lint``, the deploy's lint gate)."""
+        return f"safe alternative: {self.hint}"
+
     def to_json(self) -> dict:
         """The public JSON shape: ``{path, line, column, rule, severity, message, hint}``."""
         return {key: getattr(self, key) for key in JSON_KEYS}
@@ -73,6 +78,7 @@ class LintReport:
 
     findings: list[Finding] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the run did not check, and why
 
     @property
     def has_errors(self) -> bool:

@@ -192,7 +192,8 @@ _SPACE_AND_LINE_COMMENTS = re.compile(r"(?:[ \t\n\r\f\v]+|--[^\n\r]*)*")  # scan
 def _skip_blanks(text: str, pos: int, end: int) -> int:
     """``pos`` moved past white space and comments (nested ``/* */`` too), not beyond ``end``."""
     while True:
-        pos = min(_SPACE_AND_LINE_COMMENTS.match(text, pos, end).end(), end)
+        match = _SPACE_AND_LINE_COMMENTS.match(text, pos, end)  # matches the empty string at least
+        pos = min(match.end() if match else pos, end)
         if not text.startswith("/*", pos, end):
             return pos
         close = block_comment_end(text, pos)
@@ -282,7 +283,7 @@ def parse_sql(text: str) -> ParsedFile:
     items = _parse_whole_file(text)
     if items is not None:
         statements = []
-        for (raw, node_base), item in zip(_statements_from_parser(text, items), items):
+        for (raw, node_base), item in zip(_statements_from_parser(text, items), items, strict=True):
             ((node_type, node),) = item["stmt"].items()
             statements.append(SqlStatement(raw, node_type=node_type, node=node, node_base=node_base))
         return ParsedFile(text=text, statements=statements)

@@ -13,7 +13,9 @@ in the ``[lint]`` table of ``safemig.toml``; if both exist, ``[lint]`` wins key 
     reason = "created before the tables held data"
 
 ``house_rules = "rules"`` (in either place) names the directory of house rules; without it,
-``rules/*.py`` are house rules when ``rules/policy.toml`` exists.
+``rules/*.py`` are house rules when ``rules/policy.toml`` exists. ``pg_version = 16`` names
+the PostgreSQL major the migrations run on (default: the server's with ``--pending --env``,
+else :data:`safemig.lint.catalog.DEFAULT_PG_VERSION`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ class Policy:
     exceptions: tuple[Exception_, ...] = ()
     house_dir: Path | None = None
     source: str = "(defaults)"
+    pg_version: int | None = None  # [lint] pg_version, if set
+    # Set per run by lint_paths, not read from a file: the lock_timeout safemig will set for the session of
+    # the env that applies the migrations (`--env`, the deploy gate), which makes missing-lock-timeout moot.
+    runner_lock_timeout: str | None = None
+
+    @property
+    def target_major(self) -> int:
+        from safemig.lint.catalog import DEFAULT_PG_VERSION
+
+        return self.pg_version or DEFAULT_PG_VERSION
 
     def excepted_rules(self, path: Path) -> set[str]:
         """The rules an exception turns off for ``path`` (resolved and matched once per file, not per rule)."""
@@ -68,7 +80,15 @@ class Policy:
     def fingerprint(self) -> str:
         """A hash of everything that changes findings, for the cache key."""
         data = json.dumps(
-            [self.severities, [vars(e) for e in self.exceptions], str(self.house_dir)], sort_keys=True, default=list
+            [
+                self.severities,
+                [vars(e) for e in self.exceptions],
+                str(self.house_dir),
+                self.target_major,
+                self.runner_lock_timeout,
+            ],
+            sort_keys=True,
+            default=list,
         )
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
@@ -85,12 +105,29 @@ class Policy:
                 )
 
 
+def _pg_version(data: dict[str, Any], source: str) -> int | None:
+    from safemig.lint.catalog import SUPPORTED_MAJORS
+
+    value = data.get("pg_version")
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value not in SUPPORTED_MAJORS:
+        raise ConfigError(
+            f"{source}: pg_version = {value!r} is not a supported PostgreSQL major "
+            f"({', '.join(map(str, SUPPORTED_MAJORS))})",
+            hint="e.g. pg_version = 16 (the major of the server the migrations run on)",
+        )
+    return value
+
+
 def _parse(data: dict[str, Any], source: str) -> tuple[dict[str, str], list[Exception_], str | None]:
-    unknown = set(data) - {"rules", "exceptions", "house_rules"}
+    unknown = set(data) - {"rules", "exceptions", "house_rules", "pg_version"}
     if unknown:
         raise ConfigError(
             f"{source}: unknown lint setting {sorted(unknown)[0]!r}",
-            hint="known settings: rules, exceptions, house_rules",
+            hint="known settings: rules, exceptions, house_rules, pg_version",
         )
     rules = data.get("rules", {})
     if not isinstance(rules, dict):
@@ -141,10 +178,13 @@ def load_policy(config: Config) -> Policy:
     severities: dict[str, str] = {}
     exceptions: list[Exception_] = []
     house: str | None = None
+    pg_version: int | None = None
     sources = []
     policy_path = root / POLICY_FILE
     if policy_path.is_file():
-        s, e, h = _parse(_read_toml(policy_path), str(POLICY_FILE))
+        data = _read_toml(policy_path)
+        pg_version = _pg_version(data, str(POLICY_FILE)) or pg_version
+        s, e, h = _parse(data, str(POLICY_FILE))
         severities.update(s)
         exceptions.extend(e)
         house = h or house
@@ -152,6 +192,7 @@ def load_policy(config: Config) -> Policy:
     section = config.section("lint")
     if section:
         where = f"[lint] in {config.path.name if config.path else 'config'}"
+        pg_version = _pg_version(section, where) or pg_version
         s, e, h = _parse(section, where)
         severities.update(s)
         exceptions.extend(e)
@@ -174,4 +215,5 @@ def load_policy(config: Config) -> Policy:
         exceptions=tuple(exceptions),
         house_dir=house_dir,
         source=" + ".join(sources) or "(defaults)",
+        pg_version=pg_version,
     )

@@ -63,7 +63,7 @@ def doc_sections(doc: str) -> dict[str, str]:
     doc = textwrap.dedent(doc)
     parts = _SECTION.split(doc)
     sections = {"intro": parts[0].strip()}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         sections[name] = textwrap.dedent(body).strip("\n").rstrip()
     return sections
 
@@ -115,7 +115,7 @@ def builtin_rules() -> list[Rule]:
         if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
-        rules.append(_as_rule(module, Path(module.__file__), builtin=True))
+        rules.append(_as_rule(module, Path(module.__file__ or info.name), builtin=True))
     return sorted(rules, key=lambda r: r.id)
 
 
@@ -142,7 +142,7 @@ def house_rules(directory: Path | None) -> list[Rule]:
                     f"house rule {path} failed to load: {type(exc).__name__}: {exc}",
                     hint="fix the module or move it out of the rules directory",
                 ) from None
-            module._safemig_stamp = stamp
+            module._safemig_stamp = stamp  # type: ignore[attr-defined]  # our mark on a module we created
             sys.modules[name] = module
         rules.append(_as_rule(module, path, builtin=False))
     return rules

@@ -14,7 +14,7 @@ from safemig.errors import MigrationFileError
 from safemig.lint import ignores as ignore_mod
 from safemig.lint.context import LintFile
 from safemig.lint.finding import OFF, Finding
-from safemig.lint.policy import Policy, load_policy
+from safemig.lint.policy import Policy
 from safemig.lint.registry import Rule, all_rules
 from safemig.lint.targets import MIGRATION, Target, display_path, rollback_ambiguity, sql_names_in
 from safemig.migrations.files import NO_TRANSACTION_MARKER, read_sql
@@ -22,7 +22,7 @@ from safemig.migrations.files import NO_TRANSACTION_MARKER, read_sql
 PARALLEL_THRESHOLD = 24  # below this many files to parse, a process pool costs more than it saves
 
 
-def build_file(target: Target, config: Config, text: str) -> LintFile:
+def build_file(target: Target, config: Config, text: str, policy: Policy | None = None) -> LintFile:
     """Parse ``target`` (and its rollback script) into the :class:`LintFile` rules receive."""
     from safemig.lint.parse import parse_sql
 
@@ -34,11 +34,14 @@ def build_file(target: Target, config: Config, text: str) -> LintFile:
         parsed=parsed,
         version=target.version,
         description=target.description,
-        no_transaction=text.startswith(NO_TRANSACTION_MARKER),
+        no_transaction=target.no_transaction or text.startswith(NO_TRANSACTION_MARKER),
         rollback_path=target.rollback,
         siblings=sql_names_in(target.path.parent) if target.role == MIGRATION else (),
         name_problem=target.name_problem,
     )
+    if policy is not None:
+        lint_file.pg_version = policy.target_major
+        lint_file.runner_lock_timeout = policy.runner_lock_timeout
     if target.role == MIGRATION and target.version is not None:
         lint_file.rollback_error = rollback_ambiguity(target.version, config, target.path.parent)
     if target.rollback is not None:
@@ -108,14 +111,14 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
 _WORKER: dict = {}
 
 
-def _worker_init(config: Config) -> None:
-    policy = load_policy(config)
+def _worker_init(config: Config, policy: Policy) -> None:
     _WORKER.update(config=config, policy=policy, rules=all_rules(policy.house_dir))
 
 
 def _worker_lint(job: tuple[Target, str]) -> list[Finding]:
     target, text = job
-    return run_rules(build_file(target, _WORKER["config"], text), _WORKER["rules"], _WORKER["policy"])
+    policy = _WORKER["policy"]
+    return run_rules(build_file(target, _WORKER["config"], text, policy), _WORKER["rules"], policy)
 
 
 def lint_many(
@@ -140,7 +143,9 @@ def lint_many(
     head = list(itertools.islice(jobs, PARALLEL_THRESHOLD))
     workers = min(os.cpu_count() or 1, max(1, expected // (PARALLEL_THRESHOLD // 2)))
     if len(head) < PARALLEL_THRESHOLD or workers < 2:  # a short head means the jobs ran out
-        return [run_rules(build_file(t, config, text), rules, policy) for t, text in itertools.chain(head, jobs)]
+        return [
+            run_rules(build_file(t, config, text, policy), rules, policy) for t, text in itertools.chain(head, jobs)
+        ]
     import multiprocessing
     import threading
     from concurrent.futures import ProcessPoolExecutor
@@ -152,7 +157,8 @@ def lint_many(
     _WORKER.update(config=config, policy=policy, rules=rules)  # inherited by forked workers
     if fork:
         import pglast.parser  # noqa: F401  (imported once here, not once per forked worker)
-    initializer, initargs = (None, ()) if fork else (_worker_init, (config,))
+    initializer: Callable[..., None] | None = None if fork else _worker_init
+    initargs: tuple = () if fork else (config, policy)
     estimate = expected if looked_at is None else expected * len(head) // max(looked_at(), len(head))
     chunk = max(1, min(estimate // (workers * 8), 32))  # small chunks: the first starts sooner, the last ends together
     with ProcessPoolExecutor(

@@ -19,7 +19,10 @@ from safemig.migrations.files import parse_name, pick_rollback_script, rollback_
 
 MIGRATION = "migration"
 ROLLBACK = "rollback"
-_DIESEL_DIR = re.compile(r"^(?P<version>\d+)_(?P<description>.+)$")
+# Diesel names its directories ``2024-01-01-000000_create_users`` (``diesel migration generate``) or
+# ``20240101000000_create_users``; the version is the digits (sqlx-style ``005_x`` works too).
+_DIESEL_DIR = re.compile(r"^(?P<version>\d{4}-\d{2}-\d{2}-\d{6}|\d+)_(?P<description>.+)$")
+_DIESEL_METADATA = "metadata.toml"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Target:
     description: str
     rollback: Path | None
     name_problem: str | None = None  # why the file name is not a valid migration name
+    no_transaction: bool = False  # Diesel's metadata.toml says run_in_transaction = false
 
 
 def display_path(path: Path) -> str:
@@ -111,8 +115,13 @@ def _rollback_for(version: int, directory: Path) -> Path | None:
 
 def clear_run_caches() -> None:
     """Forget the directory listings of the previous run (a long-lived caller lints again)."""
+    import sys
+
     for cached in (sql_names_in, sql_names_digest, rollback_index, _cwd):
         cached.cache_clear()
+    history = sys.modules.get("safemig.lint.history")  # imported only by a run that needed it
+    if history is not None:
+        history.clear()
 
 
 def classify_target(path: Path, config: Config) -> Target:
@@ -135,15 +144,19 @@ def classify_target(path: Path, config: Config) -> Target:
         return Target(
             path,
             MIGRATION,
-            int(match["version"]),
+            int(match["version"].replace("-", "")),
             match["description"].replace("_", " "),
             down if down.is_file() else None,
+            no_transaction=diesel_no_transaction(path.with_name(_DIESEL_METADATA)),
         )
     try:
         parsed = parse_name(name)
     except MigrationFileError as exc:
         return Target(path, MIGRATION, None, "", None, exc.message)
-    assert parsed is not None  # expand() only yields .sql files
+    if parsed is None:  # named explicitly (notes.txt, synapse's *.sql.postgres): linted all the same
+        return Target(
+            path, MIGRATION, None, "", None, f"{name} is not a migration file name (<VERSION>_<description>.sql)"
+        )
     version, description, kind = parsed
     rollback = None
     if kind == "up":
@@ -158,6 +171,38 @@ def classify_target(path: Path, config: Config) -> Target:
             if rollback is not None:
                 break
     return Target(path, MIGRATION, version, description, rollback)
+
+
+def diesel_no_transaction(metadata: Path) -> bool:
+    """True when Diesel's ``metadata.toml`` beside ``up.sql`` says ``run_in_transaction = false``.
+
+    An unreadable or malformed file counts as absent (Diesel itself would refuse it; the
+    migration is then judged as running in a transaction, the stricter reading).
+    """
+    try:
+        raw = metadata.read_bytes()
+    except OSError:
+        return False
+    import tomllib
+
+    try:
+        return tomllib.loads(raw.decode("utf-8")).get("run_in_transaction") is False
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+
+
+def migration_version(path: Path) -> int | None:
+    """The version of a migration file (sqlx's ``<VERSION>_x.sql`` or Diesel's ``<version>_x/up.sql``), else None."""
+    if path.name == "up.sql":
+        match = _DIESEL_DIR.match(path.parent.name)
+        return int(match["version"].replace("-", "")) if match else None
+    if path.name.endswith(".down.sql"):
+        return None
+    try:
+        parsed = parse_name(path.name)
+    except MigrationFileError:
+        return None
+    return parsed[0] if parsed is not None else None
 
 
 @lru_cache(maxsize=256)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from safemig.errors import ToolError
@@ -27,8 +29,27 @@ DEFAULT_PASSWORD = "local-secret-pw"
 SUPERUSER = "postgres"
 
 
+PG_BIN_ENV = "SAFEMIG_PG_BIN"
+
+
 def find_pg_bin(name: str) -> str:
-    """Path of a PostgreSQL server binary: on PATH, else the newest ``/usr/lib/postgresql/*/bin``."""
+    """Path of a PostgreSQL program: in ``$SAFEMIG_PG_BIN``, else on PATH, else the newest
+    ``/usr/lib/postgresql/*/bin``.
+
+    ``SAFEMIG_PG_BIN`` names one installation's bin directory (e.g. one that ``scripts/pg-majors``
+    installed), so the demo and the test suite run a chosen major without touching PATH. When it
+    is set, the program must be there: silently falling back to another major would test the
+    wrong server.
+    """
+    pinned = os.environ.get(PG_BIN_ENV)
+    if pinned:
+        path = Path(pinned) / name
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ToolError(
+                f"{PG_BIN_ENV}={pinned} has no {name}",
+                hint="point it at the bin directory of a PostgreSQL installation (scripts/pg-majors prints them)",
+            )
+        return str(path)
     found = shutil.which(name)
     if found:
         return found
@@ -40,7 +61,8 @@ def find_pg_bin(name: str) -> str:
         return candidates[-1]
     raise ToolError(
         f"{name} not found on PATH or under /usr/lib/postgresql/*/bin",
-        hint="install PostgreSQL (Debian: apt-get install postgresql) or put its bin directory on PATH",
+        hint="install PostgreSQL (Debian: apt-get install postgresql) or put its bin directory on PATH"
+        f" or in {PG_BIN_ENV}",
     )
 
 
@@ -82,7 +104,7 @@ class LocalCluster:
         self._user = _server_user()
 
     # -- process helpers -------------------------------------------------------------
-    def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         if self._user is not None:
             kwargs.setdefault("user", self._user.pw_uid)
             kwargs.setdefault("group", self._user.pw_gid)
@@ -160,6 +182,7 @@ class LocalCluster:
         if self.running():
             self.port = self._read_port()
             return self
+        self._check_major()
         if not self.port:
             self.port = free_port()
         options = {
@@ -192,6 +215,20 @@ class LocalCluster:
         self.wait_ready()
         return self
 
+    def _check_major(self) -> None:
+        """Refuse, with the fix, a data directory of another major than the server binary (e.g. a
+        demo state directory kept across a change of ``SAFEMIG_PG_BIN``); pg_ctl's own message only
+        points at the server log."""
+        made_by = (self.datadir / "PG_VERSION").read_text().strip()
+        postgres = find_pg_bin("postgres")
+        out = subprocess.run([postgres, "--version"], capture_output=True, text=True).stdout
+        match = re.search(r"\(PostgreSQL\) (\d+)", out)
+        if match and match.group(1) != made_by:
+            raise ToolError(
+                f"{self.datadir} was made by PostgreSQL {made_by}, but {postgres} is PostgreSQL {match.group(1)}",
+                hint=f"delete that directory, or run PostgreSQL {made_by}'s binaries ({PG_BIN_ENV}=its bin directory)",
+            )
+
     def _read_port(self) -> int:
         try:
             return int((self.datadir / "safemig.port").read_text())
@@ -205,7 +242,7 @@ class LocalCluster:
             [find_pg_bin("pg_ctl"), "status", "-D", str(self.datadir)],
             capture_output=True,
             text=True,
-            **({"user": self._user.pw_uid} if self._user is not None else {}),
+            user=self._user.pw_uid if self._user is not None else None,
         )
         return result.returncode == 0
 

@@ -16,7 +16,13 @@ Guarantees:
   the error lists exactly which statements already ran (they cannot be undone) and no
   row is written;
 * ``lock_timeout`` (SQLSTATE 55P03) is retried ``lock_retries`` times with exponential
-  backoff: the whole migration when transactional, the failing statement otherwise;
+  backoff: the whole migration when transactional, the failing statement otherwise. Every
+  attempt (start, duration, outcome, the sessions that blocked it) is an :class:`Attempt`,
+  reported to the observer (:meth:`Observer.attempt_finished`) and kept on the result; a
+  :class:`~safemig.migrations.blockers.LockWatch` given to the Migrator names the blockers;
+* ``ApplySettings.deadline`` (the maintenance window's end): no retry starts whose backoff
+  plus ``lock_timeout`` could end after it, and no migration starts after it; the failure
+  names the blockers and says the deadline stopped it;
 * a ``CREATE INDEX CONCURRENTLY`` must end with a valid index: one that timed out leaves
   an INVALID index, which ``IF NOT EXISTS`` would silently accept on the next run, so the
   engine checks ``pg_index.indisvalid`` after it (and drops its own leftover before a retry).
@@ -34,14 +40,17 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from safemig.db import error_text, set_timeouts
 from safemig.errors import CheckFailed, DatabaseError, LedgerError, MigrationFailed, MigrationFileError, UsageError
 from safemig.migrations import ledger
+from safemig.migrations.blockers import Blocker, LockWatch, describe_all
 from safemig.migrations.files import NO_TRANSACTION_MARKER, Migration, display_path, find_rollback, read_sql
 from safemig.sql.split import Statement, split_statements
+from safemig.sqlx_config import TableName
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -75,12 +84,88 @@ class InvalidIndexError(Exception):
 
 @dataclass(frozen=True)
 class ApplySettings:
-    """Session timeouts and lock-timeout retries for applying migrations (``None``: leave as is)."""
+    """Session timeouts and lock-timeout retries for applying migrations (``None``: leave as is).
+
+    ``deadline`` is when the work must be over (the maintenance window's end): either a
+    :func:`time.monotonic` value (what a caller that computed "seconds left" should pass:
+    immune to clock changes) or a timezone-aware :class:`~datetime.datetime` (compared
+    with the current UTC time). The engine starts no retry whose backoff plus
+    ``lock_timeout`` could end after it, and no migration once it has passed; a statement
+    already running is not interrupted (``statement_timeout`` bounds that).
+    """
 
     lock_timeout: str | None = None
     statement_timeout: str | None = None
     lock_retries: int = 0
     retry_backoff: float = 1.0  # seconds before the first retry; doubles each time
+    deadline: float | datetime | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.deadline, datetime) and self.deadline.tzinfo is None:
+            raise ValueError("ApplySettings.deadline must be timezone-aware (or a time.monotonic() value)")
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the deadline (negative once passed); None without one."""
+        if self.deadline is None:
+            return None
+        if isinstance(self.deadline, datetime):
+            return (self.deadline - datetime.now(UTC)).total_seconds()
+        return self.deadline - time.monotonic()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a migration (or, without a transaction, of its failing statement).
+
+    ``outcome``: ``"ok"``, ``"lock_timeout"`` (55P03, retried unless it was the last) or
+    ``"failed"`` (any other error). ``blockers`` are the sessions seen blocking its
+    statements while they waited (a :class:`LockWatch` is needed to see them).
+    """
+
+    version: int
+    number: int  # 1-based
+    started_at: datetime  # UTC
+    duration_s: float
+    outcome: str
+    statement: int | None = None  # the statement it ended at, when it failed
+    line: int | None = None
+    error: str | None = None
+    blockers: tuple[Blocker, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "attempt": self.number,
+            "started_at": self.started_at.isoformat(),
+            "duration_ms": round(self.duration_s * 1000, 2),
+            "outcome": self.outcome,
+            "statement": self.statement,
+            "line": self.line,
+            "error": self.error,
+            "blockers": [b.as_dict() for b in self.blockers],
+        }
+
+
+class LockTimeoutFailed(MigrationFailed):
+    """A migration gave up on a lock (retries spent, or the deadline stops the next one).
+
+    Carries every attempt and the sessions that blocked it, for the caller's record.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        attempts: list[Attempt] | None = None,
+        blockers: list[Blocker] | None = None,
+        deadline: bool = False,
+    ) -> None:
+        # (message, hint) alone must work: callers re-raise errors as type(exc)(prefixed message, hint)
+        super().__init__(message, hint)
+        self.attempts = attempts or []
+        self.blockers = blockers or []
+        self.deadline = deadline
 
 
 @dataclass(frozen=True)
@@ -104,6 +189,7 @@ class AppliedMigration:
     description: str
     duration_ns: int
     statements: list[StatementResult] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)  # every try, the successful last one included
 
 
 class Observer:
@@ -127,7 +213,10 @@ class Observer:
         pass
 
     def retrying(self, migration: Migration, attempt: int, error: str, delay: float) -> None:
-        pass
+        """Attempt ``attempt`` hit lock_timeout; the next starts after ``delay`` s (``error`` names the blockers)."""
+
+    def attempt_finished(self, migration: Migration, attempt: Attempt) -> None:
+        """An attempt ended (before :meth:`retrying` or the failure is raised, or after the last statement)."""
 
 
 def rollback_file_name(migration_file_name: str) -> str:
@@ -165,7 +254,8 @@ def parse(sql: str, label: str, *, no_transaction: bool) -> list[Statement]:
         if not no_transaction and keyword in _TRANSACTION_CONTROL and not (keyword == "rollback" and follower == "to"):
             raise MigrationFileError(
                 f"{label}:{st.line}: transaction control statement `{st.first_line}` in a transactional migration",
-                hint=f"remove it: safemig (like sqlx) runs the file in one transaction; or make `{NO_TRANSACTION_MARKER}` the first line",
+                hint="remove it: safemig (like sqlx) runs the file in one transaction; "
+                f"or make `{NO_TRANSACTION_MARKER}` the first line",
             )
     return statements
 
@@ -194,7 +284,13 @@ class Migrator:
         settings: ApplySettings = ApplySettings(),
         observer: Observer | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        table: TableName | ledger.Ledger | None = None,
+        create_schemas: tuple[str, ...] = (),
+        ignore_missing: bool = False,
+        lock_watch: LockWatch | None = None,
     ) -> None:
+        """``lock_watch`` (a second connection to the same database) names the sessions a
+        statement waits for; without one, attempts and errors carry no blockers."""
         from psycopg import pq
 
         if not conn.autocommit:
@@ -209,13 +305,28 @@ class Migrator:
         self.settings = settings
         self.observer = observer or Observer()
         self._sleep = sleep
+        self.lock_watch = lock_watch
+        self.lock_timeout_s = 0.0  # the session's, read from the server once prepared
         self._prepared = False
         self._ledger_ready = False
+        self._table = table
+        self._ledger: ledger.Ledger | None = None
+        self.create_schemas = tuple(create_schemas)
+        self.ignore_missing = ignore_missing
+        self._blockers: dict[int, Blocker] = {}  # seen during the current attempt
+        self._attempts: list[Attempt] = []  # of the migration being run
 
     # -- ledger ----------------------------------------------------------------------
+    @property
+    def ledger_table(self) -> ledger.Ledger:
+        """The one ledger table this session reads and writes (resolved once, schema-qualified)."""
+        if self._ledger is None:
+            self._ledger = self._db(lambda: ledger.resolve(self.conn, self._table), "find the ledger table")
+        return self._ledger
+
     def rows(self) -> dict[int, ledger.AppliedRow]:
         """The ledger's rows (empty when the table does not exist yet)."""
-        return self._db(lambda: ledger.applied_rows(self.conn), "read _sqlx_migrations")
+        return self._db(lambda: ledger.applied_rows(self.conn, self.ledger_table), f"read {self.ledger_table}")
 
     def states(self) -> list[ledger.MigrationState]:
         """Every version with its state (see :mod:`safemig.migrations.ledger`)."""
@@ -223,12 +334,16 @@ class Migrator:
 
     def check(self, allow_out_of_order: bool = False) -> list[Migration]:
         """The pending migrations in order; LedgerError (exit 1) when the ledger disagrees."""
-        return ledger.check(self.migrations, self.rows(), allow_out_of_order=allow_out_of_order)
+        return ledger.check(
+            self.migrations, self.rows(), allow_out_of_order=allow_out_of_order, ignore_missing=self.ignore_missing
+        )
 
     def plan(self, target_version: int | None = None, allow_out_of_order: bool = False) -> list[Migration]:
         """What :meth:`run` would apply, checked like sqlx checks ``--target-version``."""
         rows = self.rows()
-        pending = ledger.check(self.migrations, rows, allow_out_of_order=allow_out_of_order)
+        pending = ledger.check(
+            self.migrations, rows, allow_out_of_order=allow_out_of_order, ignore_missing=self.ignore_missing
+        )
         if target_version is None:
             return pending
         if target_version not in {m.version for m in self.migrations}:
@@ -254,15 +369,13 @@ class Migrator:
         label = display_path(migration.path)
         statements = parse(migration.sql, label, no_transaction=migration.no_transaction)
         self._prepare()
-        if not self._ledger_ready:
-            self._db(lambda: ledger.ensure_table(self.conn), "create _sqlx_migrations")
-            self._ledger_ready = True
+        self.ensure_ledger()
         return self._execute(
             migration,
             statements,
             label=label,
             no_transaction=migration.no_transaction,
-            bookkeeping=lambda duration_ns: ledger.insert_sql(migration, duration_ns),
+            bookkeeping=lambda duration_ns: ledger.insert_sql(migration, duration_ns, self.ledger_table),
             action="apply",
         )
 
@@ -286,7 +399,7 @@ class Migrator:
             statements,
             label=label,
             no_transaction=no_transaction,
-            bookkeeping=lambda _ns: ledger.delete_sql(migration.version),
+            bookkeeping=lambda _ns: ledger.delete_sql(migration.version, self.ledger_table),
             action="revert",
         )
 
@@ -313,10 +426,28 @@ class Migrator:
         )
         return result.statements
 
+    def ensure_ledger(self) -> None:
+        """sqlx's order: ``create-schemas`` first, then the ledger table (both idempotent), once."""
+        if not self._ledger_ready:
+
+            def create() -> None:
+                ledger.create_schemas(self.conn, self.create_schemas)
+                ledger.ensure_table(self.conn, self.ledger_table)
+
+            self._db(create, f"create {self._table or ledger.TABLE}")
+            self._ledger_ready = True
+
     # -- internals -------------------------------------------------------------------
     def _prepare(self) -> None:
         if not self._prepared:
             set_timeouts(self.conn, self.settings.lock_timeout, self.settings.statement_timeout)
+            row = self._db(
+                lambda: self.conn.execute(
+                    "SELECT setting::float8 / 1000 FROM pg_settings WHERE name = 'lock_timeout'", prepare=False
+                ).fetchone(),
+                "read lock_timeout",
+            )
+            self.lock_timeout_s = float(row[0]) if row else 0.0
             self._prepared = True
 
     def _db(self, fn, what: str):
@@ -341,11 +472,45 @@ class Migrator:
         action: str,
     ) -> AppliedMigration:
         """Run the statements, then ``bookkeeping(duration_ns)`` (the ledger write) in the same transaction."""
+        left = self.settings.seconds_left()
+        if left is not None and left <= 0:
+            raise MigrationFailed(
+                f"{label}: not starting the {action} of version {migration.version}: the deadline "
+                f"(the maintenance window's end) passed {-left:.1f}s ago",
+                hint="nothing of it ran; run it in the next window",
+            )
+        self._attempts = []
         run = self._run_autocommit if no_transaction else self._run_transaction
         results, duration_ns = run(migration, statements, label, bookkeeping, action)
-        applied = AppliedMigration(migration.version, migration.description, duration_ns, results)
+        applied = AppliedMigration(migration.version, migration.description, duration_ns, results, self._attempts)
         self.observer.migration_finished(migration, applied)
         return applied
+
+    def _begin_attempt(self) -> tuple[datetime, float]:
+        self._blockers = {}
+        return datetime.now(UTC), time.perf_counter()
+
+    def _end_attempt(
+        self, migration: Migration, started: tuple[datetime, float], outcome: str, err: Exception | None = None
+    ) -> Attempt:
+        at, began = started
+        statement = err.index if isinstance(err, _StatementError) else None
+        line = err.statement.line if isinstance(err, _StatementError) else None
+        error = _pg_error(err.exc if isinstance(err, _StatementError) else err) if err is not None else None
+        attempt = Attempt(
+            version=migration.version,
+            number=len(self._attempts) + 1,
+            started_at=at,
+            duration_s=time.perf_counter() - began,
+            outcome=outcome,
+            statement=statement,
+            line=line,
+            error=error,
+            blockers=tuple(self._blockers.values()),
+        )
+        self._attempts.append(attempt)
+        self.observer.attempt_finished(migration, attempt)
+        return attempt
 
     def _run_transaction(self, migration, statements, label, bookkeeping, action):
         """BEGIN, the statements, then the ledger write and COMMIT in one round trip (as psql would)."""
@@ -357,6 +522,7 @@ class Migrator:
         attempt = 1
         while True:
             self.observer.migration_started(migration, attempt)
+            started = self._begin_attempt()
             start = time.perf_counter_ns()
             stage = "begin"
             try:
@@ -373,24 +539,31 @@ class Migrator:
                     conn.execute(pgsql.SQL("{}; COMMIT").format(bookkeeping(duration_ns)), prepare=False)
                 else:
                     conn.execute("COMMIT", prepare=False)
+                self._end_attempt(migration, started, "ok")
                 return results, duration_ns
             except BaseException as exc:
                 # COMMIT that fails ends the transaction itself; anything before it leaves it open.
                 committed_or_gone = conn.info.transaction_status == pq.TransactionStatus.IDLE
                 self._rollback()
                 if isinstance(exc, _StatementError):
-                    if exc.sqlstate == LOCK_NOT_AVAILABLE and attempt <= self.settings.lock_retries:
-                        self._retry(migration, attempt, exc)
-                        attempt += 1
-                        continue
+                    locked = exc.sqlstate == LOCK_NOT_AVAILABLE
+                    self._end_attempt(migration, started, "lock_timeout" if locked else "failed", exc)
+                    if locked and attempt <= self.settings.lock_retries:
+                        stop = self._retry(migration, attempt, exc)
+                        if stop is None:
+                            attempt += 1
+                            continue
+                        raise self._failure(migration, label, exc, action, transactional=True, stopped=stop) from None
                     raise self._failure(migration, label, exc, action, transactional=True) from None
                 if not isinstance(exc, psycopg.Error):
                     raise
+                self._end_attempt(migration, started, "failed", exc)
                 self._raise_if_broken(exc, migration, action, [])
                 at_commit = stage == "ledger" and (committed_or_gone or bookkeeping is None)
                 where = {"begin": "BEGIN", "ledger": "writing its _sqlx_migrations row"}.get(stage, stage)
+                at = "COMMIT" if at_commit else where
                 raise MigrationFailed(
-                    f"{label}: {action} of version {migration.version} failed at {'COMMIT' if at_commit else where}: {_pg_error(exc)}",
+                    f"{label}: {action} of version {migration.version} failed at {at}: {_pg_error(exc)}",
                     hint="nothing was applied: the transaction was rolled back and the ledger is unchanged"
                     + (" (a deferred constraint fails at COMMIT)" if at_commit else ""),
                 ) from None
@@ -418,22 +591,28 @@ class Migrator:
         position, attempt = 0, 1
         leftover: str | None = None  # an INVALID index the last attempt left, dropped before retrying
         while position < len(statements):
+            started = self._begin_attempt()
             try:
                 if leftover is not None:
                     self._drop_invalid_index(migration, position + 1, statements[position], results, leftover)
                     leftover = None
                 results = self._statements(migration, statements, position, results, check_indexes=True)
                 position = len(statements)
+                self._end_attempt(migration, started, "ok")
             except _StatementError as err:
                 self._rollback()  # a BEGIN of the file's own is dead after a failure
                 results, position = err.done, err.index - 1
-                if err.sqlstate == LOCK_NOT_AVAILABLE and attempt <= self.settings.lock_retries:
+                locked = err.sqlstate == LOCK_NOT_AVAILABLE
+                self._end_attempt(migration, started, "lock_timeout" if locked else "failed", err)
+                if locked and attempt <= self.settings.lock_retries:
                     name = concurrent_index_name(err.statement.text)
                     if name and self._index_is_invalid(name):
                         leftover = name
-                    self._retry(migration, attempt, err)
-                    attempt += 1
-                    continue
+                    stop = self._retry(migration, attempt, err)
+                    if stop is None:
+                        attempt += 1
+                        continue
+                    raise self._failure(migration, label, err, action, transactional=False, stopped=stop) from None
                 raise self._failure(migration, label, err, action, transactional=False) from None
         duration_ns = time.perf_counter_ns() - start
         if bookkeeping is not None:
@@ -442,9 +621,10 @@ class Migrator:
             except psycopg.Error as exc:
                 self._raise_if_broken(exc, migration, action, results)
                 raise MigrationFailed(
-                    f"{label}: version {migration.version} ran all {len(results)} statements but its _sqlx_migrations row "
-                    f"could not be written: {_pg_error(exc)}",
-                    hint=f"the statements ran (no transaction); record it with `safemig migrate mark-applied {migration.version}`",
+                    f"{label}: version {migration.version} ran all {len(results)} statements but its "
+                    f"{self.ledger_table} row could not be written: {_pg_error(exc)}",
+                    hint="the statements ran (no transaction); record it with "
+                    f"`safemig migrate mark-applied {migration.version}`",
                 ) from None
         return results, duration_ns
 
@@ -470,6 +650,9 @@ class Migrator:
         results = list(done)
         for offset, statement in enumerate(statements[position:], start=position + 1):
             observer.statement_started(migration, offset, statement)
+            watch = self.lock_watch
+            if watch is not None:
+                watch.start(conn.info.backend_pid, self.lock_timeout_s)
             began = time.perf_counter()
             try:
                 cur = conn.execute(prefix + statement.text, prepare=False)
@@ -477,6 +660,10 @@ class Migrator:
                     cur.nextset()  # the statement's result, after the prefix's
             except psycopg.Error as exc:
                 raise _StatementError(offset, statement, exc, results, position_shift=len(prefix)) from None
+            finally:
+                if watch is not None:
+                    for blocker in watch.stop():
+                        self._blockers.setdefault(blocker.pid, blocker)
             prefix = ""
             elapsed = time.perf_counter() - began
             result = StatementResult(
@@ -515,10 +702,22 @@ class Migrator:
         ).fetchone()
         return bool(row and row[0])
 
-    def _retry(self, migration: Migration, attempt: int, err: _StatementError) -> None:
+    def _retry(self, migration: Migration, attempt: int, err: _StatementError) -> str | None:
+        """Wait before retry ``attempt + 1``; or, when it could end after the deadline, say why not (no wait)."""
         delay = self._delay(attempt)
-        self.observer.retrying(migration, attempt, _pg_error(err.exc), delay)
+        left = self.settings.seconds_left()
+        if left is not None and delay + self.lock_timeout_s > left:
+            return (
+                f"stopped before retry {attempt} of {self.settings.lock_retries}: its backoff ({delay:g}s) plus "
+                f"lock_timeout ({self.lock_timeout_s:g}s) would end after the deadline (the maintenance window's end, "
+                f"{max(left, 0.0):.1f}s away)"
+            )
+        error = _pg_error(err.exc)
+        if self._blockers:
+            error += f"; blocked by {describe_all(list(self._blockers.values()))}"
+        self.observer.retrying(migration, attempt, error, delay)
         self._sleep(delay)
+        return None
 
     def _raise_if_broken(self, exc: Exception, migration: Migration, action: str, done: list[StatementResult]) -> None:
         if self.conn.closed or self.conn.broken:
@@ -529,7 +728,14 @@ class Migrator:
             ) from None
 
     def _failure(
-        self, migration: Migration, label: str, err: _StatementError, action: str, *, transactional: bool
+        self,
+        migration: Migration,
+        label: str,
+        err: _StatementError,
+        action: str,
+        *,
+        transactional: bool,
+        stopped: str | None = None,
     ) -> Exception:
         self._raise_if_broken(err.exc, migration, action, err.done)
         st, exc = err.statement, err.exc
@@ -542,18 +748,30 @@ class Migrator:
             f"{label}:{line}: {action} of version {migration.version} failed at statement {err.index} "
             f"`{_clip(st.first_line)}`: {_pg_error(exc)}"
         )
+        locked = err.sqlstate == LOCK_NOT_AVAILABLE
+        blockers = list({b.pid: b for a in self._attempts for b in a.blockers}.values()) if locked else []
+        if blockers:
+            message += f"; blocked by {describe_all(blockers)}"
         hints = []
         pg_hint = getattr(diag, "message_hint", None) if diag is not None else None
         if pg_hint:
             hints.append(f"PostgreSQL says: {pg_hint}")
-        if err.sqlstate == LOCK_NOT_AVAILABLE:
+        if locked:
+            tries = len(self._attempts)
             hints.append(
-                f"lock_timeout ({self.settings.lock_timeout or 'session default'}) expired after "
-                f"{self.settings.lock_retries + 1} attempt(s): another session holds a conflicting lock (see pg_stat_activity)"
+                f"lock_timeout ({self.settings.lock_timeout or 'session default'}) expired after {tries} attempt(s)"
+                + (f"; {stopped}" if stopped else "")
+                + (
+                    ": end or wait for the blocking session(s) named above "
+                    "(pg_terminate_backend(pid) ends one), then run again"
+                    if blockers
+                    else ": another session holds a conflicting lock (see pg_stat_activity and pg_locks)"
+                )
             )
         elif err.sqlstate == QUERY_CANCELED:
             hints.append(
-                f"statement_timeout ({self.settings.statement_timeout or 'session default'}) expired or the statement was cancelled"
+                f"statement_timeout ({self.settings.statement_timeout or 'session default'}) "
+                "expired or the statement was cancelled"
             )
         index = None if transactional else concurrent_index_name(st.text)
         if index and (isinstance(exc, InvalidIndexError) or self._index_is_invalid_quietly(index)):
@@ -568,6 +786,14 @@ class Migrator:
             )
         else:
             hints.append("no statement of it ran; no _sqlx_migrations row was written")
+        if locked:
+            return LockTimeoutFailed(
+                message,
+                "; ".join(hints),
+                attempts=list(self._attempts),
+                blockers=blockers,
+                deadline=stopped is not None,
+            )
         return MigrationFailed(message, hint="; ".join(hints))
 
 

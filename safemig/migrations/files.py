@@ -1,15 +1,23 @@
 """Find migration files on disk exactly as sqlx-cli does, and refuse where sqlx misbehaves.
 
-sqlx's resolver (``sqlx-core/src/migrate/source.rs``) reads the files directly in the
-source directory, splits each name at the first ``_``, ignores names that do not end in
-``.sql`` after it, parses the prefix as an ``i64`` version and derives the description by
-stripping ``.up.sql`` / ``.down.sql`` / ``.sql`` and replacing ``_`` with a space. The
-checksum is SHA-384 of the file's raw bytes, and a file whose text starts with
-``-- no-transaction`` runs outside a transaction.
+sqlx's resolver (``sqlx-core/src/migrate/source.rs``, ``resolve_blocking_with_config``)
+reads the files directly in the source directory, splits each name at the first ``_``,
+ignores names that do not end in ``.sql`` after it, parses the prefix as a Rust ``i64``
+(an optional sign, then ASCII digits) and derives the description by stripping
+``.up.sql`` / ``.down.sql`` / ``.sql`` and replacing ``_`` with a space. The checksum is
+SHA-384 of the file's text, leaving out ``sqlx.toml``'s ``ignored-chars`` if any, and a
+file whose text starts with ``-- no-transaction`` runs outside a transaction.
+
+Names: safemig follows sqlx, and warns (``Discovery.warnings``) where following it
+would hide a real mistake: a ``.sql`` file with no ``_`` (sqlx skips it: a migration that
+never runs), a ``.down.sql`` with no up migration (ignored), a version written with a
+sign (``+5``, ``-5``: sqlx reads them as numbers). A simple ``.sql`` plus a ``.down.sql``
+of the same version is a reversible pair, as sqlx treats it. Unicode digits are refused,
+as sqlx refuses them.
 
 Where sqlx silently does something surprising, safemig stops with exit 2 instead:
-duplicate versions, a ``.sql`` file whose name has no integer version, a file that is
-not UTF-8 (named with the byte offset).
+duplicate versions (sqlx fails half-way on the ledger's primary key), a ``.sql`` file
+whose prefix is not an integer, a file that is not UTF-8 (named with the byte offset).
 
 This module is pure (no database, no heavy imports): ``safemig lint`` uses it.
 """
@@ -27,6 +35,7 @@ from safemig.errors import MigrationFileError
 NO_TRANSACTION_MARKER = "-- no-transaction"
 _SUFFIXES = ((".up.sql", "up"), (".down.sql", "down"), (".sql", "simple"))
 ROLLBACK_NAME = re.compile(r"^(?P<version>\d+)_.*\.sql$")
+_VERSION = re.compile(r"^[+-]?[0-9]+$")  # Rust's i64::from_str: ASCII digits only, one optional sign
 
 
 @dataclass(frozen=True)
@@ -66,17 +75,25 @@ def read_sql(path: Path) -> tuple[bytes, str]:
         ) from None
 
 
-def checksum_of(raw: bytes) -> bytes:
-    """sqlx's checksum: SHA-384 of the file's bytes, no normalisation."""
-    return hashlib.sha384(raw).digest()
+def checksum_of(raw: bytes, ignored_chars: frozenset[str] = frozenset()) -> bytes:
+    """sqlx's checksum: SHA-384 of the file's bytes; with ``ignored-chars``, of its text without them.
+
+    sqlx hashes the fragments between ignored characters (``checksum_fragments``), which
+    is the hash of the UTF-8 text with those characters removed.
+    """
+    if not ignored_chars:
+        return hashlib.sha384(raw).digest()
+    text = raw.decode("utf-8")
+    return hashlib.sha384(text.translate({ord(c): None for c in ignored_chars}).encode("utf-8")).digest()
 
 
 def parse_name(file_name: str) -> tuple[int, str, str] | None:
     """``(version, description, kind)`` for a migration file name, ``None`` for names sqlx ignores.
 
     ``kind`` is ``simple``, ``up`` or ``down``. A ``.sql`` name whose prefix is not an
-    integer raises :class:`MigrationFileError` (sqlx errors too, less clearly; a ``.sql``
-    file with no ``_`` at all, which sqlx silently skips, is refused as well).
+    integer raises :class:`MigrationFileError` (sqlx errors too, less clearly). A ``.sql``
+    file with no ``_`` at all raises too: the linter reports it; :func:`discover` skips it
+    with a warning, as sqlx skips it.
     """
     if not file_name.endswith(".sql"):
         return None
@@ -86,16 +103,13 @@ def parse_name(file_name: str) -> tuple[int, str, str] | None:
             f"{file_name}: migration file name has no <VERSION>_ prefix",
             hint="name it like 005_add_user_preferences_table.sql (or move it out of the migrations directory)",
         )
-    try:
-        version = int(prefix, 10)
-    except ValueError:
-        version = None
-    if version is None or not prefix.isdigit():
+    if not _VERSION.match(prefix):
         raise MigrationFileError(
             f"{file_name}: version prefix {prefix!r} is not an integer",
             hint="name it like 005_add_user_preferences_table.sql",
         )
-    if version > 2**63 - 1:
+    version = int(prefix, 10)
+    if not -(2**63) <= version <= 2**63 - 1:
         raise MigrationFileError(
             f"{file_name}: version {prefix} does not fit in a BIGINT", hint="use a smaller version number"
         )
@@ -107,23 +121,45 @@ def parse_name(file_name: str) -> tuple[int, str, str] | None:
     raise AssertionError("unreachable: rest ends with .sql")  # pragma: no cover
 
 
-def discover(migrations_dir: Path) -> list[Migration]:
+@dataclass(frozen=True)
+class Discovery:
+    """The migrations of a directory and what safemig noticed about names sqlx accepts."""
+
+    migrations: list[Migration]
+    warnings: list[str]
+
+
+def discover(migrations_dir: Path, *, ignored_chars: frozenset[str] = frozenset()) -> list[Migration]:
     """Every migration in ``migrations_dir``, sorted by version; refuse ambiguous layouts."""
+    return scan(migrations_dir, ignored_chars=ignored_chars).migrations
+
+
+def scan(migrations_dir: Path, *, ignored_chars: frozenset[str] = frozenset()) -> Discovery:
+    """:func:`discover`, with the warnings about names (see the module docstring)."""
     if not migrations_dir.is_dir():
         raise MigrationFileError(
-            f"migrations directory {migrations_dir} does not exist",
-            hint="set migrations_dir in safemig.toml or pass --source DIR",
+            f"migrations directory {display_path(migrations_dir)} does not exist",
+            hint="set migrations_dir in safemig.toml (or migrations-dir in sqlx.toml) or pass --source DIR",
         )
     ups: dict[int, Path] = {}
     downs: dict[int, Path] = {}
     descriptions: dict[int, str] = {}
+    warnings: list[str] = []
     for path in sorted(migrations_dir.iterdir()):
-        if not path.is_file():
+        if not path.is_file() or not path.name.endswith(".sql"):
             continue
-        parsed = parse_name(path.name)
-        if parsed is None:
+        prefix, sep, rest = path.name.partition("_")
+        if not sep or not rest.endswith(".sql"):
+            warnings.append(
+                f"{display_path(path)}: ignored, as sqlx ignores it: the name has no <VERSION>_ prefix "
+                "(rename it like 005_add_user_preferences_table.sql if it is a migration)"
+            )
             continue
-        version, description, kind = parsed
+        version, description, kind = parse_name(path.name)  # type: ignore[misc]  # a .sql name: never None
+        if prefix[0] in "+-":
+            warnings.append(
+                f"{display_path(path)}: version written with a sign; sqlx (and safemig) read it as {version}"
+            )
         target = downs if kind == "down" else ups
         if version in target:
             raise MigrationFileError(
@@ -133,16 +169,11 @@ def discover(migrations_dir: Path) -> list[Migration]:
         target[version] = path
         if kind != "down":
             descriptions[version] = description
-    for version, down in downs.items():
+    for version, down in sorted(downs.items()):
         if version not in ups:
-            raise MigrationFileError(
-                f"{down}: down migration for version {version} has no matching .up.sql",
-                hint=f"add {down.name.replace('.down.sql', '.up.sql')} or remove the file",
-            )
-        if not ups[version].name.endswith(".up.sql"):
-            raise MigrationFileError(
-                f"{down}: version {version} mixes a simple migration ({ups[version].name}) with a .down.sql",
-                hint="rename the simple file to .up.sql, or move the down script to rollbacks/",
+            warnings.append(
+                f"{display_path(down)}: ignored: a down migration for version {version} with no "
+                f"{down.name.replace('.down.sql', '.up.sql')} (sqlx never runs it either)"
             )
     migrations = []
     for version in sorted(ups):
@@ -154,12 +185,12 @@ def discover(migrations_dir: Path) -> list[Migration]:
                 description=descriptions[version],
                 path=path,
                 sql=sql,
-                checksum=checksum_of(raw),
+                checksum=checksum_of(raw, ignored_chars),
                 no_transaction=sql.startswith(NO_TRANSACTION_MARKER),
                 down_path=downs.get(version),
             )
         )
-    return migrations
+    return Discovery(migrations, warnings)
 
 
 def display_path(path: Path) -> str:

@@ -118,6 +118,7 @@ def test_a_missing_command_is_a_usage_error():
 
 def test_default_command_is_migrate_run_and_commands_can_be_given(database_url, sample_project):
     # `docker compose run --rm migrate`, then `docker compose run --rm migrate safemig migrate info`.
+    before = sorted(sample_project.rglob("*"))
     result = entrypoint(env={"DATABASE_URL": database_url}, cwd=sample_project)
     assert result.returncode == 0, result.stderr
     assert ledger_versions(database_url) == [1, 2, 3, 4]
@@ -125,6 +126,8 @@ def test_default_command_is_migrate_run_and_commands_can_be_given(database_url, 
     assert info.returncode == 0, info.stderr
     assert info.stdout.count("applied") >= 4
     assert f":{PASSWORD_MARK}@" not in result.stdout + result.stderr + info.stdout + info.stderr
+    # Nothing written into the repository: compose mounts it read-only.
+    assert sorted(sample_project.rglob("*")) == before
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from .conftest import run, tool
 COMPOSE = REPO_ROOT / "compose.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+LICENSE = REPO_ROOT / "LICENSE"
 SHELL_SCRIPTS = ["scripts/migrate.sh", "scripts/bootstrap", "scripts/demo", "scripts/test", "scripts/lock", ".ci/run"]
 
 
@@ -164,7 +167,8 @@ def test_everything_the_dockerfile_copies_is_in_the_build_context():
             continue
         sources = [word for word in shlex.split(rest) if not word.startswith("--")][:-1]
         for source in sources:
-            assert (REPO_ROOT / source).exists(), source
+            if "*" not in source:  # a wildcard may match nothing (LICENSE*)
+                assert (REPO_ROOT / source).exists(), source
             assert source.rstrip("/").split("/")[0] not in ignored, source
 
 
@@ -207,6 +211,26 @@ def test_the_workflow_examples_say_they_are_examples():
         assert "EXAMPLE workflow to copy" in head and ".ci/run" in head, path.name
 
 
+@pytest.mark.xfail(
+    not LICENSE.exists(),
+    reason="LICENSE is added by the config helper (issue 10 item 1), not on this branch yet",
+    strict=True,
+)
+def test_license_is_the_one_pyproject_names_and_the_image_build_copies_it():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["license"] if isinstance(project["license"], str) else project["license"].get("text")
+    assert declared == "MIT"
+    for pattern in project.get("license-files", ["LICENSE"]):
+        assert list(REPO_ROOT.glob(pattern)), pattern
+    text = LICENSE.read_text(encoding="utf-8")
+    assert text.startswith("MIT License")
+    assert re.search(r"^Copyright \(c\) \d{4}", text, re.MULTILINE)
+    assert "Permission is hereby granted, free of charge" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+    copies = [rest for keyword, rest in dockerfile_instructions() if keyword == "COPY" and "--from=" not in rest]
+    assert any(re.search(r"(^| )LICENSE\*? ", rest) for rest in copies)
+
+
 # -- the image's install steps, replayed ---------------------------------------------------------
 
 
@@ -238,6 +262,8 @@ def test_image_install_steps_give_a_working_safemig(tmp_path):
     pip(build, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dist), str(REPO_ROOT))
     wheels = list(dist.glob("safemig-*.whl"))
     assert len(wheels) == 1
+    if LICENSE.exists():  # the license travels with the wheel (PEP 639: .dist-info/licenses/)
+        assert any(name.endswith("/LICENSE") for name in zipfile.ZipFile(wheels[0]).namelist())
     pip(image, "install", "--require-hashes", "--no-deps", "-r", str(REPO_ROOT / "requirements" / "runtime.txt"))
     pip(image, "install", "--no-deps", str(wheels[0]))
     pip(image, "check")

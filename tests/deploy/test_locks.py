@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from safemig.deploy.locks import LockRecorder, sql_mode, strongest_per_relation
 from safemig.migrations.engine import Migrator
 from safemig.migrations.files import discover
+
+# On every PostgreSQL major CI tests (docs/postgres-majors.md).
+pytestmark = pytest.mark.compat
 
 
 def _migrations(tmp_path: Path, files: dict[str, str]):

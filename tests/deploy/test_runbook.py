@@ -82,8 +82,104 @@ def test_expected_locks_follow_postgresql_lock_levels():
         (2, "fresh", "ACCESS EXCLUSIVE", True),
         (3, "old", "SHARE UPDATE EXCLUSIVE", False),
         (4, "old", "SHARE ROW EXCLUSIVE", False),
+        (4, "other", "SHARE ROW EXCLUSIVE", False),
         (5, "old", "SHARE", False),
         (6, "idx2", "SHARE UPDATE EXCLUSIVE", False),
         (7, "old", "SHARE ROW EXCLUSIVE", False),
         (8, "old", "ROW EXCLUSIVE", False),
     ]
+
+
+def _bash_block_with(text: str, needle: str) -> str:
+    blocks = text.split("```bash\n")[1:]
+    return next(b.split("```")[0] for b in blocks if needle in b)
+
+
+def test_the_restore_command_refuses_an_empty_target_prod_and_a_password(project, cli, monkeypatch, tmp_path):
+    import os
+    import subprocess
+
+    _in(project, monkeypatch)
+    result = cli("runbook", "--env", "prod", cwd=project.root)
+    assert result.exit_code == 0, result.output
+    block = _bash_block_with(result.stdout, "TARGET_DATABASE_URL:?")
+    script = "\n".join(line for line in block.splitlines() if not line.startswith("export "))
+    # a stand-in `safemig` that records its arguments instead of restoring
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "safemig").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "safemig").chmod(0o755)
+
+    def run(target: str | None):
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PROD_DATABASE_URL": project.prod_url}
+        if target is not None:
+            env["TARGET_DATABASE_URL"] = target
+        return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=10)
+
+    assert run(None).returncode != 0 and "set TARGET_DATABASE_URL" in run(None).stderr
+    assert run("").returncode != 0
+    assert "refusing: that is prod's database" in run(project.prod_url).stderr
+    assert "holds a password" in run("postgresql://u:secret@db:5432/scratch").stderr
+    assert not calls.exists()  # none of those ran safemig
+    assert run("postgresql://u@db:5432/scratch").returncode == 0
+    assert calls.read_text().split() == [
+        "restore", "--env", "prod", "--from", "<BACKUP_URI>", "--target-database-url", "postgresql://u@db:5432/scratch"
+    ]
+
+
+def test_the_notice_never_promises_no_data_loss_when_the_deploy_drops_something(project, cli, monkeypatch):
+    _in(project, monkeypatch)
+    safe = cli("runbook", "--env", "prod", cwd=project.root).stdout
+    assert "No existing data is removed or rewritten" in safe
+    project.migration("004_drop_note.sql", "DO $$ BEGIN ALTER TABLE items DROP COLUMN IF EXISTS note; END $$;\n")
+    project.migration("005_purge.sql", "TRUNCATE items;\n")
+    text = cli("runbook", "--env", "prod", cwd=project.root).stdout
+    notice = text.split("```text\n")[1].split("```")[0]
+    assert "no data loss" not in notice.lower() and "No existing data" not in notice
+    assert "permanently removes or rewrites existing data: DROP COLUMN items.note; TRUNCATE items." in notice
+
+
+def test_the_runbook_has_the_incident_paths(project, cli, monkeypatch):
+    _in(project, monkeypatch)
+    project.apply_directly(project.prod_url, [1])
+    text = cli("runbook", "--env", "prod", cwd=project.root).stdout
+    assert "### 8.1 The deploy was interrupted" in text
+    assert "WHERE l.relation IN (to_regclass('items'))" in text and "SELECT pg_terminate_backend(<PID>);" in text
+    assert "pg_blocking_pids(l.pid)" in text
+    assert "FROM pg_index WHERE NOT indisvalid" in text
+    assert "DROP INDEX CONCURRENTLY IF EXISTS idx_items_name;" in text  # the index 003 builds
+    assert "safemig migrate revert --env prod --target-version 1 --dry-run" in text
+    assert "**every write made since the dump began is lost**" in text
+    assert "safemig restore --env prod --from '<BACKUP_URI>' --clean --confirm-clean" in text
+    assert DEFAULT_PASSWORD not in text and text.count("```") % 2 == 0
+
+
+def test_the_runbook_shows_what_the_rehearsal_of_the_same_pending_set_measured(project, cli, monkeypatch):
+    import psycopg
+
+    _in(project, monkeypatch)
+    project.apply_directly(project.prod_url, [1])
+    before = cli("runbook", "--env", "prod", cwd=project.root).stdout
+    assert "none recorded for this pending set" in before
+    # a deploy whose rehearsal passes and whose prod apply is blocked: prod is still pending, the record has the figures
+    project.write_config(lock_timeout='"200ms"', lock_retries="0")
+    with psycopg.connect(project.prod_url, application_name="blocker-app") as holder:
+        holder.execute("SELECT count(*) FROM items")
+        failed = project.deploy("--outside-window", "--reason", "test")
+        holder.rollback()
+    assert failed.exit_code == 1 and project.records()[-1]["failed_gate"] == "production", failed.output
+    record_id = project.records()[-1]["id"]
+
+    text = cli("runbook", "--env", "prod", cwd=project.root).stdout
+    assert f"| Rehearsal measurements | deploy `{record_id}`" in text
+    assert "### Locks measured by the rehearsal" in text
+    assert "| 2 | `public.items` | **ACCESS EXCLUSIVE** |" in text
+    assert "| 3 | `public.items` | SHARE UPDATE EXCLUSIVE |" in text
+    assert " Rehearsed in |" in text and "| `rollbacks/002_rollback_note.sql` | " in text
+    assert "### Expected locks (predicted from the SQL)" in text
+
+    # an edited file is not the same pending set: its stale figures are not shown
+    project.migration("002_add_note.sql", "ALTER TABLE items ADD COLUMN IF NOT EXISTS note TEXT DEFAULT '';\n")
+    edited = cli("runbook", "--env", "prod", cwd=project.root).stdout
+    assert "none recorded for this pending set" in edited and "Locks measured" not in edited

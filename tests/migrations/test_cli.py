@@ -109,14 +109,16 @@ def test_revert_newest_then_to_target(cli, three, database_url):
     dry = run(cli, three, database_url, "revert", "--dry-run")
     assert "-- Would revert 2/create b with rollbacks/002_rollback_b.sql" in dry.stdout and "DROP TABLE IF EXISTS b;" in dry.stdout
     assert scalar(database_url, "SELECT to_regclass('b')") == "b"
-    # version 1 has no rollback: reverting to 0 is refused before anything runs
-    result = run(cli, three, database_url, "revert", "--target-version", "0")
-    assert result.exit_code == 1 and "version 1 has no rollback script" in result.stderr
-    assert "rollbacks/001_rollback_a.sql" in result.stderr
-    assert scalar(database_url, "SELECT count(*) FROM _sqlx_migrations") == 2
-    result = run(cli, three, database_url, "revert", "--target-version", "1")
-    assert result.exit_code == 0 and "Reverted 2/create b" in result.stdout
     assert run(cli, three, database_url, "revert", "--target-version", "7").exit_code == 2
+    # version 1 has no rollback: as sqlx, reverting to 0 reverts 2 and skips 1, which stays applied
+    result = run(cli, three, database_url, "revert", "--target-version", "0")
+    assert result.exit_code == 0, result.output
+    assert "Reverted 2/create b" in result.stdout and "Skipped 1/create a: no rollback script" in result.stdout
+    assert scalar(database_url, "SELECT array_agg(version) FROM _sqlx_migrations") == [1]
+    assert scalar(database_url, "SELECT to_regclass('a')") == "a"
+    # none left with a rollback: sqlx's message, exit 0
+    result = run(cli, three, database_url, "revert")
+    assert result.exit_code == 0 and "No migrations available to revert" in result.stdout
 
 
 def test_add_uses_the_same_padding_and_template(cli, project):
@@ -134,9 +136,11 @@ def test_add_uses_the_same_padding_and_template(cli, project):
     assert cli("migrate", "add", "../escape", cwd=project.root).exit_code == 2
 
 
-def test_add_in_an_empty_directory_starts_at_001(cli, project):
+def test_add_in_an_empty_directory_uses_a_timestamp_as_sqlx(cli, project):
     assert cli("migrate", "add", "first", cwd=project.root).exit_code == 0
-    assert (project.migrations / "001_first.sql").is_file()
+    (created,) = project.migrations.iterdir()
+    version = created.name.split("_", 1)[0]
+    assert created.name.endswith("_first.sql") and len(version) == 14 and version.startswith("20")
 
 
 def test_mark_applied_records_the_real_checksum(cli, three, database_url):
@@ -150,7 +154,7 @@ def test_mark_applied_records_the_real_checksum(cli, three, database_url):
 
     scalar(database_url, "UPDATE _sqlx_migrations SET success = false, checksum = '\\x00' WHERE version = 2 RETURNING 1")
     result = run(cli, three, database_url, "mark-applied", "2", "--reason", "fixed")
-    assert "turned its failed _sqlx_migrations row into a successful one" in result.stdout
+    assert "turned its failed public._sqlx_migrations row into a successful one" in result.stdout
     assert scalar(database_url, "SELECT success FROM _sqlx_migrations WHERE version = 2") is True
 
     (three.migrations / "002_create_b.sql").write_text("-- edited\n")

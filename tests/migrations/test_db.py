@@ -13,6 +13,9 @@ from safemig.local.postgres import free_port
 
 from .conftest import scalar
 
+# On every PostgreSQL major CI tests (docs/postgres-majors.md).
+pytestmark = pytest.mark.compat
+
 
 def _crc32_bitwise(data: bytes) -> int:
     """CRC-32/ISO-HDLC written out bit by bit, independent of zlib."""
@@ -46,7 +49,7 @@ def test_connect_failure_masks_password(pg_cluster):
     assert "password authentication failed" in info.value.message
 
 
-@pytest.mark.parametrize("url", ["postgresql://u:Sup3r-secret@h/db?bogus=1", "postgresql://u:Sup3r-secret@[::1/db"])
+@pytest.mark.parametrize("url", ["postgresql://u:Sup3r-secret@[::1/db", "host=h password=Sup3r-secret bogus=1"])
 def test_connect_bad_url_is_config_error(url):
     with pytest.raises(ConfigError, match="invalid database URL") as info:
         db.connect(url)

@@ -15,6 +15,9 @@ from safemig.migrations.engine import ApplySettings, Migrator, Observer
 
 from .conftest import scalar
 
+# On every PostgreSQL major CI tests (docs/postgres-majors.md).
+pytestmark = pytest.mark.compat
+
 
 class Recorder(Observer):
     """Remembers every callback; inspects the connection while statements are in flight."""

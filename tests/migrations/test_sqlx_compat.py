@@ -15,8 +15,12 @@ import time
 import zlib
 
 import psycopg
+import pytest
 
 from .conftest import scalar
+
+# On every PostgreSQL major CI tests (docs/postgres-majors.md).
+pytestmark = pytest.mark.compat
 
 SQLX_DDL = """
 CREATE TABLE IF NOT EXISTS _sqlx_migrations (

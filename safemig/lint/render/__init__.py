@@ -1,4 +1,5 @@
-"""Lint report formats: ``text`` (people), ``json`` (scripts), ``github`` (workflow annotations), ``sarif`` (code scanning).
+"""Lint report formats: ``text`` (people), ``json`` (scripts), ``github`` (workflow annotations), ``sarif``
+(code scanning).
 
 Each module has ``render(report, rules) -> str``; the command layer prints the string
 through :mod:`safemig.output`. Lines and columns are 1-based in every format.

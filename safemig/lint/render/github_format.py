@@ -15,6 +15,7 @@ def render(report, rules, color: bool = False) -> str:
     lines = []
     for f in report.findings:
         level = "error" if f.severity == "error" else "warning"
-        props = f"file={_escape_property(f.path)},line={f.line},col={f.column},title={_escape_property('safemig ' + f.rule)}"
+        title = _escape_property("safemig " + f.rule)
+        props = f"file={_escape_property(f.path)},line={f.line},col={f.column},title={title}"
         lines.append(f"::{level} {props}::{_escape_data(f.message + chr(10) + 'Safe alternative: ' + f.hint)}")
     return "\n".join(lines) + ("\n" if lines else "")

@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from safemig import __version__
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+def _uri(path: str) -> str:
+    """A path as a SARIF ``artifactLocation.uri``: a percent-encoded URI reference (``a b#1.sql`` ->
+    ``a%20b%231.sql``), relative as it is shown, or a ``file://`` URI when absolute."""
+    encoded = quote(path.replace("\\", "/"), safe="/-._~")
+    return f"file://{encoded}" if path.startswith("/") else encoded
+
+
+def _help(rule) -> dict:
+    """The rule's ``safemig explain`` text, plain and as Markdown (what a code-scanning viewer shows)."""
+    doc = rule.doc
+    text = "\n\n".join([doc["intro"], *(f"{section}:\n{doc.get(section, '')}" for section in ("Why", "Bad", "Good"))])
+    markdown = "\n\n".join(
+        [
+            doc["intro"],
+            f"**Why:** {' '.join(doc.get('Why', '').split())}",
+            f"**Bad:**\n```sql\n{doc.get('Bad', '')}\n```",
+            f"**Good:**\n```sql\n{doc.get('Good', '')}\n```",
+            f"Run `safemig explain {rule.id}` for this text; silence one statement with "
+            f"`-- safemig:ignore {rule.id} -- <reason>`.",
+        ]
+    )
+    return {"text": text, "markdown": markdown}
 
 
 def render(report, rules, color: bool = False) -> str:
@@ -22,7 +47,7 @@ def render(report, rules, color: bool = False) -> str:
                 "id": rule_id,
                 "shortDescription": {"text": rule.summary if rule else rule_id},
                 "fullDescription": {"text": doc.get("Why", rule_id)},
-                "help": {"text": f"Bad:\n{doc.get('Bad', '')}\n\nGood:\n{doc.get('Good', '')}"},
+                "help": _help(rule) if rule else {"text": rule_id},
                 "defaultConfiguration": {"level": rule.severity if rule else "warning"},
             }
         )
@@ -35,7 +60,7 @@ def render(report, rules, color: bool = False) -> str:
             "locations": [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": f.path},
+                        "artifactLocation": {"uri": _uri(f.path)},
                         "region": {"startLine": f.line, "startColumn": f.column},
                     }
                 }

@@ -1,4 +1,5 @@
-"""Human output, grouped by file: ``path:line:col``, the statement, the problem, the safe alternative, how to silence it."""
+"""Human output, grouped by file: ``path:line:col``, the statement, the problem, the safe alternative, how to
+silence it."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def render(report, rules, color: bool = False) -> str:
             if f.statement:
                 for line in _statement_excerpt(f.statement):
                     out.append(paint(f"    | {line}", "dim"))
-            out.append(f"    safe alternative: {f.hint}")
+            out.append(f"    {f.hint_line}")
             directive = "ignore" if f.statement else "ignore-file"  # file-level findings: silence in the file
             out.append(
                 paint(f"    to silence (with a reason): -- safemig:{directive} {f.rule} -- <why this is safe>", "dim")

@@ -3,8 +3,9 @@
 sqlx runs each migration in a transaction unless its first line is ``-- no-transaction``.
 
 Why:
-    CREATE/DROP INDEX CONCURRENTLY and REINDEX CONCURRENTLY cannot run inside a
-    transaction block: PostgreSQL rejects the migration at deploy time. (REFRESH
+    CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY and ALTER TABLE ... DETACH
+    PARTITION ... CONCURRENTLY cannot run inside a transaction block: PostgreSQL rejects
+    the migration at deploy time. (REFRESH
     MATERIALIZED VIEW CONCURRENTLY can, and is not flagged.) VACUUM cannot either, and is
     flagged here too.
 
@@ -20,14 +21,22 @@ from safemig.lint import facts
 
 ID = "concurrently-in-transaction"
 SEVERITY = "error"
-SUMMARY = "CONCURRENTLY (or VACUUM) in a file without `-- no-transaction` (fails inside sqlx's transaction)"
+SUMMARY = (
+    "CONCURRENTLY (index, REINDEX, DETACH PARTITION) or VACUUM in a file without `-- no-transaction` "
+    "(fails inside sqlx's transaction)"
+)
 
 
 def _concurrent(stmt) -> bool:
     if stmt.node_type == "IndexStmt":
         return bool(stmt.node.get("concurrent"))
     if stmt.node_type == "ReindexStmt":
-        return any("concurrently" in str(p).lower() for p in stmt.node.get("params") or [])
+        return facts.option_enabled(stmt.node.get("params"), "concurrently")
+    if any(
+        a.subtype == "AT_DetachPartition" and a.definition.get("PartitionCmd", {}).get("concurrent")
+        for a in facts.alter_actions(stmt)
+    ):
+        return True
     return any(d.concurrently for d in facts.drops(stmt))
 
 

@@ -32,7 +32,7 @@ SEVERITY = "error"
 SUMMARY = "DROP/TRUNCATE in a migration without a non-empty rollback script that parses"
 FILES = "migrations"
 
-_RECREATABLE = {"TRIGGER", "POLICY", "FUNCTION", "PROCEDURE", "VIEW", "INDEX", "RULE"}
+_RECREATABLE = {"TRIGGER", "POLICY", "FUNCTION", "PROCEDURE", "VIEW", "INDEX", "RULE", "CONSTRAINT"}
 _CREATE_NODES = {
     "CreateTrigStmt": "TRIGGER",
     "CreatePolicyStmt": "POLICY",
@@ -41,6 +41,14 @@ _CREATE_NODES = {
     "IndexStmt": "INDEX",
     "RuleStmt": "RULE",
 }
+
+
+def _created(stmt) -> list[tuple[str, str]]:
+    """``(kind, name)`` of what ``stmt`` creates: an object, or the constraints an ALTER TABLE adds
+    (``DROP CONSTRAINT IF EXISTS c, ADD CONSTRAINT c ...`` is the idempotent way to add one)."""
+    named = [("CONSTRAINT", a.constraint.get("conname")) for a in facts.added_constraints(stmt)]
+    found = _created_names(stmt)
+    return [(k, n) for k, n in named if n] + ([found] if found else [])
 
 
 def _created_names(stmt) -> tuple[str, str] | None:
@@ -54,7 +62,7 @@ def _created_names(stmt) -> tuple[str, str] | None:
         "INDEX": node.get("idxname"),
         "RULE": node.get("rulename"),
         "VIEW": facts.relation_name(node.get("view")),
-        "FUNCTION": ".".join(facts._strings(node.get("funcname"))),
+        "FUNCTION": ".".join(facts.strings(node.get("funcname"))),
     }.get(kind) or ""
     if kind == "FUNCTION" and node.get("is_procedure"):
         kind = "PROCEDURE"
@@ -86,8 +94,10 @@ def check(file):
         if not dropped:
             continue
         if not last_created:  # built at the first DROP: most files drop nothing
-            last_created.update({_created_names(s): i for i, s in enumerate(file.valid_statements)})
-        body_creates = {_created_names(s) for s in ran[1:]}
+            last_created.update({key: i for i, s in enumerate(file.valid_statements) for key in _created(s)})
+        body_creates = {key for s in ran[1:] for key in _created(s)}
+        if d_same := {key for key in _created(stmt) if key[0] == "CONSTRAINT"}:
+            body_creates |= d_same  # DROP CONSTRAINT IF EXISTS c, ADD CONSTRAINT c in one ALTER TABLE
         destructive = []
         for d in dropped:
             key = (d.kind, facts.bare(d.name))  # re-created by the same body, or by a later statement of the file
@@ -100,15 +110,24 @@ def check(file):
             f"DROP {d.kind} {d.name}" if d.kind != "TRUNCATE" else f"TRUNCATE {d.name}" for d in destructive
         )
         version = f"{file.version:03d}" if file.version is not None else "<VERSION>"
-        down = (
-            "a down.sql beside it"
-            if file.path.name == "up.sql"  # Diesel layout
-            else f"a {file.path.name.removesuffix('.sql').removesuffix('.up')}.down.sql"
-        )
-        slug = (file.description or "migration").replace(" ", "_")
         yield file.violation(
             stmt,
             f"{what} destroys data, and migration {version} {problem}",
-            f"write rollbacks/{version}_undo_{slug}.sql that restores what this drops (recreate the objects and "
-            f"reload the data from the pre-deploy backup), or {down}",
+            f"write in {_where_to_write(file)} the SQL that restores what this drops (recreate the objects and "
+            f"reload the data from the pre-deploy backup)",
         )
+
+
+def _where_to_write(file) -> str:
+    """The rollback script to fill in: the file ``safemig migrate add`` creates for this migration (or the
+    broken one that exists), so following the hint never makes a second script for the version."""
+    if file.rollback_path is not None:
+        return file.rollback_path.name
+    if file.path.name == "up.sql":  # Diesel layout
+        return "down.sql beside it"
+    if file.path.name.endswith(".up.sql"):
+        return f"{file.path.name.removesuffix('.up.sql')}.down.sql"
+    from safemig.migrations.engine import rollback_file_name
+
+    name = rollback_file_name(file.path.name) if file.version is not None else "<VERSION>_rollback_<name>.sql"
+    return f"rollbacks/{name} (the stub `safemig migrate add` creates)"

@@ -39,9 +39,7 @@ def check(file):
                 continue
             name = node.get("idxname") or "<name>"
             unique = "UNIQUE " if node.get("unique") else ""
-            concurrent = _CREATE_INDEX.sub(
-                lambda m: f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS ", stmt.text, count=1
-            )
+            concurrent = _CREATE_INDEX.sub(f"CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS ", stmt.text, count=1)
             yield file.violation(
                 stmt,
                 f"CREATE {unique}INDEX {name} on existing table {table} blocks writes while it builds",

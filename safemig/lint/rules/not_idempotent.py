@@ -5,7 +5,9 @@ SELECT ... INTO a new table,
 CREATE FUNCTION / VIEW without OR REPLACE, CREATE TRIGGER without OR REPLACE (PostgreSQL 14+)
 or a preceding DROP TRIGGER IF EXISTS, CREATE POLICY / TYPE / DOMAIN not guarded by an
 existence check (a DO block that checks the catalog, or a preceding DROP ... IF EXISTS),
-ADD COLUMN without IF NOT EXISTS, and DROP (also DROP COLUMN / CONSTRAINT / ATTRIBUTE) without IF EXISTS.
+ADD COLUMN without IF NOT EXISTS, ADD CONSTRAINT not preceded by DROP CONSTRAINT IF EXISTS
+(PostgreSQL has no ADD CONSTRAINT IF NOT EXISTS), and DROP (also DROP COLUMN / CONSTRAINT /
+ATTRIBUTE) without IF EXISTS. ``CREATE TEMP TABLE`` is left alone: it lives for one session.
 
 Why:
     The team's migrations must be safe to re-run: a partially applied migration is
@@ -78,7 +80,7 @@ def _type_name(stmt) -> str:
     if stmt.node_type == "CompositeTypeStmt":
         return facts.relation_name(node.get("typevar"))
     names = node.get("typeName") or node.get("domainname") or []
-    return ".".join(facts._strings(names))
+    return ".".join(facts.strings(names))
 
 
 def _folded(name: str) -> str:
@@ -99,7 +101,7 @@ def check(file):
             dropped.update((d.kind, facts.bare(d.name)) for d in facts.drops(previous) if d.if_exists)
         previous = stmt
         node, kind = stmt.node, stmt.node_type
-        if kind in _IF_NOT_EXISTS and not node.get("if_not_exists"):
+        if kind in _IF_NOT_EXISTS and not node.get("if_not_exists") and not facts.is_temporary(stmt):
             what, name = _IF_NOT_EXISTS[kind], _name_of(stmt)
             if kind == "IndexStmt" and not name:
                 yield file.violation(
@@ -127,7 +129,7 @@ def check(file):
                 f"(the same query, without INTO)",
             )
         elif kind == "CreateFunctionStmt" and not node.get("replace"):
-            name = ".".join(facts._strings(node.get("funcname")))
+            name = ".".join(facts.strings(node.get("funcname")))
             routine = "PROCEDURE" if node.get("is_procedure") else "FUNCTION"
             yield file.violation(
                 stmt,
@@ -156,11 +158,13 @@ def check(file):
                 yield file.violation(
                     stmt,
                     f"CREATE POLICY {name} on {table} is not guarded and fails when the migration is re-run",
-                    f"guard it: DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = '{facts.bare(table)}' "
-                    f"AND policyname = '{name}') THEN CREATE POLICY {facts.quote_ident(name)} ON {facts.qualified(table)} ...; END IF; END $$;",
+                    "guard it: DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = "
+                    f"'{facts.bare(table)}' "
+                    f"AND policyname = '{name}') THEN CREATE POLICY {facts.quote_ident(name)} ON "
+                    f"{facts.qualified(table)} ...; END IF; END $$;",
                 )
         elif kind in _TYPE_NODES or (kind == "DefineStmt" and node.get("kind") == "OBJECT_TYPE"):
-            name = _type_name(stmt) if kind != "DefineStmt" else ".".join(facts._strings(node.get("defnames")))
+            name = _type_name(stmt) if kind != "DefineStmt" else ".".join(facts.strings(node.get("defnames")))
             what = "DOMAIN" if kind == "CreateDomainStmt" else "TYPE"
             if not _dropped_before(dropped, what, name):
                 yield file.violation(
@@ -190,7 +194,15 @@ def check(file):
                     "wrap the CREATE in IF NOT EXISTS (SELECT 1 FROM pg_catalog...) THEN ... END IF, "
                     "or catch EXCEPTION WHEN duplicate_object THEN NULL",
                 )
+        dropped_here: set[str] = set()  # ALTER TABLE t DROP CONSTRAINT IF EXISTS c, ADD CONSTRAINT c ...
         for action in facts.alter_actions(stmt):
+            if action.subtype == "AT_DropConstraint" and action.missing_ok:
+                dropped_here.add(action.name)
+            if action.subtype == "AT_AddConstraint":
+                name = action.constraint.get("conname") or ""
+                if name and (name in dropped_here or _dropped_before(dropped, "CONSTRAINT", name)):
+                    continue
+                yield _add_constraint(file, stmt, action, name)
             if action.subtype == "AT_AddColumn" and not action.missing_ok:
                 coldef = facts.column_def_text(stmt, action.column_def)
                 yield file.violation(
@@ -215,3 +227,23 @@ def check(file):
                     f"DROP {d.kind} {d.name} fails when the migration is re-run",
                     f"write DROP {d.kind} IF EXISTS {facts.qualified(d.name)}{on}",
                 )
+
+
+def _add_constraint(file, stmt, action, name: str):
+    table = facts.qualified(action.table)
+    if not name:
+        return file.violation(
+            stmt,
+            f"ADD {action.constraint_type} on {action.table} without a name adds a second copy of the constraint "
+            f"when the migration is re-run",
+            f"name it, and drop it first: ALTER TABLE {table} DROP CONSTRAINT IF EXISTS <name>, ADD CONSTRAINT "
+            f"<name> {action.constraint_type} ...",
+        )
+    return file.violation(
+        stmt,
+        f'ADD CONSTRAINT {name} fails when the migration is re-run ("constraint ... already exists"; '
+        f"PostgreSQL has no ADD CONSTRAINT IF NOT EXISTS)",
+        f"drop it first in the same statement: ALTER TABLE {table} DROP CONSTRAINT IF EXISTS "
+        f"{facts.quote_ident(name)}, ADD CONSTRAINT {facts.quote_ident(name)} ...; or guard it in a DO block "
+        f"(IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = '{name}') THEN ... END IF)",
+    )

@@ -33,6 +33,9 @@ def check(file):
                 constraints = constraints - {"CONSTR_DEFAULT"}  # DEFAULT NULL gives no value
             if constraints & _PROVIDES_VALUE:
                 continue
+            type_names = facts.strings(action.column_def.get("typeName", {}).get("names"))
+            if len(type_names) == 1 and type_names[0] in facts.SERIALS:
+                continue  # nextval() fills every row (volatile-default reports the rewrite that costs)
             table, column = facts.qualified(action.table), facts.quote_ident(action.column)
             coldef = facts.column_def_text(stmt, action.column_def)
             yield file.violation(

@@ -12,6 +12,8 @@ Good:
     REINDEX INDEX CONCURRENTLY idx_orders_customer_id;
 """
 
+from safemig.lint import facts
+
 ID = "reindex-without-concurrently"
 SEVERITY = "error"
 SUMMARY = "REINDEX without CONCURRENTLY blocks writes while it rebuilds"
@@ -21,13 +23,11 @@ def check(file):
     for stmt in file.valid_statements:
         if stmt.node_type != "ReindexStmt":
             continue
-        params = [p.get("DefElem", {}).get("defname", "") for p in stmt.node.get("params") or []]
-        if "concurrently" not in params:
-            words = stmt.text.split(None, 2)
-            rest = words[2] if len(words) > 2 else ""
+        if not facts.option_enabled(stmt.node.get("params"), "concurrently"):  # (CONCURRENTLY false) is plain
+            kind = stmt.node.get("kind", "REINDEX_OBJECT_INDEX").rsplit("_", 1)[-1]  # INDEX, TABLE, SCHEMA, ...
+            target = facts.qualified(facts.relation_name(stmt.node.get("relation"))) or stmt.node.get("name", "")
             yield file.violation(
                 stmt,
                 "REINDEX without CONCURRENTLY blocks writes while it rebuilds",
-                f"put `-- no-transaction` on the file's first line and write REINDEX "
-                f"{words[1].upper() if len(words) > 1 else 'INDEX'} CONCURRENTLY {rest}",
+                f"put `-- no-transaction` on the file's first line and write REINDEX {kind} CONCURRENTLY {target};",
             )

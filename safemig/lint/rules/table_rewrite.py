@@ -1,7 +1,9 @@
-"""A statement that rewrites or blocks an existing table under an ACCESS EXCLUSIVE lock, with no online form in the statement.
+"""A statement that rewrites or blocks an existing table under an ACCESS EXCLUSIVE lock, with no online form in
+the statement.
 
-Flags ALTER TABLE ... SET TABLESPACE, SET LOGGED, SET UNLOGGED and SET ACCESS METHOD (each
-copies the whole table), ALTER INDEX / MATERIALIZED VIEW ... SET TABLESPACE and ... ALL IN
+Flags ALTER TABLE ... SET TABLESPACE, SET LOGGED, SET UNLOGGED, SET ACCESS METHOD (each
+copies the whole table) and ALTER COLUMN ... SET EXPRESSION (PostgreSQL 17: recomputes a
+stored generated column), ALTER INDEX / MATERIALIZED VIEW ... SET TABLESPACE and ... ALL IN
 TABLESPACE (copy each one), CLUSTER (copies it in index order), ADD CONSTRAINT ... EXCLUDE
 (builds its index under the lock; unlike UNIQUE there is no USING INDEX form) and REFRESH
 MATERIALIZED VIEW without CONCURRENTLY (blocks every read of the view until it is
@@ -28,7 +30,10 @@ from safemig.lint import facts
 
 ID = "table-rewrite"
 SEVERITY = "error"
-SUMMARY = "SET TABLESPACE / LOGGED / UNLOGGED / ACCESS METHOD, CLUSTER, ADD EXCLUDE, REFRESH MATERIALIZED VIEW block an existing table"
+SUMMARY = (
+    "SET TABLESPACE / LOGGED / UNLOGGED / ACCESS METHOD, CLUSTER, ADD EXCLUDE, REFRESH MATERIALIZED VIEW "
+    "block an existing table"
+)
 
 _WINDOW = "run it in a low-traffic window after SET lock_timeout = '5s'; (and retry on timeout)"
 
@@ -71,6 +76,12 @@ def _alter(file, stmt):
                 f"SET {what} rewrites all of {table} while blocking reads and writes",
                 f"there is no online form: {_WINDOW}, or {_create_copy(table, create)} {_FILL}",
             )
+        elif action.subtype == "AT_SetExpression":  # PostgreSQL 17+: recomputes a stored generated column
+            yield (
+                f"SET EXPRESSION on {table}.{name} recomputes the stored generated column, rewriting all of {table} "
+                f"while blocking reads and writes (a virtual column, PostgreSQL 18, is not rewritten)",
+                f"add a new column with the new expression and switch readers to it, or {_WINDOW}",
+            )
         elif action.subtype == "AT_SetAccessMethod":
             method = f" {name}" if name else " DEFAULT"
             using = f" USING {facts.quote_ident(name)}" if name else ""
@@ -81,7 +92,7 @@ def _alter(file, stmt):
     for action in facts.added_constraints(stmt):
         if action.constraint_type != "EXCLUDE":
             continue
-        name = action.constraint.get("conname")
+        name = action.constraint.get("conname") or ""
         clause = facts.clause_text(stmt, action.constraint) or "CONSTRAINT ... EXCLUDE ..."
         yield (
             f"EXCLUDE constraint {name + ' ' if name else ''}on {action.table} builds its index while blocking "
@@ -147,7 +158,8 @@ def _alter_index_or_view(file, stmt):
             yield (
                 f"SET TABLESPACE {space} copies materialized view {name} while blocking every read of it",
                 f"there is no online form: {_WINDOW}, or create a new materialized view in the tablespace "
-                f"(CREATE MATERIALIZED VIEW IF NOT EXISTS ... TABLESPACE {facts.quote_ident(space)} AS ...) and swap the names",
+                f"(CREATE MATERIALIZED VIEW IF NOT EXISTS ... TABLESPACE {facts.quote_ident(space)} AS ...) and swap "
+                "the names",
             )
 
 

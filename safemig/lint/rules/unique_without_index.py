@@ -9,7 +9,8 @@ Bad:
     ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE (number);
 
 Good:
-    ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE USING INDEX orders_number_idx;
+    ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_number_key,
+        ADD CONSTRAINT orders_number_key UNIQUE USING INDEX orders_number_idx;
 """
 
 from safemig.lint import facts
@@ -20,7 +21,7 @@ SUMMARY = "ADD UNIQUE / PRIMARY KEY without USING INDEX builds an index under an
 
 
 def _columns(action) -> str:
-    return ", ".join(facts._strings(action.constraint.get("keys"))) or facts.quote_ident(action.inline_column) or "..."
+    return ", ".join(facts.strings(action.constraint.get("keys"))) or facts.quote_ident(action.inline_column) or "..."
 
 
 def check(file):
@@ -47,7 +48,8 @@ def check(file):
             yield file.violation(
                 stmt,
                 f"ADD {kind} on {action.table} builds its index while blocking reads and writes",
-                f"{first}-- no-transaction migration: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} "
+                f"{first}-- no-transaction migration: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {index} ON "
+                f"{table} "
                 f"({_columns(action)}); then: ALTER TABLE {table} ADD CONSTRAINT {facts.quote_ident(name)} "
                 f"{kind} USING INDEX {index};",
             )

@@ -174,7 +174,7 @@ def _instant_alter(stmt) -> bool:
     for a in actions:
         if a.subtype in _INSTANT or (a.subtype == "AT_AddConstraint" and a.constraint.get("skip_validation")):
             continue
-        type_names = facts._strings(a.column_def.get("typeName", {}).get("names"))
+        type_names = facts.strings(a.column_def.get("typeName", {}).get("names"))
         if (
             a.subtype == "AT_AddColumn"
             and not a.column_def.get("constraints")

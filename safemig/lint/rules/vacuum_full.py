@@ -24,8 +24,7 @@ def check(file):
     for stmt in file.valid_statements:
         if stmt.node_type != "VacuumStmt":
             continue
-        options = [o.get("DefElem", {}).get("defname", "") for o in stmt.node.get("options") or []]
-        if "full" in options:
+        if facts.option_enabled(stmt.node.get("options"), "full"):  # VACUUM (FULL false) is a plain VACUUM
             tables = (
                 ", ".join(
                     facts.relation_name(r.get("VacuumRelation", {}).get("relation"))

@@ -10,7 +10,8 @@ Bad:
     ALTER TABLE orders VALIDATE CONSTRAINT orders_total_positive;
 
 Good:
-    ALTER TABLE orders ADD CONSTRAINT orders_total_positive CHECK (total > 0) NOT VALID;
+    ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_total_positive,
+        ADD CONSTRAINT orders_total_positive CHECK (total > 0) NOT VALID;
 """
 
 from safemig.lint import facts
@@ -32,6 +33,7 @@ def check(file):
                 yield file.violation(
                     stmt,
                     f"constraint {action.name} is validated in the transaction that added it NOT VALID",
-                    f"move `ALTER TABLE {facts.qualified(action.table)} VALIDATE CONSTRAINT {facts.quote_ident(action.name)};` "
+                    f"move `ALTER TABLE {facts.qualified(action.table)} VALIDATE CONSTRAINT "
+                    f"{facts.quote_ident(action.name)};` "
                     f"to the next migration",
                 )

@@ -1,0 +1,181 @@
+"""What the earlier migrations of a directory did to a column or a constraint: its type, NOT NULL, CHECKs.
+
+Rules that judge a change by what it changes from (``ALTER COLUMN TYPE text`` is free
+from ``varchar``, a rewrite from ``integer``; ``SET NOT NULL`` is free after a validated
+``CHECK (col IS NOT NULL)``; ``ADD PRIMARY KEY USING INDEX`` scans a nullable column) ask
+here. The answer is read from the migrations with a lower version in the same directory
+(sqlx's flat layout, or Diesel's ``<version>_<name>/up.sql`` directories), in version order.
+
+Cheap by construction: a word index of each directory's files is built once per process,
+on the first question about it, and only the files that name both the table and the
+column are parsed. Applied migrations do not change (sqlx checksums them), so the lint
+cache keys a file by its directory's listing, not by the contents of its neighbours.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from safemig.lint import facts
+from safemig.lint.catalog import ColumnType
+
+_WORD = re.compile(r"[A-Za-z_][\w$]*")
+
+
+@dataclass
+class ColumnState:
+    """A column as the migrations so far left it (``None``: they do not say)."""
+
+    type: ColumnType | None = None
+    not_null: bool | None = None
+
+
+@dataclass
+class _Directory:
+    files: list[tuple[int, Path]]  # (version, path), in version order
+    index: dict[str, list[int]] | None = None  # lower-cased word -> positions in files of the files holding it
+    parsed: dict[Path, list] = field(default_factory=dict)
+
+
+_DIRS: dict[Path, _Directory] = {}
+
+
+def _migration_files(directory: Path) -> list[tuple[int, Path]]:
+    from safemig.lint.targets import migration_version
+
+    out = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.is_dir():
+            path = path / "up.sql"
+            if not path.is_file():
+                continue
+        version = migration_version(path)
+        if version is not None:
+            out.append((version, path))
+    return sorted(out)
+
+
+def _directory(directory: Path) -> _Directory:
+    found = _DIRS.get(directory)
+    if found is None:
+        found = _DIRS[directory] = _Directory(_migration_files(directory))
+    return found
+
+
+def _index(d: _Directory) -> dict[str, list[int]]:
+    """Which files hold which words, built once per directory (each file is read once)."""
+    if d.index is None:
+        d.index = {}
+        for position, (_, path) in enumerate(d.files):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace").lower()
+            except OSError:
+                text = ""
+            for word in set(_WORD.findall(text)):
+                d.index.setdefault(word, []).append(position)
+    return d.index
+
+
+def _statements(d: _Directory, path: Path) -> list:
+    if path not in d.parsed:
+        from safemig.lint.parse import parse_sql
+
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        d.parsed[path] = [s for s in parse_sql(text).statements if s.error is None]
+    return d.parsed[path]
+
+
+def earlier_statements(migration: Path, version: int | None, *names: str):
+    """The valid statements, in order, of the migrations before ``version`` that name every one of ``names``."""
+    if version is None:
+        return
+    root = migration.parent.parent if migration.name == "up.sql" else migration.parent
+    d = _directory(root)
+    index = _index(d)
+    holding: set[int] | None = None
+    for name in names:
+        if not name:
+            continue
+        found = set(index.get(facts.bare(name).lower(), ()))
+        holding = found if holding is None else holding & found
+    for position in sorted(holding or ()):
+        file_version, path = d.files[position]
+        if file_version >= version:
+            break
+        yield from _statements(d, path)
+
+
+def fold_column(state: ColumnState, stmt, table: str, column: str) -> ColumnState:
+    """``state`` after ``stmt`` (CREATE TABLE, ADD COLUMN, ALTER COLUMN TYPE, SET/DROP NOT NULL) for
+    ``table.column``."""
+    if stmt.node_type == "CreateStmt" and facts.bare(facts.created_table(stmt)) == facts.bare(table):
+        for element in stmt.node.get("tableElts") or []:
+            coldef = element.get("ColumnDef")
+            if coldef and coldef.get("colname") == column:
+                state = _from_definition(coldef)
+            constraint = element.get("Constraint", {})
+            if constraint.get("contype") == "CONSTR_PRIMARY" and column in facts.strings(constraint.get("keys")):
+                state.not_null = True
+        return state
+    for action in facts.alter_actions(stmt):
+        if facts.bare(action.table) != facts.bare(table):
+            continue
+        if action.subtype == "AT_AddColumn" and action.column == column:
+            state = _from_definition(action.column_def)
+        elif action.name == column and action.subtype == "AT_AlterColumnType":
+            state = ColumnState(facts.column_type(action.column_def.get("typeName") or {}), state.not_null)
+        elif action.name == column and action.subtype == "AT_SetNotNull":
+            state.not_null = True
+        elif action.name == column and action.subtype == "AT_DropNotNull":
+            state.not_null = False
+        elif action.subtype == "AT_AddConstraint" and action.constraint_type == "PRIMARY KEY":
+            if column in facts.strings(action.constraint.get("keys")):
+                state.not_null = True
+    return state
+
+
+def _from_definition(coldef: dict) -> ColumnState:
+    contypes = facts.column_constraints(coldef)
+    return ColumnState(
+        facts.column_type(coldef.get("typeName") or {}),
+        "CONSTR_NOTNULL" in contypes or "CONSTR_PRIMARY" in contypes,
+    )
+
+
+def column_before(migration: Path, version: int | None, table: str, column: str) -> ColumnState:
+    """What the migrations before ``version`` left of ``table.column``."""
+    state = ColumnState()
+    for stmt in earlier_statements(migration, version, table, column):
+        state = fold_column(state, stmt, table, column)
+    return state
+
+
+def not_null_checks(statements, table: str) -> dict[str, str]:
+    """``{constraint name: column}`` for every ``CHECK (column IS NOT NULL)`` the statements add to ``table``."""
+    out = {}
+    for stmt in statements:
+        for action in facts.added_constraints(stmt):
+            if facts.bare(action.table) != facts.bare(table) or action.constraint_type != "CHECK":
+                continue
+            test = action.constraint.get("raw_expr", {}).get("NullTest", {})
+            fields = facts.strings(test.get("arg", {}).get("ColumnRef", {}).get("fields"))
+            if test.get("nulltesttype") == "IS_NOT_NULL" and len(fields) == 1:
+                name = action.constraint.get("conname") or f"{facts.bare(table)}_{fields[0]}_check"
+                out[name] = fields[0]
+    return out
+
+
+def clear() -> None:
+    """Forget every directory (a long-lived caller lints again after files changed)."""
+    _DIRS.clear()
