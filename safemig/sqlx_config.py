@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,12 @@ MIGRATION_TYPES = ("inferred", "simple", "reversible")
 VERSIONINGS = ("inferred", "timestamp", "sequential")
 _MIGRATE_KEYS = {"migrations-dir", "table-name", "ignored-chars", "create-schemas", "defaults"}
 _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
-_TABLE_NAME = re.compile(rf"^(?:(?P<schema>{_IDENT})\.)?(?P<name>{_IDENT})$")
+
+
+@cache
+def _table_name_pattern() -> re.Pattern[str]:
+    """Compiled on first use: ``safemig lint`` imports this module on every commit and never needs it."""
+    return re.compile(rf"^(?:(?P<schema>{_IDENT})\.)?(?P<name>{_IDENT})$")
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ def parse_table_name(text: str, where: str) -> TableName:
     sqlx pastes the value into its SQL as written; safemig quotes the parts itself, so the
     value must be one or two identifiers.
     """
-    match = _TABLE_NAME.match(text.strip())
+    match = _table_name_pattern().match(text.strip())
     if not match:
         raise ConfigError(
             f"{where}: table-name {text!r} is not a table name",

@@ -46,7 +46,8 @@ def make_reporter(*, err: bool) -> Reporter:
             output.echo(f"{number(name)} {title} ...", err=err, style="bold")
 
         def gate_finished(self, result: GateResult) -> None:
-            text = f"    {result.title}: {result.verdict.upper() if result.verdict == FAILED else result.verdict} ({result.duration_s:.2f}s)"
+            verdict = result.verdict.upper() if result.verdict == FAILED else result.verdict
+            text = f"    {result.title}: {verdict} ({result.duration_s:.2f}s)"
             if result.verdict == FAILED:
                 output.echo(f"{text}: {result.error}", err=err, style="bold red")
             else:
@@ -84,12 +85,7 @@ def show_plan(plan: DeployPlan) -> None:
     if plan.window:
         output.echo(f"  window:    {plan.window}")
     output.echo(f"  1. back up {plan.env} to {plan.backup_destination} and verify the dump")
-    if plan.staging:
-        output.echo(
-            f"  2. rehearse on {plan.staging}: align with {plan.env}, apply, roll back and re-apply, run again (idempotency)"
-        )
-    else:
-        output.echo('  2. no staging rehearsal (staging = "none")')
+    output.echo(f"  2. {plan.rehearsal_step()}")
     output.echo(f"  3. apply to {plan.env}, in this order:")
     for item in plan.items:
         m = item.migration
@@ -114,6 +110,10 @@ def show_summary(outcome: DeployOutcome, root: Path) -> None:
     stream_err = record.status == "failed"
     if record.backup:
         output.echo(f"  backup:  {record.backup['uri']}", err=stream_err)
+    ran_on = record.rehearsal.get("ran_on") or {}
+    if record.rehearsal.get("mode") == "restore" and ran_on.get("database"):
+        kept = " (kept: " + ran_on["server"] + ")" if ran_on.get("kept") else " (dropped)"
+        output.echo(f"  rehearsal: on {ran_on['database']}, a restore of that backup{kept}", err=stream_err)
     if record.applied:
         output.echo(f"  applied: {', '.join(str(a['version']) for a in record.applied)}", err=stream_err)
     if record.window.get("override_reason"):
@@ -158,10 +158,19 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--allow-out-of-order", help="Accept pending migrations older than the newest applied one."),
         ] = False,
+        keep_rehearsal: Annotated[
+            bool,
+            typer.Option(
+                "--keep-rehearsal", help="Keep the scratch database the rehearsal restored into (its URL is printed)."
+            ),
+        ] = False,
         json_out: JsonOption = False,
         quiet: QuietOption = False,
     ) -> None:
-        """Run the pre-deploy checklist as gates: preflight, lint, backup, staging rehearsal, production apply, report.
+        """Run the pre-deploy checklist as gates: preflight, lint, backup, rehearsal, production apply, report.
+
+        The rehearsal runs on a restore of the backup just taken (rehearsal = "restore", the default)
+        or on the staging env's database (rehearsal = "staging").
 
         Stops at the first gate that does not pass. Exit 0 deployed (or nothing to deploy), 1 a gate
         refused or a migration failed, 2 configuration/usage error, 3 database or S3 failure.
@@ -170,6 +179,7 @@ def register(app: typer.Typer) -> None:
         from safemig.commands.backup import _sigterm_as_interrupt
         from safemig.deploy.pipeline import DeployOptions, deploy
         from safemig.errors import UsageError
+        from safemig.migrations.operations import out_of_order_policy
 
         name = _require_env(env, "deploy")
         if outside_window and not (reason and reason.strip()):
@@ -184,7 +194,9 @@ def register(app: typer.Typer) -> None:
             outside_window=outside_window,
             reason=reason,
             lock_wait_s=max(0.0, lock_wait),
-            allow_out_of_order=allow_out_of_order,
+            # --allow-out-of-order, else the env's / top-level out_of_order ("warn" applies, as "allow")
+            allow_out_of_order=out_of_order_policy(cfg, name, allow_flag=allow_out_of_order) != "refuse",
+            keep_rehearsal=keep_rehearsal,
         )
         with _sigterm_as_interrupt():  # CI cancelling the job: abort the backup's upload, write the record
             outcome = deploy(cfg, name, options, make_reporter(err=json_out))

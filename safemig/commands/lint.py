@@ -136,9 +136,9 @@ def _pending_paths(config, env: str | None, database_url: str | None) -> tuple[l
     from safemig.migrations.files import discover
 
     url = resolve_database_url(config, env=env, database_url=database_url)
-    migrations = discover(config.migrations_dir)
+    migrations = discover(config.migrations_dir, ignored_chars=config.sqlx.ignored_chars)
     with connect(url) as conn:
-        rows = ledger.applied_rows(conn)
+        rows = ledger.applied_rows(conn, config.sqlx.table)
         major = conn.info.server_version // 10000
     paths = [
         s.migration.path

@@ -153,8 +153,7 @@ class _Invocation:
 
     def connection(self, database_url: str | None, connect_timeout: float | None, lock_wait: float | None = None):
         from safemig.config import resolve_database_url
-        from safemig.db import DEFAULT_CONNECT_TIMEOUT
-        from safemig.migrations.operations import Connection
+        from safemig.migrations.operations import Connection, connect_timeout_setting
 
         database_url = _inherited(self.ctx, "database_url", database_url)
         if database_url:  # --database-url is translated here; an env's or DATABASE_URL in resolve_database_url
@@ -163,11 +162,9 @@ class _Invocation:
         if not database_url:
             _warn_dropped(self.config, self.env)
         timeout = _inherited(self.ctx, "connect_timeout", connect_timeout)
-        if timeout is None and self.env:
-            timeout = self.config.env(self.env).connect_timeout.seconds
         return Connection(
             url,
-            connect_timeout=DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout,
+            connect_timeout=connect_timeout_setting(self.config, self.env) if timeout is None else timeout,
             lock_wait=lock_wait,
             on_wait=_on_wait,
         )

@@ -5,7 +5,8 @@ a *staging* and a *prod* cluster under ``.safemig/demo/`` (their data persists b
 runs), moto's S3 server on 127.0.0.1 with a fresh bucket, writes
 ``.safemig/demo/safemig.toml`` pointing at them and at this checkout's
 ``docker/migrations`` and ``rollbacks``, and then runs ``safemig deploy --env prod``
-through the very same CLI entry point a user types. A second run finds prod up to date and
+as a child process, exactly as a user types it (the demo sits below the CLI layer and
+does not import it). A second run finds prod up to date and
 says there is nothing to deploy. Everything it started is stopped at the end unless
 ``--keep-running`` is given.
 
@@ -71,7 +72,6 @@ def _ensure_database(cluster, name: str) -> str:
 
 def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False, project: Path | None = None) -> int:
     """Run the demo end to end; returns the deploy's exit code."""
-    from safemig import cli
     from safemig.local.postgres import LocalCluster
     from safemig.local.s3 import require_server, start_local_s3
 
@@ -100,7 +100,8 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
                 stack.callback(cluster.stop)
             clusters[name] = cluster
             _say(
-                f"demo: {name} PostgreSQL {'initialised and ' if fresh else ''}running on 127.0.0.1:{cluster.port} (data in {cluster.datadir})"
+                f"demo: {name} PostgreSQL {'initialised and ' if fresh else ''}running on "
+                f"127.0.0.1:{cluster.port} (data in {cluster.datadir})"
             )
         import logging
 
@@ -128,7 +129,13 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
         _say(f"demo: config {config_path} (ready in {time.monotonic() - started:.1f}s)")
         _say(f"demo: $ safemig deploy --env prod --config {config_path}", style="bold")
         _say()
-        code = cli.run(["deploy", "--env", "prod", "--config", str(config_path)])
+        import subprocess
+        import sys
+
+        code = subprocess.call(
+            [sys.executable, "-m", "safemig.cli", "deploy", "--env", "prod", "--config", str(config_path)],
+            env=os.environ.copy(),
+        )
         _say()
         records = read_records(state)
         if code == 0 and records and records[-1]["status"] == "deployed":
@@ -147,11 +154,13 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
             )
             env_file.chmod(0o600)
             _say(
-                f"demo: PostgreSQL keeps running (./scripts/demo without --keep-running stops it); `source {env_file}` to use it, e.g."
+                "demo: PostgreSQL keeps running (./scripts/demo without --keep-running stops it); `source "
+                f"{env_file}` to use it, e.g."
             )
             _say(f"  safemig migrate info --config {config_path} --env prod")
             _say(
-                f"demo: the local S3 lives in this process; press Ctrl-C to stop it (export AWS_ENDPOINT_URL={s3.endpoint_url})."
+                "demo: the local S3 lives in this process; press Ctrl-C to stop it (export "
+                f"AWS_ENDPOINT_URL={s3.endpoint_url})."
             )
             try:
                 while True:

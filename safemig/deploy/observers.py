@@ -34,8 +34,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from safemig.config import EnvSettings
     from safemig.migrations.files import Migration
+    from safemig.sqlx_config import TableName
 
 _ROW_EXCLUSIVE = MODE_ORDER.index("ROW EXCLUSIVE")
+# First keywords of the statements that can lock a relation more strongly than ROW EXCLUSIVE
+# (CREATE: an index, trigger, rule, policy, statistics, a table with a foreign key).
+_MAY_LOCK_STRONGLY = frozenset(
+    {"ALTER", "CREATE", "DROP", "TRUNCATE", "LOCK", "VACUUM", "ANALYZE", "ANALYSE", "CLUSTER", "REINDEX", "REFRESH",
+     "COMMENT", "DO"}
+)  # fmt: skip
 
 
 class ReportingObserver(Observer):
@@ -113,6 +120,9 @@ class ProductionObserver(ReportingObserver):
         self._held = {}  # a new transaction (or, without one, nothing is kept between statements)
 
     def statement_started(self, migration, index, statement):
+        words = statement.text.split(None, 1)
+        if not words or words[0].upper() not in _MAY_LOCK_STRONGLY:
+            return  # SELECT, INSERT, UPDATE, DELETE, SET ...: ROW EXCLUSIVE at most; skip the parse
         where = f"{migration.name} #{index} (line {statement.line})"
         for expected in expected_locks(statement.text, self._created):
             if expected.new_table or expected.table.startswith("(") or expected.mode not in MODE_ORDER:
@@ -175,6 +185,8 @@ def production_migrator(
     env: str,
     gate: GateContext,
     attempts: list[dict[str, Any]] | None = None,
+    table: TableName | None = None,
+    create_schemas: tuple[str, ...] = (),
 ) -> Iterator[tuple[Migrator, ProductionObserver]]:
     """The Migrator gate 5 applies with, for the ``with`` block: prod's settings, ``deadline`` (the
     window's end: see :func:`monotonic_deadline`) for the retries, a :class:`LockWatch` on a second
@@ -199,5 +211,7 @@ def production_migrator(
             settings=dataclasses.replace(apply_settings(settings), deadline=deadline),
             observer=observer,
             lock_watch=watch,
+            table=table,  # sqlx.toml's table-name and create-schemas (config.sqlx)
+            create_schemas=create_schemas,
         )
         yield migrator, observer

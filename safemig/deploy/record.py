@@ -36,6 +36,7 @@ _CI_ACTOR_VARS = (
 
 def who() -> dict[str, str | None]:
     """The operator: login name, host and, under CI, the actor that triggered the job."""
+    user: str | None
     try:
         user = getpass.getuser()
     except Exception:  # no login name (containers with an unnamed uid)
@@ -158,3 +159,24 @@ def read_records(root: Path) -> list[dict[str, Any]]:
     if not directory.is_dir():
         return []
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))]
+
+
+def applied_dict(applied: Any, migration: Any) -> dict[str, Any]:
+    """An engine :class:`~safemig.migrations.engine.AppliedMigration` as the deploy record stores it."""
+    return {
+        "version": applied.version,
+        "description": applied.description,
+        "file": migration.name,
+        "duration_ms": round(applied.duration_ns / 1e6, 2),
+        "statements": [
+            {
+                "index": s.index,
+                "line": s.line,
+                "first_line": s.first_line,
+                "duration_ms": round(s.duration_s * 1000, 2),
+                "rows": s.rowcount,
+                "status": s.status,
+            }
+            for s in applied.statements
+        ],
+    }

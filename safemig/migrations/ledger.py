@@ -147,8 +147,11 @@ def table_exists(conn: psycopg.Connection, ledger: Ledger | None = None) -> bool
     return relation_exists(conn, found.schema, found.name)
 
 
-def applied_rows(conn: psycopg.Connection, ledger: Ledger | None = None) -> dict[int, AppliedRow]:
-    """Every ledger row by version; an absent table means nothing was applied yet."""
+def applied_rows(conn: psycopg.Connection, ledger: Ledger | TableName | None = None) -> dict[int, AppliedRow]:
+    """Every ledger row by version; an absent table means nothing was applied yet.
+
+    ``ledger``: the resolved table, or sqlx.toml's ``table-name`` (``config.sqlx.table``) to resolve.
+    """
     from psycopg import sql
 
     found = resolve(conn, ledger)

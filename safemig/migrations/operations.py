@@ -121,6 +121,11 @@ def check_out_of_order_policy(value: object, where: str) -> str:
     return str(value)
 
 
+def connect_timeout_setting(config: Config, env: str | None) -> float:
+    """``envs.ENV.connect_timeout`` in seconds (checked when the config was read), else sqlx-cli's 10."""
+    return config.env(env).connect_timeout.seconds if env else DEFAULT_CONNECT_TIMEOUT
+
+
 def out_of_order_policy(config: Config, env: str | None, *, allow_flag: bool = False) -> str:
     """``--allow-out-of-order`` (``allow``), else ``envs.ENV.out_of_order``, else the top-level
     ``out_of_order``, else ``refuse``. For ``safemig deploy`` as much as ``migrate run``."""

@@ -24,6 +24,12 @@ def _closed_window() -> str:
     return f'"{day} 01:00-02:00 UTC"'
 
 
+def _scratch_databases(project) -> list[str]:
+    """Rehearsal databases of this project's prod left on the staging server."""
+    prefix = project.prod_url.rsplit("/", 1)[1] + "_rehearsal_"
+    return [r[0] for r in project.query(project.staging_url, "SELECT datname FROM pg_database") if r[0].startswith(prefix)]
+
+
 def _gate_verdicts(record: dict) -> dict[str, str]:
     return {g["name"]: g["verdict"] for g in record["gates"]}
 
@@ -57,7 +63,7 @@ def test_happy_path_through_a_closed_window_then_nothing_to_deploy(project):
     assert DEFAULT_PASSWORD not in result.output
 
     assert project.versions(project.prod_url) == [1, 2, 3]
-    assert project.versions(project.staging_url) == [1, 2, 3]
+    assert project.versions(project.staging_url) == []  # rehearsal = "restore" (the default): staging's own database untouched
     assert "note" in project.columns(project.prod_url, "items")
     assert project.query(project.prod_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_items_name'")[0][0] == 1
 
@@ -71,7 +77,11 @@ def test_happy_path_through_a_closed_window_then_nothing_to_deploy(project):
     assert record["window"]["override_reason"] == "release 42 hotfix"
     assert record["operator"]["user"] and record["operator"]["host"]
     assert [a["version"] for a in record["applied"]] == [2, 3]
-    assert record["rehearsal"]["aligned_applied"] == [1]
+    ran_on = record["rehearsal"]["ran_on"]
+    assert record["rehearsal"]["mode"] == "restore" and ran_on["backup_uri"] == record["backup"]["uri"]
+    assert ran_on["database"].startswith(project.prod_url.rsplit("/", 1)[1] + "_rehearsal_") and not ran_on["kept"]
+    assert ran_on["row_counts"] == {"public.items": 0}
+    assert _scratch_databases(project) == []
     assert record["rehearsal"]["rollbacks_rehearsed"] == [2, 3]
     assert record["rehearsal"]["idempotent"] == [2, 3]
     items_lock = next(lk for lk in record["locks"] if lk["relation"] == "public.items")
@@ -108,6 +118,7 @@ def test_lint_error_stops_before_any_backup(project):
 
 
 def test_migration_failing_on_staging_stops_before_prod(project):
+    project.write_config(rehearsal='"staging"')
     project.apply_directly(project.prod_url, [1, 2, 3])
     project.apply_directly(project.staging_url, [1, 2, 3])
     project.migration("004_touch_orders.sql", "ALTER TABLE orders ADD COLUMN IF NOT EXISTS note TEXT;\n")
@@ -234,7 +245,8 @@ def test_lock_timeout_on_prod_is_retried_then_succeeds(project):
 
 def test_lock_timeout_on_prod_fails_cleanly_with_the_migration_rolled_back(project):
     result, _ = _deploy_while_items_is_locked(
-        project, release_on_retry=False, lock_timeout='"200ms"', lock_retries="1", retry_backoff='"0.1s"'
+        project, release_on_retry=False, lock_timeout='"200ms"', lock_retries="1", retry_backoff='"0.1s"',
+        rehearsal='"staging"',
     )
     assert result.exit_code == 1, result.output
     assert "Production apply: FAILED" in result.stdout

@@ -516,3 +516,30 @@ def test_14_mark_applied_reason_is_kept_and_shown(cli, stock, database_url):
     )
     assert columns == ["version", "description", "installed_on", "success", "checksum", "execution_time"]
     assert scalar(database_url, "SELECT count(*) FROM public._safemig_notes") == 1
+
+
+def test_4_other_readers_of_the_ledger_use_sqlx_toml_too(cli, repo, database_url):
+    """lint's pending list (and deploy, runbook, rehearsal, which share the same calls) read sqlx.toml's table."""
+    from safemig.commands.lint import _pending_paths
+    from safemig.config import load_config
+
+    repo.sqlx_toml('[migrate]\ntable-name = "ops.ledger"\ncreate-schemas = ["ops"]\nignored-chars = ["\\r"]\n')
+    repo.write("1_a.sql", b"CREATE TABLE a (x int);\r\n")
+    repo.write("2_b.sql", b"CREATE TABLE b (x int);\r\n")
+    assert migrate(cli, repo, "run", "--target-version", "1", "--database-url", database_url).exit_code == 0
+    repo.write("1_a.sql", b"CREATE TABLE a (x int);\n")  # a checkout with LF endings: not modified
+    config = load_config(cwd=repo.root)
+    paths, _major = _pending_paths(config, None, database_url)
+    assert [p.name for p in paths] == ["2_b.sql"]
+
+
+def test_8_connect_timeout_env_key(cli, stock, database_url):
+    port = _free_port()
+    os.environ["DEAD_URL"] = database_url.rsplit("@", 1)[0] + f"@127.0.0.1:{port}/x"
+    (stock.root / "safemig.toml").write_text(
+        'migrations_dir = "migrations"\n[envs.dev]\ndatabase_url = "${DEAD_URL}"\nconnect_timeout = 1\n'
+    )
+    started = time.monotonic()
+    result = migrate(cli, stock, "info", "--env", "dev")
+    assert result.exit_code == 3 and "over 1s" in result.stderr
+    assert time.monotonic() - started < 6
