@@ -47,14 +47,18 @@ class DurationError(ValueError):
 
 
 class Duration(NamedTuple):
-    """A checked duration: the text as written and its value in seconds as PostgreSQL computes it."""
+    """A checked duration: the text as written and its value as PostgreSQL computes it.
+
+    Kept in milliseconds, the unit of the server's integer settings, so that ``lock_timeout``'s
+    value is exact (``"1001"`` is 1001 ms, not 1000.9999...).
+    """
 
     text: str
-    seconds: float
+    ms: float
 
     @property
-    def ms(self) -> float:
-        return self.seconds * 1000.0
+    def seconds(self) -> float:
+        return self.ms / 1000.0
 
     def __str__(self) -> str:
         return self.text
@@ -214,4 +218,4 @@ def parse_duration(
     amount = parse_guc_time(text, base=base, integer=integer)
     if not minimum <= amount <= maximum:
         raise DurationError(f"{amount:g} {base} is outside the valid range ({minimum:g} .. {maximum:g} {base})")
-    return Duration(text=text.strip(_C_SPACE), seconds=amount / 1000.0 if base == "ms" else amount)
+    return Duration(text=text.strip(_C_SPACE), ms=amount if base == "ms" else amount * 1000.0)
