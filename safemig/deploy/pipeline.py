@@ -226,7 +226,9 @@ def lint_gate(ctx: DeployContext, gate: GateContext) -> int:
 
     root = ctx.config.root
     paths = [m.path for m in ctx.pending] + [p for m in ctx.pending if (p := ctx.rollbacks[m.version])]
-    report = lint_paths(paths, ctx.config, env=ctx.env)  # env: this deploy sets its lock_timeout
+    # env: this deploy sets its lock_timeout; server_major: judge syntax by what prod runs
+    # (unless [lint] pg_version says otherwise)
+    report = lint_paths(paths, ctx.config, env=ctx.env, server_major=ctx.prod.info.server_version // 10000)
     for f in report.findings:
         line = f"{rel(Path(f.path), root)}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}"
         (gate.note if f.severity == "error" else gate.warn)(f"{line}\n    {f.hint_line}")  # as `safemig lint`

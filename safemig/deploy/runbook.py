@@ -182,6 +182,7 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
     with db.connect(url, autocommit=True, application_name="safemig runbook") as conn:
         rows = ledger.applied_rows(conn, config.sqlx.table)
         pending = ledger.check(migrations, rows)
+        server_major = conn.info.server_version // 10000
         existing = {
             name for (name,) in conn.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'm', 'v')")
         }
@@ -190,7 +191,9 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
     created: set[str] = set()
     for m in pending:
         rollback = find_rollback(m, config.rollbacks_dir)
-        report = lint_paths([m.path] + ([rollback] if rollback else []), config)
+        report = lint_paths(
+            [m.path] + ([rollback] if rollback else []), config, env=env, server_major=server_major
+        )  # as the deploy gate
         locks = [
             lk
             if lk.table not in existing
