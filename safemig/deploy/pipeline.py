@@ -34,10 +34,10 @@ from safemig.deploy.gates import GateContext, GateRunner, Reporter
 from safemig.deploy.plan import DeployPlan, PlanItem, backup_destination, build_plan
 from safemig.deploy.record import DeployRecord, applied_dict, git_state, write_record
 from safemig.deploy.rehearsal import RehearsalResult
-from safemig.deploy.window import evaluate, format_delta
 from safemig.errors import CheckFailed, ConfigError, DatabaseError, SafemigError
 from safemig.migrations.files import Migration, discover, find_rollback
 from safemig.redact import mask_url
+from safemig.window import evaluate, format_delta
 
 if TYPE_CHECKING:  # pragma: no cover
     from safemig.backup import BackupResult
@@ -106,7 +106,7 @@ def preflight(
 
     def open_connection(name: str, url: str, application_name: str):
         try:
-            db.wait_until_ready(url, settings.ready_timeout_s)
+            db.wait_until_ready(url, settings.ready_timeout.seconds)
             return stack.enter_context(_closing(db.connect(url, autocommit=True, application_name=application_name)))
         except SafemigError as exc:
             raise _prefixed(exc, name) from None
@@ -146,7 +146,7 @@ def preflight(
     record.pending = [PlanItem(m, rollbacks[m.version]).as_dict(config.root) for m in pending]
     window = None
     if pending:
-        window = evaluate(settings.windows, options.now)
+        window = evaluate(settings.maintenance_window, options.now)
         record.window = {"status": window.describe(), "open": window.open, "override_reason": None}
         if not window.open:
             if options.outside_window:

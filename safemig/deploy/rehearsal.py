@@ -37,6 +37,7 @@ from safemig.deploy.gates import GateContext, Reporter
 from safemig.deploy.locks import LockRecorder, StatementLocks, strongest_per_relation
 from safemig.deploy.observers import ReportingObserver
 from safemig.deploy.record import applied_dict
+from safemig.deploy.settings import apply_settings
 from safemig.errors import CheckFailed, SafemigError
 from safemig.migrations.files import Migration
 from safemig.redact import mask_url
@@ -455,7 +456,7 @@ def _migrator(ctx: DeployContext, conn, observer):
         conn,
         list(ctx.migrations),
         rollbacks_dir=ctx.config.rollbacks_dir,
-        settings=ctx.settings.apply_settings,
+        settings=apply_settings(ctx.settings),
         observer=observer,
         table=ctx.config.sqlx.table,  # sqlx.toml's table-name and create-schemas
         create_schemas=ctx.config.sqlx.create_schemas,
