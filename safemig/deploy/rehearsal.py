@@ -136,6 +136,8 @@ def rehearse_on_restore(
     ctx: DeployContext, backup_uri: str, gate: GateContext, reporter: Reporter, result: RehearsalResult
 ) -> RehearsalResult:
     """Restore ``backup_uri`` into a scratch database on the staging server, rehearse there, drop it."""
+    from psycopg import sql
+
     from safemig import db
     from safemig.backup import restore_backup
     from safemig.deploy import scratch
@@ -171,10 +173,19 @@ def rehearse_on_restore(
             + ", ".join(sorted(scope.relations)[:8])
             + (" …" if len(scope.relations) > 8 else "")
         )
-    create_roles = _roles_policies_need(ctx, staging_env, gate)
     result.ran_on["roles_created"] = []
     started = time.monotonic()
     try:
+        # Before the restore, which would fail on a policy's TO naming a missing role. Recorded at
+        # once, so that the finally below drops them whatever happens next.
+        for role in _policy_roles_missing(ctx, staging_env, gate):
+            ctx.staging.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            result.ran_on["roles_created"].append(role)
+        if result.ran_on["roles_created"]:
+            gate.note(
+                f"created role(s) {', '.join(result.ran_on['roles_created'])} (NOLOGIN) on {staging_env}'s server "
+                "for the policies that name them (dropped again after the rehearsal)"
+            )
         with scratch.scratch_database(
             ctx.staging, ctx.staging_url, name, encoding=encoding, keep=ctx.options.keep_rehearsal, warn=gate.warn
         ) as url:
@@ -189,7 +200,6 @@ def rehearse_on_restore(
                     no_owner=True,
                     no_privileges=True,
                     select=scope.select,
-                    create_roles=create_roles,
                     jobs=_restore_jobs(scope),
                 )
             except SafemigError as exc:
@@ -199,12 +209,6 @@ def rehearse_on_restore(
                 ) from None
             result.ran_on["restore_s"] = round(restored.duration_s, 3)
             result.timed("restore", started)
-            result.ran_on["roles_created"] = list(restored.roles_created)
-            if restored.roles_created:
-                gate.note(
-                    f"created role(s) {', '.join(restored.roles_created)} on {staging_env}'s server for the "
-                    "policies that name them (dropped again after the rehearsal)"
-                )
             with closing(db.connect(url, autocommit=True, application_name="safemig deploy (rehearsal)")) as conn:
                 started = time.monotonic()
                 counts = _row_counts(conn, scope.targets)
@@ -228,12 +232,13 @@ def rehearse_on_restore(
     return result
 
 
-def _roles_policies_need(ctx: DeployContext, staging_env: str, gate: GateContext) -> bool:
-    """Whether the restore must create roles: prod's row-level security policies name roles the
-    staging server lacks (``--no-owner --no-privileges`` skips owners and GRANTs, not a policy's ``TO``).
+def _policy_roles_missing(ctx: DeployContext, staging_env: str, gate: GateContext) -> list[str]:
+    """The roles prod's row-level security policies name that the staging server lacks
+    (``--no-owner --no-privileges`` skips owners and GRANTs, not a policy's ``TO``).
 
-    Only then are the backup's roles created (and dropped after the rehearsal); a staging role
-    that may not create roles is refused with what to do.
+    Exactly those are created, NOLOGIN and with no other attribute of prod's role (prod's
+    superusers and passwords never reach staging), and dropped after the rehearsal; a
+    staging role that may not create roles is refused with what to do.
     """
     assert ctx.staging is not None
     named = {
@@ -244,13 +249,13 @@ def _roles_policies_need(ctx: DeployContext, staging_env: str, gate: GateContext
         )
     }
     if not named:
-        return False
+        return []
     existing = {
         r[0] for r in ctx.staging.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (sorted(named),))
     }
     missing = sorted(named - existing)
     if not missing:
-        return False
+        return []
     row = ctx.staging.execute(
         "SELECT current_user, rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user"
     ).fetchone()
@@ -265,7 +270,7 @@ def _roles_policies_need(ctx: DeployContext, staging_env: str, gate: GateContext
     gate.note(
         f"{ctx.env}'s policies name role(s) {', '.join(missing)}: the restore creates them on {staging_env}'s server"
     )
-    return True
+    return missing
 
 
 def _regclass_text(table) -> str:

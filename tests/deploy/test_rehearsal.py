@@ -257,8 +257,9 @@ def test_a_policy_naming_a_role_the_staging_server_lacks_still_restores_and_the_
         assert result.exit_code == 0, result.output
         assert f"policies name role(s) {role}: the restore creates them" in result.stdout
         record = project.records()[-1]
-        created = record["rehearsal"]["ran_on"]["roles_created"]  # every role of prod's server staging lacked
-        assert role in created
+        created = record["rehearsal"]["ran_on"]["roles_created"]
+        assert created == [role]  # exactly the roles policies name: no other role of prod's server
+        assert f"created role(s) {role} (NOLOGIN)" in result.stdout
         left = project.query(project.staging_url, "SELECT rolname FROM pg_roles")
         assert not set(created) & {r[0] for r in left}  # all dropped again
         assert _scratch_databases(project) == []
