@@ -82,7 +82,8 @@ def owned(database_url, pg_cluster):
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE events OWNER TO app_owner; GRANT SELECT ON events TO app_reader")
-    return database_url
+    yield database_url
+    _drop_roles(pg_cluster, database_url)  # roles are cluster-wide: other tests must not find them
 
 
 def _drop_roles(cluster, url: str | None = None) -> None:
