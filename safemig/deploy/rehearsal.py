@@ -37,6 +37,7 @@ from safemig.deploy.gates import GateContext, Reporter
 from safemig.deploy.locks import LockRecorder, StatementLocks, strongest_per_relation
 from safemig.deploy.observers import ReportingObserver
 from safemig.deploy.record import applied_dict
+from safemig.deploy.settings import apply_settings
 from safemig.errors import CheckFailed, SafemigError
 from safemig.migrations.files import Migration
 from safemig.redact import mask_url
@@ -143,7 +144,12 @@ def rehearse_on_restore(
     assert ctx.staging is not None and ctx.staging_url is not None and ctx.settings.staging
     result.mode = "restore"
     staging_env = ctx.settings.staging
-    scope = resolve_scope(ctx.prod, migration_targets(ctx.pending), everything=ctx.settings.rehearsal_data == "all")
+    scope = resolve_scope(
+        ctx.prod,
+        migration_targets(ctx.pending),
+        everything=ctx.settings.rehearsal_data == "all",
+        ledger=_regclass_text(ctx.config.sqlx.table),
+    )
     row = ctx.prod.execute(
         "SELECT current_database(), pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()"
     ).fetchone()
@@ -201,7 +207,7 @@ def rehearse_on_restore(
                 )
             with closing(db.connect(url, autocommit=True, application_name="safemig deploy (rehearsal)")) as conn:
                 started = time.monotonic()
-                counts = _row_counts(conn, scope.targets or sorted(scope.relations))
+                counts = _row_counts(conn, scope.targets)
                 result.timed("row counts", started)
                 result.ran_on["row_counts"] = counts
                 gate.note(
@@ -260,6 +266,12 @@ def _roles_policies_need(ctx: DeployContext, staging_env: str, gate: GateContext
         f"{ctx.env}'s policies name role(s) {', '.join(missing)}: the restore creates them on {staging_env}'s server"
     )
     return True
+
+
+def _regclass_text(table) -> str:
+    """sqlx.toml's ledger table as ``to_regclass`` reads it: each part quoted (unqualified: the search path)."""
+    parts = [table.schema, table.name] if table.schema else [table.name]
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
 
 
 def _restore_jobs(scope) -> int:
@@ -365,7 +377,8 @@ def _compare_with_prod(ctx: DeployContext, conn, env: str, gate: GateContext) ->
     from safemig.deploy.scope import migration_targets
 
     targets = migration_targets(ctx.pending)
-    prod_snap, staging_snap = schema.snapshot(ctx.prod), schema.snapshot(conn)
+    ledger_name = ctx.config.sqlx.table.name
+    prod_snap, staging_snap = schema.snapshot(ctx.prod, ledger_name), schema.snapshot(conn, ledger_name)
     if targets.unknown:
         relations: set[str] | None = None  # cannot know: compare everything
     else:
@@ -443,7 +456,7 @@ def _migrator(ctx: DeployContext, conn, observer):
         conn,
         list(ctx.migrations),
         rollbacks_dir=ctx.config.rollbacks_dir,
-        settings=ctx.settings.apply_settings,
+        settings=apply_settings(ctx.settings),
         observer=observer,
         table=ctx.config.sqlx.table,  # sqlx.toml's table-name and create-schemas
         create_schemas=ctx.config.sqlx.create_schemas,
@@ -475,7 +488,7 @@ def _exercise(
     try:
         recording = _migrator(ctx, conn, recorder)
         for migration in pending:
-            before[migration.version] = schema.snapshot(conn)
+            before[migration.version] = schema.snapshot(conn, ctx.config.sqlx.table.name)
             applied = step(f"applying {migration.name}", recording.apply, migration)
             result.applied.append(applied_dict(applied, migration))
     finally:
@@ -503,7 +516,7 @@ def _exercise(
             break
         step(f"running the rollback of {migration.name}", reverter.revert, migration)
         reverted.append(migration)
-        differences = schema.diff(before[migration.version], schema.snapshot(conn))
+        differences = schema.diff(before[migration.version], schema.snapshot(conn, ctx.config.sqlx.table.name))
         result.rollback_schema.append(
             {"version": migration.version, "file": migration.name, "differences": [d.as_dict() for d in differences]}
         )

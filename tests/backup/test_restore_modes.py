@@ -83,7 +83,7 @@ def owned(database_url, pg_cluster):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE events OWNER TO app_owner; GRANT SELECT ON events TO app_reader")
     yield database_url
-    _drop_roles(pg_cluster, database_url)  # roles are cluster-wide: other tests must not find them
+    _drop_roles(pg_cluster, database_url)  # roles are cluster-wide: other tests dump and create prod's roles
 
 
 def _drop_roles(cluster, url: str | None = None) -> None:
