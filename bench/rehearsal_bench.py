@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=500_000, help="rows of orders, the touched table")
     parser.add_argument("--other-rows", type=int, default=500_000, help="rows of audit_log, which nothing touches")
+    parser.add_argument("--port", type=int, default=21210, help="prod's port; staging's is the next one")
     args = parser.parse_args()
 
     import logging
@@ -126,7 +127,7 @@ def main() -> None:
     for name, sql in ROLLBACKS.items():
         (project / "rollbacks" / name).write_text(sql)
     (project / "safemig.toml").write_text(CONFIG)
-    prod, staging = LocalCluster(base / "prod", port=21210), LocalCluster(base / "staging", port=21211)
+    prod, staging = LocalCluster(base / "prod", port=args.port), LocalCluster(base / "staging", port=args.port + 1)
     s3 = start_local_s3()
     results: dict[str, list[float]] = {"rehearsal_gate": [], "pg_restore_local": [], "deploy": [], "migrate": []}
     restore_part: list[float] = []
