@@ -196,6 +196,11 @@ def main() -> None:
             gate = next(g for g in record["gates"] if g["name"] == "staging")
             results["rehearsal_gate"].append(gate["duration_s"])
             restore_part.append(record["rehearsal"]["ran_on"]["restore_s"])
+            print(
+                f"  restore mode {record['rehearsal']['ran_on'].get('restore_mode')}, prepare"
+                f" {record['rehearsal']['ran_on'].get('restore_prepare_s')} s",
+                flush=True,
+            )
             phases.append(record["rehearsal"]["phases_s"])
             print(
                 f"run {run}: rehearsal gate {results['rehearsal_gate'][-1]:.3f}s (restore {restore_part[-1]:.3f}s)"

@@ -1,6 +1,7 @@
 """``restore_backup``: restore a verified backup from S3, never committing a byte of a damaged one.
 
-Two ways, chosen per restore; both check the object's SHA-256 before anything is committed.
+Three ways, chosen per restore. The first two check the object's SHA-256 before anything is
+committed; the third, only for a target its caller owns and drops, checks it after.
 
 * **Streamed, one transaction** (``jobs == 1``, the restore fits one transaction, every data
   block is wanted): the object streams into ``pg_restore --single-transaction`` while it is
@@ -12,6 +13,14 @@ Two ways, chosen per restore; both check the object's SHA-256 before anything is
   directory (``backup.spool_dir``, else ``TMPDIR``) and hashed as it is written; only when size
   and SHA-256 match does ``pg_restore [-j N]`` run on the file. Costs the archive's size in
   local disk and the download time before the restore starts (see docs/backup.md).
+* **Streamed, verified after** (``verify_before_commit=False``, ``jobs == 1``, where the first
+  way does not apply, e.g. a ``select`` that leaves data out): the object streams into one
+  ``pg_restore [-L]``, which reads a custom-format archive from a pipe sequentially and commits
+  as it goes. Every byte written to its stdin is hashed; if it stops early (it had every entry
+  it was asked for), the rest of the object is still read and hashed to its end, and a size or
+  SHA-256 mismatch raises :class:`CheckFailed` after pg_restore ended. The target may then hold
+  restored rows: the caller drops it (the deploy's rehearsal restores into a scratch database
+  that nothing reads before the restore returned, and drops it in a ``finally``).
 
 A non-empty target is refused unless the caller asked to ``clean`` it (the CLI also wants an
 explicit confirmation flag for that).
@@ -101,7 +110,9 @@ class RestoreResult:
     sha256: str
     duration_s: float
     cleaned: bool
-    mode: str = "stream"  # "stream" (one transaction, no disk) or "spool" (verified local copy, then pg_restore)
+    # "stream" (one transaction, no disk), "spool" (verified local copy, then pg_restore) or
+    # "stream-verify-after" (no disk, committed as it went, verified to the object's end afterwards)
+    mode: str = "stream"
     jobs: int = 1
     entries: int = 0  # TOC entries restored
     roles_created: tuple[str, ...] = ()
@@ -204,6 +215,7 @@ def restore_backup(
     no_privileges: bool = False,
     select: tocs.Select | None = None,
     create_roles: bool = False,
+    verify_before_commit: bool = True,
 ) -> RestoreResult:
     """Restore ``source`` (``latest`` or ``s3://...``) into ``target_url``'s database.
 
@@ -213,10 +225,15 @@ def restore_backup(
     lines and returns those to restore (kept in the archive's order, passed with ``-L``).
     ``create_roles``: first create, on the target's server, the roles stored beside the backup
     (``pg_dumpall --globals-only``) that it lacks; existing roles are left as they are.
+    ``verify_before_commit=False`` (with ``jobs=1``): a restore that would be spooled streams
+    instead, and the checksum is checked once the whole object was read, after pg_restore may
+    have committed. Only for a target the caller owns, reads nothing from before this returns,
+    and drops on any error (the rehearsal's scratch database); never for a user's database.
 
     Refuses (exit 1) an object without a recorded checksum, a non-empty target without
     ``clean``, and any byte stream whose size or SHA-256 differs from the recorded ones; in
-    every refusal nothing is committed.
+    every refusal nothing is committed, except with ``verify_before_commit=False``, where the
+    target may hold part of the restore and must be dropped.
     """
     from safemig.db import describe
 
@@ -239,12 +256,15 @@ def restore_backup(
     pg_restore = pick_binary(
         "pg_restore", _major(dump_version), settings.pg_bin_dir, purpose=f"read a pg_dump {dump_version} archive"
     )
-    stream = False
+    mode = "spool"
     toc: list[str] = []
     if jobs == 1:  # one transaction from the stream, if the TOC says it fits; else the local copy
         toc = read_toc(client, info.bucket, info.key, pg_restore)
         chosen = _choose(toc, select, clean)
-        stream = not _drops_data(toc, chosen) and tocs.lock_slots(chosen) <= target.lock_slots * _LOCK_SHARE
+        if not _drops_data(toc, chosen) and tocs.lock_slots(chosen) <= target.lock_slots * _LOCK_SHARE:
+            mode = "stream"
+        elif not verify_before_commit:
+            mode = "stream-verify-after"
 
     roles: list[str] = []
     if create_roles:
@@ -261,7 +281,8 @@ def restore_backup(
             pg_restore,
             target,
             target_url,
-            stream_toc=toc if stream else None,
+            stream_toc=toc if mode != "spool" else None,
+            single_transaction=mode == "stream",
             select=select,
             clean=clean,
             options=(["--no-owner"] if no_owner else []) + (["--no-privileges"] if no_privileges else []),
@@ -282,7 +303,7 @@ def restore_backup(
         sha256=info.sha256 or "",
         duration_s=time.monotonic() - started,
         cleaned=clean,
-        mode="stream" if stream else "spool",
+        mode=mode,
         jobs=jobs,
         entries=entries,
         roles_created=tuple(roles),
@@ -311,6 +332,7 @@ def _run_restore(
     target_url: str,
     *,
     stream_toc: list[str] | None,
+    single_transaction: bool,
     select: tocs.Select | None,
     clean: bool,
     options: list[str],
@@ -319,8 +341,9 @@ def _run_restore(
 ) -> tuple[int, float, int]:
     """(bytes restored, seconds spent on the verified local copy before pg_restore started, TOC entries).
 
-    ``stream_toc``: the TOC read from the stream's start when the restore is streamed in one
-    transaction; ``None`` for the verified local copy, whose own TOC is read.
+    ``stream_toc``: the TOC read from the stream's start when the restore is streamed (in one
+    transaction, the last chunk held back, if ``single_transaction``; else checked after);
+    ``None`` for the verified local copy, whose own TOC is read.
     """
     conninfo, password = conninfo_without_password(target_url)
     where = f"restoring into {target.database}"
@@ -337,16 +360,24 @@ def _run_restore(
                 args += ["--clean", "--if-exists"]
             return [*args, f"--dbname={conninfo}"], len(chosen)
 
-        if stream_toc is not None:  # one transaction, fed from S3
+        if stream_toc is not None:  # fed from S3
             args, entries = args_for(stream_toc)
-            return (*_restore_streamed(client, info, args, password, where, progress), entries)
+            if single_transaction:
+                return (*_restore_streamed(client, info, args, password, where, progress), entries)
+            return _restore_streamed_verify_after(client, info, args, password, where, progress), 0.0, entries
         spool, seen, downloaded = _download_verified(client, info, progress, Path(workdir))
         args, entries = args_for(list_archive(pg_restore, spool))  # the TOC of the verified copy
         _restore_file(args, spool, password, where, jobs)
         return seen, downloaded, entries
 
 
-def _checked_chunks(client: Any, info: BackupInfo, action: str) -> Iterator[bytes]:
+_NOTHING_RESTORED = "nothing was restored"
+_DROP_TARGET = "the target was restored into before the checksum was known and must be dropped"
+
+
+def _checked_chunks(
+    client: Any, info: BackupInfo, action: str, consequence: str = _NOTHING_RESTORED
+) -> Iterator[bytes]:
     """The object's bytes; raises :class:`CheckFailed` as soon as more than the recorded size arrives."""
     limit = info.recorded_size if info.recorded_size is not None else info.size
     seen = 0
@@ -355,17 +386,17 @@ def _checked_chunks(client: Any, info: BackupInfo, action: str) -> Iterator[byte
         if seen > limit:
             raise CheckFailed(
                 f"{info.uri} does not match its recorded checksum (more than the {limit} bytes recorded):"
-                " nothing was restored",
+                f" {consequence}",
                 hint=_CHANGED_HINT,
             )
         yield chunk
 
 
-def _mismatch(info: BackupInfo, seen: int, digest: str) -> CheckFailed:
+def _mismatch(info: BackupInfo, seen: int, digest: str, consequence: str = _NOTHING_RESTORED) -> CheckFailed:
     return CheckFailed(
         f"{info.uri} does not match its recorded checksum ({seen} bytes, SHA-256 {digest};"
         f" recorded {info.recorded_size if info.recorded_size is not None else info.size} bytes, {info.sha256}):"
-        " nothing was restored",
+        f" {consequence}",
         hint=_CHANGED_HINT,
     )
 
@@ -409,6 +440,49 @@ def _restore_streamed(
             " fix the cause and retry",
         )
     return seen, 0.0
+
+
+def _restore_streamed_verify_after(
+    client: Any, info: BackupInfo, args: list[str], password: str | None, where: str, progress: bool
+) -> int:
+    """Fed from S3 into one pg_restore that commits as it goes; the checksum is checked afterwards.
+
+    The digest covers exactly the bytes written to pg_restore's stdin and, once pg_restore
+    stopped reading (it had every entry asked for, or failed), the rest of the object to its
+    end: no byte of the object goes unhashed. A size or SHA-256 mismatch wins over pg_restore's
+    own failure (damage may be its cause). Returns the bytes read.
+    """
+    expected = info.recorded_size if info.recorded_size is not None else info.size
+    restorer = ChildProcess(args, env=child_env(password), stdin=-1)
+    digest = hashlib.sha256()
+    seen = 0
+    reading = True  # pg_restore still reads its stdin
+    try:
+        with transfer_progress(f"s3 -> pg_restore ({where})", progress) as advance:
+            for chunk in _checked_chunks(client, info, "restoring", _DROP_TARGET):
+                digest.update(chunk)
+                seen += len(chunk)
+                advance(len(chunk))
+                if reading:
+                    reading = _feed(restorer, chunk)
+        if reading:
+            try:
+                restorer.stdin.close()
+            except BrokenPipeError:
+                pass
+        problem = restorer.failure(where)
+    except BaseException:
+        restorer.kill()
+        raise
+    if digest.hexdigest() != info.sha256 or seen != expected:
+        raise _mismatch(info, seen, digest.hexdigest(), _DROP_TARGET)
+    if problem:
+        raise ToolError(
+            problem,
+            hint="the object's checksum matched; pg_restore committed as it went, so the target may hold part of"
+            " the backup: drop it, fix the cause and retry",
+        )
+    return seen
 
 
 def _download_verified(client: Any, info: BackupInfo, progress: bool, workdir: Path) -> tuple[Path, int, float]:

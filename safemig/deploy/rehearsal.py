@@ -191,6 +191,11 @@ def rehearse_on_restore(
         ) as url:
             result.timed("create", started)
             started = time.monotonic()
+            # Streamed into pg_restore, its checksum checked once the whole object was read: the
+            # scratch database is read by nothing before restore_backup returns, and a mismatch
+            # raises here, before any migration ran on it; the with-block drops it. Not with
+            # --keep-rehearsal, which would keep a database restored from a damaged object.
+            streamed = not ctx.options.keep_rehearsal
             try:
                 restored = restore_backup(
                     ctx.config,
@@ -200,7 +205,8 @@ def rehearse_on_restore(
                     no_owner=True,
                     no_privileges=True,
                     select=scope.select,
-                    jobs=_restore_jobs(scope),
+                    jobs=_restore_jobs(scope, streamed),
+                    verify_before_commit=not streamed,
                 )
             except SafemigError as exc:
                 raise type(exc)(
@@ -208,6 +214,8 @@ def rehearse_on_restore(
                     "; ".join(h for h in (exc.hint, f"{ctx.env} is untouched") if h),
                 ) from None
             result.ran_on["restore_s"] = round(restored.duration_s, 3)
+            result.ran_on["restore_mode"] = restored.mode
+            result.ran_on["restore_prepare_s"] = round(restored.prepare_s, 3)
             result.timed("restore", started)
             with closing(db.connect(url, autocommit=True, application_name="safemig deploy (rehearsal)")) as conn:
                 started = time.monotonic()
@@ -279,14 +287,14 @@ def _regclass_text(table) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
 
 
-def _restore_jobs(scope) -> int:
-    """pg_restore's jobs: a selective restore is spooled to a local file anyway (pg_restore cannot skip
-    data blocks of a streamed archive), and from a file parallel jobs cost nothing more, while the
-    scratch database needs no single transaction (it is dropped on failure). A full restore streams
-    in one job: no disk, and no download to wait for before it starts."""
+def _restore_jobs(scope, streamed: bool) -> int:
+    """pg_restore's jobs: one when streamed (a pipe is read by one process; no disk, and no download
+    to wait for before pg_restore starts). Otherwise (--keep-rehearsal) a selective restore is
+    spooled to a verified local file, from which parallel jobs cost nothing more; a full one
+    streams in one job, in one transaction."""
     import os
 
-    return 1 if scope.everything else max(1, min(4, os.cpu_count() or 1))
+    return 1 if streamed or scope.everything else max(1, min(4, os.cpu_count() or 1))
 
 
 def _row_counts(conn, relations: list[str]) -> dict[str, int]:
