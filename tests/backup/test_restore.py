@@ -93,6 +93,33 @@ def test_bytes_damaged_mid_stream_are_refused_with_exit_1_and_nothing_committed(
     assert not table_exists(database_url_b) and not table_exists(database_url_b, "bulk")
 
 
+@pytest.mark.parametrize("at_fraction", [0.3, 0.97])
+def test_streamed_verify_after_hashes_the_whole_object_and_refuses_damage_pg_restore_never_read(
+    project, bucket_name, database_url, database_url_b, s3, monkeypatch, at_fraction
+):
+    """verify_before_commit=False with data left out: pg_restore may stop early and commit, but the
+    rest of the object is still hashed; a damaged byte anywhere is exit 1, naming the target as
+    restored into (its owner drops it)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bulk AS SELECT i, md5(i::text) || md5(random()::text) AS t FROM generate_series(1, 60000) AS i")
+    config = load_config(project / "safemig.toml")
+    result = run_backup(config, "prod", database_url=database_url)
+    corrupt_downloads(monkeypatch, at_fraction)
+
+    def without_bulk_rows(lines: list[str]) -> list[str]:
+        return [line for line in lines if not (" TABLE DATA " in line and " bulk " in line)]
+
+    with pytest.raises(CheckFailed) as caught:
+        restore_backup(
+            config, "prod", source=result.uri, target_url=database_url_b, select=without_bulk_rows, verify_before_commit=False
+        )
+    assert caught.value.exit_code == 1
+    assert "does not match its recorded checksum" in caught.value.message
+    assert "before the checksum was known and must be dropped" in caught.value.message
+
+
 def test_object_grown_in_storage_is_refused_before_pg_restore_can_commit(project, config, bucket_name, database_url, database_url_b, s3):
     """Bytes appended after the archive: pg_restore would finish (and commit) before the checksum is known."""
     import os

@@ -46,6 +46,25 @@ def test_select_receives_the_toc_and_restores_only_what_it_returns(project, conf
     assert snapshot(database_url_b) == snapshot(database_url)
 
 
+def test_select_leaving_data_out_streams_when_the_caller_drops_the_target_on_failure(
+    project, config, database_url, database_url_b, s3
+):
+    """verify_before_commit=False: no local copy; one pg_restore -L fed from S3, checked after."""
+    backup = run_backup(config, "prod", database_url=database_url)
+
+    def schema_only_for_events(lines: list[str]) -> list[str]:
+        return [line for line in lines if not (" TABLE DATA " in line and " events " in line)]
+
+    result = restore_backup(
+        config, "prod", source="latest", target_url=database_url_b, select=schema_only_for_events, verify_before_commit=False
+    )
+    assert result.mode == "stream-verify-after" and result.download_s == 0.0
+    assert result.size == backup.size  # every byte read and hashed, though pg_restore needed less
+    assert rows(database_url_b, "SELECT count(*) FROM events") == [(0,)]
+    assert rows(database_url_b, "SELECT count(*) FROM _sqlx_migrations") == [(3,)]
+    assert rows(database_url_b, "SELECT count(*) FROM pg_indexes WHERE tablename = 'events'") == [(2,)]
+
+
 def test_select_returning_a_foreign_line_is_a_bug_not_a_restore(project, config, database_url, database_url_b, s3):
     run_backup(config, "prod", database_url=database_url)
     with pytest.raises(ValueError, match="not in the archive's TOC"):
