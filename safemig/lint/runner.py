@@ -128,10 +128,10 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
 _WORKER: dict = {}
 
 
-def _worker_init(config: Config, policy: Policy, gc_threshold: tuple[int, int, int]) -> None:
+def _worker_init(config: Config, policy: Policy) -> None:
     import gc
 
-    gc.set_threshold(*gc_threshold)  # as the parent runs (safemig.lint.engine._fewer_collections)
+    gc.disable()  # as the parent runs (safemig.lint.engine._fewer_collections)
     _WORKER.update(config=config, policy=policy, rules=all_rules(policy.house_dir))
 
 
@@ -178,9 +178,7 @@ def lint_many(
     if fork:
         import pglast.parser  # noqa: F401  (imported once here, not once per forked worker)
     initializer: Callable[..., None] | None = None if fork else _worker_init
-    import gc
-
-    initargs: tuple = () if fork else (config, policy, gc.get_threshold())
+    initargs: tuple = () if fork else (config, policy)
     estimate = expected if looked_at is None else expected * len(head) // max(looked_at(), len(head))
     chunk = max(1, min(estimate // (workers * 8), 32))  # small chunks: the first starts sooner, the last ends together
     with ProcessPoolExecutor(
