@@ -22,23 +22,11 @@ from safemig.migrations.files import NO_TRANSACTION_MARKER, read_sql
 PARALLEL_THRESHOLD = 24  # below this many files to parse, a process pool costs more than it saves
 
 
-_PARSED: dict[str, object] = {}  # text -> ParsedFile, the last few of this process (see _parse)
-_PARSED_KEEP = 64
-
-
 def _parse(text: str):
-    """``parse_sql(text)``, remembered for the next few files: a rollback script is parsed as its
-    migration's rollback and again as a file of its own, usually by the same worker right after
-    (Diesel's ``down.sql`` beside ``up.sql``: a quarter of a real corpus's parses). Sharing one
-    ParsedFile is safe: what is memoised per statement is a pure function of the statement."""
-    from safemig.lint.parse import parse_sql
+    """``parse_sql(text)``, shared with the files parsed just before (:func:`safemig.lint.parse.parse_recent`)."""
+    from safemig.lint.parse import parse_recent
 
-    found = _PARSED.get(text)
-    if found is None:
-        if len(_PARSED) >= _PARSED_KEEP:
-            _PARSED.pop(next(iter(_PARSED)))
-        found = _PARSED[text] = parse_sql(text)
-    return found
+    return parse_recent(text)
 
 
 def build_file(target: Target, config: Config, text: str, policy: Policy | None = None) -> LintFile:
