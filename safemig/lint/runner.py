@@ -96,8 +96,9 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
     lint_file.enabled_rules = set(severities)
     findings = []
     statement_at = ignore_mod.statement_finder(statement_lines)
+    kinds = {s.node_type for s in lint_file.valid_statements}
     for rule in sorted(rules, key=lambda r: r.runs_last):  # unused-ignore judges after everyone else
-        if rule.id not in severities:
+        if rule.id not in severities or (rule.kinds is not None and kinds.isdisjoint(rule.kinds)):
             continue
         for v in _violations(rule, lint_file):
             index = statement_at(v.line)
