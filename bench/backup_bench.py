@@ -79,8 +79,22 @@ def prepare(pg: LocalCluster, x4: bool) -> None:
         started = time.monotonic()
         if scale is not None:
             subprocess.run(
-                [find_pg_bin("pgbench"), "-i", "-q", "-s", str(scale), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", SUPERUSER, name],
-                check=True, capture_output=True,
+                [
+                    find_pg_bin("pgbench"),
+                    "-i",
+                    "-q",
+                    "-s",
+                    str(scale),
+                    "-h",
+                    str(pg.socket_dir),
+                    "-p",
+                    str(pg.port),
+                    "-U",
+                    SUPERUSER,
+                    name,
+                ],
+                check=True,
+                capture_output=True,
             )
         else:
             pg.psql(
@@ -99,10 +113,21 @@ def db_size(pg: LocalCluster, name: str) -> str:
 # -- measuring -------------------------------------------------------------------------
 
 
-def run_timed(args: list[str] | str, *, env: dict[str, str], cwd: Path | None = None, shell: bool = False) -> tuple[float, int, str]:
+def run_timed(
+    args: list[str] | str, *, env: dict[str, str], cwd: Path | None = None, shell: bool = False
+) -> tuple[float, int, str]:
     """Wall time, peak RSS in KiB (VmHWM of the process itself, not its children) and stdout."""
     started = time.monotonic()
-    proc = subprocess.Popen(args, env=env, cwd=cwd, shell=shell, executable="/bin/bash" if shell else None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        cwd=cwd,
+        shell=shell,
+        executable="/bin/bash" if shell else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak = 0
     out: list[str] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
@@ -159,8 +184,17 @@ def child_upload(mode: str, conninfo: str, compression: str, key: str) -> None:
                 dump_done()
                 check.conclude("bench")
 
-        stream_to_s3(client, dump.stdout, bucket=BUCKET, key=key, part_size=PART_MB << 20, concurrency=CONCURRENCY,
-                     extra_args={}, finish=finish, on_chunk=on_chunk)
+        stream_to_s3(
+            client,
+            dump.stdout,
+            bucket=BUCKET,
+            key=key,
+            part_size=PART_MB << 20,
+            concurrency=CONCURRENCY,
+            extra_args={},
+            finish=finish,
+            on_chunk=on_chunk,
+        )
         return
 
     class CheckedReader:
@@ -172,7 +206,12 @@ def child_upload(mode: str, conninfo: str, compression: str, key: str) -> None:
                 finish()
             return data
 
-    client.upload_fileobj(CheckedReader(), BUCKET, key, Config=TransferConfig(multipart_chunksize=PART_MB << 20, max_concurrency=CONCURRENCY))
+    client.upload_fileobj(
+        CheckedReader(),
+        BUCKET,
+        key,
+        Config=TransferConfig(multipart_chunksize=PART_MB << 20, max_concurrency=CONCURRENCY),
+    )
 
 
 AWS_CLI = os.environ.get("AWS_CLI", "/tmp/awsvenv/bin/aws")
@@ -185,11 +224,15 @@ def child_deploy_path(key_label: str) -> None:
     from safemig.config import load_config, resolve_database_url
 
     config = load_config(Path.cwd() / "safemig.toml")
-    result = run_backup(config, "bench", database_url=resolve_database_url(config, env="bench"), label=key_label, archive_read=False)
+    result = run_backup(
+        config, "bench", database_url=resolve_database_url(config, env="bench"), label=key_label, archive_read=False
+    )
     print(json.dumps(result.as_dict()))
 
 
-def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, variants: bool) -> dict:
+def bench_database(
+    pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, variants: bool
+) -> dict:
     """All backup variants on one database, ``runs`` times each, interleaved; returns the medians."""
     import boto3
 
@@ -202,8 +245,13 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
         f'[envs.bench]\ndatabase_url = "{url}"\n\n[backup]\nbucket = "{BUCKET}"\nprefix = "bench/"\n'
         f"compression = {compression}\npart_size_mb = {PART_MB}\nconcurrency = {CONCURRENCY}\n"
     )
-    s3 = boto3.client("s3", endpoint_url=s3env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id=s3env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3env["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=s3env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3env["AWS_SECRET_ACCESS_KEY"],
+    )
 
     def clean() -> None:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
@@ -220,10 +268,16 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
     for i in range(runs):
         t, _, _ = run_timed(f"{pg_dump} -Fc -Z{compression} --dbname='{conninfo}' > /dev/null", env=env, shell=True)
         times["pg_dump"].append(t)
-        t, _, _ = run_timed(f"set -o pipefail; {pg_dump} -Fc -Z{compression} --dbname='{conninfo}' | {AWS_CLI} s3 cp - s3://{BUCKET}/cp/{i}.dump", env=env, shell=True)
+        t, _, _ = run_timed(
+            f"set -o pipefail; {pg_dump} -Fc -Z{compression} --dbname='{conninfo}' | {AWS_CLI} s3 cp - s3://{BUCKET}/cp/{i}.dump",
+            env=env,
+            shell=True,
+        )
         times["aws_cp"].append(t)
         clean()
-        t, peak, out = run_timed([sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project)
+        t, peak, out = run_timed(
+            [sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project
+        )
         result = json.loads(out)
         size = result["size"]
         times["safemig"].append(t)
@@ -231,11 +285,15 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
         times["safemig_verify"].append(result["verify_s"])
         peaks.append(peak)
         clean()
-        t, _, _ = run_timed([sys.executable, __file__, "--child", "deploy", "", "", f"deploy {i}"], env=env, cwd=project)
+        t, _, _ = run_timed(
+            [sys.executable, __file__, "--child", "deploy", "", "", f"deploy {i}"], env=env, cwd=project
+        )
         times["deploy_path"].append(t)
         clean()
         for mode in ("multipart", "multipart_checked", "transfer_manager") if variants else ():
-            t, _, _ = run_timed([sys.executable, __file__, "--child", mode, conninfo, compression, f"{mode}/{i}.dump"], env=env)
+            t, _, _ = run_timed(
+                [sys.executable, __file__, "--child", mode, conninfo, compression, f"{mode}/{i}.dump"], env=env
+            )
             times[mode].append(t)
             clean()
         print(f"  {name} run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()), flush=True)
@@ -248,8 +306,16 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
     }
     for mode in ("multipart", "multipart_checked", "transfer_manager") if variants else ():
         ratios[f"{mode} / pg_dump"] = med[mode] / med["pg_dump"]
-    return {"database": name, "db_size": db_size(pg, name), "dump_bytes": size, "compression": compression, "runs": runs,
-            "median_s": med, "peak_rss_mb": max(peaks) / 1024, "ratios": ratios}
+    return {
+        "database": name,
+        "db_size": db_size(pg, name),
+        "dump_bytes": size,
+        "compression": compression,
+        "runs": runs,
+        "median_s": med,
+        "peak_rss_mb": max(peaks) / 1024,
+        "ratios": ratios,
+    }
 
 
 def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, jobs: int) -> dict:
@@ -265,14 +331,26 @@ def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int,
         f'[envs.bench]\ndatabase_url = "{url}"\n\n[backup]\nbucket = "{BUCKET}"\nprefix = "restore/"\n'
         f"compression = {compression}\n"
     )
-    _, _, out = run_timed([sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project)
+    _, _, out = run_timed(
+        [sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project
+    )
     backup = json.loads(out)
-    s3 = boto3.client("s3", endpoint_url=s3env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id=s3env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3env["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=s3env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3env["AWS_SECRET_ACCESS_KEY"],
+    )
     local = project / "local.dump"
     s3.download_file(BUCKET, backup["key"], str(local))
     pg_restore = find_pg_bin("pg_restore")
-    times: dict[str, list[float]] = {"pg_restore": [], "safemig_restore": [], "safemig_prepare": [], "safemig_download": []}
+    times: dict[str, list[float]] = {
+        "pg_restore": [],
+        "safemig_restore": [],
+        "safemig_prepare": [],
+        "safemig_download": [],
+    }
     for i in range(runs):
         for variant in ("pg_restore", "safemig_restore"):
             target = f"{name}_restored"
@@ -280,22 +358,50 @@ def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int,
             pg.create_database(target)
             conninfo = f"host=127.0.0.1 port={pg.port} user={SUPERUSER} dbname={target}"
             if variant == "pg_restore":
-                t, _, _ = run_timed([pg_restore, f"-j{jobs}", "--exit-on-error", f"--dbname={conninfo}", str(local)], env=env)
+                t, _, _ = run_timed(
+                    [pg_restore, f"-j{jobs}", "--exit-on-error", f"--dbname={conninfo}", str(local)], env=env
+                )
             else:
-                t, _, out = run_timed([sys.executable, "-m", "safemig.cli", "restore", "--env", "bench", "--from", backup["uri"],
-                                       "--target-database-url", pg.url(target), "--jobs", str(jobs), "--json"], env=env, cwd=project)
+                t, _, out = run_timed(
+                    [
+                        sys.executable,
+                        "-m",
+                        "safemig.cli",
+                        "restore",
+                        "--env",
+                        "bench",
+                        "--from",
+                        backup["uri"],
+                        "--target-database-url",
+                        pg.url(target),
+                        "--jobs",
+                        str(jobs),
+                        "--json",
+                    ],
+                    env=env,
+                    cwd=project,
+                )
                 restored = json.loads(out)
                 times["safemig_prepare"].append(restored["prepare_s"])
                 times["safemig_download"].append(restored["download_s"])
             times[variant].append(t)
-        print(f"  {name} restore run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()), flush=True)
+        print(
+            f"  {name} restore run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()),
+            flush=True,
+        )
     pg.drop_database(f"{name}_restored")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="restore/"):
         for obj in page.get("Contents", []):
             s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
     med = {k: median(v) for k, v in times.items()}
-    return {"database": name, "dump_bytes": backup["size"], "jobs": jobs, "runs": runs, "median_s": med,
-            "ratio": med["safemig_restore"] / med["pg_restore"]}
+    return {
+        "database": name,
+        "dump_bytes": backup["size"],
+        "jobs": jobs,
+        "runs": runs,
+        "median_s": med,
+        "ratio": med["safemig_restore"] / med["pg_restore"],
+    }
 
 
 def compression_sweep(pg: LocalCluster, name: str, levels: list[str]) -> list[dict]:
@@ -304,8 +410,18 @@ def compression_sweep(pg: LocalCluster, name: str, levels: list[str]) -> list[di
     env = {**os.environ, "PGPASSWORD": pg.password}
     rows = []
     for level in levels:
-        t, _, out = run_timed(f"{find_pg_bin('pg_dump')} -Fc -Z{level} --dbname='{conninfo}' | wc -c", env=env, shell=True)
-        rows.append({"database": name, "level": level, "seconds": t, "bytes": int(out.strip()), "MB/s out": int(out.strip()) / t / 1e6})
+        t, _, out = run_timed(
+            f"{find_pg_bin('pg_dump')} -Fc -Z{level} --dbname='{conninfo}' | wc -c", env=env, shell=True
+        )
+        rows.append(
+            {
+                "database": name,
+                "level": level,
+                "seconds": t,
+                "bytes": int(out.strip()),
+                "MB/s out": int(out.strip()) / t / 1e6,
+            }
+        )
         print(f"  {name} -Z{level}: {t:.1f}s, {int(out.strip()) / 1e6:.0f} MB", flush=True)
     return rows
 
@@ -314,11 +430,20 @@ def peak_only(pg: LocalCluster, name: str, s3env: dict[str, str], compression: s
     env = {**os.environ, **s3env, "PGPASSWORD": pg.password, "CI": "1"}
     project = Path(tempfile.mkdtemp(prefix="safemig-bench-"))
     (project / "safemig.toml").write_text(
-        f'[envs.bench]\ndatabase_url = "{pg.url(name)}"\n\n[backup]\nbucket = "{BUCKET}"\nprefix = "bench/"\ncompression = {compression}\n'
+        f'[envs.bench]\ndatabase_url = "{pg.url(name)}"\n\n[backup]\nbucket = "{BUCKET}"\nprefix = "bench/"\n'
+        f"compression = {compression}\n"
     )
-    t, peak, out = run_timed([sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project)
+    t, peak, out = run_timed(
+        [sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project
+    )
     result = json.loads(out)
-    return {"database": name, "db_size": db_size(pg, name), "dump_bytes": result["size"], "seconds": t, "peak_rss_mb": peak / 1024}
+    return {
+        "database": name,
+        "db_size": db_size(pg, name),
+        "dump_bytes": result["size"],
+        "seconds": t,
+        "peak_rss_mb": peak / 1024,
+    }
 
 
 def main() -> None:
@@ -362,8 +487,13 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
     s3 = start_local_s3(BENCH_S3_PORT)
     import boto3
 
-    boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1",
-                 aws_access_key_id=s3.env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3.env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
+    boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=s3.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3.env["AWS_SECRET_ACCESS_KEY"],
+    ).create_bucket(Bucket=BUCKET)
     report: dict = {"databases": [], "restores": [], "levels": [], "x4": None}
     try:
         for name in ("bench_pgbench", "bench_md5"):
@@ -371,10 +501,14 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
                 continue
             if not args.skip_backup:
                 print(f"{name} ({db_size(pg, name)}), -Z{args.compression}, {args.runs} runs", flush=True)
-                report["databases"].append(bench_database(pg, name, s3.env, args.runs, args.compression, args.upload_variants))
+                report["databases"].append(
+                    bench_database(pg, name, s3.env, args.runs, args.compression, args.upload_variants)
+                )
             if not args.skip_restore:
                 print(f"{name}: restore, -j{args.restore_jobs}, {args.runs} runs", flush=True)
-                report["restores"].append(bench_restore(pg, name, s3.env, args.runs, args.compression, args.restore_jobs))
+                report["restores"].append(
+                    bench_restore(pg, name, s3.env, args.runs, args.compression, args.restore_jobs)
+                )
         if not args.skip_levels:
             for name in ("bench_pgbench", "bench_md5"):
                 if not args.only or name == args.only:
@@ -386,17 +520,23 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2))
     print("\nsummary")
     for db in report["databases"]:
-        print(f"  {db['database']} ({db['db_size']}, dump {db['dump_bytes'] / 1e6:.0f} MB at -Z{db['compression']}, median of {db['runs']}):")
+        print(
+            f"  {db['database']} ({db['db_size']}, dump {db['dump_bytes'] / 1e6:.0f} MB at -Z{db['compression']},"
+            f" median of {db['runs']}):"
+        )
         for key, value in db["median_s"].items():
             print(f"    {key:<22} {value:7.2f}s")
         for key, value in db["ratios"].items():
             print(f"    {key:<32} {value:.3f}x")
         print(f"    peak RSS of safemig          {db['peak_rss_mb']:.0f} MB")
     for r in report["restores"]:
-        print(f"  {r['database']} restore (dump {r['dump_bytes'] / 1e6:.0f} MB, -j{r['jobs']}, median of {r['runs']}):"
-              f" pg_restore from a local file {r['median_s']['pg_restore']:.2f}s, safemig restore from S3"
-              f" {r['median_s']['safemig_restore']:.2f}s (of which finding/checking/TOC {r['median_s']['safemig_prepare']:.2f}s,"
-              f" verified download {r['median_s']['safemig_download']:.2f}s), {r['ratio']:.3f}x")
+        print(
+            f"  {r['database']} restore (dump {r['dump_bytes'] / 1e6:.0f} MB, -j{r['jobs']}, median of {r['runs']}):"
+            f" pg_restore from a local file {r['median_s']['pg_restore']:.2f}s, safemig restore from S3"
+            f" {r['median_s']['safemig_restore']:.2f}s"
+            f" (of which finding/checking/TOC {r['median_s']['safemig_prepare']:.2f}s,"
+            f" verified download {r['median_s']['safemig_download']:.2f}s), {r['ratio']:.3f}x"
+        )
     if report["x4"]:
         x4 = report["x4"]
         print(f"  {x4['database']} ({x4['db_size']}): {x4['seconds']:.1f}s, peak RSS {x4['peak_rss_mb']:.0f} MB")

@@ -4,6 +4,10 @@ Exit codes: 0 success; 1 a check said no (lint errors, a refused gate, a modifie
 migration, a failed migration); 2 usage, configuration or input error; 3 an external
 system failed (database, S3, pg_dump); 130 interrupted; 70 an unexpected internal error
 (a bug: the redacted traceback is written to a log file whose path is printed).
+
+``SAFEMIG_DEBUG=1`` also prints, redacted, the whole chained traceback of any error, the
+user-facing ones included (their underlying exception is what a bug report needs).
+Shell completion is Typer's (``safemig --install-completion`` / ``--show-completion``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ if TYPE_CHECKING:  # pragma: no cover
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 a check said no (lint errors, a gate refused, an applied "
     "migration was modified, a migration failed); 2 usage, configuration or input error; "
-    "3 an external system failed (database, S3, pg_dump); 130 interrupted."
+    "3 an external system failed (database, S3, pg_dump); 130 interrupted; 70 an internal error "
+    "(a bug: a crash log is written). SAFEMIG_DEBUG=1 prints the full traceback of any error; "
+    "NO_COLOR or TERM=dumb turn colour off."
 )
+DEBUG_VARIABLE = "SAFEMIG_DEBUG"
 
 
 def build_app() -> typer.Typer:
@@ -35,7 +42,7 @@ def build_app() -> typer.Typer:
         name="safemig",
         help="Production-safety orchestrator for PostgreSQL schema migrations (SQLx-compatible).\n\n" + EXIT_CODES_HELP,
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -63,13 +70,51 @@ def build_app() -> typer.Typer:
     return app
 
 
+def chained_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` and of every exception behind it, oldest first, as Python prints a chain.
+
+    Unlike ``traceback.format_exception`` this also shows the context that ``raise ... from None``
+    hides: a user-facing error is often raised that way from the psycopg, botocore or OSError
+    exception that explains it, and that is what ``SAFEMIG_DEBUG=1`` is for.
+    """
+    import traceback
+
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    oldest_first = chain[::-1]
+    parts = []
+    for older, newer in zip(oldest_first, oldest_first[1:] + [None], strict=True):
+        parts.append("".join(traceback.format_exception(older, chain=False)))
+        if newer is not None:
+            parts.append(
+                "\nThe above exception was the direct cause of the following exception:\n\n"
+                if newer.__cause__ is older
+                else "\nDuring handling of the above exception, another exception occurred:\n\n"
+            )
+    return "".join(parts)
+
+
+def _debug(exc: BaseException) -> None:
+    """With ``SAFEMIG_DEBUG=1``: the chained traceback of ``exc`` on stderr, redacted."""
+    import os
+
+    if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+        from safemig import output
+
+        output.failure(chained_traceback(exc).rstrip("\n"))
+
+
 def _write_crash_log(exc: BaseException) -> str:
     import tempfile
-    import traceback
 
     from safemig.redact import redact
 
-    text = redact("".join(traceback.format_exception(exc)))
+    text = redact(chained_traceback(exc))
     fd, path = tempfile.mkstemp(prefix="safemig-crash-", suffix=".log")
     with open(fd, "w", encoding="utf-8") as fh:
         fh.write(f"safemig {__version__}\nargv: {redact(' '.join(sys.argv))}\n\n{text}")
@@ -106,13 +151,15 @@ def run(argv: list[str] | None = None) -> int:
         result = app(args=args, prog_name="safemig", standalone_mode=False)
         code = result if isinstance(result, int) else 0
         if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into Exit(130)
-            output.echo("interrupted", err=True)
+            output.failure("interrupted")
         return code
     except SafemigError as exc:
+        _debug(exc)
         output.error(exc)
         return exc.exit_code
-    except KeyboardInterrupt:
-        output.echo("interrupted", err=True)
+    except KeyboardInterrupt as exc:
+        _debug(exc)
+        output.failure("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
@@ -125,21 +172,22 @@ def _handle_framework_or_bug(exc: Exception) -> int:
     import typer
 
     from safemig import output
-    from safemig.errors import EXIT_INTERRUPTED
+    from safemig.errors import EXIT_INTERNAL, EXIT_INTERRUPTED
     from safemig.redact import redact
 
     if isinstance(exc, typer.Exit):
         return exc.exit_code
     if isinstance(exc, typer.Abort):
-        output.echo("interrupted", err=True)
+        output.failure("interrupted")
         return EXIT_INTERRUPTED
     if isinstance(exc, _click_exception_class()):
         exc.show()  # type: ignore[attr-defined]
-        return exc.exit_code  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    _debug(exc)
     path = _write_crash_log(exc)
-    output.echo(f"internal error: {redact(type(exc).__name__ + ': ' + str(exc))}", err=True)
-    output.echo(f"hint: this is a bug in safemig; the traceback is in {path}", err=True)
-    return 70
+    output.failure(f"internal error: {redact(type(exc).__name__ + ': ' + str(exc))}")
+    output.failure(f"hint: this is a bug in safemig; the traceback is in {path}")
+    return EXIT_INTERNAL
 
 
 def main() -> None:

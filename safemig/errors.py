@@ -12,7 +12,10 @@ Exit codes (documented in the README and ``safemig --help``):
   modified, a migration failed);
 * 2 - usage, configuration or input error (bad file name, unreadable config,
   unknown env);
-* 3 - an external system failed (database, S3, pg_dump unreachable or erroring).
+* 3 - an external system failed (database, S3, pg_dump unreachable or erroring);
+* 130 - interrupted (Ctrl-C, or SIGTERM where a command turns it into an interrupt);
+* 70 - an internal error: a bug in safemig or a dependency (``EX_SOFTWARE`` of sysexits.h);
+  the CLI writes a redacted crash log, never one of the codes above.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_EXTERNAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
 
 
 class SafemigError(Exception):

@@ -2,9 +2,13 @@
 
 Library modules return values and raise errors; the command layer hands what should
 be shown to these functions. Rich is imported lazily (``safemig lint`` as a pre-commit
-hook must start fast), colour is off when the stream is not a TTY or ``NO_COLOR`` is
-set, and every string passes through :func:`safemig.redact.redact` on the way out so
-no secret reaches the terminal or a CI log.
+hook must start fast), colour is off when the stream is not a TTY, ``NO_COLOR`` is set or
+``TERM=dumb``, and every string passes through :func:`safemig.redact.redact` on the way out
+so no secret reaches the terminal or a CI log.
+
+``--quiet`` (:func:`set_quiet`) silences what :func:`echo` and :func:`success` say (progress
+and summaries); warnings, errors and machine-readable output (:func:`plain`,
+:func:`print_json`) are always written.
 """
 
 from __future__ import annotations
@@ -23,10 +27,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from safemig.errors import SafemigError
 
 
+_quiet = False
+
+
+def set_quiet(quiet: bool = True) -> None:
+    """``--quiet``: from now on, :func:`echo` and :func:`success` write nothing."""
+    global _quiet
+    _quiet = quiet
+
+
+def is_quiet() -> bool:
+    """Whether ``--quiet`` was given (commands also skip progress bars then)."""
+    return _quiet
+
+
 def color_enabled(stream: Any = None) -> bool:
-    """True when ``stream`` is a terminal and neither ``NO_COLOR`` nor ``CI`` says otherwise."""
+    """True when ``stream`` is a terminal and neither ``NO_COLOR`` nor ``TERM=dumb`` says otherwise."""
     stream = stream if stream is not None else sys.stdout
-    if os.environ.get("NO_COLOR"):
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
@@ -56,12 +74,19 @@ def console(stderr: bool = False) -> Console:
 
 
 def reset() -> None:
-    """Forget cached consoles (tests swap sys.stdout between invocations)."""
+    """Forget cached consoles and ``--quiet`` (tests swap sys.stdout between invocations)."""
     _console.cache_clear()
+    set_quiet(False)
 
 
 def echo(text: str = "", *, err: bool = False, style: str | None = None) -> None:
-    """Print one line (redacted). ``style`` is a Rich style used only when colour is on."""
+    """Print one line (redacted), unless ``--quiet``. ``style`` is a Rich style used only when colour is on."""
+    if _quiet:
+        return
+    _write_line(text, err=err, style=style)
+
+
+def _write_line(text: str, *, err: bool, style: str | None) -> None:
     stream = sys.stderr if err else sys.stdout
     line = redact(text)
     if style and color_enabled(stream):
@@ -93,11 +118,17 @@ def success(text: str) -> None:
 
 
 def warn(text: str) -> None:
-    echo(f"warning: {text}", err=True, style="yellow")
+    """A warning on stderr (also with ``--quiet``)."""
+    _write_line(f"warning: {text}", err=True, style="yellow")
 
 
 def error(exc: SafemigError) -> None:
     """Render a user-facing error: one line, then the hint; on stderr, never a traceback."""
-    echo(f"error: {exc.message}", err=True, style="bold red")
+    _write_line(f"error: {exc.message}", err=True, style="bold red")
     if exc.hint:
-        echo(f"hint: {exc.hint}", err=True, style="cyan")
+        _write_line(f"hint: {exc.hint}", err=True, style="cyan")
+
+
+def failure(text: str) -> None:
+    """A line about a failure that is not a :class:`SafemigError` (an internal error, an interrupt): always shown."""
+    _write_line(text, err=True, style=None)

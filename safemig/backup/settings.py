@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from safemig.config import Config, interpolate
+from safemig import values
+from safemig.config import BACKUP_KEYS, Config, interpolate
 from safemig.errors import ConfigError
 
 MiB = 1024 * 1024
@@ -26,30 +27,9 @@ DEFAULT_COMPRESSION = "1"
 _ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # readable only after a RestoreObject request
 _SSE_VALUES = {"AES256", "aws:kms", "aws:kms:dsse", "none"}
 _COMPRESSION = re.compile(r"^(?:[0-9]|(?:gzip|lz4|zstd|none)(?::[0-9]{1,2})?)$")
-_KNOWN_KEYS = {
-    "bucket",
-    "prefix",
-    "storage_class",
-    "sse",
-    "kms_key_id",
-    "endpoint_url",
-    "region",
-    "compression",
-    "part_size_mb",
-    "concurrency",
-    "pg_bin_dir",
-    "sdk_checksums",
-    "stall_timeout",
-    "lock_wait_timeout",
-    "keep_last",
-    "keep_days",
-    "spool_dir",
-    "role_passwords",
-}
+_KNOWN_KEYS = BACKUP_KEYS  # declared with the config, which refuses any other key when it is read
 DEFAULT_STALL_TIMEOUT = "5min"
 DEFAULT_LOCK_WAIT_TIMEOUT = "30s"
-_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|min|h)?\s*$")
-_UNIT_SECONDS = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -133,21 +113,9 @@ def _bool(section: dict[str, Any], key: str, where: str, default: bool) -> bool:
 
 
 def _duration(section: dict[str, Any], key: str, where: str, default: str) -> float:
-    """Seconds in ``"30s"``, ``"5min"``, ``"500ms"``, ``"1h"`` (a bare number is seconds).
-
-    Written here rather than shared with the deploy settings' parser: backup sits below deploy
-    and must not import it; the config helper is unifying the two.
-    """
-    value = section.get(key, default)
-    text = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    match = _DURATION.match(text) if isinstance(text, str) else None
-    seconds = float(match["number"]) * _UNIT_SECONDS[match["unit"] or "s"] if match else 0.0
-    if not match or seconds <= 0:
-        raise ConfigError(
-            f"backup.{key} = {value!r} in {where} is not a positive duration",
-            hint=f'write {key} like "30s", "5min" or "1h" (default {default})',
-        )
-    return seconds
+    """Seconds, in PostgreSQL's duration syntax (``"30s"``, ``"5min"``, ``"500ms"``; a bare number is seconds)."""
+    parse = values.duration(minimum_s=0.001, maximum_s=86_400)
+    return parse(section.get(key, default), f"backup.{key} in {where}").seconds
 
 
 def _optional_int(section: dict[str, Any], key: str, where: str, low: int, high: int) -> int | None:

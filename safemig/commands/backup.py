@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from safemig.commands.common import ConfigOption, DatabaseUrlOption, JsonOption, load
+from safemig.commands.common import ConfigOption, DatabaseUrlOption, JsonOption, QuietOption, load
 
 RequiredEnvOption = Annotated[
     str, typer.Option("--env", "-e", help="Environment name from [envs.NAME] in the config.", show_default=False)
@@ -54,7 +54,9 @@ def human_size(n: float) -> str:
 
 def _show_progress() -> bool:
     """A progress bar only for a person at a terminal: not in CI, not when piped."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
+    from safemig import output
+
+    return sys.stderr.isatty() and not os.environ.get("CI") and not output.is_quiet()
 
 
 @contextmanager
@@ -90,6 +92,7 @@ def backup_command(
     database_url: DatabaseUrlOption = None,
     config_path: ConfigOption = None,
     json_out: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Back up ENV's database to S3 (see README, section backup)."""
     from safemig import output
@@ -252,6 +255,7 @@ def restore_command(
     ] = False,
     config_path: ConfigOption = None,
     json_out: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Restore a backup into the target database, verifying its checksum while streaming."""
     from safemig import output

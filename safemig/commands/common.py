@@ -29,7 +29,8 @@ DatabaseUrlOption = Annotated[
     typer.Option(
         "--database-url",
         "-D",
-        help="Database URL (default: the env's database_url, else $DATABASE_URL; libpq PG* variables and .pgpass work).",
+        help="Database URL (default: the env's database_url, else $DATABASE_URL; "
+        "libpq PG* variables and .pgpass work).",
         show_default=False,
     ),
 ]
@@ -40,6 +41,25 @@ SourceOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _quiet(value: bool) -> bool:
+    if value:
+        from safemig import output
+
+        output.set_quiet(True)
+    return value
+
+
+# Commands that print progress take ``quiet: QuietOption = False``; the option acts through its
+# callback (the body need not look at it): progress lines and summaries are dropped, while
+# warnings, errors and --json output are still written, and the exit code says how it went.
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", callback=_quiet, help="No progress or summary: only warnings, errors and --json output."
+    ),
+]
 
 
 def load(config_path: Path | None, source: Path | None = None) -> Config:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from safemig.commands.common import ConfigOption, EnvOption, JsonOption, SourceOption, load
+from safemig.commands.common import ConfigOption, EnvOption, JsonOption, QuietOption, SourceOption, load
 
 if TYPE_CHECKING:  # pragma: no cover
     from safemig.deploy.gates import GateResult, Reporter
@@ -165,6 +165,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         json_out: JsonOption = False,
+        quiet: QuietOption = False,
     ) -> None:
         """Run the pre-deploy checklist as gates: preflight, lint, backup, rehearsal, production apply, report.
 
@@ -252,6 +253,7 @@ def register(app: typer.Typer) -> None:
         reset: Annotated[
             bool, typer.Option("--reset", help="Delete the demo's databases first and start from scratch.")
         ] = False,
+        quiet: QuietOption = False,
     ) -> None:
         """Start local staging + prod PostgreSQL and a local S3, then run `safemig deploy --env prod` on them."""
         from safemig.deploy.demo import run_demo

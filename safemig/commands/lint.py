@@ -165,11 +165,11 @@ def nearest_config(path: Path) -> Path | None:
 def _groups(paths: list[Path], config_path: Path | None, source: Path | None):
     """``[(config, paths)]``: one group per nearest ``safemig.toml`` unless ``--config``/``--source`` names one."""
     if config_path is not None or source is not None or not paths:
-        return [(load_config(config_path, source=source), list(paths))]
+        return [(load_config(config_path, source=source, check_envs=False), list(paths))]
     by_config: dict[Path | None, list[Path]] = {}
     for path in paths:
         by_config.setdefault(nearest_config(path) if path.exists() else None, []).append(path)
-    return [(load_config(found) if found else load_config(), group) for found, group in by_config.items()]
+    return [(load_config(found, check_envs=False), group) for found, group in by_config.items()]
 
 
 def _configured(path: Path, config) -> bool:
@@ -207,7 +207,7 @@ def run_lint(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}", hint="e.g. --format json")
-    config = load_config(config_path, source=source)
+    config = load_config(config_path, source=source, check_envs=False)  # env values: checked if an env is used
     server_major = None
     if pending:
         if paths:

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from safemig.commands.common import ConfigOption, DatabaseUrlOption, EnvOption, JsonOption, SourceOption, load
+from safemig.commands.common import (
+    ConfigOption,
+    DatabaseUrlOption,
+    EnvOption,
+    JsonOption,
+    QuietOption,
+    SourceOption,
+    load,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from safemig.config import Config
@@ -57,7 +65,7 @@ LockRetriesOption = Annotated[
     typer.Option(
         "--lock-retries",
         min=0,
-        help="Retries after a lock_timeout, with exponential backoff (default: the env's lock_retries, else 0).",
+        help="Retries after a lock_timeout, 0-100, with exponential backoff (default: the env's lock_retries, else 0).",
         show_default=False,
     ),
 ]
@@ -179,7 +187,8 @@ def _warn_dropped(config: Config, env: str | None) -> None:
     import os
 
     try:
-        raw = config.env(env).database_url if env else os.environ.get(config.sqlx.database_url_var)
+        template = config.env(env).database_url if env else None
+        raw = template.resolve() if template else os.environ.get(config.sqlx.database_url_var)
     except Exception:  # resolve_database_url has already reported a real problem
         return
     _warn_unknown_parameters(raw or "")
@@ -196,23 +205,25 @@ def _warn_unknown_parameters(url: str) -> None:
 def _settings(
     config: Config, env: str | None, lock_timeout: str | None, statement_timeout: str | None, lock_retries: int | None
 ) -> ApplySettings:
-    """CLI options over the env's settings; with no env, the server's own timeouts apply."""
-    from safemig.errors import ConfigError
+    """The env's settings (the very ones deploy uses) with the CLI options over them.
+
+    With no env, the server's own timeouts apply and nothing is retried; options are checked by
+    the env keys' own parsers either way (``--lock-timeout 30d`` is refused like ``lock_timeout = "30d"``).
+    """
+    from safemig.config import EnvSettings, parse_options
+    from safemig.deploy.settings import apply_settings
     from safemig.migrations.engine import ApplySettings
 
-    retries: object = lock_retries
+    options = {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout, "lock_retries": lock_retries}
     if env:
-        env_config = config.env(env)
-        lock_timeout = lock_timeout if lock_timeout is not None else env_config.lock_timeout
-        statement_timeout = statement_timeout if statement_timeout is not None else env_config.statement_timeout
-        if retries is None:
-            retries = env_config.get("lock_retries", 0)
-    retries = 0 if retries is None else retries
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise ConfigError(
-            f"envs.{env}.lock_retries in {config.source} must be a whole number >= 0", hint="e.g. lock_retries = 3"
-        )
-    return ApplySettings(lock_timeout=lock_timeout, statement_timeout=statement_timeout, lock_retries=retries)
+        return apply_settings(config.env(env).with_options(**options))
+    given = parse_options(**options)
+    return ApplySettings(
+        lock_timeout=str(given["lock_timeout"]) if "lock_timeout" in given else None,
+        statement_timeout=str(given["statement_timeout"]) if "statement_timeout" in given else None,
+        lock_retries=given.get("lock_retries", 0),
+        retry_backoff=EnvSettings(env="").retry_backoff.seconds,
+    )
 
 
 def _on_wait() -> None:
@@ -285,6 +296,7 @@ def run_command(
     target_version: TargetOption = None,
     dry_run: DryRunOption = False,
     verbose: VerboseOption = False,
+    quiet: QuietOption = False,
     allow_out_of_order: Annotated[
         bool,
         typer.Option(
@@ -418,6 +430,7 @@ def revert_command(
     target_version: TargetOption = None,
     dry_run: DryRunOption = False,
     verbose: VerboseOption = False,
+    quiet: QuietOption = False,
     ignore_missing: IgnoreMissingOption = False,
     lock_timeout: LockTimeoutOption = None,
     statement_timeout: StatementTimeoutOption = None,

@@ -14,10 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safemig.config import Config
-from safemig.deploy.settings import DeploySettings
-from safemig.deploy.window import WindowStatus
+from safemig.config import Config, EnvSettings
 from safemig.migrations.files import Migration
+from safemig.window import WindowStatus
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -43,7 +42,7 @@ class DeployContext:
     config: Config
     env: str
     options: DeployOptions
-    settings: DeploySettings
+    settings: EnvSettings
     started_at: datetime
     prod_url: str
     staging_url: str | None

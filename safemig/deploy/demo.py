@@ -24,6 +24,7 @@ from pathlib import Path
 
 from safemig.deploy.record import RECORDS_DIR, read_records
 from safemig.errors import UsageError
+from safemig.statedir import make_dir
 
 DEMO_DB = "forgeerp"
 DEMO_BUCKET = "safemig-demo-backups"
@@ -72,7 +73,9 @@ def _ensure_database(cluster, name: str) -> str:
 def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False, project: Path | None = None) -> int:
     """Run the demo end to end; returns the deploy's exit code."""
     from safemig.local.postgres import LocalCluster
-    from safemig.local.s3 import start_local_s3
+    from safemig.local.s3 import require_server, start_local_s3
+
+    require_server()  # before any cluster starts: without the demo extra, say how to install it
 
     project = (project or Path.cwd()).resolve()
     migrations = project / "docker" / "migrations"
@@ -84,7 +87,7 @@ def run_demo(*, state_dir: Path, keep_running: bool = False, reset: bool = False
         for name in ("staging", "prod"):
             LocalCluster(state / name).destroy()
         shutil.rmtree(state, ignore_errors=True)
-    state.mkdir(parents=True, exist_ok=True)
+    make_dir(state)
 
     with ExitStack() as stack:
         started = time.monotonic()

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from safemig.deploy.expectations import ACCESS_EXCLUSIVE, MODE_ORDER, expected_locks
 from safemig.deploy.gates import GateContext, Reporter
+from safemig.deploy.settings import apply_settings
 from safemig.migrations.blockers import LockWatch, describe_all
 from safemig.migrations.engine import Attempt, Migrator, Observer
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
 
-    from safemig.deploy.settings import DeploySettings
+    from safemig.config import EnvSettings
     from safemig.migrations.files import Migration
     from safemig.sqlx_config import TableName
 
@@ -177,7 +178,7 @@ def production_migrator(
     url: str,
     migrations: Sequence[Migration],
     rollbacks_dir: Path,
-    settings: DeploySettings,
+    settings: EnvSettings,
     *,
     deadline: float | datetime | None,
     reporter: Reporter,
@@ -199,7 +200,7 @@ def production_migrator(
             gate,
             watch=watch,
             pid=conn.info.backend_pid,
-            lock_timeout=settings.lock_timeout,
+            lock_timeout=str(settings.lock_timeout),
             lock_retries=settings.lock_retries,
             record=attempts,
         )
@@ -207,7 +208,7 @@ def production_migrator(
             conn,
             list(migrations),
             rollbacks_dir=rollbacks_dir,
-            settings=dataclasses.replace(settings.apply_settings, deadline=deadline),
+            settings=dataclasses.replace(apply_settings(settings), deadline=deadline),
             observer=observer,
             lock_watch=watch,
             table=table,  # sqlx.toml's table-name and create-schemas (config.sqlx)

@@ -34,10 +34,10 @@ from safemig.deploy.gates import GateContext, GateRunner, Reporter
 from safemig.deploy.plan import DeployPlan, PlanItem, backup_destination, build_plan
 from safemig.deploy.record import DeployRecord, applied_dict, git_state, write_record
 from safemig.deploy.rehearsal import RehearsalResult
-from safemig.deploy.window import evaluate, format_delta
 from safemig.errors import CheckFailed, ConfigError, DatabaseError, SafemigError
 from safemig.migrations.files import Migration, discover, find_rollback
 from safemig.redact import mask_url
+from safemig.window import evaluate, format_delta
 
 if TYPE_CHECKING:  # pragma: no cover
     from safemig.backup import BackupResult
@@ -106,7 +106,7 @@ def preflight(
 
     def open_connection(name: str, url: str, application_name: str):
         try:
-            db.wait_until_ready(url, settings.ready_timeout_s)
+            db.wait_until_ready(url, settings.ready_timeout.seconds)
             return stack.enter_context(_closing(db.connect(url, autocommit=True, application_name=application_name)))
         except SafemigError as exc:
             raise _prefixed(exc, name) from None
@@ -146,7 +146,7 @@ def preflight(
     record.pending = [PlanItem(m, rollbacks[m.version]).as_dict(config.root) for m in pending]
     window = None
     if pending:
-        window = evaluate(settings.windows, options.now)
+        window = evaluate(settings.maintenance_window, options.now)
         record.window = {"status": window.describe(), "open": window.open, "override_reason": None}
         if not window.open:
             if options.outside_window:
@@ -226,7 +226,9 @@ def lint_gate(ctx: DeployContext, gate: GateContext) -> int:
 
     root = ctx.config.root
     paths = [m.path for m in ctx.pending] + [p for m in ctx.pending if (p := ctx.rollbacks[m.version])]
-    report = lint_paths(paths, ctx.config, env=ctx.env)  # env: this deploy sets its lock_timeout
+    # env: this deploy sets its lock_timeout; server_major: judge syntax by what prod runs
+    # (unless [lint] pg_version says otherwise)
+    report = lint_paths(paths, ctx.config, env=ctx.env, server_major=ctx.prod.info.server_version // 10000)
     for f in report.findings:
         line = f"{rel(Path(f.path), root)}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}"
         (gate.note if f.severity == "error" else gate.warn)(f"{line}\n    {f.hint_line}")  # as `safemig lint`

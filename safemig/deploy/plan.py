@@ -14,12 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from safemig.config import Config
+from safemig.config import Config, EnvSettings
 from safemig.deploy.context import DeployContext, rel
-from safemig.deploy.settings import DeploySettings
-from safemig.deploy.window import WindowStatus
 from safemig.migrations.files import Migration
 from safemig.redact import mask_url
+from safemig.window import WindowStatus
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def backup_destination(config: Config, env: str) -> str:
 def _plan(
     *,
     env: str,
-    settings: DeploySettings,
+    settings: EnvSettings,
     prod_url: str,
     destination: str,
     pending: list[Migration] | tuple[Migration, ...],
@@ -130,10 +129,10 @@ def read_plan(config: Config, env: str, *, now: datetime | None = None) -> tuple
     from safemig import db
     from safemig.config import resolve_database_url
     from safemig.deploy.settings import deploy_settings
-    from safemig.deploy.window import evaluate
     from safemig.errors import SafemigError
     from safemig.migrations import ledger
     from safemig.migrations.files import discover, find_rollback
+    from safemig.window import evaluate
 
     settings = deploy_settings(config, env)
     url = resolve_database_url(config, env=env)
@@ -152,6 +151,6 @@ def read_plan(config: Config, env: str, *, now: datetime | None = None) -> tuple
         destination=destination,
         pending=pending,
         rollbacks={m.version: find_rollback(m, config.rollbacks_dir) for m in pending},
-        window=evaluate(settings.windows, now),
+        window=evaluate(settings.maintenance_window, now),
     )
     return plan, rows

@@ -20,6 +20,7 @@ from typing import Any
 
 from safemig import __version__
 from safemig.redact import redact, redact_data
+from safemig.statedir import make_dir
 
 RECORDS_DIR = Path(".safemig") / "deploys"
 
@@ -138,8 +139,7 @@ class DeployRecord:
 
 def write_record(record: DeployRecord, root: Path) -> Path:
     """Write the record under ``root/.safemig/deploys/`` (never overwriting another) and return its path."""
-    directory = root / RECORDS_DIR
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_dir(root / RECORDS_DIR)
     body = record.to_json()
     for attempt in range(100):
         name = f"{record.id}.json" if attempt == 0 else f"{record.id}-{attempt}.json"

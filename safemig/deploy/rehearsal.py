@@ -37,6 +37,7 @@ from safemig.deploy.gates import GateContext, Reporter
 from safemig.deploy.locks import LockRecorder, StatementLocks, strongest_per_relation
 from safemig.deploy.observers import ReportingObserver
 from safemig.deploy.record import applied_dict
+from safemig.deploy.settings import apply_settings
 from safemig.errors import CheckFailed, SafemigError
 from safemig.migrations.files import Migration
 from safemig.redact import mask_url
@@ -135,6 +136,8 @@ def rehearse_on_restore(
     ctx: DeployContext, backup_uri: str, gate: GateContext, reporter: Reporter, result: RehearsalResult
 ) -> RehearsalResult:
     """Restore ``backup_uri`` into a scratch database on the staging server, rehearse there, drop it."""
+    from psycopg import sql
+
     from safemig import db
     from safemig.backup import restore_backup
     from safemig.deploy import scratch
@@ -143,7 +146,12 @@ def rehearse_on_restore(
     assert ctx.staging is not None and ctx.staging_url is not None and ctx.settings.staging
     result.mode = "restore"
     staging_env = ctx.settings.staging
-    scope = resolve_scope(ctx.prod, migration_targets(ctx.pending), everything=ctx.settings.rehearsal_data == "all")
+    scope = resolve_scope(
+        ctx.prod,
+        migration_targets(ctx.pending),
+        everything=ctx.settings.rehearsal_data == "all",
+        ledger=_regclass_text(ctx.config.sqlx.table),
+    )
     row = ctx.prod.execute(
         "SELECT current_database(), pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()"
     ).fetchone()
@@ -165,10 +173,19 @@ def rehearse_on_restore(
             + ", ".join(sorted(scope.relations)[:8])
             + (" …" if len(scope.relations) > 8 else "")
         )
-    create_roles = _roles_policies_need(ctx, staging_env, gate)
     result.ran_on["roles_created"] = []
     started = time.monotonic()
     try:
+        # Before the restore, which would fail on a policy's TO naming a missing role. Recorded at
+        # once, so that the finally below drops them whatever happens next.
+        for role in _policy_roles_missing(ctx, staging_env, gate):
+            ctx.staging.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            result.ran_on["roles_created"].append(role)
+        if result.ran_on["roles_created"]:
+            gate.note(
+                f"created role(s) {', '.join(result.ran_on['roles_created'])} (NOLOGIN) on {staging_env}'s server "
+                "for the policies that name them (dropped again after the rehearsal)"
+            )
         with scratch.scratch_database(
             ctx.staging, ctx.staging_url, name, encoding=encoding, keep=ctx.options.keep_rehearsal, warn=gate.warn
         ) as url:
@@ -183,7 +200,6 @@ def rehearse_on_restore(
                     no_owner=True,
                     no_privileges=True,
                     select=scope.select,
-                    create_roles=create_roles,
                     jobs=_restore_jobs(scope),
                 )
             except SafemigError as exc:
@@ -193,15 +209,9 @@ def rehearse_on_restore(
                 ) from None
             result.ran_on["restore_s"] = round(restored.duration_s, 3)
             result.timed("restore", started)
-            result.ran_on["roles_created"] = list(restored.roles_created)
-            if restored.roles_created:
-                gate.note(
-                    f"created role(s) {', '.join(restored.roles_created)} on {staging_env}'s server for the "
-                    "policies that name them (dropped again after the rehearsal)"
-                )
             with closing(db.connect(url, autocommit=True, application_name="safemig deploy (rehearsal)")) as conn:
                 started = time.monotonic()
-                counts = _row_counts(conn, scope.targets or sorted(scope.relations))
+                counts = _row_counts(conn, scope.targets)
                 result.timed("row counts", started)
                 result.ran_on["row_counts"] = counts
                 gate.note(
@@ -222,12 +232,13 @@ def rehearse_on_restore(
     return result
 
 
-def _roles_policies_need(ctx: DeployContext, staging_env: str, gate: GateContext) -> bool:
-    """Whether the restore must create roles: prod's row-level security policies name roles the
-    staging server lacks (``--no-owner --no-privileges`` skips owners and GRANTs, not a policy's ``TO``).
+def _policy_roles_missing(ctx: DeployContext, staging_env: str, gate: GateContext) -> list[str]:
+    """The roles prod's row-level security policies name that the staging server lacks
+    (``--no-owner --no-privileges`` skips owners and GRANTs, not a policy's ``TO``).
 
-    Only then are the backup's roles created (and dropped after the rehearsal); a staging role
-    that may not create roles is refused with what to do.
+    Exactly those are created, NOLOGIN and with no other attribute of prod's role (prod's
+    superusers and passwords never reach staging), and dropped after the rehearsal; a
+    staging role that may not create roles is refused with what to do.
     """
     assert ctx.staging is not None
     named = {
@@ -238,13 +249,13 @@ def _roles_policies_need(ctx: DeployContext, staging_env: str, gate: GateContext
         )
     }
     if not named:
-        return False
+        return []
     existing = {
         r[0] for r in ctx.staging.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (sorted(named),))
     }
     missing = sorted(named - existing)
     if not missing:
-        return False
+        return []
     row = ctx.staging.execute(
         "SELECT current_user, rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user"
     ).fetchone()
@@ -259,7 +270,13 @@ def _roles_policies_need(ctx: DeployContext, staging_env: str, gate: GateContext
     gate.note(
         f"{ctx.env}'s policies name role(s) {', '.join(missing)}: the restore creates them on {staging_env}'s server"
     )
-    return True
+    return missing
+
+
+def _regclass_text(table) -> str:
+    """sqlx.toml's ledger table as ``to_regclass`` reads it: each part quoted (unqualified: the search path)."""
+    parts = [table.schema, table.name] if table.schema else [table.name]
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
 
 
 def _restore_jobs(scope) -> int:
@@ -365,7 +382,8 @@ def _compare_with_prod(ctx: DeployContext, conn, env: str, gate: GateContext) ->
     from safemig.deploy.scope import migration_targets
 
     targets = migration_targets(ctx.pending)
-    prod_snap, staging_snap = schema.snapshot(ctx.prod), schema.snapshot(conn)
+    ledger_name = ctx.config.sqlx.table.name
+    prod_snap, staging_snap = schema.snapshot(ctx.prod, ledger_name), schema.snapshot(conn, ledger_name)
     if targets.unknown:
         relations: set[str] | None = None  # cannot know: compare everything
     else:
@@ -443,7 +461,7 @@ def _migrator(ctx: DeployContext, conn, observer):
         conn,
         list(ctx.migrations),
         rollbacks_dir=ctx.config.rollbacks_dir,
-        settings=ctx.settings.apply_settings,
+        settings=apply_settings(ctx.settings),
         observer=observer,
         table=ctx.config.sqlx.table,  # sqlx.toml's table-name and create-schemas
         create_schemas=ctx.config.sqlx.create_schemas,
@@ -475,7 +493,7 @@ def _exercise(
     try:
         recording = _migrator(ctx, conn, recorder)
         for migration in pending:
-            before[migration.version] = schema.snapshot(conn)
+            before[migration.version] = schema.snapshot(conn, ctx.config.sqlx.table.name)
             applied = step(f"applying {migration.name}", recording.apply, migration)
             result.applied.append(applied_dict(applied, migration))
     finally:
@@ -503,7 +521,7 @@ def _exercise(
             break
         step(f"running the rollback of {migration.name}", reverter.revert, migration)
         reverted.append(migration)
-        differences = schema.diff(before[migration.version], schema.snapshot(conn))
+        differences = schema.diff(before[migration.version], schema.snapshot(conn, ctx.config.sqlx.table.name))
         result.rollback_schema.append(
             {"version": migration.version, "file": migration.name, "differences": [d.as_dict() for d in differences]}
         )

@@ -30,13 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from safemig.config import Config, resolve_database_url
+from safemig.config import Config, EnvSettings, resolve_database_url
 from safemig.deploy.expectations import LockExpectation, expected_locks
-from safemig.deploy.settings import DeploySettings, deploy_settings
-from safemig.deploy.window import WindowStatus, evaluate, format_local
+from safemig.deploy.settings import deploy_settings
 from safemig.errors import SafemigError
 from safemig.migrations.files import Migration, discover, find_rollback
 from safemig.redact import mask_url
+from safemig.window import WindowStatus, evaluate, format_local
 
 
 @dataclass
@@ -142,7 +142,7 @@ class Runbook:
 
     config: Config
     env: str
-    settings: DeploySettings
+    settings: EnvSettings
     database: str
     generated_at: datetime
     window: WindowStatus
@@ -182,6 +182,7 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
     with db.connect(url, autocommit=True, application_name="safemig runbook") as conn:
         rows = ledger.applied_rows(conn, config.sqlx.table)
         pending = ledger.check(migrations, rows)
+        server_major = conn.info.server_version // 10000
         existing = {
             name for (name,) in conn.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'm', 'v')")
         }
@@ -190,7 +191,9 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
     created: set[str] = set()
     for m in pending:
         rollback = find_rollback(m, config.rollbacks_dir)
-        report = lint_paths([m.path] + ([rollback] if rollback else []), config)
+        report = lint_paths(
+            [m.path] + ([rollback] if rollback else []), config, env=env, server_major=server_major
+        )  # as the deploy gate
         locks = [
             lk
             if lk.table not in existing
@@ -216,7 +219,7 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
         settings=settings,
         database=mask_url(url),
         generated_at=now or datetime.now(UTC),
-        window=evaluate(settings.windows, now),
+        window=evaluate(settings.maintenance_window, now),
         items=items,
         applied_count=sum(1 for r in rows.values() if r.success),
         backup_destination=destination,
@@ -247,7 +250,8 @@ def _rel(path: Path | None, root: Path) -> str:
 
 def _url_variable(config: Config, env: str) -> str:
     """``$PROD_DATABASE_URL`` when the env's URL is one variable (it is never printed expanded)."""
-    raw = config.env(env).raw.get("database_url")
+    template = config.env(env).database_url
+    raw = template.text if template else None
     match = re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", raw) if isinstance(raw, str) else None
     return f"${match.group(1)}" if match else "$DATABASE_URL"
 
@@ -285,7 +289,7 @@ def render_markdown(rb: Runbook) -> str:
     add(f"| Staging rehearsal | {rehearsal} |")
     add(
         f"| Session settings | `lock_timeout = {s.lock_timeout}`, `statement_timeout = {s.statement_timeout}`, "
-        f"{s.lock_retries} retries on lock timeout (backoff {s.retry_backoff_s:g}s, doubling) |"
+        f"{s.lock_retries} retries on lock timeout (backoff {s.retry_backoff.seconds:g}s, doubling) |"
     )
     add(f"| Backups go to | `{rb.backup_destination}` |")
     if rb.measured:
@@ -311,8 +315,8 @@ def render_markdown(rb: Runbook) -> str:
     # -- window and notice ---------------------------------------------------------------
     add("## 1. Maintenance window and communication")
     add("")
-    if s.windows:
-        add("Configured window(s): " + ", ".join(f"`{w.text}`" for w in s.windows) + ".")
+    if s.maintenance_window:
+        add("Configured window(s): " + ", ".join(f"`{w.text}`" for w in s.maintenance_window) + ".")
         add("")
         add(f"Status at generation time: {rb.window.describe()}.")
         if rb.window.next_open:

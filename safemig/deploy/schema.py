@@ -130,17 +130,22 @@ class SchemaObject:
     definition: str
 
 
-_LEDGER = "._sqlx_migrations"
+DEFAULT_LEDGER = "_sqlx_migrations"
 
 Snapshot = dict[tuple[str, str], SchemaObject]
 
 
-def snapshot(conn) -> Snapshot:
-    """Every user object of ``conn``'s database (catalog reads; no locks beyond AccessShare on catalogs)."""
+def snapshot(conn, ledger: str = DEFAULT_LEDGER) -> Snapshot:
+    """Every user object of ``conn``'s database (catalog reads; no locks beyond AccessShare on catalogs).
+
+    The migrator's ledger table (``ledger``: its name, sqlx.toml's ``table-name``) is
+    bookkeeping, created on the first apply, not schema: it is left out.
+    """
+    suffix = "." + ledger
     out: Snapshot = {}
     for kind, query in _QUERIES:
         for name, relation, definition in conn.execute(query):
-            if (relation or name).endswith(_LEDGER):  # the migrator's bookkeeping, created on first apply
+            if (relation or name).endswith(suffix):
                 continue
             if kind == "relation":
                 relkind = definition.split(" ", 1)[0]

@@ -216,34 +216,44 @@ WHERE c.oid = ANY(%s)
 """
 
 
-def resolve_scope(conn, targets: Targets, *, everything: bool = False) -> Scope:
-    """The data scope on prod (``conn``): the targets, resolved, and what they need (catalog reads only)."""
-    if everything:
-        return Scope(everything_because='rehearsal_data = "all"')
-    if targets.unknown:
-        return Scope(
-            everything_because="the targets of the pending migrations cannot be known: "
-            + "; ".join(targets.unknown[:3])
-        )
-    if targets.calls:
-        user = sorted(r[0] for r in conn.execute(_USER_FUNCTIONS, (sorted(targets.calls),)))
-        if user:
-            return Scope(
-                everything_because="the pending migrations call "
-                + ", ".join(f"{f}()" for f in user)
-                + ", defined on the server: what it touches cannot be read from the files"
-            )
-    rows = conn.execute(_RESOLVE, (sorted(targets.names),)).fetchall()
-    start: set[int] = set()
+def resolve_scope(conn, targets: Targets, *, everything: bool = False, ledger: str = '"_sqlx_migrations"') -> Scope:
+    """The data scope on prod (``conn``): the targets, resolved, and what they need (catalog reads only).
+
+    The migrator's ledger (``ledger``, quoted as ``to_regclass`` reads it: sqlx.toml may name
+    another) is always in it: the rehearsal applies on top of prod's ledger, as gate 5 will.
+    """
+    why = _why_everything(conn, targets, everything)
     resolved: list[str] = []
-    for _name, oid, schema, relname, relkind, index_table in rows:
-        resolved.append(f"{schema}.{relname}")
-        start.add(int(index_table) if relkind in ("i", "I") and index_table else int(oid))
+    start: set[int] = set()
+    if not targets.unknown:
+        for _name, oid, schema, relname, relkind, index_table in conn.execute(_RESOLVE, (sorted(targets.names),)):
+            resolved.append(f"{schema}.{relname}")
+            start.add(int(index_table) if relkind in ("i", "I") and index_table else int(oid))
+    if why is not None:
+        return Scope(everything_because=why, targets=sorted(set(resolved)))
     found = set(start)
     frontier = set(start)
     while frontier:
         more = {int(r[0]) for r in conn.execute(_NEEDS, {"rels": sorted(frontier), "targets": sorted(start)})}
         frontier = more - found
         found |= frontier
+    found |= {int(r[1]) for r in conn.execute(_RESOLVE, ([ledger],))}
     names = {name for name, kind in conn.execute(_NAMES, (sorted(found),)) if kind in ("r", "p", "m", "f")}
     return Scope(relations=names, targets=sorted(set(resolved)))
+
+
+def _why_everything(conn, targets: Targets, everything: bool) -> str | None:
+    """Why every row must be restored, or None when the touched relations are enough."""
+    if everything:
+        return 'rehearsal_data = "all"'
+    if targets.unknown:
+        return "the targets of the pending migrations cannot be known: " + "; ".join(targets.unknown[:3])
+    if targets.calls:
+        user = sorted(r[0] for r in conn.execute(_USER_FUNCTIONS, (sorted(targets.calls),)))
+        if user:
+            return (
+                "the pending migrations call "
+                + ", ".join(f"{f}()" for f in user)
+                + ", defined on the server: what it touches cannot be read from the files"
+            )
+    return None

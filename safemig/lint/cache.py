@@ -23,6 +23,7 @@ from pathlib import Path
 
 from safemig import __version__
 from safemig.lint.finding import Finding, astuple
+from safemig.statedir import make_dir
 
 CACHE_DIR = Path(".safemig") / "lint-cache"
 BUCKET_CHARS = 1  # hex digits of the key that name its bucket file
@@ -127,7 +128,7 @@ class Cache:
                 "findings": [astuple(f) for f in findings],
             }  # rows, not objects: half the JSON to write
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_dir(self.directory)
             for name, new in by_bucket.items():
                 bucket = self._load(name)  # as it is now: entries another run wrote meanwhile are kept
                 bucket = {

@@ -41,8 +41,8 @@ def run_policy(config: Config, *, env: str | None = None, server_major: int | No
         policy = replace(policy, pg_version=server_major)
     if env is not None:
         lock_timeout = config.env(env).lock_timeout
-        if lock_timeout.strip().lower() not in ("", "0", "0s", "0ms", "0min"):
-            policy = replace(policy, runner_lock_timeout=lock_timeout)
+        if lock_timeout.ms:  # as PostgreSQL reads it: "0.4ms" is 0 too
+            policy = replace(policy, runner_lock_timeout=str(lock_timeout))
             notes.append(
                 f"missing-lock-timeout not checked: safemig applies these migrations to env {env} with "
                 f"lock_timeout = {lock_timeout} set for the session (plain sqlx or Diesel would not)"

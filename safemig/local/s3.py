@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from safemig.errors import UsageError
 from safemig.local.postgres import free_port
 
 # Fake credentials, only ever sent to the local stand-in.
@@ -39,8 +40,20 @@ class LocalS3:
         self._server.stop()  # type: ignore[attr-defined]
 
 
+def require_server() -> None:
+    """Refuse (exit 2, with the install command) when moto's server is not installed (no demo extra)."""
+    try:
+        import moto.server  # noqa: F401 - moto[server] pulls in flask and werkzeug too
+    except ImportError as exc:
+        raise UsageError(
+            f"the local S3 stand-in needs moto's server, which is not installed ({exc})",
+            hint="pip install 'safemig[demo]'",
+        ) from None
+
+
 def start_local_s3(port: int = 0) -> LocalS3:
     """Start moto's S3 server on 127.0.0.1 (a free port unless one is given)."""
+    require_server()
     from moto.server import ThreadedMotoServer
 
     port = port or free_port()

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from safemig.db import DEFAULT_CONNECT_TIMEOUT, advisory_lock, connect, error_text
 from safemig.errors import CheckFailed, ConfigError, DatabaseError, LedgerError, MigrationFileError, UsageError
@@ -121,32 +121,9 @@ def check_out_of_order_policy(value: object, where: str) -> str:
     return str(value)
 
 
-def env_setting(config: Config, env: str, key: str) -> Any:
-    """``envs.ENV.KEY``, or ``None`` when the file does not set it.
-
-    Written for both shapes of an env's settings: today's ``EnvConfig`` (a raw table read
-    on access) and the typed ``EnvSettings`` the config branch is landing (one attribute
-    per declared key, defaults filled in). Drop the first branch once that has landed.
-    """
-    settings = config.env(env)
-    raw = getattr(settings, "raw", None)
-    if isinstance(raw, dict):
-        return settings.get(key) if key in raw else None
-    return getattr(settings, key, None)
-
-
 def connect_timeout_setting(config: Config, env: str | None) -> float:
-    """``envs.ENV.connect_timeout`` in seconds (a number, or a parsed duration), else sqlx-cli's 10."""
-    value = env_setting(config, env, "connect_timeout") if env else None
-    if value is None:
-        return DEFAULT_CONNECT_TIMEOUT
-    seconds = getattr(value, "seconds", value)  # a typed Duration, or a plain number today
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-        raise ConfigError(
-            f"envs.{env}.connect_timeout in {config.source} must be a number of seconds >= 0",
-            hint="e.g. connect_timeout = 30",
-        )
-    return float(seconds)
+    """``envs.ENV.connect_timeout`` in seconds (checked when the config was read), else sqlx-cli's 10."""
+    return config.env(env).connect_timeout.seconds if env else DEFAULT_CONNECT_TIMEOUT
 
 
 def out_of_order_policy(config: Config, env: str | None, *, allow_flag: bool = False) -> str:
@@ -154,9 +131,9 @@ def out_of_order_policy(config: Config, env: str | None, *, allow_flag: bool = F
     ``out_of_order``, else ``refuse``. For ``safemig deploy`` as much as ``migrate run``."""
     if allow_flag:
         return "allow"
-    value = env_setting(config, env, "out_of_order") if env else None
-    if value is not None:
-        return check_out_of_order_policy(value, f"envs.{env}.out_of_order in {config.source}")
+    env_policy = config.env(env).out_of_order if env else None  # checked when the config was read
+    if env_policy is not None:
+        return env_policy
     if "out_of_order" in config.sections:
         return check_out_of_order_policy(config.sections["out_of_order"], f"out_of_order in {config.source}")
     return "refuse"

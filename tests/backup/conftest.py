@@ -82,3 +82,22 @@ def snapshot(url: str) -> list[tuple]:
 
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT id, tenant, payload FROM events ORDER BY id").fetchall()
+
+
+def children_named(ppid: int, name: str) -> list[int]:
+    """PIDs of the processes called ``name`` whose parent is ``ppid`` (from /proc)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                head, tail = fh.read().rsplit(")", 1)
+            comm, parent = head.split("(", 1)[1], int(tail.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if comm == name and parent == ppid:
+            found.append(int(entry))
+    return found

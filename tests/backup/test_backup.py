@@ -21,7 +21,7 @@ from safemig.backup.settings import load_settings
 from safemig.config import load_config
 from safemig.errors import ConfigError, StorageError, ToolError
 from safemig.local.postgres import free_port
-from tests.backup.conftest import snapshot, write_config
+from tests.backup.conftest import children_named, snapshot, write_config
 
 
 def keys(client, bucket: str) -> list[str]:
@@ -34,20 +34,7 @@ def open_uploads(client, bucket: str) -> list[dict]:
 
 def pg_dump_children() -> list[int]:
     """PIDs of pg_dump processes this test process started."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)
-            comm = fields[0].split("(", 1)[1]
-            ppid = int(fields[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if comm == "pg_dump" and ppid == os.getpid():
-            found.append(int(entry))
-    return found
+    return children_named(os.getpid(), "pg_dump")
 
 
 @pytest.fixture

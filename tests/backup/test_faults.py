@@ -19,7 +19,7 @@ import boto3
 import psycopg
 import pytest
 
-from tests.backup.conftest import snapshot, write_config
+from tests.backup.conftest import children_named, snapshot, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -127,8 +127,10 @@ def test_paused_backup_and_restore_resume_and_finish_correctly(big_project, s3_e
     uri = json.loads(out)["uri"]
 
     restore = _spawn(["restore", "--env", "prod", "--from", uri, "--target-database-url", database_url_b, "--json"], big_project)
-    time.sleep(0.8)
-    paused = _pause_repeatedly(restore, times=4, pause_s=1.5, gap_s=0.1)
+    deadline = time.monotonic() + 60
+    while not children_named(restore.pid, "pg_restore") and restore.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    paused = _pause_repeatedly(restore, times=4, pause_s=1.5, gap_s=0.05)
     out, err = restore.communicate(timeout=180)
     assert restore.returncode == 0, err
     assert paused >= 1

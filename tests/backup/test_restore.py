@@ -166,3 +166,15 @@ def test_cli_import_loads_neither_boto3_nor_psycopg():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_target_with_only_a_schema_a_type_or_an_extension_is_not_empty(project, config, database_url, database_url_b, s3):
+    import psycopg
+
+    run_backup(config, "prod", database_url=database_url)
+    with psycopg.connect(database_url_b, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA billing; CREATE TYPE mood AS ENUM ('ok'); CREATE DOMAIN cents AS bigint")
+    with pytest.raises(CheckFailed) as caught:
+        restore_backup(config, "prod", source="latest", target_url=database_url_b)
+    assert "1 schemas" in caught.value.message and "2 types or domains" in caught.value.message
+    assert not table_exists(database_url_b)

@@ -1,4 +1,4 @@
-"""The pipeline's pieces on their own: gate runner, deploy settings, deploy record."""
+"""The pipeline's pieces on their own: gate runner, deploy record (env settings: tests/test_config.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from safemig.config import load_config
 from safemig.deploy.gates import FAILED, PASSED, SKIPPED, WARNING, GateRunner, Reporter
 from safemig.deploy.record import DeployRecord, read_records, write_record
-from safemig.deploy.settings import deploy_settings, duration_seconds
-from safemig.errors import ConfigError, DatabaseError, UsageError
+from safemig.errors import DatabaseError
 
 
 class Recording(Reporter):
@@ -55,52 +53,6 @@ def test_gate_runner_times_each_gate_and_stops_at_the_first_failure():
     ]
     runner.skip("four", "Four", "not run: three failed")
     assert runner.results[-1].verdict == SKIPPED
-
-
-def _config(tmp_path, prod: str, extra: str = ""):
-    (tmp_path / "safemig.toml").write_text(
-        '[envs.staging]\ndatabase_url = "postgresql://h/s"\n'
-        f'[envs.prod]\ndatabase_url = "postgresql://h/p"\n{prod}\n{extra}'
-    )
-    return load_config(cwd=tmp_path)
-
-
-def test_settings_defaults_and_values(tmp_path):
-    s = deploy_settings(_config(tmp_path, 'staging = "staging"'), "prod")
-    assert (s.staging, s.lock_timeout, s.statement_timeout, s.lock_retries, s.retry_backoff_s) == ("staging", "5s", "15min", 3, 2.0)
-    assert s.windows == []
-    s = deploy_settings(_config(tmp_path, 'staging = "none"\nlock_timeout = "750ms"\nlock_retries = 0\nretry_backoff = 1\n'
-                                          'maintenance_window = ["Sat 02:00-04:00 UTC", "Sun 02:00-04:00 UTC"]'), "prod")
-    assert s.staging is None and s.lock_timeout == "750ms" and s.lock_retries == 0 and s.retry_backoff_s == 1.0
-    assert len(s.windows) == 2
-    settings = s.apply_settings
-    assert (settings.lock_timeout, settings.lock_retries, settings.retry_backoff) == ("750ms", 0, 1.0)
-
-
-@pytest.mark.parametrize(
-    ("prod", "error", "message"),
-    [
-        ("", ConfigError, "names no staging env to rehearse its deploys on"),
-        ('staging = "prod"', ConfigError, "envs.prod.staging in safemig.toml names the env itself"),
-        ('staging = "qa"', UsageError, "unknown env 'qa'"),
-        ('staging = "staging"\nlock_timeout = "soon"', ConfigError, "envs.prod.lock_timeout in safemig.toml = 'soon' is not a duration"),
-        ('staging = "staging"\nlock_retries = -1', ConfigError, "envs.prod.lock_retries in safemig.toml must be a whole number"),
-        ('staging = "staging"\nlock_retries = true', ConfigError, "lock_retries"),
-        ('staging = "staging"\nretry_backoff = "fast"', ConfigError, "envs.prod.retry_backoff"),
-        ('staging = "staging"\nmaintenance_window = "weekends"', ConfigError, "envs.prod.maintenance_window in safemig.toml: cannot read"),
-    ],
-)
-def test_settings_refuse_bad_values_naming_the_key(tmp_path, prod, error, message):
-    with pytest.raises(error) as info:
-        deploy_settings(_config(tmp_path, prod), "prod")
-    assert message in info.value.message
-    assert info.value.hint
-
-
-def test_durations_read_like_postgresql():
-    assert duration_seconds("5s", "x") == 5 and duration_seconds("15min", "x") == 900
-    assert duration_seconds("250", "x") == 0.25  # a bare number is milliseconds, as in PostgreSQL
-    assert duration_seconds(2, "x", default_unit="s") == 2
 
 
 def test_record_is_written_without_overwriting_and_redacted(tmp_path, monkeypatch):

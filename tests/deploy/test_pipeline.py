@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 import psycopg
 
 from safemig.db import lock_id
-from safemig.deploy.window import DAY_NAMES
 from safemig.local.postgres import DEFAULT_PASSWORD
+from safemig.window import DAY_NAMES
 
 
 def _closed_window() -> str:
@@ -297,7 +297,7 @@ def test_config_errors_exit_2_before_touching_anything(project):
     project.write_config(staging=None)
     result = project.deploy()
     assert result.exit_code == 2
-    assert "safemig.toml names no staging env to rehearse its deploys on" in result.stderr
+    assert "envs.prod names no staging env to rehearse its deploys on" in result.stderr
     assert 'staging = "none"' in result.stderr
     project.write_config(lock_retries='"many"')
     result = project.deploy()

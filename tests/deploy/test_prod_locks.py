@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from safemig.deploy.window import DAY_NAMES
 from safemig.local.postgres import DEFAULT_PASSWORD
+from safemig.window import DAY_NAMES
 
 
 @contextmanager

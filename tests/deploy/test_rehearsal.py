@@ -59,6 +59,7 @@ def test_prod_rows_a_constraint_rejects_fail_the_rehearsal_not_prod(project):
     assert record["failed_gate"] == "staging"
     ran_on = record["rehearsal"]["ran_on"]
     assert ran_on["backup_uri"] == record["backup"]["uri"] and ran_on["row_counts"] == {"public.items": 501}
+    assert ran_on["scope"]["relations"] == ["public._sqlx_migrations", "public.items"]  # the ledger's rows too
     assert [a["version"] for a in record["rehearsal"]["applied"]] == [2, 3]
 
 
@@ -256,8 +257,11 @@ def test_a_policy_naming_a_role_the_staging_server_lacks_still_restores_and_the_
         assert result.exit_code == 0, result.output
         assert f"policies name role(s) {role}: the restore creates them" in result.stdout
         record = project.records()[-1]
-        assert record["rehearsal"]["ran_on"]["roles_created"] == [role]
-        assert project.query(project.staging_url, f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")[0][0] == 0
+        created = record["rehearsal"]["ran_on"]["roles_created"]
+        assert created == [role]  # exactly the roles policies name: no other role of prod's server
+        assert f"created role(s) {role} (NOLOGIN)" in result.stdout
+        left = project.query(project.staging_url, "SELECT rolname FROM pg_roles")
+        assert not set(created) & {r[0] for r in left}  # all dropped again
         assert _scratch_databases(project) == []
     finally:
         _run(project.prod_url, f"DROP POLICY readers ON items; DROP ROLE {role}")

@@ -153,3 +153,19 @@ def test_scratch_name_fits_63_bytes_and_the_database_is_dropped_even_on_ctrl_c(p
             pass
         assert scratch.exists(database_url_b, "t_scratch_kept")
         scratch.drop(database_url_b, "t_scratch_kept")
+
+
+def test_read_plan_is_the_plan_a_dry_run_shows(project, monkeypatch):
+    """The one plan builder, as ``safemig runbook`` reads it (one short connection, no lock)."""
+    from safemig.config import load_config
+    from safemig.deploy.plan import read_plan
+
+    for key, value in project.env.items():
+        monkeypatch.setenv(key, value)
+    project.apply_directly(project.prod_url, [1])
+    project.write_config(rehearsal='"staging"')
+    plan, rows = read_plan(load_config(project.root / "safemig.toml"), "prod")
+    assert [item.migration.version for item in plan.items] == [2, 3] and set(rows) == {1}
+    assert plan.rehearsal == "staging" and plan.rehearsal_step().startswith("rehearse on staging: compare its schema")
+    assert plan.backup_destination == f"s3://{project.bucket}/t/prod/"
+    assert plan.as_dict(project.root)["pending"][0]["rollback"] == "rollbacks/002_rollback_note.sql"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safemig.deploy.window import evaluate, parse_window, parse_windows
 from safemig.errors import ConfigError
+from safemig.window import evaluate, parse_window, parse_windows
 
 UTC = timezone.utc
 BERLIN_WEEKEND = "Sat,Sun 02:00-04:00 Europe/Berlin"

@@ -483,7 +483,7 @@ def test_13_out_of_order_policy(cli, stock, database_url):
     assert migrate(cli, stock, "run", *url).exit_code == 1  # default: refuse
     (stock.root / "safemig.toml").write_text('out_of_order = "sometimes"\n')
     bad = migrate(cli, stock, "run", *url)
-    assert bad.exit_code == 2 and "out_of_order = 'sometimes' must be one of refuse, warn, allow" in bad.stderr
+    assert bad.exit_code == 2 and "safemig.toml:1: out_of_order = 'sometimes' is not one of 'refuse', 'warn', 'allow'" in bad.stderr
     (stock.root / "safemig.toml").write_text('migrations_dir = "migrations"\nout_of_order = "warn"\n')
     result = migrate(cli, stock, "run", *url)
     assert result.exit_code == 0, result.output

@@ -22,6 +22,7 @@ Pure module (zoneinfo only): the runbook and ``--dry-run`` use it without a data
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -214,7 +215,7 @@ def format_delta(delta: timedelta) -> str:
     return " ".join(parts)
 
 
-def evaluate(windows: list[Window], now: datetime | None = None) -> WindowStatus:
+def evaluate(windows: Sequence[Window], now: datetime | None = None) -> WindowStatus:
     """Is any window open at ``now`` (aware; default: the current time)? If not, which opens next."""
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
