@@ -164,8 +164,13 @@ def lint_many(
     fork = hasattr(os, "fork") and threading.active_count() == 1
     context = multiprocessing.get_context("fork" if fork else "spawn")
     _WORKER.update(config=config, policy=policy, rules=rules)  # inherited by forked workers
-    if fork:
-        import pglast.parser  # noqa: F401  (imported once here, not once per forked worker)
+    if fork:  # what every worker would otherwise import or read on its own, once here for all of them
+        import pglast.parser  # noqa: F401
+
+        from safemig.lint import catalog, history  # noqa: F401  (rules import these on first use)
+        from safemig.migrations import engine  # noqa: F401  (drop-without-rollback's hint names the stub file)
+
+        catalog.preload(policy.target_major)
     initializer: Callable[..., None] | None = None if fork else _worker_init
     initargs: tuple = () if fork else (config, policy)
     estimate = expected if looked_at is None else expected * len(head) // max(looked_at(), len(head))
