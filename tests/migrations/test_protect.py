@@ -86,6 +86,8 @@ def test_an_env_naming_a_staging_or_saying_protected_is_protected(tmp_path, monk
     envs = load_config(cwd=tmp_path).envs
     assert is_protected(envs["prod"]) and is_protected(envs["vault"])
     assert not is_protected(envs["dev"]) and not is_protected(envs["staging"])
+    (tmp_path / "safemig.toml").write_text(CONFIG.replace('staging = "staging"\n', 'staging = "staging"\nprotected = false\n'))
+    assert is_protected(load_config(cwd=tmp_path).env("prod"))  # an env deployed with a rehearsal stays protected
     assert guard(envs["dev"], "apply pending migrations to", yes=False, override=Override(), ask=None) == []
 
 
@@ -132,6 +134,8 @@ def test_without_a_terminal_a_protected_env_is_refused_and_nothing_changes(guard
             assert result.exit_code == 2, (env, command, result.output)
             assert f"error: {env} is a protected env and there is no terminal to confirm on" in result.stderr
             assert "hint: pass --yes" in result.stderr and "Traceback" not in result.stderr
+    group = cli_process("migrate", "--env", "prod", "run", cwd=guarded.root)  # --env before the subcommand
+    assert group.exit_code == 2 and "no terminal to confirm on" in group.stderr
     assert applied(database_url) == 0 and scalar(database_url, "SELECT to_regclass('a') IS NULL")
     done = cli_process("migrate", "run", "--env", "prod", "--yes", cwd=guarded.root)
     assert done.exit_code == 0, done.output
