@@ -83,25 +83,26 @@ def guard(
     why = f"staging = {settings.staging!r}" if settings.staging is not None else "protected = true"
     notes = [
         f"{env} is a protected env ({why}): `safemig deploy --env {env}` is the gated path "
-        "(backup, lint, rehearsal, window); this command will " + f"{action} {env} directly"
+        f"(backup, lint, rehearsal, window); this command will {action} {env} directly"
     ]
+    if not yes and ask is None:  # a usage error first: how it was invoked, before what the window says
+        raise UsageError(
+            f"{env} is a protected env and there is no terminal to confirm on: refusing to {action} it",
+            hint=f"pass --yes to {action} {env} without asking, or use `safemig deploy --env {env}`",
+        )
     window = evaluate(settings.maintenance_window, now)
     if not window.open:
         if not override.outside_window:
             raise CheckFailed(
                 f"{env}: {window.describe()}; nothing was changed",
-                hint="run it during the window, or pass --outside-window --reason TEXT",
+                hint=f"run it during the window, or pass --outside-window --reason TEXT (`safemig deploy --env {env}` "
+                "is the gated path)",
             )
         notes.append(f"{window.describe()}; going ahead (--outside-window): {override.reason}")
     elif window.configured:
         notes.append(window.describe())
-    if yes:
+    if yes or ask is None:  # (ask is None only with --yes: refused above)
         return notes
-    if ask is None:
-        raise UsageError(
-            f"{env} is a protected env and there is no terminal to confirm on: refusing to {action} it",
-            hint=f"pass --yes to {action} {env} without asking, or use `safemig deploy --env {env}`",
-        )
     typed = ask("\n".join(notes) + f"\nType the env's name ({env}) to {action} it").strip()
     if typed != env:
         raise CheckFailed(

@@ -177,6 +177,8 @@ def test_the_real_prompt_reads_the_terminal(guarded, database_url, cli, monkeypa
 def test_outside_the_window_refused_unless_overridden_with_a_reason(guarded, database_url, cli):
     text = CONFIG.replace('staging = "staging"\n', f'staging = "staging"\nmaintenance_window = "{closed_window()}"\n')
     (guarded.root / "safemig.toml").write_text(text)
+    unasked = cli("migrate", "run", "--env", "prod", cwd=guarded.root)  # no terminal: how it was run comes first
+    assert unasked.exit_code == 2 and "hint: pass --yes" in unasked.stderr
     refused = cli("migrate", "run", "--env", "prod", "--yes", cwd=guarded.root)
     assert refused.exit_code == 1 and "outside the maintenance window" in refused.stderr
     assert "--outside-window --reason TEXT" in refused.stderr and applied(database_url) == 0
