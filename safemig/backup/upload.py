@@ -97,6 +97,9 @@ def stream_to_s3(
         return sender.send_all(source, upload_id, part_size, concurrency, finish, on_chunk, on_part)
     except BaseException as exc:
         wait_s = min(_ABORT_WAIT_S, watchdog.timeout) if watchdog is not None else _ABORT_WAIT_S
+        # S3: a part still uploading during the abort may succeed after it; let those end first
+        # (bounded: against a frozen S3 they never do)
+        sender.settle(wait_s)
         aborted = abort(client, bucket, key, upload_id, wait_s=wait_s)
         if isinstance(exc, SafemigError):
             where = f"s3://{bucket}/{key}"
@@ -142,6 +145,15 @@ class _Sender:
         self.stalled = stalled
         self.etags: dict[int, str] = {}
         self.md5s: dict[int, bytes] = {}
+        self.in_flight: set[Future] = set()
+
+    def settle(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the parts being sent to end (their outcome no longer matters)."""
+        from concurrent.futures import wait
+
+        running = {future for future in self.in_flight if not future.done()}
+        if running:
+            wait(running, timeout=timeout)
 
     def check(self) -> None:
         if self.watchdog is not None and self.watchdog.stalled.is_set():
@@ -245,7 +257,9 @@ class _Sender:
                 # in-process mock rejects a bytearray. One copy of the part is cheap beside sending it.
                 body = bytes(buf) if filled == part_size else bytes(buf[:filled])
                 del buf
-                pending.add(self.pool.submit(self._send, upload_id, number, body))
+                future = self.pool.submit(self._send, upload_id, number, body)
+                pending.add(future)
+                self.in_flight.add(future)
                 reap(block=False)
                 if filled < part_size:
                     break
