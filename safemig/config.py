@@ -182,6 +182,12 @@ class EnvSettings:
         None,
         'the env that rehearses this one\'s deploys, or "none"; required by `safemig deploy`',
     )
+    protected: bool = setting(
+        values.boolean(),
+        False,
+        "`migrate run`/`revert`/`mark-applied` and `restore` into it ask first and honour the window "
+        "(an env with a `staging` is protected anyway)",
+    )
     maintenance_window: tuple[Window, ...] = setting(
         values.Parser('`"DAYS HH:MM-HH:MM Zone"`, or an array of them', _windows),
         None,

@@ -129,6 +129,13 @@ def error(exc: SafemigError) -> None:
         _write_line(f"hint: {exc.hint}", err=True, style="cyan")
 
 
+def prompt(text: str) -> str:
+    """Ask on the terminal (stderr, redacted) and return what was typed; callers ask only when stdin is a TTY."""
+    import click
+
+    return str(click.prompt(redact(text), err=True, default="", show_default=False))
+
+
 def failure(text: str) -> None:
     """A line about a failure that is not a :class:`SafemigError` (an internal error, an interrupt): always shown."""
     _write_line(text, err=True, style=None)

@@ -253,6 +253,11 @@ def restore_command(
             "--create-roles", help="First create the backup's roles the target's server lacks (stored beside the dump)."
         ),
     ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Into a protected env's own database: do not ask.")] = False,
+    outside_window: Annotated[
+        bool, typer.Option("--outside-window", help="Into a protected env's own database outside its window.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why the window is overridden.")] = None,
     config_path: ConfigOption = None,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
@@ -270,6 +275,11 @@ def restore_command(
         )
     config = load(config_path)
     target = target_database_url or resolve_database_url(config, env=env)
+    if target_database_url is None:  # into the env's own database: protected envs ask (safemig.protect)
+        from safemig.protect import Override, guard_env
+
+        override = Override(outside_window, reason)
+        guard_env(config, env, "restore a backup into", yes=yes, override=override, warn=output.warn)
     with _sigterm_as_interrupt():
         result = restore_backup(
             config,

@@ -93,6 +93,19 @@ ConnectTimeoutOption = Annotated[
         show_default=False,
     ),
 ]
+YesOption = Annotated[
+    bool,
+    typer.Option("--yes", "-y", help="On a protected env: go ahead without asking (needed without a terminal)."),
+]
+OutsideWindowOption = Annotated[
+    bool,
+    typer.Option(
+        "--outside-window", help="On a protected env: run although its maintenance window is closed (needs --reason)."
+    ),
+]
+WindowReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why the window is overridden (with --outside-window).")
+]
 IgnoreMissingOption = Annotated[
     bool,
     typer.Option(
@@ -180,6 +193,49 @@ def _invocation(ctx: typer.Context, config: Path | None, source: Path | None, en
 
     cfg = load(_inherited(ctx, "config", config), _inherited(ctx, "source", source))
     return _Invocation(ctx, cfg, _inherited(ctx, "env", env), Source.of(cfg))
+
+
+def _protect(
+    inv: _Invocation,
+    action: str,
+    *,
+    yes: bool,
+    outside_window: bool,
+    reason: str | None,
+    dry_run: bool = False,
+    reason_is_note: bool = False,
+) -> bool:
+    """On a protected ``--env``: the window and the confirmation (:mod:`safemig.protect`); True if protected.
+
+    A dry run changes nothing and is never held up; ``--database-url`` names no env and is not protected.
+    """
+    from safemig import output, protect
+
+    # mark-applied's --reason is its ledger note; it doubles as the window override's reason
+    override = protect.Override(outside_window, reason if outside_window or not reason_is_note else None)
+    override.check()
+    if dry_run or not inv.env:
+        return False
+    return protect.guard_env(inv.config, inv.env, action, yes=yes, override=override, warn=output.warn)
+
+
+def _backup_before_revert(inv: _Invocation, database_url: str | None) -> None:
+    """A verified backup of the protected env before a revert changes it (as deploy's gate 3 takes one)."""
+    from safemig import output
+    from safemig.backup import run_backup
+    from safemig.config import resolve_database_url
+    from safemig.errors import SafemigError
+
+    assert inv.env is not None
+    url = resolve_database_url(inv.config, env=inv.env, database_url=_inherited(inv.ctx, "database_url", database_url))
+    try:
+        result = run_backup(inv.config, inv.env, database_url=url, label=f"pre-revert {inv.env}")
+    except SafemigError as exc:
+        raise type(exc)(
+            f"backup before the revert failed: {exc.message}; nothing was reverted",
+            (exc.hint + "; " if exc.hint else "") + "or pass --no-backup to revert without one",
+        ) from None
+    output.echo(f"backup before the revert: {result.uri} (sha256 {result.sha256[:12]}…, verified)")
 
 
 def _warn_dropped(config: Config, env: str | None) -> None:
@@ -310,6 +366,9 @@ def run_command(
     lock_retries: LockRetriesOption = None,
     lock_wait: LockWaitOption = None,
     connect_timeout: ConnectTimeoutOption = None,
+    yes: YesOption = False,
+    outside_window: OutsideWindowOption = False,
+    reason: WindowReasonOption = None,
     config: ConfigOption = None,
     env: EnvOption = None,
     database_url: DatabaseUrlOption = None,
@@ -322,6 +381,7 @@ def run_command(
     from safemig.migrations.files import display_path
 
     inv = _invocation(ctx, config, source, env)
+    _protect(inv, "apply pending migrations to", yes=yes, outside_window=outside_window, reason=reason, dry_run=dry_run)
     report = operations.run(
         inv.connection(database_url, connect_timeout, lock_wait),
         inv.source,
@@ -437,6 +497,13 @@ def revert_command(
     lock_retries: LockRetriesOption = None,
     lock_wait: LockWaitOption = None,
     connect_timeout: ConnectTimeoutOption = None,
+    yes: YesOption = False,
+    outside_window: OutsideWindowOption = False,
+    reason: WindowReasonOption = None,
+    no_backup: Annotated[
+        bool,
+        typer.Option("--no-backup", help="On a protected env: revert without taking a verified backup first."),
+    ] = False,
     config: ConfigOption = None,
     env: EnvOption = None,
     database_url: DatabaseUrlOption = None,
@@ -448,6 +515,11 @@ def revert_command(
     from safemig.migrations.files import display_path
 
     inv = _invocation(ctx, config, source, env)
+    protected = _protect(
+        inv, "revert migrations on", yes=yes, outside_window=outside_window, reason=reason, dry_run=dry_run
+    )
+    if protected and not no_backup:
+        _backup_before_revert(inv, database_url)
     report = operations.revert(
         inv.connection(database_url, connect_timeout, lock_wait),
         inv.source,
@@ -516,6 +588,11 @@ def mark_applied_command(
     ],
     lock_wait: LockWaitOption = None,
     connect_timeout: ConnectTimeoutOption = None,
+    yes: YesOption = False,
+    outside_window: Annotated[
+        bool,
+        typer.Option("--outside-window", help="On a protected env: record although its maintenance window is closed."),
+    ] = False,
     config: ConfigOption = None,
     env: EnvOption = None,
     database_url: DatabaseUrlOption = None,
@@ -526,6 +603,9 @@ def mark_applied_command(
     from safemig.migrations import operations
 
     inv = _invocation(ctx, config, source, env)
+    _protect(
+        inv, "mark a version as applied on", yes=yes, outside_window=outside_window, reason=reason, reason_is_note=True
+    )
     result = operations.mark_applied(
         inv.connection(database_url, connect_timeout, lock_wait), inv.source, version, reason, on_warning=_warn
     )

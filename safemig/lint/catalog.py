@@ -45,6 +45,11 @@ def _load(major: int) -> dict:
         return {"functions": {}, "binary_casts": []}
 
 
+def preload(major: int) -> None:
+    """Read ``major``'s data now: a parent about to fork its workers reads it once for all of them."""
+    _load(major)
+
+
 def volatility(name: str, major: int) -> str | None:
     """``"i"``, ``"s"`` or ``"v"`` for a built-in (or common extension) function name; ``None`` if unknown."""
     return _load(major)["functions"].get(name)

@@ -72,22 +72,22 @@ def lint_paths(
 
 @contextlib.contextmanager
 def _fewer_collections() -> Iterator[None]:
-    """Run the cyclic garbage collector less often while linting, then as before.
+    """Run without the cyclic garbage collector while linting, then as before.
 
     A lint run allocates millions of small dicts and lists (PostgreSQL's parse trees, read
-    from JSON) and makes no cycles worth collecting early; at CPython's default threshold a
-    collection walking every live object ran every 700 new containers: 17% of a cold run over
-    a real corpus (measured: 1.51 s -> 1.24 s in-process). Forked workers inherit the setting.
+    from JSON) and makes no cycles: reference counting frees each file's trees as soon as it
+    is done (measured: 3 objects in cycles after the whole 3,947-file corpus). A collection
+    only walks the live trees looking for garbage that is not there: at CPython's default
+    threshold it was 17% of a cold run, still ~0.1-0.15 s of 1.4 s in-process at a threshold
+    of 10,000. Forked workers inherit the setting; spawned ones turn it off themselves.
     """
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], LINT_GC_THRESHOLD), *before[1:])
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        gc.set_threshold(*before)
-
-
-LINT_GC_THRESHOLD = 10_000
+        if enabled:
+            gc.enable()
 
 
 def _lint_paths(

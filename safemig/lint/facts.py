@@ -23,6 +23,7 @@ rest of this module is private. Together with :class:`safemig.lint.context.LintF
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -71,19 +72,43 @@ __all__ = [
 _MISSING = object()
 
 
-def per_statement(fn: Callable[[SqlStatement], T]) -> Callable[[SqlStatement], T]:
-    """Compute a fact once per statement: every rule asks the same questions."""
+def per_statement(
+    fn: Callable[[SqlStatement], T] | None = None, *, kinds: frozenset[str] | None = None
+) -> Any:
+    """Compute a fact once per statement: every rule asks the same questions.
+
+    With ``kinds`` (``@per_statement(kinds=frozenset({"AlterTableStmt"}))``), a statement of
+    another type gets a new empty list at once, neither computed nor stored: most rules ask
+    most facts of every statement, and the answer for the other kinds of statement is known.
+    """
+    if fn is None:
+        return functools.partial(per_statement, kinds=kinds)
     name = fn.__name__
+    compute = fn
+
+    if kinds is None:
+
+        @functools.wraps(fn)
+        def cached(stmt: SqlStatement) -> T:
+            memo = stmt.memo
+            value = memo.get(name, _MISSING)  # not try/except: a raised KeyError per first question costs more
+            if value is _MISSING:
+                value = memo[name] = compute(stmt)
+            return value
+
+        return cached
 
     @functools.wraps(fn)
-    def cached(stmt: SqlStatement) -> T:
+    def cached_for_kinds(stmt: SqlStatement) -> Any:
+        if stmt.node_type not in kinds:
+            return []
         memo = stmt.memo
-        value = memo.get(name, _MISSING)  # not try/except: a raised KeyError per first question costs more
+        value = memo.get(name, _MISSING)
         if value is _MISSING:
-            value = memo[name] = fn(stmt)
+            value = memo[name] = compute(stmt)
         return value
 
-    return cached
+    return cached_for_kinds
 
 
 def strings(items: list | None) -> list[str]:
@@ -165,7 +190,11 @@ class Drop:
     table_kind: str = "TABLE"
 
 
-@per_statement
+@per_statement(
+    kinds=frozenset(
+        {"DropStmt", "TruncateStmt", "DropdbStmt", "DropOwnedStmt", "AlterDomainStmt", "AlterTableStmt"}
+    )
+)
 def drops(stmt: SqlStatement) -> list[Drop]:
     """Every object ``stmt`` drops (DROP ..., ALTER TABLE ... DROP COLUMN/CONSTRAINT, TRUNCATE,
     ALTER TYPE ... DROP ATTRIBUTE, ALTER DOMAIN ... DROP CONSTRAINT)."""
@@ -286,7 +315,7 @@ class AlterAction:
         }.get(contype, contype)
 
 
-@per_statement
+@per_statement(kinds=frozenset({"AlterTableStmt"}))
 def alter_actions(stmt: SqlStatement) -> list[AlterAction]:
     """The actions of an ``ALTER TABLE`` (also when sqlglot gave up on it), else ``[]``."""
     if stmt.node_type != "AlterTableStmt" or stmt.node.get("objtype", "OBJECT_TABLE") != "OBJECT_TABLE":
@@ -311,7 +340,7 @@ def alter_actions(stmt: SqlStatement) -> list[AlterAction]:
 _TABLE_CONSTRAINTS = {"CONSTR_FOREIGN", "CONSTR_CHECK", "CONSTR_UNIQUE", "CONSTR_PRIMARY", "CONSTR_EXCLUSION"}
 
 
-@per_statement
+@per_statement(kinds=frozenset({"AlterTableStmt"}))  # from alter_actions
 def added_constraints(stmt: SqlStatement) -> list[AlterAction]:
     """Every constraint an ALTER TABLE adds, as ``AT_AddConstraint`` actions: ``ADD CONSTRAINT ...``
     and those written on an added column (``ADD COLUMN c bigint REFERENCES t (id)``, ``... UNIQUE``),
@@ -494,11 +523,12 @@ def is_temporary(stmt: SqlStatement) -> bool:
 SERIALS = {"serial", "bigserial", "smallserial", "serial4", "serial8", "serial2"}  # nextval() for every row
 
 
+_PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
 def quote_ident(name: str) -> str:
     """Quote an identifier for a hint only when PostgreSQL needs it."""
-    import re
-
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name or ""):
+    if _PLAIN_IDENT.fullmatch(name or ""):
         return name
     return '"' + (name or "").replace('"', '""') + '"'
 
@@ -539,7 +569,7 @@ def _column(table: str, coldef: dict, added: bool) -> ColumnFact:
     )
 
 
-@per_statement
+@per_statement(kinds=frozenset({"CreateStmt", "AlterTableStmt"}))
 def columns(stmt: SqlStatement) -> list[ColumnFact]:
     """Columns a statement defines (CREATE TABLE, ALTER TABLE ... ADD COLUMN), from PostgreSQL's tree.
 

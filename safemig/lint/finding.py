@@ -47,8 +47,16 @@ class Finding:
         return f"safe alternative: {self.hint}"
 
     def to_json(self) -> dict:
-        """The public JSON shape: ``{path, line, column, rule, severity, message, hint}``."""
-        return {key: getattr(self, key) for key in JSON_KEYS}
+        """The public JSON shape: ``{path, line, column, rule, severity, message, hint}`` (JSON_KEYS, in order)."""
+        return {
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "hint": self.hint,
+        }
 
     @property
     def sort_key(self) -> tuple:

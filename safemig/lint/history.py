@@ -86,13 +86,13 @@ def _index(d: _Directory) -> dict[str, list[int]]:
 
 def _statements(d: _Directory, path: Path) -> list:
     if path not in d.parsed:
-        from safemig.lint.parse import parse_sql
+        from safemig.lint.parse import parse_recent
 
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             text = ""
-        d.parsed[path] = [s for s in parse_sql(text).statements if s.error is None]
+        d.parsed[path] = [s for s in parse_recent(text).statements if s.error is None]
     return d.parsed[path]
 
 

@@ -292,3 +292,25 @@ def parse_sql(text: str) -> ParsedFile:
     for stmt in statements:
         validate(stmt)
     return ParsedFile(text=text, statements=statements, _comments=comments)
+
+
+_RECENT: dict[str, ParsedFile] = {}  # text -> its ParsedFile, the last few of this process (see parse_recent)
+_RECENT_KEEP = 64
+
+
+def parse_recent(text: str) -> ParsedFile:
+    """``parse_sql(text)``, remembered for the next few files of this process.
+
+    The same text is asked for again soon: a rollback script is parsed as its migration's
+    rollback and again as a file of its own, usually by the same worker right after
+    (Diesel's ``down.sql`` beside ``up.sql``: a quarter of a real corpus's parses), and
+    the directory's history (:mod:`safemig.lint.history`) reads the migrations linted just
+    before. Sharing one ParsedFile is safe: what is memoised per statement is a pure
+    function of the statement.
+    """
+    found = _RECENT.get(text)
+    if found is None:
+        if len(_RECENT) >= _RECENT_KEEP:
+            _RECENT.pop(next(iter(_RECENT)))
+        found = _RECENT[text] = parse_sql(text)
+    return found

@@ -7,6 +7,10 @@ A rule is a module. Its interface (the same for built-in and house rules):
 * ``SUMMARY``: one line for ``safemig rules``;
 * ``FILES``: ``"all"`` (default) or ``"migrations"`` (not applied to rollback scripts);
 * optional ``RUNS_LAST`` / ``SILENCEABLE`` (for the rules about ignore directives);
+* optional ``KINDS``: the statement node types (``{"AlterTableStmt"}``) the rule can report on,
+  when it judges only the file's own statements of those types: the rule is not run on a
+  file that has none (most rules look for one or two kinds of statement, and running each
+  over every statement of every file was most of a lint run's Python work);
 * a docstring with ``Why:``, ``Bad:`` and ``Good:`` sections (``safemig explain``);
 * ``check(file: LintFile) -> Iterable[Violation]``.
 
@@ -46,6 +50,7 @@ class Rule:
     builtin: bool
     runs_last: bool = False  # judged after every other rule (unused-ignore)
     silenceable: bool = True  # False for the rules about ignore directives themselves
+    kinds: frozenset[str] | None = None  # KINDS: run only on files with a statement of one of these types
 
     @property
     def doc(self) -> dict[str, str]:
@@ -93,6 +98,9 @@ def _as_rule(module: ModuleType, source: Path, builtin: bool) -> Rule:
             f"{where}: docstring lacks {', '.join(m + ':' for m in missing)}",
             hint="document the rule with Why:, Bad: and Good: sections",
         )
+    kinds = getattr(module, "KINDS", None)
+    if kinds is not None and (isinstance(kinds, str) or not all(isinstance(k, str) for k in kinds)):
+        raise ConfigError(f"{where}: KINDS must be a set of node type names", hint='e.g. KINDS = {"AlterTableStmt"}')
     summary = getattr(module, "SUMMARY", "") or sections["intro"].splitlines()[0]
     return Rule(
         rule_id,
@@ -104,6 +112,7 @@ def _as_rule(module: ModuleType, source: Path, builtin: bool) -> Rule:
         builtin,
         runs_last=bool(getattr(module, "RUNS_LAST", False)),
         silenceable=bool(getattr(module, "SILENCEABLE", True)),
+        kinds=frozenset(kinds) if kinds is not None else None,
     )
 
 

@@ -22,23 +22,11 @@ from safemig.migrations.files import NO_TRANSACTION_MARKER, read_sql
 PARALLEL_THRESHOLD = 24  # below this many files to parse, a process pool costs more than it saves
 
 
-_PARSED: dict[str, object] = {}  # text -> ParsedFile, the last few of this process (see _parse)
-_PARSED_KEEP = 64
-
-
 def _parse(text: str):
-    """``parse_sql(text)``, remembered for the next few files: a rollback script is parsed as its
-    migration's rollback and again as a file of its own, usually by the same worker right after
-    (Diesel's ``down.sql`` beside ``up.sql``: a quarter of a real corpus's parses). Sharing one
-    ParsedFile is safe: what is memoised per statement is a pure function of the statement."""
-    from safemig.lint.parse import parse_sql
+    """``parse_sql(text)``, shared with the files parsed just before (:func:`safemig.lint.parse.parse_recent`)."""
+    from safemig.lint.parse import parse_recent
 
-    found = _PARSED.get(text)
-    if found is None:
-        if len(_PARSED) >= _PARSED_KEEP:
-            _PARSED.pop(next(iter(_PARSED)))
-        found = _PARSED[text] = parse_sql(text)
-    return found
+    return parse_recent(text)
 
 
 def build_file(target: Target, config: Config, text: str, policy: Policy | None = None) -> LintFile:
@@ -108,8 +96,9 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
     lint_file.enabled_rules = set(severities)
     findings = []
     statement_at = ignore_mod.statement_finder(statement_lines)
+    kinds = {s.node_type for s in lint_file.valid_statements}
     for rule in sorted(rules, key=lambda r: r.runs_last):  # unused-ignore judges after everyone else
-        if rule.id not in severities:
+        if rule.id not in severities or (rule.kinds is not None and kinds.isdisjoint(rule.kinds)):
             continue
         for v in _violations(rule, lint_file):
             index = statement_at(v.line)
@@ -128,10 +117,10 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
 _WORKER: dict = {}
 
 
-def _worker_init(config: Config, policy: Policy, gc_threshold: tuple[int, int, int]) -> None:
+def _worker_init(config: Config, policy: Policy) -> None:
     import gc
 
-    gc.set_threshold(*gc_threshold)  # as the parent runs (safemig.lint.engine._fewer_collections)
+    gc.disable()  # as the parent runs (safemig.lint.engine._fewer_collections)
     _WORKER.update(config=config, policy=policy, rules=all_rules(policy.house_dir))
 
 
@@ -175,12 +164,15 @@ def lint_many(
     fork = hasattr(os, "fork") and threading.active_count() == 1
     context = multiprocessing.get_context("fork" if fork else "spawn")
     _WORKER.update(config=config, policy=policy, rules=rules)  # inherited by forked workers
-    if fork:
-        import pglast.parser  # noqa: F401  (imported once here, not once per forked worker)
-    initializer: Callable[..., None] | None = None if fork else _worker_init
-    import gc
+    if fork:  # what every worker would otherwise import or read on its own, once here for all of them
+        import pglast.parser  # noqa: F401
 
-    initargs: tuple = () if fork else (config, policy, gc.get_threshold())
+        from safemig.lint import catalog, history  # noqa: F401  (rules import these on first use)
+        from safemig.migrations import engine  # noqa: F401  (drop-without-rollback's hint names the stub file)
+
+        catalog.preload(policy.target_major)
+    initializer: Callable[..., None] | None = None if fork else _worker_init
+    initargs: tuple = () if fork else (config, policy)
     estimate = expected if looked_at is None else expected * len(head) // max(looked_at(), len(head))
     chunk = max(1, min(estimate // (workers * 8), 32))  # small chunks: the first starts sooner, the last ends together
     with ProcessPoolExecutor(

@@ -748,6 +748,42 @@ def check(file):
         project.lint()
 
 
+_KINDS_RULE = '''"""Every index is reported.
+
+Why:
+    Because.
+
+Bad:
+    CREATE INDEX IF NOT EXISTS i ON t (id);
+
+Good:
+    CREATE TABLE IF NOT EXISTS u (id bigint);
+"""
+ID = "every-index"
+SEVERITY = "warning"
+KINDS = KINDS_VALUE
+
+def check(file):
+    for stmt in file.valid_statements:
+        if stmt.node_type != "IndexStmt":
+            raise AssertionError("run on a file without an index")
+        yield file.violation(stmt, "an index", "none")
+'''
+
+
+def test_a_rule_with_kinds_runs_only_on_files_with_such_a_statement(project):
+    project.write("rules/policy.toml", "[rules]\n")
+    project.write("rules/every_index.py", _KINDS_RULE.replace("KINDS_VALUE", '{"IndexStmt"}'))
+    project.write("migrations/005_create_t.sql", "CREATE TABLE IF NOT EXISTS t (id bigint);\n")
+    assert project.lint().findings == []  # not run at all: its check would raise on the CREATE TABLE
+    project.write("migrations/006_index_t.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (id);\n")
+    (finding,) = [f for f in project.lint().findings if f.rule == "every-index"]
+    assert finding.path.endswith("006_index_t.sql")
+    project.write("rules/every_index.py", _KINDS_RULE.replace("KINDS_VALUE", '"IndexStmt"'))
+    with pytest.raises(ConfigError, match="every_index.py: KINDS must be a set of node type names"):
+        project.lint()
+
+
 def test_missing_path_is_a_usage_error(project):
     with pytest.raises(UsageError, match="no such file"):
         project.lint("migrations/404_missing.sql")

@@ -24,6 +24,7 @@ from safemig.lint import facts
 ID = "change-column-type"
 SEVERITY = "error"
 SUMMARY = "ALTER COLUMN TYPE rewrites the table under an ACCESS EXCLUSIVE lock (unless binary coercible)"
+KINDS = {"AlterTableStmt"}  # the statements it judges (registry.py)
 
 
 def _free(file, stmt, action) -> bool:

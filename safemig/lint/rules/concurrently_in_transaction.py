@@ -25,6 +25,7 @@ SUMMARY = (
     "CONCURRENTLY (index, REINDEX, DETACH PARTITION) or VACUUM in a file without `-- no-transaction` "
     "(fails inside sqlx's transaction)"
 )
+KINDS = {"IndexStmt", "ReindexStmt", "VacuumStmt", "AlterTableStmt", "DropStmt"}  # the statements it judges
 
 
 def _concurrent(stmt) -> bool:

@@ -19,6 +19,7 @@ from safemig.lint import facts
 ID = "explicit-lock"
 SEVERITY = "warning"
 SUMMARY = "explicit LOCK TABLE blocks the table and everything queued behind it"
+KINDS = {"LockStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):

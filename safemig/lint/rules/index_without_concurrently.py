@@ -25,6 +25,7 @@ _CREATE_INDEX = re.compile(
 ID = "index-without-concurrently"
 SEVERITY = "error"
 SUMMARY = "CREATE/DROP INDEX without CONCURRENTLY blocks writes on an existing table"
+KINDS = {"IndexStmt", "DropStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):

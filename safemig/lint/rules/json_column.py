@@ -17,6 +17,7 @@ from safemig.lint import facts
 ID = "json-column"
 SEVERITY = "warning"
 SUMMARY = "json column: use jsonb"
+KINDS = {"CreateStmt", "AlterTableStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):

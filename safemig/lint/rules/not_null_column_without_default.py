@@ -17,6 +17,7 @@ from safemig.lint import facts
 ID = "not-null-column-without-default"
 SEVERITY = "error"
 SUMMARY = "ADD COLUMN ... NOT NULL without DEFAULT fails on a table that has rows"
+KINDS = {"AlterTableStmt"}  # the statements it judges (registry.py)
 
 _PROVIDES_VALUE = {"CONSTR_DEFAULT", "CONSTR_IDENTITY", "CONSTR_GENERATED"}
 

@@ -17,6 +17,7 @@ from safemig.lint import facts
 ID = "reindex-without-concurrently"
 SEVERITY = "error"
 SUMMARY = "REINDEX without CONCURRENTLY blocks writes while it rebuilds"
+KINDS = {"ReindexStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):

@@ -17,6 +17,7 @@ from safemig.lint import facts
 ID = "serial-column"
 SEVERITY = "warning"
 SUMMARY = "serial column: use bigint GENERATED ALWAYS AS IDENTITY"
+KINDS = {"CreateStmt", "AlterTableStmt"}  # the statements it judges (registry.py)
 
 SERIALS = facts.SERIALS
 

@@ -17,6 +17,7 @@ from safemig.lint import facts
 ID = "stored-generated-column"
 SEVERITY = "error"
 SUMMARY = "ADD COLUMN ... GENERATED ... STORED rewrites an existing table"
+KINDS = {"CreateStmt", "AlterTableStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):

@@ -18,6 +18,7 @@ Good:
 ID = "transaction-control"
 SEVERITY = "error"
 SUMMARY = "BEGIN/COMMIT/ROLLBACK inside a migration sqlx runs in its own transaction"
+KINDS = {"TransactionStmt"}  # the statements it judges (registry.py)
 
 _CONTROL = {
     "TRANS_STMT_BEGIN",

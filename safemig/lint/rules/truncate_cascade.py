@@ -19,6 +19,7 @@ from safemig.lint import facts
 ID = "truncate-cascade"
 SEVERITY = "error"
 SUMMARY = "TRUNCATE ... CASCADE empties tables the statement does not name"
+KINDS = {"TruncateStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):

@@ -15,6 +15,7 @@ Good:
 ID = "unbounded-dml"
 SEVERITY = "error"
 SUMMARY = "DELETE / UPDATE without WHERE rewrites every row in one transaction"
+KINDS = {"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"}  # DML, and those with a WITH clause
 
 
 def check(file):

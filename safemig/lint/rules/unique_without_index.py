@@ -18,6 +18,7 @@ from safemig.lint import facts
 ID = "unique-without-index"
 SEVERITY = "error"
 SUMMARY = "ADD UNIQUE / PRIMARY KEY without USING INDEX builds an index under an ACCESS EXCLUSIVE lock"
+KINDS = {"AlterTableStmt"}  # the statements it judges (registry.py)
 
 
 def _columns(action) -> str:

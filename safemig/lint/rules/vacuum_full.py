@@ -18,6 +18,7 @@ from safemig.lint import facts
 ID = "vacuum-full"
 SEVERITY = "error"
 SUMMARY = "VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock"
+KINDS = {"VacuumStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):

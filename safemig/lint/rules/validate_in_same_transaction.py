@@ -19,6 +19,7 @@ from safemig.lint import facts
 ID = "validate-in-same-transaction"
 SEVERITY = "warning"
 SUMMARY = "VALIDATE CONSTRAINT in the same transaction as its ADD ... NOT VALID"
+KINDS = {"AlterTableStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):

@@ -25,6 +25,7 @@ from safemig.lint import facts
 ID = "volatile-default"
 SEVERITY = "error"
 SUMMARY = "ADD COLUMN with a volatile DEFAULT rewrites the whole table"
+KINDS = {"AlterTableStmt"}  # the statements it judges (registry.py)
 
 
 def _declared(statements) -> dict[str, str]:
