@@ -189,7 +189,7 @@ def main() -> None:
                     conn.execute(f'CREATE DATABASE "{name}" TEMPLATE seed')
                 env = {**os.environ, **s3.env, "PROD_URL": prod.url(name), "STAGING_URL": staging.url("postgres")}
                 env.pop("PYTHONDONTWRITEBYTECODE", None)
-                argv = cmd + (["deploy", "--env", "prod"] if kind == "deploy" else ["migrate", "run", "--env", "prod"])
+                argv = cmd + (["deploy", "--env", "prod"] if kind == "deploy" else ["migrate", "run", "--env", "prod", "--yes"])
                 results[kind].append(timed(argv, project, env))
                 prod.drop_database(name)
             record = json.loads(sorted((project / ".safemig" / "deploys").glob("*.json"))[-1].read_text())
