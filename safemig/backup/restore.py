@@ -29,22 +29,31 @@ explicit confirmation flag for that).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safemig.backup import toc as tocs
-from safemig.backup.pgdump import Binary, ChildProcess, child_env, conninfo_without_password, pick_binary, write_all
+from safemig.backup.pgdump import (
+    Binary,
+    ChildProcess,
+    child_env,
+    conninfo_without_password,
+    enlarge_pipe,
+    pick_binary,
+    write_all,
+)
 from safemig.backup.progress import transfer_progress
 from safemig.backup.settings import BackupSettings, load_settings
 from safemig.backup.store import BackupInfo, head_backup, list_env_backups, make_client, parse_uri
-from safemig.backup.verify import iter_object, list_archive, read_toc
+from safemig.backup.verify import iter_object, list_archive, read_toc, toc_from_head
 from safemig.config import Config
 from safemig.errors import CheckFailed, DatabaseError, ToolError, UsageError
 
@@ -258,13 +267,26 @@ def restore_backup(
     )
     mode = "spool"
     toc: list[str] = []
+    opened: Generator[bytes, None, None] | None = None  # verify_before_commit=False: the GET the TOC was read from ...
+    head: list[bytes] = []  # ... and the chunks it took, fed to pg_restore first
     if jobs == 1:  # one transaction from the stream, if the TOC says it fits; else the local copy
-        toc = read_toc(client, info.bucket, info.key, pg_restore)
+        if verify_before_commit:
+            toc = read_toc(client, info.bucket, info.key, pg_restore)
+        else:
+            opened = _checked_chunks(client, info, "restoring", _DROP_TARGET)
+            try:
+                toc = toc_from_head(opened, pg_restore, info.uri, head)
+            except BaseException:
+                opened.close()
+                raise
         chosen = _choose(toc, select, clean)
         if not _drops_data(toc, chosen) and tocs.lock_slots(chosen) <= target.lock_slots * _LOCK_SHARE:
             mode = "stream"
         elif not verify_before_commit:
             mode = "stream-verify-after"
+    if opened is not None and mode != "stream-verify-after":
+        opened.close()  # the one-transaction stream opens its own download, from the start
+        opened = None
 
     roles: list[str] = []
     if create_roles:
@@ -282,6 +304,7 @@ def restore_backup(
             target,
             target_url,
             stream_toc=toc if mode != "spool" else None,
+            streamed_chunks=itertools.chain(head, opened) if opened is not None else None,
             single_transaction=mode == "stream",
             select=select,
             clean=clean,
@@ -290,6 +313,8 @@ def restore_backup(
             progress=progress,
         )
     except BaseException:
+        if opened is not None:
+            opened.close()
         if roles:
             from safemig.backup.roles import drop_roles
 
@@ -333,6 +358,7 @@ def _run_restore(
     *,
     stream_toc: list[str] | None,
     single_transaction: bool,
+    streamed_chunks: Iterator[bytes] | None,
     select: tocs.Select | None,
     clean: bool,
     options: list[str],
@@ -364,7 +390,8 @@ def _run_restore(
             args, entries = args_for(stream_toc)
             if single_transaction:
                 return (*_restore_streamed(client, info, args, password, where, progress), entries)
-            return _restore_streamed_verify_after(client, info, args, password, where, progress), 0.0, entries
+            assert streamed_chunks is not None  # opened by restore_backup for this mode
+            return _restore_streamed_verify_after(streamed_chunks, info, args, password, where, progress), 0.0, entries
         spool, seen, downloaded = _download_verified(client, info, progress, Path(workdir))
         args, entries = args_for(list_archive(pg_restore, spool))  # the TOC of the verified copy
         _restore_file(args, spool, password, where, jobs)
@@ -377,7 +404,7 @@ _DROP_TARGET = "the target was restored into before the checksum was known and m
 
 def _checked_chunks(
     client: Any, info: BackupInfo, action: str, consequence: str = _NOTHING_RESTORED
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The object's bytes; raises :class:`CheckFailed` as soon as more than the recorded size arrives."""
     limit = info.recorded_size if info.recorded_size is not None else info.size
     seen = 0
@@ -443,23 +470,25 @@ def _restore_streamed(
 
 
 def _restore_streamed_verify_after(
-    client: Any, info: BackupInfo, args: list[str], password: str | None, where: str, progress: bool
+    chunks: Iterator[bytes], info: BackupInfo, args: list[str], password: str | None, where: str, progress: bool
 ) -> int:
     """Fed from S3 into one pg_restore that commits as it goes; the checksum is checked afterwards.
 
     The digest covers exactly the bytes written to pg_restore's stdin and, once pg_restore
     stopped reading (it had every entry asked for, or failed), the rest of the object to its
     end: no byte of the object goes unhashed. A size or SHA-256 mismatch wins over pg_restore's
-    own failure (damage may be its cause). Returns the bytes read.
+    own failure (damage may be its cause). ``chunks``: the object from its first byte (the TOC
+    was read from the same download). Returns the bytes read.
     """
     expected = info.recorded_size if info.recorded_size is not None else info.size
     restorer = ChildProcess(args, env=child_env(password), stdin=-1)
+    enlarge_pipe(restorer.stdin.fileno())
     digest = hashlib.sha256()
     seen = 0
     reading = True  # pg_restore still reads its stdin
     try:
         with transfer_progress(f"s3 -> pg_restore ({where})", progress) as advance:
-            for chunk in _checked_chunks(client, info, "restoring", _DROP_TARGET):
+            for chunk in chunks:
                 digest.update(chunk)
                 seen += len(chunk)
                 advance(len(chunk))

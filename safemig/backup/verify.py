@@ -20,6 +20,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,21 +125,34 @@ def read_toc(client: Any, bucket: str, key: str, pg_restore: Binary) -> list[str
     pg_restore exits once it has the table of contents; the download stops there. The lines
     serve to choose entries (``-L``); the bytes they came from are verified by the restore.
     """
-    where = f"s3://{bucket}/{key}"
+    chunks = iter_object(client, bucket, key, "reading the table of contents of")
+    try:
+        return toc_from_head(chunks, pg_restore, f"s3://{bucket}/{key}")
+    finally:
+        chunks.close()
+
+
+def toc_from_head(
+    chunks: Iterator[bytes], pg_restore: Binary, where: str, taken: list[bytes] | None = None
+) -> list[str]:
+    """``pg_restore -l`` of the archive whose bytes ``chunks`` yields, reading only as far as it needs.
+
+    ``taken`` receives every chunk taken from ``chunks``, so that a caller can feed the same
+    bytes (then the rest of ``chunks``) to a restore: one download for the TOC and the data.
+    """
     with tempfile.TemporaryFile() as toc_out:
         lister = ChildProcess([pg_restore.path, "--list"], env=child_env(None), stdin=-1, stdout=toc_out.fileno())
         feed = _Feed(lister)
-        chunks = iter_object(client, bucket, key, "reading the table of contents of")
         try:
             for chunk in chunks:
+                if taken is not None:
+                    taken.append(chunk)
                 feed.write(chunk)
                 if not feed.open:
                     break
         except BaseException:
             lister.kill()
             raise
-        finally:
-            chunks.close()
         feed.close()
         problem = lister.failure("listing the archive's table of contents")
         if problem:
