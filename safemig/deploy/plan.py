@@ -121,10 +121,22 @@ def build_plan(ctx: DeployContext) -> DeployPlan:
     )
 
 
-def read_plan(config: Config, env: str, *, now: datetime | None = None) -> tuple[DeployPlan, dict[int, Any]]:
+@dataclass(frozen=True)
+class ProdReading:
+    """What :func:`read_plan` read from prod besides the plan, on the same short connection."""
+
+    settings: EnvSettings
+    rows: dict[int, Any]  # prod's ledger rows (the runbook counts what is applied)
+    server_major: int  # the lint target: prod's major
+    relations: frozenset[str]  # names of prod's tables, views and materialized views
+    window: WindowStatus
+
+
+def read_plan(config: Config, env: str, *, now: datetime | None = None) -> tuple[DeployPlan, ProdReading]:
     """The plan for ``env`` read with one short connection to prod (no lock): for the runbook.
 
-    Returns the plan and prod's ledger rows (the runbook counts what is applied).
+    Returns the plan and what else the runbook needs from prod (ledger rows, server major,
+    existing relations), so the runbook builds on exactly the plan a dry run shows.
     """
     from safemig import db
     from safemig.config import resolve_database_url
@@ -140,10 +152,15 @@ def read_plan(config: Config, env: str, *, now: datetime | None = None) -> tuple
     with db.connect(url, autocommit=True, application_name="safemig runbook") as conn:
         rows = ledger.applied_rows(conn, config.sqlx.table)
         pending = ledger.check(migrations, rows)
+        server_major = conn.info.server_version // 10000
+        relations = frozenset(
+            name for (name,) in conn.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'm', 'v')")
+        )
     try:
         destination = backup_destination(config, env)
     except SafemigError as exc:
         destination = f"(not configured: {exc.message})"
+    window = evaluate(settings.maintenance_window, now)
     plan = _plan(
         env=env,
         settings=settings,
@@ -151,6 +168,6 @@ def read_plan(config: Config, env: str, *, now: datetime | None = None) -> tuple
         destination=destination,
         pending=pending,
         rollbacks={m.version: find_rollback(m, config.rollbacks_dir) for m in pending},
-        window=evaluate(settings.maintenance_window, now),
+        window=window,
     )
-    return plan, rows
+    return plan, ProdReading(settings, rows, server_major, relations, window)

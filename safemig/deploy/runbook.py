@@ -30,13 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from safemig.config import Config, EnvSettings, resolve_database_url
+from safemig.config import Config, EnvSettings
 from safemig.deploy.expectations import LockExpectation, expected_locks
-from safemig.deploy.settings import deploy_settings
-from safemig.errors import SafemigError
-from safemig.migrations.files import Migration, discover, find_rollback
-from safemig.redact import mask_url
-from safemig.window import WindowStatus, evaluate, format_local
+from safemig.migrations.files import Migration
+from safemig.window import WindowStatus, format_local
 
 
 @dataclass
@@ -169,34 +166,23 @@ def _cmd(config: Config, *args: str) -> str:
 
 
 def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> Runbook:
-    """Read the config, the files and prod's ledger; lint and analyse each pending migration."""
-    from safemig import db
-    from safemig.deploy.plan import backup_destination
+    """The plan a dry run shows (:func:`safemig.deploy.plan.read_plan`), each pending migration
+    linted and its locks predicted."""
+    from safemig.deploy.plan import read_plan
     from safemig.deploy.record import git_state
     from safemig.lint.engine import lint_paths
-    from safemig.migrations import ledger
 
-    settings = deploy_settings(config, env)
-    url = resolve_database_url(config, env=env)
-    migrations = discover(config.migrations_dir, ignored_chars=config.sqlx.ignored_chars)
-    with db.connect(url, autocommit=True, application_name="safemig runbook") as conn:
-        rows = ledger.applied_rows(conn, config.sqlx.table)
-        pending = ledger.check(migrations, rows)
-        server_major = conn.info.server_version // 10000
-        existing = {
-            name for (name,) in conn.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'm', 'v')")
-        }
-
+    plan, prod = read_plan(config, env, now=now)
     items = []
     created: set[str] = set()
-    for m in pending:
-        rollback = find_rollback(m, config.rollbacks_dir)
-        report = lint_paths(
-            [m.path] + ([rollback] if rollback else []), config, env=env, server_major=server_major
-        )  # as the deploy gate
+    for item in plan.items:
+        m, rollback = item.migration, item.rollback
+        report = lint_paths(  # as the deploy gate: prod's major, the env's lock_timeout
+            [m.path] + ([rollback] if rollback else []), config, env=env, server_major=prod.server_major
+        )
         locks = [
             lk
-            if lk.table not in existing
+            if lk.table not in prod.relations
             else LockExpectation(lk.line, lk.statement, lk.table, lk.mode, False, lk.note)
             for lk in expected_locks(m.sql, created)
         ]
@@ -209,20 +195,18 @@ def build_runbook(config: Config, env: str, *, now: datetime | None = None) -> R
                 locks=locks,
             )
         )
-    try:
-        destination = backup_destination(config, env)
-    except SafemigError as exc:
-        destination = f"(not configured: {exc.message})"
+    pending = [item.migration for item in plan.items]
+    rows = prod.rows
     return Runbook(
         config=config,
         env=env,
-        settings=settings,
-        database=mask_url(url),
+        settings=prod.settings,
+        database=plan.database,
         generated_at=now or datetime.now(UTC),
-        window=evaluate(settings.maintenance_window, now),
+        window=prod.window,
         items=items,
         applied_count=sum(1 for r in rows.values() if r.success),
-        backup_destination=destination,
+        backup_destination=plan.backup_destination,
         restore_command=_cmd(config, "restore", "--env", env, "--from", "'<BACKUP_URI>'"),
         git=git_state(config.root),
         newest_applied=max((v for v, r in rows.items() if r.success), default=0),

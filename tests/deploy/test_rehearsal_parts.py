@@ -164,8 +164,8 @@ def test_read_plan_is_the_plan_a_dry_run_shows(project, monkeypatch):
         monkeypatch.setenv(key, value)
     project.apply_directly(project.prod_url, [1])
     project.write_config(rehearsal='"staging"')
-    plan, rows = read_plan(load_config(project.root / "safemig.toml"), "prod")
-    assert [item.migration.version for item in plan.items] == [2, 3] and set(rows) == {1}
+    plan, prod = read_plan(load_config(project.root / "safemig.toml"), "prod")
+    assert [item.migration.version for item in plan.items] == [2, 3] and set(prod.rows) == {1}
     assert plan.rehearsal == "staging" and plan.rehearsal_step().startswith("rehearse on staging: compare its schema")
     assert plan.backup_destination == f"s3://{project.bucket}/t/prod/"
     assert plan.as_dict(project.root)["pending"][0]["rollback"] == "rollbacks/002_rollback_note.sql"
