@@ -51,11 +51,15 @@ MD5_ROWS = 3_000_000
 BUCKET = "bench-backups"
 PART_MB = 8
 CONCURRENCY = 4
+BENCH_PG_PORT = int(os.environ.get("SAFEMIG_BENCH_PG_PORT", "21510"))  # loopback only
+BENCH_S3_PORT = int(os.environ.get("SAFEMIG_BENCH_S3_PORT", "21511"))
 
 
 def cluster() -> LocalCluster:
     """The bench's PostgreSQL server, kept under BENCH_DIR between runs."""
-    return LocalCluster(BENCH_DIR / "data", server_options={"shared_buffers": "256MB", "max_wal_size": "4GB"}).start()
+    return LocalCluster(
+        BENCH_DIR / "data", port=BENCH_PG_PORT, server_options={"shared_buffers": "256MB", "max_wal_size": "4GB"}
+    ).start()
 
 
 def _exists(pg: LocalCluster, name: str) -> bool:
@@ -171,8 +175,22 @@ def child_upload(mode: str, conninfo: str, compression: str, key: str) -> None:
     client.upload_fileobj(CheckedReader(), BUCKET, key, Config=TransferConfig(multipart_chunksize=PART_MB << 20, max_concurrency=CONCURRENCY))
 
 
-def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str) -> dict:
-    """All variants on one database, ``runs`` times each, interleaved; returns the medians."""
+AWS_CLI = os.environ.get("AWS_CLI", "/tmp/awsvenv/bin/aws")
+
+
+def child_deploy_path(key_label: str) -> None:
+    """``--child deploy``: ``run_backup(archive_read=False)`` in its own process, as deploy's gate calls it
+    (the rehearsal's restore is that backup's full read)."""
+    from safemig.backup import run_backup
+    from safemig.config import load_config, resolve_database_url
+
+    config = load_config(Path.cwd() / "safemig.toml")
+    result = run_backup(config, "bench", database_url=resolve_database_url(config, env="bench"), label=key_label, archive_read=False)
+    print(json.dumps(result.as_dict()))
+
+
+def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, variants: bool) -> dict:
+    """All backup variants on one database, ``runs`` times each, interleaved; returns the medians."""
     import boto3
 
     url = pg.url(name)
@@ -193,12 +211,18 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
                 s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
 
     pg_dump = find_pg_bin("pg_dump")
-    times: dict[str, list[float]] = {k: [] for k in ("pg_dump", "safemig", "safemig_dump_upload", "safemig_verify", "aws_cp", "multipart", "multipart_checked", "transfer_manager")}
+    names = ["pg_dump", "aws_cp", "safemig", "safemig_dump_upload", "safemig_verify", "deploy_path"]
+    if variants:
+        names += ["multipart", "multipart_checked", "transfer_manager"]
+    times: dict[str, list[float]] = {k: [] for k in names}
     peaks: list[int] = []
     size = 0
     for i in range(runs):
         t, _, _ = run_timed(f"{pg_dump} -Fc -Z{compression} --dbname='{conninfo}' > /dev/null", env=env, shell=True)
         times["pg_dump"].append(t)
+        t, _, _ = run_timed(f"set -o pipefail; {pg_dump} -Fc -Z{compression} --dbname='{conninfo}' | {AWS_CLI} s3 cp - s3://{BUCKET}/cp/{i}.dump", env=env, shell=True)
+        times["aws_cp"].append(t)
+        clean()
         t, peak, out = run_timed([sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project)
         result = json.loads(out)
         size = result["size"]
@@ -207,24 +231,71 @@ def bench_database(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int
         times["safemig_verify"].append(result["verify_s"])
         peaks.append(peak)
         clean()
-        t, _, _ = run_timed(f"set -o pipefail; {pg_dump} -Fc -Z{compression} --dbname='{conninfo}' | aws s3 cp - s3://{BUCKET}/cp/{i}.dump", env=env, shell=True)
-        times["aws_cp"].append(t)
+        t, _, _ = run_timed([sys.executable, __file__, "--child", "deploy", "", "", f"deploy {i}"], env=env, cwd=project)
+        times["deploy_path"].append(t)
         clean()
-        for mode in ("multipart", "multipart_checked", "transfer_manager"):
+        for mode in ("multipart", "multipart_checked", "transfer_manager") if variants else ():
             t, _, _ = run_timed([sys.executable, __file__, "--child", mode, conninfo, compression, f"{mode}/{i}.dump"], env=env)
             times[mode].append(t)
             clean()
         print(f"  {name} run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()), flush=True)
     med = {k: median(v) for k, v in times.items()}
+    ratios = {
+        "safemig / aws s3 cp": med["safemig"] / med["aws_cp"],
+        "deploy path / aws s3 cp": med["deploy_path"] / med["aws_cp"],
+        "safemig / pg_dump": med["safemig"] / med["pg_dump"],
+        "aws s3 cp / pg_dump": med["aws_cp"] / med["pg_dump"],
+    }
+    for mode in ("multipart", "multipart_checked", "transfer_manager") if variants else ():
+        ratios[f"{mode} / pg_dump"] = med[mode] / med["pg_dump"]
     return {"database": name, "db_size": db_size(pg, name), "dump_bytes": size, "compression": compression, "runs": runs,
-            "median_s": med, "peak_rss_mb": max(peaks) / 1024, "ratios": {
-                "safemig / pg_dump": med["safemig"] / med["pg_dump"],
-                "safemig dump+upload / pg_dump": (med["safemig_dump_upload"]) / med["pg_dump"],
-                "safemig / aws s3 cp": med["safemig"] / med["aws_cp"],
-                "multipart / pg_dump": med["multipart"] / med["pg_dump"],
-                "multipart_checked / pg_dump": med["multipart_checked"] / med["pg_dump"],
-                "transfer_manager / pg_dump": med["transfer_manager"] / med["pg_dump"],
-            }}
+            "median_s": med, "peak_rss_mb": max(peaks) / 1024, "ratios": ratios}
+
+
+def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, jobs: int) -> dict:
+    """``safemig restore --jobs N`` (S3 -> verified local copy -> pg_restore -j N) against
+    ``pg_restore -j N`` from a local file already on disk, into fresh databases, interleaved."""
+    import boto3
+
+    url = pg.url(name)
+    env = {**os.environ, **s3env, "PGPASSWORD": pg.password, "CI": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    project = Path(tempfile.mkdtemp(prefix="safemig-bench-"))
+    (project / "safemig.toml").write_text(
+        f'[envs.bench]\ndatabase_url = "{url}"\n\n[backup]\nbucket = "{BUCKET}"\nprefix = "restore/"\n'
+        f"compression = {compression}\n"
+    )
+    _, _, out = run_timed([sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project)
+    backup = json.loads(out)
+    s3 = boto3.client("s3", endpoint_url=s3env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id=s3env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3env["AWS_SECRET_ACCESS_KEY"])
+    local = project / "local.dump"
+    s3.download_file(BUCKET, backup["key"], str(local))
+    pg_restore = find_pg_bin("pg_restore")
+    times: dict[str, list[float]] = {"pg_restore": [], "safemig_restore": [], "safemig_prepare": [], "safemig_download": []}
+    for i in range(runs):
+        for variant in ("pg_restore", "safemig_restore"):
+            target = f"{name}_restored"
+            pg.drop_database(target)
+            pg.create_database(target)
+            conninfo = f"host=127.0.0.1 port={pg.port} user={SUPERUSER} dbname={target}"
+            if variant == "pg_restore":
+                t, _, _ = run_timed([pg_restore, f"-j{jobs}", "--exit-on-error", f"--dbname={conninfo}", str(local)], env=env)
+            else:
+                t, _, out = run_timed([sys.executable, "-m", "safemig.cli", "restore", "--env", "bench", "--from", backup["uri"],
+                                       "--target-database-url", pg.url(target), "--jobs", str(jobs), "--json"], env=env, cwd=project)
+                restored = json.loads(out)
+                times["safemig_prepare"].append(restored["prepare_s"])
+                times["safemig_download"].append(restored["download_s"])
+            times[variant].append(t)
+        print(f"  {name} restore run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()), flush=True)
+    pg.drop_database(f"{name}_restored")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="restore/"):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    med = {k: median(v) for k, v in times.items()}
+    return {"database": name, "dump_bytes": backup["size"], "jobs": jobs, "runs": runs, "median_s": med,
+            "ratio": med["safemig_restore"] / med["pg_restore"]}
 
 
 def compression_sweep(pg: LocalCluster, name: str, levels: list[str]) -> list[dict]:
@@ -258,10 +329,17 @@ def main() -> None:
     parser.add_argument("--skip-levels", action="store_true", help="skip the compression-level sweep")
     parser.add_argument("--only", help="bench only this database")
     parser.add_argument("--prepare-only", action="store_true")
+    parser.add_argument("--upload-variants", action="store_true", help="also time the bare upload variants")
+    parser.add_argument("--skip-backup", action="store_true", help="only the restore comparison")
+    parser.add_argument("--skip-restore", action="store_true", help="skip the restore comparison")
+    parser.add_argument("--restore-jobs", type=int, default=2)
     parser.add_argument("--child", nargs=4, metavar=("MODE", "CONNINFO", "LEVEL", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child_upload(*args.child)
+        if args.child[0] == "deploy":
+            child_deploy_path(args.child[3])
+        else:
+            child_upload(*args.child)
         return
 
     pg = cluster()
@@ -281,18 +359,22 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
 
-    s3 = start_local_s3()
+    s3 = start_local_s3(BENCH_S3_PORT)
     import boto3
 
     boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1",
                  aws_access_key_id=s3.env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=s3.env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
-    report: dict = {"databases": [], "levels": [], "x4": None}
+    report: dict = {"databases": [], "restores": [], "levels": [], "x4": None}
     try:
         for name in ("bench_pgbench", "bench_md5"):
             if args.only and name != args.only:
                 continue
-            print(f"{name} ({db_size(pg, name)}), -Z{args.compression}, {args.runs} runs", flush=True)
-            report["databases"].append(bench_database(pg, name, s3.env, args.runs, args.compression))
+            if not args.skip_backup:
+                print(f"{name} ({db_size(pg, name)}), -Z{args.compression}, {args.runs} runs", flush=True)
+                report["databases"].append(bench_database(pg, name, s3.env, args.runs, args.compression, args.upload_variants))
+            if not args.skip_restore:
+                print(f"{name}: restore, -j{args.restore_jobs}, {args.runs} runs", flush=True)
+                report["restores"].append(bench_restore(pg, name, s3.env, args.runs, args.compression, args.restore_jobs))
         if not args.skip_levels:
             for name in ("bench_pgbench", "bench_md5"):
                 if not args.only or name == args.only:
@@ -310,6 +392,11 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
         for key, value in db["ratios"].items():
             print(f"    {key:<32} {value:.3f}x")
         print(f"    peak RSS of safemig          {db['peak_rss_mb']:.0f} MB")
+    for r in report["restores"]:
+        print(f"  {r['database']} restore (dump {r['dump_bytes'] / 1e6:.0f} MB, -j{r['jobs']}, median of {r['runs']}):"
+              f" pg_restore from a local file {r['median_s']['pg_restore']:.2f}s, safemig restore from S3"
+              f" {r['median_s']['safemig_restore']:.2f}s (of which finding/checking/TOC {r['median_s']['safemig_prepare']:.2f}s,"
+              f" verified download {r['median_s']['safemig_download']:.2f}s), {r['ratio']:.3f}x")
     if report["x4"]:
         x4 = report["x4"]
         print(f"  {x4['database']} ({x4['db_size']}): {x4['seconds']:.1f}s, peak RSS {x4['peak_rss_mb']:.0f} MB")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import glob
+import io
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from safemig.errors import ConfigError, ToolError
 from safemig.redact import redact
@@ -42,11 +43,12 @@ def conninfo_without_password(url: str) -> tuple[str, str | None]:
     """Split ``url`` (URL or ``key=value`` conninfo) into a password-free conninfo and the password."""
     if not url:
         return "", None
+    from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     try:
         params = conninfo_to_dict(url)
-    except Exception as exc:  # psycopg.ProgrammingError: malformed URL
+    except ProgrammingError as exc:  # a malformed URL
         from safemig.db import describe, error_text
 
         raise ConfigError(
@@ -113,12 +115,14 @@ def pick_binary(name: str, min_major: int, pg_bin_dir: str | None = None, *, pur
     if not seen:
         raise ToolError(
             f"{name} not found on PATH or under /usr/lib/postgresql/*/bin",
-            hint=f"install the PostgreSQL {min_major} client (Debian: apt-get install postgresql-client-{min_major}) or set backup.pg_bin_dir",
+            hint=f"install the PostgreSQL {min_major} client (Debian: apt-get install postgresql-client-{min_major})"
+            " or set backup.pg_bin_dir",
         )
     have = ", ".join(f"{b.path} is {b.major}" for b in seen)
     raise ToolError(
         f"{name} {min_major} or newer is needed to {purpose} ({have})",
-        hint=f'install postgresql-client-{min_major} and set backup.pg_bin_dir = "/usr/lib/postgresql/{min_major}/bin" (or its path on this system)',
+        hint=f"install postgresql-client-{min_major} and set"
+        f' backup.pg_bin_dir = "/usr/lib/postgresql/{min_major}/bin" (or its path on this system)',
     )
 
 
@@ -149,14 +153,16 @@ class ChildProcess:
         stream.close()
 
     @property
-    def stdout(self) -> IO[bytes]:
+    def stdout(self) -> io.FileIO:
+        """The raw pipe (``bufsize=0``): reads return what is there, ``readinto`` included."""
         assert self.proc.stdout is not None
-        return self.proc.stdout
+        return cast(io.FileIO, self.proc.stdout)
 
     @property
-    def stdin(self) -> IO[bytes]:
+    def stdin(self) -> io.FileIO:
+        """The raw pipe: a ``write`` may be partial, so callers use :func:`write_all`."""
         assert self.proc.stdin is not None
-        return self.proc.stdin
+        return cast(io.FileIO, self.proc.stdin)
 
     def stderr_text(self) -> str:
         """What the program said on stderr (its last 64 KiB), redacted, on one line."""

@@ -35,7 +35,7 @@ from safemig.backup.pgdump import Binary, ChildProcess, child_env, conninfo_with
 from safemig.backup.progress import transfer_progress
 from safemig.backup.settings import BackupSettings, load_settings
 from safemig.backup.store import BackupInfo, head_backup, list_env_backups, make_client, parse_uri
-from safemig.backup.verify import iter_object, read_toc
+from safemig.backup.verify import iter_object, list_archive, read_toc
 from safemig.config import Config
 from safemig.errors import CheckFailed, DatabaseError, ToolError, UsageError
 
@@ -61,11 +61,13 @@ SELECT kind, n FROM (
   SELECT 'schemas' AS kind, count(*) AS n FROM user_ns
     WHERE nspname <> 'public' AND oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_namespace'::regclass)
   UNION ALL SELECT 'tables, views or sequences', count(*) FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_class'::regclass)
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND c.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_class'::regclass)
   UNION ALL SELECT 'functions', count(*) FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
     WHERE p.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_proc'::regclass)
   UNION ALL SELECT 'types or domains', count(*) FROM pg_type t JOIN user_ns n ON n.oid = t.typnamespace
-    WHERE t.typtype IN ('b', 'c', 'd', 'e', 'r', 'm') AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+    WHERE t.typtype IN ('b', 'c', 'd', 'e', 'r', 'm')
+      AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
       AND NOT EXISTS (SELECT 1 FROM pg_type el WHERE el.oid = t.typelem AND el.typarray = t.oid)
       AND t.oid NOT IN (SELECT objid FROM ext WHERE classid = 'pg_type'::regclass)
   UNION ALL SELECT 'large objects', count(*) FROM pg_largeobject_metadata
@@ -103,6 +105,8 @@ class RestoreResult:
     jobs: int = 1
     entries: int = 0  # TOC entries restored
     roles_created: tuple[str, ...] = ()
+    prepare_s: float = 0.0  # finding the backup, checking the target, reading the TOC
+    download_s: float = 0.0  # the verified local copy (spool mode), before pg_restore starts
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +121,8 @@ class RestoreResult:
             "jobs": self.jobs,
             "entries": self.entries,
             "roles_created": list(self.roles_created),
+            "prepare_s": round(self.prepare_s, 3),
+            "download_s": round(self.download_s, 3),
         }
 
 
@@ -172,7 +178,9 @@ def _target_state(url: str) -> _Target:
 
     with connect(url, autocommit=True, application_name="safemig restore") as conn:
         try:
-            name, slots = conn.execute(_TARGET_FACTS).fetchone()
+            facts = conn.execute(_TARGET_FACTS).fetchone()
+            assert facts is not None  # a SELECT without FROM returns one row
+            name, slots = facts
             objects = {kind: int(n) for kind, n in conn.execute(_USER_OBJECTS).fetchall()}
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot inspect {describe(url)}: {error_text(exc)}") from None
@@ -212,6 +220,7 @@ def restore_backup(
     """
     from safemig.db import describe
 
+    began = time.monotonic()
     if jobs < 1:
         raise UsageError(f"--jobs must be 1 or more, not {jobs}", hint="e.g. --jobs 4")
     settings = load_settings(config)
@@ -230,36 +239,34 @@ def restore_backup(
     pg_restore = pick_binary(
         "pg_restore", _major(dump_version), settings.pg_bin_dir, purpose=f"read a pg_dump {dump_version} archive"
     )
-    toc = read_toc(client, info.bucket, info.key, pg_restore)
-    chosen = tocs.apply_select(toc, select)
-    if clean:
-        chosen = tocs.order_for_clean(chosen)
-    data_dropped = any(tocs.desc(line) in _DATA for line in toc if line not in set(chosen))
-    needs_list = chosen != toc
-    stream = jobs == 1 and not data_dropped and tocs.lock_slots(chosen) <= target.lock_slots * _LOCK_SHARE
+    stream = False
+    toc: list[str] = []
+    if jobs == 1:  # one transaction from the stream, if the TOC says it fits; else the local copy
+        toc = read_toc(client, info.bucket, info.key, pg_restore)
+        chosen = _choose(toc, select, clean)
+        stream = not _drops_data(toc, chosen) and tocs.lock_slots(chosen) <= target.lock_slots * _LOCK_SHARE
 
     roles: list[str] = []
     if create_roles:
         from safemig.backup.roles import create_missing_roles
 
         roles = create_missing_roles(client, info, target_url)
+    prepared = time.monotonic() - began
     started = time.monotonic()
     try:
-        size = _run_restore(
+        size, download_s, entries = _run_restore(
             client,
             info,
             settings,
             pg_restore,
             target,
             target_url,
-            chosen,
-            needs_list,
-            stream,
-            clean,
-            no_owner,
-            no_privileges,
-            jobs,
-            progress,
+            stream_toc=toc if stream else None,
+            select=select,
+            clean=clean,
+            options=(["--no-owner"] if no_owner else []) + (["--no-privileges"] if no_privileges else []),
+            jobs=jobs,
+            progress=progress,
         )
     except BaseException:
         if roles:
@@ -277,9 +284,22 @@ def restore_backup(
         cleaned=clean,
         mode="stream" if stream else "spool",
         jobs=jobs,
-        entries=len(chosen),
+        entries=entries,
         roles_created=tuple(roles),
+        prepare_s=prepared,
+        download_s=download_s,
     )
+
+
+def _choose(toc: list[str], select: tocs.Select | None, clean: bool) -> list[str]:
+    chosen = tocs.apply_select(toc, select)
+    return tocs.order_for_clean(chosen) if clean else chosen
+
+
+def _drops_data(toc: list[str], chosen: list[str]) -> bool:
+    """Whether a data block pg_restore would have to read is left out (it could end before the stream does)."""
+    kept = set(chosen)
+    return any(tocs.desc(line) in _DATA for line in toc if line not in kept)
 
 
 def _run_restore(
@@ -289,33 +309,41 @@ def _run_restore(
     pg_restore: Binary,
     target: _Target,
     target_url: str,
-    chosen: list[str],
-    needs_list: bool,
-    stream: bool,
+    *,
+    stream_toc: list[str] | None,
+    select: tocs.Select | None,
     clean: bool,
-    no_owner: bool,
-    no_privileges: bool,
+    options: list[str],
     jobs: int,
     progress: bool,
-) -> int:
+) -> tuple[int, float, int]:
+    """(bytes restored, seconds spent on the verified local copy before pg_restore started, TOC entries).
+
+    ``stream_toc``: the TOC read from the stream's start when the restore is streamed in one
+    transaction; ``None`` for the verified local copy, whose own TOC is read.
+    """
+    conninfo, password = conninfo_without_password(target_url)
+    where = f"restoring into {target.database}"
     with tempfile.TemporaryDirectory(prefix="safemig-restore-", dir=settings.spool_dir) as workdir:
-        args = [pg_restore.path, "--exit-on-error", "--no-password"]
-        if needs_list:
-            list_file = Path(workdir) / "restore.list"
-            list_file.write_text("\n".join(chosen) + "\n")
-            args.append(f"--use-list={list_file}")
-        if clean:
-            args += ["--clean", "--if-exists"]
-        if no_owner:
-            args.append("--no-owner")
-        if no_privileges:
-            args.append("--no-privileges")
-        conninfo, password = conninfo_without_password(target_url)
-        args.append(f"--dbname={conninfo}")
-        where = f"restoring into {target.database}"
-        if stream:
-            return _restore_streamed(client, info, args, password, where, progress)
-        return _restore_spooled(client, info, args, password, where, progress, Path(workdir), jobs)
+
+        def args_for(toc: list[str]) -> tuple[list[str], int]:
+            chosen = _choose(toc, select, clean)
+            args = [pg_restore.path, "--exit-on-error", "--no-password", *options]
+            if chosen != toc:
+                list_file = Path(workdir) / "restore.list"
+                list_file.write_text("\n".join(chosen) + "\n")
+                args.append(f"--use-list={list_file}")
+            if clean:
+                args += ["--clean", "--if-exists"]
+            return [*args, f"--dbname={conninfo}"], len(chosen)
+
+        if stream_toc is not None:  # one transaction, fed from S3
+            args, entries = args_for(stream_toc)
+            return (*_restore_streamed(client, info, args, password, where, progress), entries)
+        spool, seen, downloaded = _download_verified(client, info, progress, Path(workdir))
+        args, entries = args_for(list_archive(pg_restore, spool))  # the TOC of the verified copy
+        _restore_file(args, spool, password, where, jobs)
+        return seen, downloaded, entries
 
 
 def _checked_chunks(client: Any, info: BackupInfo, action: str) -> Iterator[bytes]:
@@ -344,7 +372,7 @@ def _mismatch(info: BackupInfo, seen: int, digest: str) -> CheckFailed:
 
 def _restore_streamed(
     client: Any, info: BackupInfo, args: list[str], password: str | None, where: str, progress: bool
-) -> int:
+) -> tuple[int, float]:
     """One transaction, fed from S3; the last chunk goes in only once the whole object hashed right."""
     restorer = ChildProcess([*args, "--single-transaction"], env=child_env(password), stdin=-1)
     digest = hashlib.sha256()
@@ -380,27 +408,23 @@ def _restore_streamed(
             hint="the object's checksum matched; pg_restore ran in a single transaction, so nothing was restored:"
             " fix the cause and retry",
         )
-    return seen
+    return seen, 0.0
 
 
-def _restore_spooled(
-    client: Any,
-    info: BackupInfo,
-    args: list[str],
-    password: str | None,
-    where: str,
-    progress: bool,
-    workdir: Path,
-    jobs: int,
-) -> int:
-    """Download to a private file, hashing exactly what is written; restore from it only if it matches."""
+def _download_verified(client: Any, info: BackupInfo, progress: bool, workdir: Path) -> tuple[Path, int, float]:
+    """Download to a private file, hashing exactly the bytes written; refuse it unless it matches.
+
+    Returns the file, its size and the seconds it took.
+    """
     expected = info.recorded_size if info.recorded_size is not None else info.size
     free = shutil.disk_usage(workdir).free
     if free < expected + _SPOOL_MARGIN:
         raise ToolError(
-            f"restoring {info.uri} ({expected} bytes) needs a local copy, but {workdir.parent} has only {free} bytes free",
+            f"restoring {info.uri} ({expected} bytes) needs a local copy, but {workdir.parent} has only"
+            f" {free} bytes free",
             hint="point backup.spool_dir (or TMPDIR) at a disk with room for the archive; nothing was restored",
         )
+    started = time.monotonic()
     spool = workdir / "backup.dump"
     digest = hashlib.sha256()
     seen = 0
@@ -414,8 +438,12 @@ def _restore_spooled(
                 advance(len(chunk))
     if digest.hexdigest() != info.sha256 or seen != expected:
         raise _mismatch(info, seen, digest.hexdigest())
-    restore_args = [*args, f"--jobs={jobs}", str(spool)] if jobs > 1 else [*args, str(spool)]
-    restorer = ChildProcess(restore_args, env=child_env(password))
+    return spool, seen, time.monotonic() - started
+
+
+def _restore_file(args: list[str], spool: Path, password: str | None, where: str, jobs: int) -> None:
+    """``pg_restore [-j N]`` from the verified local copy (not one transaction: it did not fit, or -j)."""
+    restorer = ChildProcess([*args, f"--jobs={jobs}", str(spool)], env=child_env(password))
     try:
         problem = restorer.failure(where)
     except BaseException:
@@ -427,7 +455,6 @@ def _restore_spooled(
             hint="the object's checksum matched, but this restore was not one transaction: the target may hold part"
             " of the backup; drop and recreate it (or restore with --clean --confirm-clean) after fixing the cause",
         )
-    return seen
 
 
 def _feed(restorer: ChildProcess, chunk: bytes) -> bool:

@@ -111,15 +111,17 @@ def database_facts(url: str) -> DatabaseFacts:
 
     with connect(url, autocommit=True, application_name="safemig backup") as conn:
         try:
-            name, version, num, size, ledger = conn.execute(
-                "SELECT current_database(), current_setting('server_version'), current_setting('server_version_num')::int,"
-                " pg_database_size(current_database()), to_regclass('_sqlx_migrations') IS NOT NULL"
+            facts = conn.execute(
+                "SELECT current_database(), current_setting('server_version'),"
+                " current_setting('server_version_num')::int, pg_database_size(current_database()),"
+                " to_regclass('_sqlx_migrations') IS NOT NULL"
             ).fetchone()
-            newest = (
-                conn.execute("SELECT max(version) FROM _sqlx_migrations WHERE success").fetchone()[0]
-                if ledger
-                else None
+            assert facts is not None  # a SELECT without FROM returns one row
+            name, version, num, size, ledger = facts
+            newest_row = (
+                conn.execute("SELECT max(version) FROM _sqlx_migrations WHERE success").fetchone() if ledger else None
             )
+            newest = newest_row[0] if newest_row else None
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot inspect {describe(url)}: {error_text(exc)}",

@@ -199,9 +199,10 @@ def load_settings(config: Config) -> BackupSettings:
     storage_class = _string(section, "storage_class", where)
     if storage_class and storage_class.upper() in _ARCHIVE_CLASSES:
         raise ConfigError(
-            f"backup.storage_class = {storage_class!r} in {where}: such objects cannot be read back without a restore request,"
-            " so a backup could neither be verified nor restored",
-            hint='use "GLACIER_IR" (instant retrieval) or "STANDARD_IA", and move old backups to GLACIER with a bucket lifecycle rule',
+            f"backup.storage_class = {storage_class!r} in {where}: such objects cannot be read back without a"
+            " restore request, so a backup could neither be verified nor restored",
+            hint='use "GLACIER_IR" (instant retrieval) or "STANDARD_IA", and move old backups to GLACIER with a'
+            " bucket lifecycle rule",
         )
     part_mb = _int(section, "part_size_mb", where, DEFAULT_PART_SIZE // MiB, S3_MIN_PART // MiB, S3_MAX_PART // MiB)
     return BackupSettings(

@@ -14,15 +14,12 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 from safemig.backup.settings import BackupSettings
 from safemig.errors import StorageError, UsageError
 from safemig.redact import redact
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mypy_boto3_s3 import S3Client  # noqa: F401
 
 DUMP_SUFFIX = ".dump"
 _TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"  # milliseconds kept: two backups in one second must not collide
@@ -43,7 +40,8 @@ def make_client(settings: BackupSettings) -> Any:
         retries={"mode": "standard", "max_attempts": 4},
         max_pool_connections=settings.concurrency + 4,
         connect_timeout=min(10.0, settings.stall_timeout),
-        read_timeout=min(120.0, settings.stall_timeout),  # a request silent that long is a stall
+        # a request silent for twice the stall timeout is past saving; the stall watchdog fires first
+        read_timeout=min(120.0, 2 * settings.stall_timeout),
         user_agent_extra="safemig",
     )
     if not settings.sdk_checksums:
@@ -75,7 +73,8 @@ def storage_error(exc: BaseException, action: str, bucket: str, key: str | None 
     if isinstance(exc, bex.NoCredentialsError):
         return StorageError(
             f"no AWS credentials found while {action} {where}",
-            hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available",
+            hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role"
+            " is available",
         )
     if isinstance(
         exc, (bex.EndpointConnectionError, bex.ConnectTimeoutError, bex.ConnectionClosedError, bex.ReadTimeoutError)
@@ -102,7 +101,10 @@ def storage_error(exc: BaseException, action: str, bucket: str, key: str | None 
         if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
             return StorageError(
                 f"access denied to {where} while {action}: {message}",
-                hint="the credentials in use need s3:PutObject, s3:GetObject, s3:ListBucket, s3:AbortMultipartUpload and s3:DeleteObject on the bucket (and kms:GenerateDataKey/kms:Decrypt with SSE-KMS)",
+                hint="the credentials in use need s3:PutObject, s3:GetObject, s3:ListBucket,"
+                " s3:ListBucketMultipartUploads, s3:AbortMultipartUpload and s3:DeleteObject (s3:ListBucketVersions"
+                " and s3:DeleteObjectVersion on a versioned bucket) on the bucket, and kms:GenerateDataKey/kms:Decrypt"
+                " with SSE-KMS",
             )
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
             return StorageError(

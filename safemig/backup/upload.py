@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any, Protocol
 
 from safemig.backup.settings import S3_MAX_PARTS
 from safemig.backup.store import storage_error
@@ -50,13 +50,19 @@ class Uploaded:
         return bool(self.etag) and self.etag == self.expected_etag
 
 
+class Readable(Protocol):
+    """A byte source read into a caller's buffer (a pipe's raw file object)."""
+
+    def readinto(self, buffer: Any, /) -> int | None: ...
+
+
 class Stalled(StorageError):
     """No progress on the dump or the upload for ``backup.stall_timeout`` (exit 3)."""
 
 
 def stream_to_s3(
     client: Any,
-    source: IO[bytes],
+    source: Readable,
     *,
     bucket: str,
     key: str,
@@ -90,16 +96,17 @@ def stream_to_s3(
     try:
         return sender.send_all(source, upload_id, part_size, concurrency, finish, on_chunk, on_part)
     except BaseException as exc:
-        aborted = abort(client, bucket, key, upload_id, wait_s=_ABORT_WAIT_S)
+        wait_s = min(_ABORT_WAIT_S, watchdog.timeout) if watchdog is not None else _ABORT_WAIT_S
+        aborted = abort(client, bucket, key, upload_id, wait_s=wait_s)
         if isinstance(exc, SafemigError):
             where = f"s3://{bucket}/{key}"
             if aborted:
                 exc.hint = f"{exc.hint or ''} (the upload was aborted: nothing was stored)".strip()
             else:
                 exc.hint = (
-                    f"{exc.hint or ''} (the upload {upload_id[:16]}... to {where} could not be aborted: its parts stay in"
-                    " S3 until the bucket's AbortIncompleteMultipartUpload lifecycle rule removes them, see README,"
-                    " section backup; no object was created)"
+                    f"{exc.hint or ''} (the upload {upload_id[:16]}... to {where} could not be aborted: its parts"
+                    " stay in S3 until the bucket's AbortIncompleteMultipartUpload lifecycle rule removes them"
+                    " (see README, section backup); no object was created)"
                 ).strip()
         raise
     finally:
@@ -178,7 +185,7 @@ class _Sender:
         if self.watchdog is not None:
             self.watchdog.beat()
 
-    def _fill(self, source: IO[bytes], buf: bytearray, digest: Any, on_chunk) -> int:
+    def _fill(self, source: Readable, buf: bytearray, digest: Any, on_chunk) -> int:
         """Read into ``buf`` until it is full or the source ends; hash what was read."""
         view = memoryview(buf)
         filled = 0

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from safemig.backup.pgdump import Binary, ChildProcess, child_env, enlarge_pipe, write_all
@@ -143,6 +145,20 @@ def read_toc(client: Any, bucket: str, key: str, pg_restore: Binary) -> list[str
             raise ToolError(f"{where}: {problem}", hint="the object is not a pg_dump archive pg_restore can read")
         toc_out.seek(0)
         return entries(toc_out.read().decode("utf-8", "replace"))
+
+
+def list_archive(pg_restore: Binary, path: Path) -> list[str]:
+    """``pg_restore -l`` of a local archive file."""
+    try:
+        done = subprocess.run(
+            [pg_restore.path, "--list", str(path)], env=child_env(None), capture_output=True, timeout=600
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ToolError(f"cannot run {pg_restore.path} --list: {exc}", hint="check backup.pg_bin_dir or PATH") from None
+    if done.returncode != 0:
+        said = " ".join(done.stderr.decode("utf-8", "replace").split())[-1500:]
+        raise ToolError(f"pg_restore --list {path} exited with status {done.returncode}: {said}")
+    return entries(done.stdout.decode("utf-8", "replace"))
 
 
 def verify_stored(client: Any, bucket: str, key: str, *, size: int, sha256: str, pg_restore: Binary) -> Verified:

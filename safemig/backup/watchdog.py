@@ -49,7 +49,7 @@ class Watchdog:
         previous = time.monotonic()
         while not self._stop.wait(self.tick):
             now = time.monotonic()
-            if now - previous > 4 * self.tick + 1:
+            if now - previous > max(2 * self.tick, self.tick + 0.5):
                 # This process itself was stopped (SIGSTOP, a debugger) or the machine slept:
                 # the others were waiting for us, which is not their stall.
                 self._last = now
@@ -88,12 +88,13 @@ class DaemonPool:
             if job is None:
                 return
             future, fn, args = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                future.set_exception(exc)
+            del job  # the arguments (a part's bytes) must not outlive the call while we wait for the next
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                    future.set_exception(exc)
+            del future, fn, args
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         future: Future[T] = Future()

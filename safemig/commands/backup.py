@@ -26,7 +26,19 @@ def register(app: typer.Typer) -> None:
     app.command(
         "backup", help="Dump the env's database (pg_dump -Fc) straight into S3, then verify the stored object."
     )(backup_command)
-    app.command("backups", help="List the env's backups in S3, newest first.")(backups_command)
+    group = typer.Typer(
+        help="List the env's backups in S3 (newest first), prune them, verify one.",
+        invoke_without_command=True,
+        no_args_is_help=False,
+    )
+    group.callback(invoke_without_command=True)(backups_command)
+    group.command("prune", help="Remove backups outside the retention policy (never the newest verified one).")(
+        prune_command
+    )
+    group.command("verify", help="Prove a stored backup whole: checksum, a full archive read, optionally a restore.")(
+        verify_command
+    )
+    app.add_typer(group, name="backups")
     app.command("restore", help="Restore a verified backup from S3 with pg_restore, checking its SHA-256 on the way.")(
         restore_command
     )
@@ -94,12 +106,15 @@ def backup_command(
     output.success(f"backup stored and verified: {result.uri}")
     output.echo(f"  size     {human_size(result.size)} ({result.size} bytes) in {result.parts} parts")
     output.echo(
-        f"  speed    {human_size(result.throughput_bps)}/s (dump+upload {result.dump_s:.1f}s, verify {result.verify_s:.1f}s)"
+        f"  speed    {human_size(result.throughput_bps)}/s"
+        f" (dump+upload {result.dump_s:.1f}s, verify {result.verify_s:.1f}s)"
     )
     output.echo(f"  sha256   {result.sha256}")
+    output.echo(f"  verified {result.verified_by}")
     version = result.newest_version if result.newest_version is not None else "none applied"
     output.echo(
-        f"  database {result.metadata.get('database')} (PostgreSQL {result.metadata.get('server-version')}), newest migration {version}"
+        f"  database {result.metadata.get('database')} (PostgreSQL {result.metadata.get('server-version')}),"
+        f" newest migration {version}"
     )
 
 
@@ -111,10 +126,24 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def backups_command(env: RequiredEnvOption, config_path: ConfigOption = None, json_out: JsonOption = False) -> None:
+def backups_command(
+    ctx: typer.Context,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", "-e", help="Environment name from [envs.NAME] in the config.", show_default=False),
+    ] = None,
+    config_path: ConfigOption = None,
+    json_out: JsonOption = False,
+) -> None:
     """List ENV's backups, newest first: time, size, newest migration version, status, key; and open uploads."""
     from safemig import output
     from safemig.backup import list_backups, list_open_uploads
+    from safemig.errors import UsageError
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if env is None:
+        raise UsageError("safemig backups needs --env NAME", hint="e.g. safemig backups --env prod")
 
     config = load(config_path)
     infos = list_backups(config, env)
@@ -140,7 +169,12 @@ def backups_command(env: RequiredEnvOption, config_path: ConfigOption = None, js
                     for i in infos
                 ],
                 "open_uploads": [
-                    {"key": u.key, "upload_id": u.upload_id, "initiated": u.initiated.isoformat(), "age_s": round(u.age_s())}
+                    {
+                        "key": u.key,
+                        "upload_id": u.upload_id,
+                        "initiated": u.initiated.isoformat(),
+                        "age_s": round(u.age_s()),
+                    }
                     for u in uploads
                 ],
             }
@@ -181,7 +215,8 @@ def restore_command(
         str | None,
         typer.Option(
             "--target-database-url",
-            help="Database to restore into (default: the env's database_url). It must exist and be empty unless --clean.",
+            help="Database to restore into (default: the env's database_url)."
+            " It must exist and be empty unless --clean.",
             show_default=False,
         ),
     ] = None,
@@ -248,7 +283,78 @@ def restore_command(
         output.print_json(result.as_dict())
         return
     output.success(f"restored {result.uri} into {result.database} ({result.target})")
-    how = "streamed in one transaction" if result.mode == "stream" else f"verified local copy, pg_restore -j {result.jobs}"
+    how = (
+        "streamed in one transaction"
+        if result.mode == "stream"
+        else f"verified local copy, pg_restore -j {result.jobs}"
+    )
     output.echo(f"  {human_size(result.size)} in {result.duration_s:.1f}s ({how}), sha256 {result.sha256} verified")
     if result.roles_created:
         output.echo(f"  roles created: {', '.join(result.roles_created)}")
+
+
+def prune_command(
+    env: RequiredEnvOption,
+    keep_last: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-last", help="Keep the newest N verified backups (default: backup.keep_last).", show_default=False
+        ),
+    ] = None,
+    keep_days: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-days", help="Keep every backup younger than D days (default: backup.keep_days).", show_default=False
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
+    config_path: ConfigOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Apply the retention policy to ENV's backups; the newest verified backup is never removed."""
+    from safemig import output
+    from safemig.backup.retention import prune
+
+    result = prune(load(config_path), env, keep_last=keep_last, keep_days=keep_days, dry_run=dry_run)
+    if json_out:
+        output.print_json(result.as_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    for info, why in result.removed:
+        output.echo(f"{verb} {info.uri} ({info.created:%Y-%m-%d %H:%M}, {human_size(info.size)}): {why}")
+    for upload in result.aborted:
+        verb_upload = "would abort" if dry_run else "aborted"
+        output.echo(f"{verb_upload} the open upload of {upload.key}, started {_age(upload.age_s())} ago")
+    for info, why in result.kept:
+        output.echo(f"kept {info.uri}: {why}")
+    output.success(
+        f"{verb} {len(result.removed)} backups and {len(result.aborted)} open uploads; kept {len(result.kept)}"
+    )
+
+
+def verify_command(
+    source: Annotated[str, typer.Argument(help="`latest` or s3://BUCKET/KEY.", show_default=False)],
+    env: RequiredEnvOption,
+    restore_into: Annotated[
+        str | None,
+        typer.Option(
+            "--restore",
+            help="Also restore into a scratch database created (and dropped) on this server URL.",
+            show_default=False,
+        ),
+    ] = None,
+    config_path: ConfigOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Check a backup: recorded checksum, every block of the archive read, optionally a real restore."""
+    from safemig import output
+    from safemig.backup.audit import verify_backup
+
+    with _sigterm_as_interrupt():
+        result = verify_backup(load(config_path), env, source, scratch_url=restore_into)
+    if json_out:
+        output.print_json(result.as_dict())
+        return
+    output.success(f"{result.uri} verified: sha256 {result.sha256}, every block of the archive read")
+    if result.restored_into:
+        output.echo(f"  restored into the scratch database {result.restored_into} (dropped again)")

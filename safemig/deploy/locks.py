@@ -358,6 +358,7 @@ def strongest_per_relation(statements: list[StatementLocks]) -> list[dict[str, A
                         "held_ms": round(held_s * 1000, 2),
                         "rows_estimate": lk.rows,
                         "large": lk.large,
+                        "method": st.method,  # in-transaction, sampled, or predicted (too quick to sample)
                     }
     out = sorted(rollup.values(), key=lambda r: (r["version"], -strength(r["_mode"]), r["relation"]))
     for row in out:

@@ -36,6 +36,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from safemig.sqlx_config import TableName
 
 _ROW_EXCLUSIVE = MODE_ORDER.index("ROW EXCLUSIVE")
+# First keywords of the statements that can lock a relation more strongly than ROW EXCLUSIVE
+# (CREATE: an index, trigger, rule, policy, statistics, a table with a foreign key).
+_MAY_LOCK_STRONGLY = frozenset(
+    {"ALTER", "CREATE", "DROP", "TRUNCATE", "LOCK", "VACUUM", "ANALYZE", "ANALYSE", "CLUSTER", "REINDEX", "REFRESH",
+     "COMMENT", "DO"}
+)  # fmt: skip
 
 
 class ReportingObserver(Observer):
@@ -113,6 +119,9 @@ class ProductionObserver(ReportingObserver):
         self._held = {}  # a new transaction (or, without one, nothing is kept between statements)
 
     def statement_started(self, migration, index, statement):
+        words = statement.text.split(None, 1)
+        if not words or words[0].upper() not in _MAY_LOCK_STRONGLY:
+            return  # SELECT, INSERT, UPDATE, DELETE, SET ...: ROW EXCLUSIVE at most; skip the parse
         where = f"{migration.name} #{index} (line {statement.line})"
         for expected in expected_locks(statement.text, self._created):
             if expected.new_table or expected.table.startswith("(") or expected.mode not in MODE_ORDER:

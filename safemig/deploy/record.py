@@ -35,6 +35,7 @@ _CI_ACTOR_VARS = (
 
 def who() -> dict[str, str | None]:
     """The operator: login name, host and, under CI, the actor that triggered the job."""
+    user: str | None
     try:
         user = getpass.getuser()
     except Exception:  # no login name (containers with an unnamed uid)

@@ -504,11 +504,11 @@ def render_markdown(rb: Runbook) -> str:
     add("## 6. After the deploy: what to watch")
     add("")
     add(f"- [ ] `{_cmd(cfg, 'migrate', 'info', '--env', env)}` lists every version as applied.")
-    add("- [ ] No session is stuck waiting for a lock:")
+    add("- [ ] No session is stuck waiting for a lock (each waiter with the session that blocks it):")
     add("")
     add("  ```sql")
-    add("  SELECT pid, wait_event_type, state, now() - query_start AS waiting, left(query, 80)")
-    add("  FROM pg_stat_activity WHERE wait_event_type = 'Lock';")
+    for line in WAITERS_SQL.splitlines():
+        add(f"  {line}")
     add("  ```")
     add("")
     add("- [ ] Every index is valid (a failed `CREATE INDEX CONCURRENTLY` leaves an invalid one):")
@@ -571,6 +571,17 @@ def render_markdown(rb: Runbook) -> str:
     return "\n".join(out) + "\n"
 
 
+# Every session waiting for a lock, with each session that blocks it (not only the waiters).
+WAITERS_SQL = """SELECT w.pid AS waiting_pid, now() - w.query_start AS waiting_for, left(w.query, 60) AS waiting_query,
+       b.pid AS blocking_pid, b.application_name, b.client_addr, b.state,
+       now() - b.xact_start AS blocker_in_transaction, left(b.query, 60) AS blocking_query
+FROM pg_stat_activity w
+CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocker(pid)
+JOIN pg_stat_activity b ON b.pid = blocker.pid
+WHERE w.wait_event_type = 'Lock'
+ORDER BY waiting_for DESC;"""
+
+
 def _ms(value: float | None) -> str:
     if value is None:
         return "?"
@@ -597,6 +608,8 @@ def _measured_locks(add, measured: Measured, env: str) -> None:
         rows = lk.get("prod_rows_estimate", lk.get("rows_estimate"))
         mode = str(lk.get("mode", "?"))
         strong = mode == "ACCESS EXCLUSIVE"
+        if str(lk.get("method", "")).startswith("predicted"):
+            mode += " (predicted: too quick to sample)"
         add(
             f"| {lk.get('version', '?')} | `{_cell(str(lk.get('relation', '?')))}` "
             f"| {f'**{mode}**' if strong else mode} "

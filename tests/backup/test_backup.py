@@ -416,3 +416,38 @@ def test_sighup_under_nohup_does_not_stop_the_backup(project, s3_env, database_u
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert len([k for k in keys(s3, bucket_name) if k.endswith(".dump")]) == 1 and open_uploads(s3, bucket_name) == []
+
+
+def test_lock_wait_timeout_is_passed_to_pg_dump(project, bucket_name):
+    from safemig.backup.pgdump import Binary
+    from safemig.backup.run import pg_dump_args
+    from safemig.backup.settings import load_settings
+
+    write_config(project, bucket_name, lock_wait_timeout="10s", stall_timeout="2min")
+    settings = load_settings(load_config(project / "safemig.toml"))
+    assert settings.stall_timeout == 120.0
+    assert "--lock-wait-timeout=10000" in pg_dump_args(Binary("/x/pg_dump", 15, "15.1"), "dbname=x", settings)
+
+
+@pytest.mark.parametrize("compression", ["zstd:3", "lz4", "gzip:5", "none"])
+def test_compression_the_pg_dump_cannot_do_is_exit_2_before_dumping(project, cli, s3, bucket_name, compression):
+    """METHOD[:LEVEL] needs pg_dump 16+: refused before pg_dump runs, not by pg_dump half-way."""
+    import subprocess
+
+    major = int(subprocess.run([shutil.which("pg_dump"), "--version"], capture_output=True, text=True).stdout.split()[-1].split(".")[0])
+    if major >= 16:
+        pytest.skip("this machine's pg_dump takes METHOD:LEVEL")
+    write_config(project, bucket_name, compression=compression)
+    result = cli("backup", "--env", "prod")
+    assert result.exit_code == 2, result.output
+    assert f"backup.compression = '{compression}'" in result.stderr and "needs pg_dump 16 or newer" in result.stderr
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == [] and pg_dump_children() == []
+
+
+def test_duration_settings_are_validated(project, bucket_name):
+    for bad in ("soon", "0s", "-1s", True):
+        write_config(project, bucket_name, stall_timeout=bad)
+        with pytest.raises(ConfigError, match="backup.stall_timeout"):
+            load_settings(load_config(project / "safemig.toml"))
+    write_config(project, bucket_name, stall_timeout=90)
+    assert load_settings(load_config(project / "safemig.toml")).stall_timeout == 90.0

@@ -153,6 +153,16 @@ def test_the_runbook_has_the_incident_paths(project, cli, monkeypatch):
     assert "**every write made since the dump began is lost**" in text
     assert "safemig restore --env prod --from '<BACKUP_URI>' --clean --confirm-clean" in text
     assert DEFAULT_PASSWORD not in text and text.count("```") % 2 == 0
+    # the queries it gives run as written on a real server (placeholders aside)
+    import psycopg
+
+    incident = text.split("### 8.1")[1].split("### 8.3")[0]
+    queries = [q for block in incident.split("```sql\n")[1:] for q in block.split("```")[0].split(";") if q.strip()]
+    runnable = [q for q in queries if "<" not in q and not q.strip().startswith("--")]
+    assert len(runnable) >= 3
+    with psycopg.connect(project.prod_url, autocommit=True) as conn:
+        for query in runnable:
+            conn.execute(query)
 
 
 def test_the_runbook_shows_what_the_rehearsal_of_the_same_pending_set_measured(project, cli, monkeypatch):
@@ -175,7 +185,7 @@ def test_the_runbook_shows_what_the_rehearsal_of_the_same_pending_set_measured(p
     assert f"| Rehearsal measurements | deploy `{record_id}`" in text
     assert "### Locks measured by the rehearsal" in text
     assert "| 2 | `public.items` | **ACCESS EXCLUSIVE** |" in text
-    assert "| 3 | `public.items` | SHARE UPDATE EXCLUSIVE |" in text
+    assert "| 3 | `public.items` | SHARE UPDATE EXCLUSIVE" in text  # measured, or predicted when too quick to sample
     assert " Rehearsed in |" in text and "| `rollbacks/002_rollback_note.sql` | " in text
     assert "### Expected locks (predicted from the SQL)" in text
 
@@ -183,3 +193,35 @@ def test_the_runbook_shows_what_the_rehearsal_of_the_same_pending_set_measured(p
     project.migration("002_add_note.sql", "ALTER TABLE items ADD COLUMN IF NOT EXISTS note TEXT DEFAULT '';\n")
     edited = cli("runbook", "--env", "prod", cwd=project.root).stdout
     assert "none recorded for this pending set" in edited and "Locks measured" not in edited
+
+
+def test_the_waiters_query_names_the_blocking_session(database_url):
+    import threading
+    import time
+
+    import psycopg
+
+    from safemig.deploy.runbook import WAITERS_SQL
+
+    with psycopg.connect(database_url, autocommit=True) as setup:
+        setup.execute("CREATE TABLE items (id int)")
+    with psycopg.connect(database_url, application_name="blocker-app") as holder, psycopg.connect(
+        database_url, autocommit=True
+    ) as waiter, psycopg.connect(database_url, autocommit=True) as watcher:
+        holder.execute("SELECT count(*) FROM items")
+        pids = (waiter.info.backend_pid, holder.info.backend_pid)
+        thread = threading.Thread(target=lambda: waiter.execute("SET lock_timeout = '5s'; ALTER TABLE items ADD x int"))
+        thread.start()
+        try:
+            for _ in range(100):
+                rows = watcher.execute(WAITERS_SQL).fetchall()
+                if rows:
+                    break
+                time.sleep(0.05)
+        finally:
+            holder.rollback()
+            thread.join()
+    ((waiting_pid, _, waiting_query, blocking_pid, app, _, state, _, blocking_query),) = rows
+    assert (waiting_pid, blocking_pid) == pids
+    assert (app, state, blocking_query) == ("blocker-app", "idle in transaction", "SELECT count(*) FROM items")
+    assert "ALTER TABLE items" in waiting_query

@@ -2,8 +2,9 @@
 
 Volatility comes from PostgreSQL's catalog (``pg_proc.provolatile`` of the built-in
 functions and common extensions, for ``[lint] pg_version``), or from the CREATE FUNCTION
-earlier in the same migration or in an earlier migration of the directory. A function safemig does not know is treated as volatile
-(PostgreSQL's default for CREATE FUNCTION), and the finding says so.
+earlier in the same migration or in an earlier migration of the directory. A function
+safemig does not know is treated as volatile (PostgreSQL's default for CREATE FUNCTION),
+and the finding says so.
 
 Why:
     Since PostgreSQL 11 a constant or STABLE default (``now()``, ``'EUR'``) is stored once
