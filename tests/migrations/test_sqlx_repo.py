@@ -82,7 +82,8 @@ def with_params(url: str, params: str) -> str:
 
 @pytest.mark.slow
 def test_stock_sqlx_repo_runs_and_lists_with_no_flags(cli_process, stock, database_url):
-    stock.dotenv(f"# as sqlx's README writes it\nDATABASE_URL={with_params(database_url, 'ssl-mode=disable&statement-cache-capacity=100')}\n")
+    app_url = with_params(database_url, "ssl-mode=disable&statement-cache-capacity=100")
+    stock.dotenv(f"# as sqlx's README writes it\nDATABASE_URL={app_url}\n")
     result = cli_process("migrate", "run", cwd=stock.root)
     assert result.exit_code == 0, result.output
     assert "3 migration(s) applied; the database is at version 20240205170000." in result.stdout
@@ -138,7 +139,10 @@ def test_2_translate_sqlx_parameters():
     assert out.dropped == ("nonsense",)
     assert translate("host=db dbname=app").url == "host=db dbname=app"  # libpq's own syntax: untouched
     assert translate("postgres://db/app").url == "postgres://db/app"
-    assert translate("postgres://db/app?ssl-ca=/x&sslmode=disable").url == "postgres://db/app?sslrootcert=%2Fx&sslmode=disable"
+    assert (
+        translate("postgres://db/app?ssl-ca=/x&sslmode=disable").url
+        == "postgres://db/app?sslrootcert=%2Fx&sslmode=disable"
+    )
 
 
 def test_2_inline_pem_is_refused_with_a_hint():
@@ -243,14 +247,19 @@ def test_4_sqlx_toml_defaults_for_new_migrations(cli, repo):
     repo.sqlx_toml('[migrate.defaults]\nmigration-type = "reversible"\nmigration-versioning = "sequential"\n')
     result = migrate(cli, repo, "add", "create users")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in repo.migrations.iterdir()) == ["0001_create_users.down.sql", "0001_create_users.up.sql"]
+    assert sorted(p.name for p in repo.migrations.iterdir()) == [
+        "0001_create_users.down.sql",
+        "0001_create_users.up.sql",
+    ]
 
 
 # -- 5. one ledger table -----------------------------------------------------------------
 
 
 def test_5_reads_and_writes_the_table_search_path_finds(cli, stock, database_url):
-    assert migrate(cli, stock, "run", "--target-version", "20240102093000", "--database-url", database_url).exit_code == 0
+    assert (
+        migrate(cli, stock, "run", "--target-version", "20240102093000", "--database-url", database_url).exit_code == 0
+    )
     with psycopg.connect(database_url, autocommit=True) as c:
         c.execute("CREATE SCHEMA app")
     first_app = with_params(database_url, "options=-c%20search_path%3Dapp,public")
@@ -287,7 +296,9 @@ def test_6_options_before_the_subcommand(cli, repo, database_url):
     assert json.loads(info.stdout)[0]["file"] == "sql/1_a.sql"
     # the subcommand's own option wins
     empty = cli("migrate", "--source", "sql", "info", "--source", "migrations", "-D", database_url, cwd=repo.root)
-    assert json.loads(cli("migrate", "info", "--json", "-D", database_url, cwd=repo.root).stdout)[0]["state"] == "missing"
+    assert (
+        json.loads(cli("migrate", "info", "--json", "-D", database_url, cwd=repo.root).stdout)[0]["state"] == "missing"
+    )
     assert "missing" in empty.stdout
 
 
