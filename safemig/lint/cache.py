@@ -1,15 +1,20 @@
 """Remember findings per file so a repeated run over unchanged files costs almost nothing.
 
-The key covers everything a file's findings depend on: its bytes and displayed path,
-its role and version, its rollback script's bytes, the names of the other migrations in
-its directory (file-naming looks at them), the rule set (each rule module's size and
-mtime) and the policy. Entries live in bucket files under ``.safemig/lint-cache/`` in the project root,
-written atomically; a corrupt or unreadable bucket is just a miss. The cache does not grow
-without bound: every edit of a file or of the policy leaves entries that can never hit again,
-so an entry is dropped a month after it was written, when its bucket is next rewritten (an
-unchanged file is then linted again once). There are 16 buckets (by the key's first hex
-digit): a first run over thousands of files creates 16 files, not hundreds (creating a file
-is most of the cost of filling the cache).
+The key covers everything a built-in rule reads to judge a file: its bytes and displayed
+path, its role and version, its rollback script's path and bytes, the rollback scripts named
+for its version (two are an error), the names of the other files in its directory
+(file-naming looks at them), the contents of every earlier migration of its directory
+(the history rules read: a column's type, a CHECK validated before, a function's
+volatility, :mod:`safemig.lint.history`), the rule set (each rule module's size and mtime)
+and the policy. An edit of migration 5 thus re-lints 6, 7, ... but not 1-4, and adding
+migration 9 re-lints the directory's files once (their listing changed). A house rule that
+reads other files is not covered: ``--no-cache`` then. Entries live in bucket files under
+``.safemig/lint-cache/`` in the project root, written atomically; a corrupt or unreadable
+bucket is just a miss. The cache does not grow without bound: every edit of a file or of the
+policy leaves entries that can never hit again, so an entry is dropped a month after it was
+written, when its bucket is next rewritten (an unchanged file is then linted again once). There
+are 16 buckets (by the key's first hex digit): a first run over thousands of files creates 16
+files, not hundreds (creating a file is most of the cost of filling the cache).
 """
 
 from __future__ import annotations
@@ -47,13 +52,17 @@ def _code_files() -> list[Path]:
 class Cache:
     """A directory of JSON buckets mapping a key (file + context) to that file's findings."""
 
-    def __init__(self, directory: Path, salt: str) -> None:
+    def __init__(self, directory: Path, salt: str, rollbacks_dir: Path | None = None) -> None:
         self.directory = directory
         self.salt = salt
+        self._rollbacks_dir = rollbacks_dir  # the configured rollbacks directory (config.rollbacks_dir)
         self._loaded: dict[str, dict] = {}  # bucket name -> its entries, as read this run
+        self._contents: dict[str, bytes] = {}  # file (as str: hashing Paths cost more) -> digest of its bytes
+        # history root -> its migrations' versions and paths, and the prefix digests computed so far
+        self._chains: dict[Path, tuple[list[int], list[str], list[bytes]]] = {}
 
     @classmethod
-    def for_run(cls, root: Path, rule_sources: dict[str, Path], policy) -> Cache:
+    def for_run(cls, root: Path, rule_sources: dict[str, Path], policy, rollbacks_dir: Path | None = None) -> Cache:
         """A cache salted with the rule set (``{id: module file}``, by size and mtime) and the policy."""
         parts = [__version__, policy.fingerprint()]
         for rule_id, source in sorted(rule_sources.items()):
@@ -69,25 +78,69 @@ class Cache:
             except OSError:
                 parts.append(str(path))
         salt = hashlib.sha256("\n".join(parts).encode()).hexdigest()
-        return cls(root / CACHE_DIR, salt)
+        return cls(root / CACHE_DIR, salt, rollbacks_dir)
 
     def key(self, target, raw: bytes, display: str) -> str:
+        """The key of ``target``'s findings: its bytes (``raw``) and everything else they depend on."""
         digest = hashlib.sha256()
         digest.update(
             f"{self.salt}\0{display}\0{target.role}\0{target.version}\0{target.description}\0{target.name_problem}\0{target.no_transaction}\0".encode()
         )
-        digest.update(raw)
+        content = self._contents[str(target.path)] = hashlib.sha256(raw).digest()  # for its successors' keys too
+        digest.update(content)
         if target.rollback is not None:
             digest.update(f"\0rollback:{target.rollback}\0".encode())
-            try:
-                digest.update(target.rollback.read_bytes())
-            except OSError:
-                digest.update(b"unreadable")
+            digest.update(self._content(str(target.rollback)))
         if target.role == "migration":
-            from safemig.lint.targets import sql_names_digest
+            from safemig.lint import targets
 
-            digest.update(sql_names_digest(target.path.parent).encode())
+            digest.update(targets.sql_names_digest(target.path.parent).encode())
+            if target.version is not None:
+                digest.update(self._history(target.path, target.version))
+                for folder in (self._rollbacks_dir, target.path.parent / "rollbacks"):  # as rollback_ambiguity
+                    if folder is None:
+                        continue
+                    names = [p.name for p in targets.rollback_index(folder).get(target.version, ())]
+                    digest.update(f"\0rollbacks:{folder}:{'/'.join(names)}".encode())
         return digest.hexdigest()
+
+    def _content(self, path: str) -> bytes:
+        """A digest of ``path``'s bytes, read once per run."""
+        found = self._contents.get(path)
+        if found is None:
+            try:
+                with open(path, "rb") as fh:
+                    found = hashlib.sha256(fh.read()).digest()
+            except OSError:
+                found = b"unreadable"
+            self._contents[path] = found
+        return found
+
+    def _history(self, migration: Path, version: int) -> bytes:
+        """A digest of the names and contents of the migrations before ``version`` in ``migration``'s
+        directory: what :mod:`safemig.lint.history` may read for it.
+
+        Kept per directory as a chain of prefix digests, extended as far as a key needs, so
+        keying a directory of n migrations hashes each earlier one once, not n times. The
+        engine keys files in path order, which is version order in a migrations directory:
+        the earlier files' bytes were read for their own keys already.
+        """
+        from bisect import bisect_left
+
+        from safemig.lint import targets
+
+        root = targets.history_root(migration)
+        chain = self._chains.get(root)
+        if chain is None:
+            files = targets.migration_files(root)
+            chain = self._chains[root] = ([v for v, _ in files], [p for _, p in files], [b""])
+        versions, paths, prefixes = chain
+        needed = bisect_left(versions, version)
+        while len(prefixes) <= needed:
+            index = len(prefixes) - 1
+            entry = f"{versions[index]}:{paths[index]}:".encode() + self._content(paths[index])
+            prefixes.append(hashlib.sha256(prefixes[-1] + entry).digest())
+        return prefixes[needed]
 
     def _bucket(self, name: str) -> Path:
         return self.directory / f"{name}.json"

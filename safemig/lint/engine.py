@@ -98,7 +98,7 @@ def _lint_paths(
     policy.check_rule_ids(set(sources))
     clear_run_caches()
     files = expand(paths)
-    cache = Cache.for_run(config.root, sources, policy) if use_cache else None
+    cache = Cache.for_run(config.root, sources, policy, config.rollbacks_dir) if use_cache else None
     targets: list[Target] = []
     results: dict[int, list[Finding]] = {}
     misses: list[int] = []

@@ -8,19 +8,19 @@ here. The answer is read from the migrations with a lower version in the same di
 
 Cheap by construction: a word index of each directory's files is built once per process,
 on the first question about it, and only the files that name both the table and the
-column are parsed. Applied migrations do not change (sqlx checksums them), so the lint
-cache keys a file by its directory's listing, not by the contents of its neighbours.
+column are parsed. What a finding read here depends on, the lint cache's key covers too:
+the contents of every earlier migration of the directory (:mod:`safemig.lint.cache`).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from safemig.lint import facts
 from safemig.lint.catalog import ColumnType
+from safemig.lint.targets import history_root, migration_files
 
 _WORD = re.compile(r"[A-Za-z_][\w$]*")
 
@@ -43,30 +43,10 @@ class _Directory:
 _DIRS: dict[Path, _Directory] = {}
 
 
-def _migration_files(directory: Path) -> list[tuple[int, Path]]:
-    from safemig.lint.targets import migration_version
-
-    out = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return []
-    for entry in entries:
-        path = Path(entry.path)
-        if entry.is_dir():
-            path = path / "up.sql"
-            if not path.is_file():
-                continue
-        version = migration_version(path)
-        if version is not None:
-            out.append((version, path))
-    return sorted(out)
-
-
 def _directory(directory: Path) -> _Directory:
     found = _DIRS.get(directory)
     if found is None:
-        found = _DIRS[directory] = _Directory(_migration_files(directory))
+        found = _DIRS[directory] = _Directory([(version, Path(path)) for version, path in migration_files(directory)])
     return found
 
 
@@ -100,8 +80,7 @@ def earlier_statements(migration: Path, version: int | None, *names: str):
     """The valid statements, in order, of the migrations before ``version`` that name every one of ``names``."""
     if version is None:
         return
-    root = migration.parent.parent if migration.name == "up.sql" else migration.parent
-    d = _directory(root)
+    d = _directory(history_root(migration))
     index = _index(d)
     holding: set[int] | None = None
     for name in names:

@@ -117,7 +117,7 @@ def clear_run_caches() -> None:
     """Forget the directory listings of the previous run (a long-lived caller lints again)."""
     import sys
 
-    for cached in (sql_names_in, sql_names_digest, rollback_index, _cwd):
+    for cached in (sql_names_in, sql_names_digest, rollback_index, migration_files, _cwd):
         cached.cache_clear()
     history = sys.modules.get("safemig.lint.history")  # imported only by a run that needed it
     if history is not None:
@@ -203,6 +203,38 @@ def migration_version(path: Path) -> int | None:
     except MigrationFileError:
         return None
     return parsed[0] if parsed is not None else None
+
+
+def history_root(migration: Path) -> Path:
+    """The directory whose migrations come before ``migration``: its own, or for Diesel's
+    ``<version>_<name>/up.sql`` the one holding those directories."""
+    return migration.parent.parent if migration.name == "up.sql" else migration.parent
+
+
+@lru_cache(maxsize=256)
+def migration_files(directory: Path) -> tuple[tuple[int, str], ...]:
+    """``(version, path)`` of the migrations in ``directory`` (``*.sql`` and Diesel's ``*/up.sql``), in
+    version order, listed once per run: :mod:`safemig.lint.history` reads the earlier ones, the lint
+    cache hashes them. Paths as strings: this runs for every directory of a warm-cache run."""
+    out = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return ()
+    for entry in entries:
+        name = entry.name
+        try:
+            if name.endswith(".sql"):
+                parsed = None if name.endswith(".down.sql") else parse_name(name)
+                if parsed is not None and entry.is_file():
+                    out.append((parsed[0], entry.path))
+            elif (match := _DIESEL_DIR.match(name)) and entry.is_dir():
+                up = os.path.join(entry.path, "up.sql")
+                if os.path.isfile(up):
+                    out.append((int(match["version"].replace("-", "")), up))
+        except (MigrationFileError, OSError):  # not a migration's name (file-naming reports it), or gone
+            continue
+    return tuple(sorted(out))
 
 
 @lru_cache(maxsize=256)

@@ -989,3 +989,47 @@ def test_parallel_run_with_other_threads_alive_uses_fresh_workers(project):
         stop.set()
         thread.join()
     assert len([f for f in report.findings if f.rule == "rename"]) == 30
+
+
+def test_cache_notices_an_edited_earlier_migration(project):
+    """change-column-type reads the column's type from an earlier migration: editing that one re-lints this one."""
+    lock = "SET lock_timeout = '2s';\n"
+    project.write("migrations/004_create_tokens.sql", lock + "CREATE TABLE IF NOT EXISTS tokens (id bigint, sig varchar(10));\n")
+    project.write("migrations/005_widen.sql", lock + "ALTER TABLE tokens ALTER COLUMN sig TYPE varchar(20);\n")
+    assert rules_of(project.lint(use_cache=True), "change-column-type") == []  # varchar(10) -> varchar(20): free
+    project.write("migrations/004_create_tokens.sql", lock + "CREATE TABLE IF NOT EXISTS tokens (id bigint, sig integer);\n")
+    (finding,) = rules_of(project.lint(use_cache=True), "change-column-type")  # integer -> varchar: a rewrite
+    assert finding.path == "migrations/005_widen.sql"
+    assert rules_of(project.lint("migrations/005_widen.sql", use_cache=True), "change-column-type") == [finding]
+    project.write("migrations/004_create_tokens.sql", lock + "CREATE TABLE IF NOT EXISTS tokens (id bigint, sig varchar(10));\n")
+    assert rules_of(project.lint("migrations/005_widen.sql", use_cache=True), "change-column-type") == []
+
+
+def test_cache_notices_an_edited_earlier_diesel_migration_and_its_rollback(project):
+    """Diesel layout, linted file by file as the hook does: the earlier up.sql and this one's down.sql both count."""
+    lock = "SET lock_timeout = '2s';\n"
+    project.write("migrations/2024-01-01-000000_create/up.sql", lock + "CREATE TABLE IF NOT EXISTS t (id bigint, c varchar(10));\n")
+    project.write("migrations/2024-01-01-000000_create/down.sql", "DROP TABLE IF EXISTS t;\n")
+    later = "migrations/2024-02-01-000000_alter/up.sql"
+    project.write(later, lock + "ALTER TABLE t ALTER COLUMN c TYPE text;\nALTER TABLE t DROP COLUMN IF EXISTS old;\n")
+    project.write("migrations/2024-02-01-000000_alter/down.sql", "")
+
+    def ids():
+        return sorted(f.rule for f in project.lint(later, use_cache=True).findings if f.path == later)
+
+    assert ids() == ["drop-without-rollback", "rollback-invalid"]  # empty down.sql
+    project.write("migrations/2024-02-01-000000_alter/down.sql", "ALTER TABLE t ADD COLUMN IF NOT EXISTS old text;\n")
+    assert ids() == []
+    project.write("migrations/2024-01-01-000000_create/up.sql", lock + "CREATE TABLE IF NOT EXISTS t (id bigint, c bytea);\n")
+    assert ids() == ["change-column-type"]
+
+
+def test_cache_notices_a_second_rollback_script_for_the_version(project):
+    project.write("migrations/005_drop_legacy.sql", "SET lock_timeout = '2s';\nDROP TABLE IF EXISTS legacy;\n")
+    project.write("rollbacks/005_restore_legacy.sql", "CREATE TABLE IF NOT EXISTS legacy (id bigint);\n")
+    project.write("rollbacks/005_restore_legacy_b.sql", "CREATE TABLE IF NOT EXISTS legacy (id bigint);\n")
+    (first,) = rules_of(project.lint("migrations/005_drop_legacy.sql", use_cache=True), "drop-without-rollback")
+    assert "2 rollback scripts" in first.message
+    project.write("rollbacks/005_restore_legacy_c.sql", "CREATE TABLE IF NOT EXISTS legacy (id bigint);\n")
+    (second,) = rules_of(project.lint("migrations/005_drop_legacy.sql", use_cache=True), "drop-without-rollback")
+    assert "3 rollback scripts" in second.message
