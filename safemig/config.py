@@ -76,7 +76,7 @@ BACKUP_KEYS = frozenset(
         "role_passwords",
     }
 )
-LINT_KEYS = frozenset({"rules", "exceptions", "house_rules", "pg_version"})
+LINT_KEYS = frozenset({"rules", "exceptions", "house_rules", "pg_version", "rule_docs_url"})
 LINT_EXCEPTION_KEYS = frozenset({"paths", "rules", "reason"})
 OUT_OF_ORDER = ("refuse", "warn", "allow")  # out_of_order, at the top level or in an env
 

@@ -243,11 +243,13 @@ def run_lint(
     if len(groups) > 1:
         report.findings.sort(key=lambda f: f.sort_key)
     rules = []
+    docs_url = None
     if fmt == "sarif":
         from safemig.lint.policy import load_policy
 
-        rules = all_rules(load_policy(config).house_dir)
-    output.plain(render(report, rules, fmt, color=fmt == "text" and output.color_enabled()))
+        policy = load_policy(config)
+        rules, docs_url = all_rules(policy.house_dir), policy.rule_docs_url
+    output.plain(render(report, rules, fmt, color=fmt == "text" and output.color_enabled(), rule_docs_url=docs_url))
     for note in report.notes:
         output.echo(f"note: {note}", err=True)
     return EXIT_CHECK_FAILED if report.has_errors else EXIT_OK

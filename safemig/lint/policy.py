@@ -15,7 +15,10 @@ in the ``[lint]`` table of ``safemig.toml``; if both exist, ``[lint]`` wins key 
 ``house_rules = "rules"`` (in either place) names the directory of house rules; without it,
 ``rules/*.py`` are house rules when ``rules/policy.toml`` exists. ``pg_version = 16`` names
 the PostgreSQL major the migrations run on (default: the server's with ``--pending --env``,
-else :data:`safemig.lint.catalog.DEFAULT_PG_VERSION`).
+else :data:`safemig.lint.catalog.DEFAULT_PG_VERSION`). ``rule_docs_url =
+"https://wiki.example.com/migrations/{rule}"`` is where the team documents each rule: SARIF
+output gives it, with ``{rule}`` filled in, as each rule's ``helpUri`` (safemig has no public
+docs site, so there is no default).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safemig.config import Config, _read_toml
+from safemig.config import LINT_KEYS, Config, _read_toml
 from safemig.errors import ConfigError
 from safemig.lint.finding import OFF, SEVERITIES
 
@@ -52,6 +55,7 @@ class Policy:
     house_dir: Path | None = None
     source: str = "(defaults)"
     pg_version: int | None = None  # [lint] pg_version, if set
+    rule_docs_url: str | None = None  # [lint] rule_docs_url: an absolute URL template with {rule}; output only
     # Set per run by lint_paths, not read from a file: the lock_timeout safemig will set for the session of
     # the env that applies the migrations (`--env`, the deploy gate), which makes missing-lock-timeout moot.
     runner_lock_timeout: str | None = None
@@ -122,12 +126,33 @@ def _pg_version(data: dict[str, Any], source: str) -> int | None:
     return value
 
 
+def _rule_docs_url(data: dict[str, Any], source: str) -> str | None:
+    """``rule_docs_url``: an absolute URL (SARIF's ``helpUri`` must be one) with a ``{rule}`` placeholder."""
+    from urllib.parse import urlsplit
+
+    value = data.get("rule_docs_url")
+    if value is None:
+        return None
+    hint = 'e.g. rule_docs_url = "https://wiki.example.com/migrations/{rule}" (your own docs page per rule)'
+    if not isinstance(value, str) or "{rule}" not in value:
+        raise ConfigError(f"{source}: rule_docs_url = {value!r} has no {{rule}} placeholder", hint=hint)
+    try:
+        parts = urlsplit(value.replace("{rule}", "x"))
+    except ValueError:
+        parts = None
+    if parts is None or not parts.scheme or not (parts.netloc or parts.scheme == "file") or " " in value:
+        raise ConfigError(f"{source}: rule_docs_url = {value!r} is not an absolute URL", hint=hint)
+    if value.replace("{rule}", "").count("{") or value.replace("{rule}", "").count("}"):
+        raise ConfigError(f"{source}: rule_docs_url = {value!r}: {{rule}} is the only placeholder", hint=hint)
+    return value
+
+
 def _parse(data: dict[str, Any], source: str) -> tuple[dict[str, str], list[Exception_], str | None]:
-    unknown = set(data) - {"rules", "exceptions", "house_rules", "pg_version"}
+    unknown = set(data) - LINT_KEYS
     if unknown:
         raise ConfigError(
             f"{source}: unknown lint setting {sorted(unknown)[0]!r}",
-            hint="known settings: rules, exceptions, house_rules, pg_version",
+            hint=f"known settings: {', '.join(sorted(LINT_KEYS))}",
         )
     rules = data.get("rules", {})
     if not isinstance(rules, dict):
@@ -179,11 +204,13 @@ def load_policy(config: Config) -> Policy:
     exceptions: list[Exception_] = []
     house: str | None = None
     pg_version: int | None = None
+    docs_url: str | None = None
     sources = []
     policy_path = root / POLICY_FILE
     if policy_path.is_file():
         data = _read_toml(policy_path)
         pg_version = _pg_version(data, str(POLICY_FILE)) or pg_version
+        docs_url = _rule_docs_url(data, str(POLICY_FILE)) or docs_url
         s, e, h = _parse(data, str(POLICY_FILE))
         severities.update(s)
         exceptions.extend(e)
@@ -193,6 +220,7 @@ def load_policy(config: Config) -> Policy:
     if section:
         where = f"[lint] in {config.path.name if config.path else 'config'}"
         pg_version = _pg_version(section, where) or pg_version
+        docs_url = _rule_docs_url(section, where) or docs_url
         s, e, h = _parse(section, where)
         severities.update(s)
         exceptions.extend(e)
@@ -216,4 +244,5 @@ def load_policy(config: Config) -> Policy:
         house_dir=house_dir,
         source=" + ".join(sources) or "(defaults)",
         pg_version=pg_version,
+        rule_docs_url=docs_url,
     )

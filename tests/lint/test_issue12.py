@@ -412,6 +412,35 @@ def test_sarif_uris_are_percent_encoded_and_rules_carry_help(project, cli):
         assert "Why:" in rule["help"]["text"] and "**Bad:**" in rule["help"]["markdown"]
 
 
+def test_sarif_has_no_help_uri_unless_rule_docs_url_is_set(project, cli):
+    project.write("migrations/005_drop.sql", "DROP TABLE legacy;\n")
+    rules = json.loads(cli("lint", "-f", "sarif", cwd=project.root).stdout)["runs"][0]["tool"]["driver"]["rules"]
+    assert rules and all("helpUri" not in r for r in rules)  # no invented URL
+    project.write("safemig.toml", 'migrations_dir = "migrations"\n[lint]\n'
+                  'rule_docs_url = "https://wiki.example.com/db/lint#{rule}"\n')
+    rules = json.loads(cli("lint", "-f", "sarif", cwd=project.root).stdout)["runs"][0]["tool"]["driver"]["rules"]
+    assert {r["id"]: r["helpUri"] for r in rules} == {
+        r["id"]: f"https://wiki.example.com/db/lint#{r['id']}" for r in rules}
+    assert all("Why:" in r["help"]["text"] for r in rules)  # the help text stays
+    project.write("rules/policy.toml", 'rule_docs_url = "https://docs.example.com/{rule}.html"\n')
+    rules = json.loads(cli("lint", "-f", "sarif", cwd=project.root).stdout)["runs"][0]["tool"]["driver"]["rules"]
+    assert rules[0]["helpUri"].startswith("https://wiki.example.com/")  # [lint] wins key by key
+
+
+@pytest.mark.parametrize("value, message", [
+    ('"docs/{rule}.md"', "is not an absolute URL"),
+    ('"https://wiki.example.com/lint"', "has no {rule} placeholder"),
+    ('"https://wiki.example.com/{rule}/{id}"', "{rule} is the only placeholder"),
+    ("5", "has no {rule} placeholder"),
+])
+def test_a_bad_rule_docs_url_is_a_config_error(project, cli, value, message):
+    project.write("safemig.toml", f'migrations_dir = "migrations"\n[lint]\nrule_docs_url = {value}\n')
+    project.write("migrations/005_drop.sql", "DROP TABLE legacy;\n")
+    result = cli("lint", "-f", "sarif", cwd=project.root)
+    assert result.exit_code == 2
+    assert "rule_docs_url" in result.stderr and message in result.stderr
+
+
 def test_every_rule_is_documented_in_rules_and_explain(cli, project):
     listed = cli("rules", cwd=project.root).stdout
     for rule_id in ("unsupported-syntax", "set-not-null", "missing-lock-timeout"):

@@ -12,7 +12,9 @@ import importlib
 FORMATS = ("text", "json", "github", "sarif")
 
 
-def render(report, rules, fmt: str, color: bool = False) -> str:
-    """The report in format ``fmt`` (one of :data:`FORMATS`)."""
+def render(report, rules, fmt: str, color: bool = False, rule_docs_url: str | None = None) -> str:
+    """The report in format ``fmt`` (one of :data:`FORMATS`); ``rule_docs_url`` ([lint]): SARIF's ``helpUri``."""
     module = importlib.import_module(f"safemig.lint.render.{fmt}_format")
+    if fmt == "sarif":
+        return module.render(report, rules, color=color, rule_docs_url=rule_docs_url)
     return module.render(report, rules, color=color)

@@ -34,7 +34,16 @@ def _help(rule) -> dict:
     return {"text": text, "markdown": markdown}
 
 
-def render(report, rules, color: bool = False) -> str:
+def help_uri(template: str, rule_id: str) -> str:
+    """``[lint] rule_docs_url`` with ``{rule}`` filled in (a rule id is kebab-case: nothing to escape,
+    but a house rule's is percent-encoded all the same)."""
+    return template.replace("{rule}", quote(rule_id, safe="-._~"))
+
+
+def render(report, rules, color: bool = False, rule_docs_url: str | None = None) -> str:
+    """SARIF 2.1.0. Each rule used carries ``help`` (its ``safemig explain`` text) and, when
+    ``[lint] rule_docs_url`` is set, ``helpUri``: SARIF wants an absolute URI there, and safemig
+    has no public docs site to invent one for."""
     used = sorted({f.rule for f in report.findings})
     by_id = {r.id: r for r in rules}
     rule_index = {rule_id: i for i, rule_id in enumerate(used)}
@@ -42,15 +51,16 @@ def render(report, rules, color: bool = False) -> str:
     for rule_id in used:
         rule = by_id.get(rule_id)
         doc = rule.doc if rule else {}
-        descriptors.append(
-            {
-                "id": rule_id,
-                "shortDescription": {"text": rule.summary if rule else rule_id},
-                "fullDescription": {"text": doc.get("Why", rule_id)},
-                "help": _help(rule) if rule else {"text": rule_id},
-                "defaultConfiguration": {"level": rule.severity if rule else "warning"},
-            }
-        )
+        descriptor = {
+            "id": rule_id,
+            "shortDescription": {"text": rule.summary if rule else rule_id},
+            "fullDescription": {"text": doc.get("Why", rule_id)},
+        }
+        if rule_docs_url:
+            descriptor["helpUri"] = help_uri(rule_docs_url, rule_id)
+        descriptor["help"] = _help(rule) if rule else {"text": rule_id}
+        descriptor["defaultConfiguration"] = {"level": rule.severity if rule else "warning"}
+        descriptors.append(descriptor)
     results = [
         {
             "ruleId": f.rule,
