@@ -8,12 +8,13 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from safemig.config import Config
 from safemig.errors import MigrationFileError
 from safemig.lint import ignores as ignore_mod
 from safemig.lint.context import LintFile
-from safemig.lint.finding import OFF, Finding
+from safemig.lint.finding import OFF, Finding, astuple
 from safemig.lint.policy import Policy
 from safemig.lint.registry import Rule, all_rules
 from safemig.lint.targets import MIGRATION, Target, display_path, rollback_ambiguity, sql_names_in
@@ -75,40 +76,63 @@ def _violations(rule: Rule, lint_file: LintFile) -> list:
         ) from None
 
 
+class _Plan:
+    """What :func:`run_rules` decides once per run, not once per file: which rules apply to a role (and
+    a set of path exceptions), at which severity, in which order (unused-ignore last)."""
+
+    def __init__(self, rules: list[Rule], policy: Policy, role: str, excepted: frozenset[str]) -> None:
+        self.rules, self.policy = rules, policy  # checked by identity: ids may be reused after a run
+        self.known = {r.id for r in rules}
+        self.severities: dict[str, str] = {}
+        for rule in rules:
+            if (rule.files == "migrations" and role != MIGRATION) or rule.id in excepted:
+                continue
+            severity = policy.severities.get(rule.id, rule.severity)
+            if severity != OFF:
+                self.severities[rule.id] = severity
+        self.ordered = [r for r in sorted(rules, key=lambda r: r.runs_last) if r.id in self.severities]
+
+
+_PLANS: dict[tuple[int, int, str, frozenset[str]], _Plan] = {}
+
+
+def _plan(rules: list[Rule], policy: Policy, role: str, excepted: frozenset[str]) -> _Plan:
+    key = (id(rules), id(policy), role, excepted)
+    plan = _PLANS.get(key)
+    if plan is None or plan.rules is not rules or plan.policy is not policy:
+        if len(_PLANS) > 64:  # a long-lived caller (an editor's lint_text) makes new rule lists
+            _PLANS.clear()
+        plan = _PLANS[key] = _Plan(rules, policy, role, excepted)
+    return plan
+
+
 def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Finding]:
     """Every finding of the enabled rules on one file, minus what its ignore directives silence."""
-    statement_lines = [(s.line, s.end_line) for s in lint_file.statements]
     parsed = lint_file.parsed
+    statement_lines = [(s.line, s.end_line) for s in lint_file.statements]
     lint_file.ignores = (
         ignore_mod.parse_ignores(parsed.comments, statement_lines)
         if ignore_mod.may_have_directives(parsed.text)
         else []
     )
-    lint_file.known_rules = {r.id for r in rules}
-    excepted = policy.excepted_rules(lint_file.path)
-    severities = {}
-    for rule in rules:
-        if (rule.files == "migrations" and lint_file.role != MIGRATION) or rule.id in excepted:
-            continue
-        severity = policy.severities.get(rule.id, rule.severity)
-        if severity != OFF:
-            severities[rule.id] = severity
+    plan = _plan(rules, policy, lint_file.role, frozenset(policy.excepted_rules(lint_file.path)))
+    severities = plan.severities
+    lint_file.known_rules = set(plan.known)
     lint_file.enabled_rules = set(severities)
     findings = []
     statement_at = ignore_mod.statement_finder(statement_lines)
     kinds = {s.node_type for s in lint_file.valid_statements}
-    for rule in sorted(rules, key=lambda r: r.runs_last):  # unused-ignore judges after everyone else
-        if rule.id not in severities or (rule.kinds is not None and kinds.isdisjoint(rule.kinds)):
+    display = lint_file.display
+    for rule in plan.ordered:
+        if rule.kinds is not None and kinds.isdisjoint(rule.kinds):
             continue
+        rule_id, severity = rule.id, severities[rule.id]
         for v in _violations(rule, lint_file):
-            index = statement_at(v.line)
-            if rule.silenceable and ignore_mod.is_silenced(lint_file.ignores, rule.id, index):
+            if rule.silenceable and lint_file.ignores and ignore_mod.is_silenced(
+                lint_file.ignores, rule_id, statement_at(v.line)
+            ):
                 continue
-            findings.append(
-                Finding(
-                    lint_file.display, v.line, v.column, rule.id, severities[rule.id], v.message, v.hint, v.statement
-                )
-            )
+            findings.append(Finding(display, v.line, v.column, rule_id, severity, v.message, v.hint, v.statement))
     return findings
 
 
@@ -124,10 +148,22 @@ def _worker_init(config: Config, policy: Policy) -> None:
     _WORKER.update(config=config, policy=policy, rules=all_rules(policy.house_dir))
 
 
-def _worker_lint(job: tuple[Target, str]) -> list[Finding]:
-    target, text = job
+def _job(target: Target, text: str) -> tuple:
+    """A job as plain values: pickling the Target dataclass and its Paths cost more than linting small files."""
+    rollback = str(target.rollback) if target.rollback is not None else None
+    return (str(target.path), target.role, target.version, target.description, rollback, target.name_problem,
+            target.no_transaction, text)  # fmt: skip
+
+
+def _worker_lint(job: tuple) -> list[tuple]:
+    """Lint one job in a worker; the findings go back as rows (``Finding(*row)``), cheaper to pickle."""
+    path, role, version, description, rollback, name_problem, no_transaction, text = job
+    target = Target(
+        Path(path), role, version, description, Path(rollback) if rollback else None, name_problem, no_transaction
+    )
     policy = _WORKER["policy"]
-    return run_rules(build_file(target, _WORKER["config"], text, policy), _WORKER["rules"], policy)
+    lint_file = build_file(target, _WORKER["config"], text, policy)
+    return [astuple(f) for f in run_rules(lint_file, _WORKER["rules"], policy)]
 
 
 def lint_many(
@@ -178,4 +214,5 @@ def lint_many(
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs
     ) as pool:
-        return list(pool.map(_worker_lint, itertools.chain(head, jobs), chunksize=chunk))
+        rows = pool.map(_worker_lint, (_job(t, text) for t, text in itertools.chain(head, jobs)), chunksize=chunk)
+        return [[Finding(*row) for row in file_rows] for file_rows in rows]
