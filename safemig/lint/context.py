@@ -57,6 +57,24 @@ class LintFile:
         return [s for s in self.parsed.statements if s.error is None]
 
     @cached_property
+    def _by_kind(self) -> dict[str, list[SqlStatement]]:
+        by_kind: dict[str, list[SqlStatement]] = {}
+        for stmt in self.valid_statements:
+            by_kind.setdefault(stmt.node_type or "", []).append(stmt)
+        return by_kind
+
+    def statements_of(self, kinds) -> list[SqlStatement]:
+        """The valid statements whose node type is one of ``kinds``, in file order (do not modify the list).
+
+        What a rule declaring ``KINDS`` iterates: each statement reaches only the rules for its
+        kind, instead of every rule looking at every statement and asking what it is.
+        """
+        if len(kinds) == 1:
+            (kind,) = kinds
+            return self._by_kind.get(kind, [])
+        return [s for s in self.valid_statements if s.node_type in kinds]
+
+    @cached_property
     def _index(self) -> dict[int, int]:
         return {id(s): i for i, s in enumerate(self.statements)}
 

@@ -41,7 +41,7 @@ def _free(file, stmt, action) -> bool:
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         for action in facts.alter_actions(stmt):
             if action.subtype != "AT_AlterColumnType" or file.is_new_table(action.table, stmt):
                 continue

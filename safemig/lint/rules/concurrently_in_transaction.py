@@ -44,7 +44,7 @@ def _concurrent(stmt) -> bool:
 def check(file):
     if file.no_transaction:
         return
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         if _concurrent(stmt):
             yield file.violation(
                 stmt,

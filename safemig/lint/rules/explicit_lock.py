@@ -23,7 +23,7 @@ KINDS = {"LockStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         if stmt.node_type == "LockStmt":
             tables = ", ".join(facts.relation_name(r.get("RangeVar")) for r in stmt.node.get("relations") or [])
             yield file.violation(

@@ -30,7 +30,7 @@ KINDS = {"IndexStmt", "DropStmt"}  # the statements it judges (registry.py)
 
 def check(file):
     created: set[str] = set()  # indexes the statements before this one created (new, so cheap to drop)
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         node = stmt.node
         if stmt.node_type == "IndexStmt":  # (a CREATE INDEX drops nothing: adding it first changes nothing for it)
             created.add(node.get("idxname") or "")

@@ -21,7 +21,7 @@ KINDS = {"CreateStmt", "AlterTableStmt"}  # the statements it judges (registry.p
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         for col in facts.columns(stmt):
             if col.type_name == "json":
                 yield file.violation(

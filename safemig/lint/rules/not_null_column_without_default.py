@@ -23,7 +23,7 @@ _PROVIDES_VALUE = {"CONSTR_DEFAULT", "CONSTR_IDENTITY", "CONSTR_GENERATED"}
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         for action in facts.alter_actions(stmt):
             if action.subtype != "AT_AddColumn" or file.is_new_table(action.table, stmt):
                 continue

@@ -21,7 +21,7 @@ KINDS = {"ReindexStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         if stmt.node_type != "ReindexStmt":
             continue
         if not facts.option_enabled(stmt.node.get("params"), "concurrently"):  # (CONCURRENTLY false) is plain

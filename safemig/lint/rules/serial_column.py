@@ -23,7 +23,7 @@ SERIALS = facts.SERIALS
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         for col in facts.columns(stmt):
             if col.type_name in SERIALS:
                 yield file.violation(

@@ -34,7 +34,7 @@ _CONTROL = {
 def check(file):
     if file.no_transaction:
         return
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         if stmt.node_type == "TransactionStmt" and stmt.node.get("kind") in _CONTROL:
             yield file.violation(
                 stmt,

@@ -23,7 +23,7 @@ KINDS = {"TruncateStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         if stmt.node_type == "TruncateStmt" and stmt.node.get("behavior") == "DROP_CASCADE":
             tables = ", ".join(facts.qualified(d.name) for d in facts.drops(stmt))
             yield file.violation(

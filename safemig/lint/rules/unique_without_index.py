@@ -26,7 +26,7 @@ def _columns(action) -> str:
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         for action in facts.added_constraints(stmt):  # also ADD COLUMN c text UNIQUE
             if action.constraint_type not in ("UNIQUE", "PRIMARY KEY"):
                 continue

@@ -22,7 +22,7 @@ KINDS = {"VacuumStmt"}  # the statements it judges (registry.py)
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         if stmt.node_type != "VacuumStmt":
             continue
         if facts.option_enabled(stmt.node.get("options"), "full"):  # VACUUM (FULL false) is a plain VACUUM

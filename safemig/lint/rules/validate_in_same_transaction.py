@@ -26,7 +26,7 @@ def check(file):
     if file.no_transaction:
         return
     added: dict[str, str] = {}
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         for action in facts.alter_actions(stmt):
             if action.subtype == "AT_AddConstraint" and action.constraint.get("skip_validation"):
                 added[action.constraint.get("conname") or ""] = action.table

@@ -94,7 +94,7 @@ def _filled_per_row(column_def: dict) -> str | None:
 
 
 def check(file):
-    for stmt in file.valid_statements:
+    for stmt in file.statements_of(KINDS):
         for action in facts.alter_actions(stmt):
             if action.subtype != "AT_AddColumn" or file.is_new_table(action.table, stmt):
                 continue
