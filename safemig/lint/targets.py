@@ -117,7 +117,7 @@ def clear_run_caches() -> None:
     """Forget the directory listings of the previous run (a long-lived caller lints again)."""
     import sys
 
-    for cached in (sql_names_in, sql_names_digest, rollback_index, migration_files, _cwd):
+    for cached in (sql_names_in, sql_names_digest, rollback_index, migration_files, resolved_dir, _cwd):
         cached.cache_clear()
     history = sys.modules.get("safemig.lint.history")  # imported only by a run that needed it
     if history is not None:
@@ -203,6 +203,12 @@ def migration_version(path: Path) -> int | None:
     except MigrationFileError:
         return None
     return parsed[0] if parsed is not None else None
+
+
+@lru_cache(maxsize=256)
+def resolved_dir(directory: Path) -> Path:
+    """``directory.resolve()``, once per run."""
+    return directory.resolve()
 
 
 def history_root(migration: Path) -> Path:
