@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from safemig.lint.parse import SqlStatement
+from safemig.lint.parse import SqlStatement, json_tree
 
 T = TypeVar("T")
 
@@ -596,12 +596,10 @@ _CALLS = ("PLpgSQL_stmt_perform", "PLpgSQL_stmt_call")  # PERFORM f() (as SELECT
 
 def _parsed_sql(stmt: SqlStatement, text: str) -> list[SqlStatement] | None:
     """``text`` (SQL from a body) parsed by PostgreSQL's parser into statements located at ``stmt``, or None."""
-    import json
-
     from pglast import parser
 
     try:
-        items = json.loads(parser.parse_sql_json(text)).get("stmts") or []
+        items = json_tree(parser.parse_sql_json(text)).get("stmts") or []
     except (parser.ParseError, RecursionError, ValueError):
         return None
     return [
@@ -619,12 +617,10 @@ def _embedded_sql(stmt: SqlStatement, query: str) -> SqlStatement | None:
 
 def _string_literal(expression: str) -> str | None:
     """The value of ``expression`` when it is a plain string literal (``'DROP TABLE t'``), else None."""
-    import json
-
     from pglast import parser
 
     try:
-        items = json.loads(parser.parse_sql_json(f"SELECT {expression}")).get("stmts") or []
+        items = json_tree(parser.parse_sql_json(f"SELECT {expression}")).get("stmts") or []
         target = items[0]["stmt"]["SelectStmt"]["targetList"]
         (only,) = target
         value = only["ResTarget"]["val"]["A_Const"]["sval"]["sval"]
@@ -646,12 +642,10 @@ def _options(def_elems: list | None) -> dict[str, str]:
 
 def _plpgsql_body(stmt: SqlStatement, create_function: str) -> DoBlock:
     """The statements the PL/pgSQL body of ``create_function`` (a CREATE FUNCTION statement's text) runs."""
-    import json
-
     from pglast import parser
 
     try:
-        tree = json.loads(parser.parse_plpgsql_json(create_function))
+        tree = json_tree(parser.parse_plpgsql_json(create_function))
     except (parser.ParseError, RecursionError, ValueError) as exc:
         return DoBlock([], [f"a body PL/pgSQL cannot parse ({exc.args[0] if exc.args else exc})"])
     statements: list[SqlStatement] = []
