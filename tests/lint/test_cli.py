@@ -142,3 +142,13 @@ def test_pre_commit_hook_definition():
     assert hook["entry"] == "safemig lint --hook"
     assert hook["types"] == ["sql"]  # identify tags 001_a.SQL as sql too
     assert "files" not in hook  # the configured directories decide, not a pattern here
+
+
+def test_json_lines_are_what_json_dumps_writes():
+    from safemig.lint.finding import Finding
+    from safemig.lint.render.json_format import finding_line
+
+    odd = 'q"uote \\ back\nnew\ttab \x01 ctl \u00e9 \u2028 \ud83d emoji \U0001f600 </script>'
+    for finding in (Finding("migrations/005 a\"b.sql", 12, 3, "rule-id", "error", odd, odd[::-1]),
+                    Finding("", 1, 1, "", "warning", "", "")):
+        assert finding_line(finding) == json.dumps(finding.to_json(), ensure_ascii=False)
