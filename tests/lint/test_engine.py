@@ -1033,3 +1033,14 @@ def test_cache_notices_a_second_rollback_script_for_the_version(project):
     project.write("rollbacks/005_restore_legacy_c.sql", "CREATE TABLE IF NOT EXISTS legacy (id bigint);\n")
     (second,) = rules_of(project.lint("migrations/005_drop_legacy.sql", use_cache=True), "drop-without-rollback")
     assert "3 rollback scripts" in second.message
+
+
+@pytest.mark.parametrize("text", [
+    "create table users (id bigint, \"Name\" text); -- 1abc $1x a$b x.y_z 123 4e5 é-word ünï",
+    "alter table t add column c int;\ninsert into t values ('it''s', $$body$$, e'\\n', 1.5e3);",
+    "select $1, $$x$$; _under __dunder a1 1a 9_9 $ $$ $a",
+])
+def test_history_word_index_holds_every_word_the_regex_finds(text):
+    from safemig.lint import history
+
+    assert history._words(text) >= set(history._WORD.findall(text))
