@@ -20,12 +20,11 @@ files, not hundreds (creating a file is most of the cost of filling the cache).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import time
 from pathlib import Path
-
-import orjson
 
 from safemig import __version__
 from safemig.lint.finding import Finding, astuple
@@ -148,7 +147,7 @@ class Cache:
 
     def _load(self, name: str) -> dict:
         try:
-            data = orjson.loads(self._bucket(name).read_bytes())  # a warm run reads every bucket: orjson
+            data = json.loads(self._bucket(name).read_bytes())  # (orjson's import would cost a hook more than it saves)
             return data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             return {}
@@ -194,8 +193,8 @@ class Cache:
                 }
                 bucket.update(new)
                 fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(orjson.dumps(bucket))
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(json.dumps(bucket))  # one C-encoded string: json.dump writes piecewise in Python
                 os.replace(tmp, self._bucket(name))
         except OSError:
             pass

@@ -20,11 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-
-import orjson
 
 from safemig.sql.split import Comment, Positions, Statement, block_comment_end, split_with_comments
 
@@ -85,18 +84,34 @@ class SqlStatement:
 
 
 def json_tree(text: str) -> Any:
-    """pglast's JSON (a parse tree) as Python objects.
+    """pglast's JSON (a parse tree) as Python objects, with :func:`use_orjson`'s decoder once it is on."""
+    return _LOADS[0](text)
 
-    orjson, not the standard library: decoding the trees was the largest single cost of a
-    cold lint run after the rules, and orjson takes about two thirds of ``json.loads``'s
-    time for the same dicts and lists. It refuses integers beyond 64 bits, which
-    libpg_query does not write (large literals are strings); ``json`` reads anything else it
-    refuses.
-    """
+
+def _orjson_loads(text: str) -> Any:
+    import orjson
+
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits (libpg_query writes large literals as strings)
         return json.loads(text)
+
+
+_LOADS: list[Callable[[str], Any]] = [json.loads]
+
+
+def use_orjson() -> None:
+    """Decode the trees with orjson from now on: for a run over many files.
+
+    Decoding the trees was the largest single cost of a cold lint run after the rules, and
+    orjson takes about two thirds of ``json.loads``'s time for the same dicts and lists; but
+    importing it (with the uuid and platform modules it loads) costs ~2.5 ms, more than it
+    saves on the one or two files of a commit hook. The parallel runner turns it on before
+    it forks its workers.
+    """
+    import orjson  # noqa: F401  (imported here, once, before a fork)
+
+    _LOADS[0] = _orjson_loads
 
 
 _SQLGLOT: dict[str, Any] = {}

@@ -15,6 +15,7 @@ from safemig.errors import MigrationFileError
 from safemig.lint import ignores as ignore_mod
 from safemig.lint.context import LintFile
 from safemig.lint.finding import OFF, Finding, astuple
+from safemig.lint.parse import use_orjson
 from safemig.lint.policy import Policy
 from safemig.lint.registry import Rule, all_rules
 from safemig.lint.targets import MIGRATION, Target, display_path, rollback_ambiguity, sql_names_in
@@ -144,6 +145,7 @@ _WORKER: dict = {}
 def _worker_init(config: Config, policy: Policy) -> None:
     import gc
 
+    use_orjson()
     gc.disable()  # as the parent runs (safemig.lint.engine._fewer_collections)
     _WORKER.update(config=config, policy=policy, rules=all_rules(policy.house_dir))
 
@@ -200,6 +202,7 @@ def lint_many(
     fork = hasattr(os, "fork") and threading.active_count() == 1
     context = multiprocessing.get_context("fork" if fork else "spawn")
     _WORKER.update(config=config, policy=policy, rules=rules)  # inherited by forked workers
+    use_orjson()  # enough files to repay its import (inherited by forked workers too)
     if fork:  # what every worker would otherwise import or read on its own, once here for all of them
         import pglast.parser  # noqa: F401
 

@@ -88,6 +88,8 @@ def test_lint_imports_neither_boto3_nor_psycopg_nor_sqlglot(project):
     assert not {m for m in imported if m.split(".")[0] in ("boto3", "botocore", "psycopg", "psycopg_binary")}
     # the built-in rules read PostgreSQL's tree; sqlglot is loaded only for a rule that asks for stmt.ast
     assert not {m for m in imported if m.split(".")[0] == "sqlglot"}
+    # orjson (and the uuid and platform modules it loads) only for runs over many files
+    assert not {m for m in imported if m.split(".")[0] in ("orjson", "uuid")}
 
 
 def test_fast_path_handles_hook_forms_without_typer(project):
