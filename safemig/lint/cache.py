@@ -3,10 +3,13 @@
 The key covers everything a built-in rule reads to judge a file: its bytes and displayed
 path, its role and version, its rollback script's path and bytes, the rollback scripts named
 for its version (two are an error), the names of the other files in its directory
-(file-naming looks at them), the contents of every earlier migration of its directory
-(the history rules read: a column's type, a CHECK validated before, a function's
-volatility, :mod:`safemig.lint.history`), the rule set (each rule module's size and mtime)
-and the policy. An edit of migration 5 thus re-lints 6, 7, ... but not 1-4, and adding
+(file-naming looks at them), the rule set (each rule module's size and mtime) and the
+policy. The earlier migrations of the directory, which some rules read (a column's type, a
+CHECK validated before, a function's volatility: :mod:`safemig.lint.history`), are checked
+precisely instead: the findings of a file whose rules read them are stored with a digest of
+their names and contents, and answer only while it still matches. An edit of migration 5
+thus re-lints those of 6, 7, ... that looked back, and the commit hook's one file costs no
+reading of its hundreds of predecessors when its rules never looked at them. Adding
 migration 9 re-lints the directory's files once (their listing changed). A house rule that
 reads other files is not covered: ``--no-cache`` then. Entries live in bucket files under
 ``.safemig/lint-cache/`` in the project root, written atomically; a corrupt or unreadable
@@ -25,10 +28,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safemig import __version__
 from safemig.lint.finding import Finding, astuple
 from safemig.statedir import make_dir
+
+if TYPE_CHECKING:
+    from safemig.lint.targets import Target
 
 CACHE_DIR = Path(".safemig") / "lint-cache"
 BUCKET_CHARS = 1  # hex digits of the key that name its bucket file
@@ -96,7 +103,6 @@ class Cache:
 
             digest.update(targets.sql_names_digest(target.path.parent).encode())
             if target.version is not None:
-                digest.update(self._history(target.path, target.version))
                 for folder in (self._rollbacks_dir, target.path.parent / "rollbacks"):  # as rollback_ambiguity
                     if folder is None:
                         continue
@@ -152,8 +158,12 @@ class Cache:
         except (OSError, ValueError):
             return {}
 
-    def get(self, key: str) -> list[Finding] | None:
-        """The cached findings of ``key``, or ``None`` (each bucket file is read once per run)."""
+    def get(self, key: str, target: Target | None = None) -> list[Finding] | None:
+        """The cached findings of ``key``, or ``None`` (each bucket file is read once per run).
+
+        An entry stored with a history digest (its rules read the earlier migrations) answers
+        only while ``target``'s earlier migrations still have that digest.
+        """
         name = key[:BUCKET_CHARS]
         bucket = self._loaded.get(name)
         if bucket is None:
@@ -161,13 +171,18 @@ class Cache:
         entry = bucket.get(key)
         if not isinstance(entry, dict):
             return None
+        history = entry.get("history")
+        if history is not None:
+            if target is None or target.version is None or history != self._history(target.path, target.version).hex():
+                return None
         try:
             return [Finding(*row) for row in entry["findings"]]
         except (TypeError, KeyError):
             return None
 
-    def put_many(self, entries: dict[str, list[Finding]]) -> None:
-        """Store findings by key (best effort: a read-only checkout just does not cache).
+    def put_many(self, entries: dict[str, tuple[list[Finding], Target | None]]) -> None:
+        """Store findings by key, each with the target whose earlier migrations its rules read (else
+        ``None``): best effort, a read-only checkout just does not cache.
 
         Entries live in at most 16 bucket files (by the key's first hex digit), each
         rewritten atomically once per run; concurrent runs can only lose entries, never
@@ -175,11 +190,11 @@ class Cache:
         """
         today = int(time.time() // 86400)
         by_bucket: dict[str, dict[str, dict]] = {}
-        for key, findings in entries.items():
-            by_bucket.setdefault(key[:BUCKET_CHARS], {})[key] = {
-                "day": today,
-                "findings": [astuple(f) for f in findings],
-            }  # rows, not objects: half the JSON to write
+        for key, (findings, reader) in entries.items():
+            entry: dict = {"day": today, "findings": [astuple(f) for f in findings]}  # rows: half the JSON
+            if reader is not None and reader.version is not None:
+                entry["history"] = self._history(reader.path, reader.version).hex()
+            by_bucket.setdefault(key[:BUCKET_CHARS], {})[key] = entry
         try:
             make_dir(self.directory)
             for name, new in by_bucket.items():

@@ -119,7 +119,7 @@ def _lint_paths(
         raw, text = read_sql(target.path)
         if cache is not None:
             key = keys[index] = cache.key(target, raw, display_path(target.path))
-            found = cache.get(key)
+            found = cache.get(key, target)
             if found is not None:
                 results[index] = found
                 return None
@@ -147,7 +147,7 @@ def _lint_paths(
 
     jobs = uncached()
     first = next(jobs, None)
-    linted: list[list[Finding]] = []
+    linted: list[tuple[list[Finding], bool]] = []
     if first is not None:  # a run answered entirely by the cache imports neither the parsers nor the rules
         from safemig.lint.registry import all_rules
         from safemig.lint.runner import lint_many
@@ -160,10 +160,13 @@ def _lint_paths(
             expected=len(files),
             looked_at=lambda: len(targets),
         )
-    for index, findings in zip(misses, linted, strict=True):
+    used_history: set[int] = set()
+    for index, (findings, used) in zip(misses, linted, strict=True):
         results[index] = findings
+        if used:
+            used_history.add(index)
     if cache is not None and misses:
-        cache.put_many({keys[i]: results[i] for i in misses})
+        cache.put_many({keys[i]: (results[i], targets[i] if i in used_history else None) for i in misses})
     findings = sorted((f for i in range(len(targets)) for f in results[i]), key=lambda f: f.sort_key)
     return LintReport(findings=findings, files=[display_path(t.path) for t in targets], notes=notes)
 

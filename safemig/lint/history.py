@@ -8,8 +8,9 @@ here. The answer is read from the migrations with a lower version in the same di
 
 Cheap by construction: a word index of each directory's files is built once per process,
 on the first question about it, and only the files that name both the table and the
-column are parsed. What a finding read here depends on, the lint cache's key covers too:
-the contents of every earlier migration of the directory (:mod:`safemig.lint.cache`).
+column are parsed. A migration whose rules asked here is marked (:func:`consulted`): the lint
+cache keeps, with its findings, a digest of the earlier migrations' contents and checks it
+before it answers (:mod:`safemig.lint.cache`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ class _Directory:
 
 
 _DIRS: dict[Path, _Directory] = {}
+_CONSULTED: set[str] = set()  # the migrations whose findings read their directory's history (this process)
+
+
+def consulted(migration: Path) -> bool:
+    """True when a rule judging ``migration`` read the earlier migrations (the lint cache then checks them)."""
+    return str(migration) in _CONSULTED
 
 
 def _directory(directory: Path) -> _Directory:
@@ -98,6 +105,7 @@ def earlier_statements(migration: Path, version: int | None, *names: str):
     """The valid statements, in order, of the migrations before ``version`` that name every one of ``names``."""
     if version is None:
         return
+    _CONSULTED.add(str(migration))
     d = _directory(history_root(migration))
     index = _index(d)
     holding: set[int] | None = None
@@ -176,3 +184,4 @@ def not_null_checks(statements, table: str) -> dict[str, str]:
 def clear() -> None:
     """Forget every directory (a long-lived caller lints again after files changed)."""
     _DIRS.clear()
+    _CONSULTED.clear()

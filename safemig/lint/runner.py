@@ -137,6 +137,18 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
     return findings
 
 
+def lint_one(
+    target: Target, config: Config, text: str, policy: Policy, rules: list[Rule]
+) -> tuple[list[Finding], bool]:
+    """The findings of one file, and whether a rule read the directory's earlier migrations for them
+    (:func:`safemig.lint.history.consulted`: the cache then keeps a digest of those with them)."""
+    import sys
+
+    findings = run_rules(build_file(target, config, text, policy), rules, policy)
+    history = sys.modules.get("safemig.lint.history")  # imported by the first rule that asks
+    return findings, history is not None and history.consulted(target.path)
+
+
 # --- parallel execution -------------------------------------------------------------------------
 
 _WORKER: dict = {}
@@ -157,15 +169,14 @@ def _job(target: Target, text: str) -> tuple:
             target.no_transaction, text)  # fmt: skip
 
 
-def _worker_lint(job: tuple) -> list[tuple]:
+def _worker_lint(job: tuple) -> tuple[list[tuple], bool]:
     """Lint one job in a worker; the findings go back as rows (``Finding(*row)``), cheaper to pickle."""
     path, role, version, description, rollback, name_problem, no_transaction, text = job
     target = Target(
         Path(path), role, version, description, Path(rollback) if rollback else None, name_problem, no_transaction
     )
-    policy = _WORKER["policy"]
-    lint_file = build_file(target, _WORKER["config"], text, policy)
-    return [astuple(f) for f in run_rules(lint_file, _WORKER["rules"], policy)]
+    findings, used_history = lint_one(target, _WORKER["config"], text, _WORKER["policy"], _WORKER["rules"])
+    return [astuple(f) for f in findings], used_history
 
 
 def lint_many(
@@ -176,8 +187,9 @@ def lint_many(
     *,
     expected: int,
     looked_at: Callable[[], int] | None = None,
-) -> list[list[Finding]]:
-    """The findings of every job, in order; on every core when there are enough jobs.
+) -> list[tuple[list[Finding], bool]]:
+    """The findings of every job, in order (with :func:`lint_one`'s history flag); on every core when
+    there are enough jobs.
 
     ``jobs`` may be a generator (the engine yields files as it reads them and finds them
     missing from the cache): the workers start on the first chunk while the rest is
@@ -190,9 +202,7 @@ def lint_many(
     head = list(itertools.islice(jobs, PARALLEL_THRESHOLD))
     workers = min(os.cpu_count() or 1, max(1, expected // (PARALLEL_THRESHOLD // 2)))
     if len(head) < PARALLEL_THRESHOLD or workers < 2:  # a short head means the jobs ran out
-        return [
-            run_rules(build_file(t, config, text, policy), rules, policy) for t, text in itertools.chain(head, jobs)
-        ]
+        return [lint_one(t, config, text, policy, rules) for t, text in itertools.chain(head, jobs)]
     import multiprocessing
     import threading
     from concurrent.futures import ProcessPoolExecutor
@@ -218,4 +228,4 @@ def lint_many(
         max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs
     ) as pool:
         rows = pool.map(_worker_lint, (_job(t, text) for t, text in itertools.chain(head, jobs)), chunksize=chunk)
-        return [[Finding(*row) for row in file_rows] for file_rows in rows]
+        return [([Finding(*row) for row in file_rows], used) for file_rows, used in rows]

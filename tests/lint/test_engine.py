@@ -1044,3 +1044,25 @@ def test_history_word_index_holds_every_word_the_regex_finds(text):
     from safemig.lint import history
 
     assert history._words(text) >= set(history._WORD.findall(text))
+
+
+def test_cache_rechecks_history_only_for_files_that_read_it_also_from_parallel_workers(project, monkeypatch):
+    """30 files (the parallel path): 030 looks back at 001's column type; the others never look back."""
+    import safemig.lint.parse as parse
+    from safemig.lint import runner
+
+    lock = "SET lock_timeout = '2s';\n"
+    project.write("migrations/001_create.sql", lock + "CREATE TABLE IF NOT EXISTS t (id bigint, c varchar(10));\n")
+    for i in range(2, 30):
+        project.write(f"migrations/{i:03d}_rename_{i}.sql", lock + f"ALTER TABLE orders RENAME c{i} TO d{i};\n")
+    project.write("migrations/030_widen.sql", lock + "ALTER TABLE t ALTER COLUMN c TYPE varchar(20);\n")
+    assert runner.PARALLEL_THRESHOLD < 30
+    assert rules_of(project.lint(use_cache=True), "change-column-type") == []
+    project.write("migrations/001_create.sql", lock + "CREATE TABLE IF NOT EXISTS t (id bigint, c integer);\n")
+    parsed = []
+    real = parse.parse_sql
+    monkeypatch.setattr(parse, "parse_sql", lambda text: parsed.append(text) or real(text))
+    (finding,) = rules_of(project.lint(use_cache=True), "change-column-type")
+    assert finding.path == "migrations/030_widen.sql"
+    # re-linted: 001 (edited) and 030 (it read 001); 002-029 answered from the cache
+    assert sorted(t.split("\n")[1][:30] for t in parsed) == ["ALTER TABLE t ALTER COLUMN c T", "CREATE TABLE IF NOT EXISTS t ("]
