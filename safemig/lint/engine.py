@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -174,10 +175,13 @@ def _lint_paths(
 def _resolved(path: Path) -> Path:
     """``path.resolve()``, with each directory resolved once per run: a rollback script lies in a
     directory already resolved (beside its migration, or the rollbacks directory), and resolving
-    every component of every rollback's path again was a tenth of a warm-cache run."""
-    if path.is_symlink():
+    every component of every rollback's path again was a tenth of a warm-cache run. On strings:
+    pathlib's own ``is_symlink``/``parent`` cost as much again."""
+    text = str(path)
+    if os.path.islink(text):
         return path.resolve()
-    return resolved_dir(path.parent) / path.name
+    head, name = os.path.split(text)
+    return Path(os.path.join(resolved_dir(head), name))
 
 
 def lint_text(text: str, config: Config, path: Path | None = None) -> LintReport:

@@ -6,7 +6,7 @@ from ``varchar``, a rewrite from ``integer``; ``SET NOT NULL`` is free after a v
 here. The answer is read from the migrations with a lower version in the same directory
 (sqlx's flat layout, or Diesel's ``<version>_<name>/up.sql`` directories), in version order.
 
-Cheap by construction: a word index of each directory's files is built once per process,
+Cheap by construction: the words of each directory's files are collected once per process,
 on the first question about it, and only the files that name both the table and the
 column are parsed. A migration whose rules asked here is marked (:func:`consulted`): the lint
 cache keeps, with its findings, a digest of the earlier migrations' contents and checks it
@@ -37,7 +37,7 @@ class ColumnState:
 @dataclass
 class _Directory:
     files: list[tuple[int, Path]]  # (version, path), in version order
-    index: dict[str, list[int]] | None = None  # lower-cased word -> positions in files of the files holding it
+    words: list[set[str]] | None = None  # the lower-cased words of each file, as files is ordered
     parsed: dict[Path, list] = field(default_factory=dict)
 
 
@@ -57,18 +57,18 @@ def _directory(directory: Path) -> _Directory:
     return found
 
 
-def _index(d: _Directory) -> dict[str, list[int]]:
-    """Which files hold which words, built once per directory (each file is read once)."""
-    if d.index is None:
-        d.index = {}
-        for position, (_, path) in enumerate(d.files):
+def _word_sets(d: _Directory) -> list[set[str]]:
+    """The words of each file, read once per directory (a set per file: building a word -> files
+    index cost more than looking the few names of each question up in the earlier files' sets)."""
+    if d.words is None:
+        d.words = []
+        for _, path in d.files:
             try:
                 text = path.read_text(encoding="utf-8", errors="replace").lower()
             except OSError:
                 text = ""
-            for word in _words(text):
-                d.index.setdefault(word, []).append(position)
-    return d.index
+            d.words.append(_words(text))
+    return d.words
 
 
 # Every ASCII character that cannot be part of a word becomes a space: then ``str.split`` cuts the
@@ -107,18 +107,15 @@ def earlier_statements(migration: Path, version: int | None, *names: str):
         return
     _CONSULTED.add(str(migration))
     d = _directory(history_root(migration))
-    index = _index(d)
-    holding: set[int] | None = None
-    for name in names:
-        if not name:
-            continue
-        found = set(index.get(facts.bare(name).lower(), ()))
-        holding = found if holding is None else holding & found
-    for position in sorted(holding or ()):
-        file_version, path = d.files[position]
+    wanted = [facts.bare(name).lower() for name in names if name]
+    if not wanted:
+        return
+    words = _word_sets(d)
+    for position, (file_version, path) in enumerate(d.files):
         if file_version >= version:
             break
-        yield from _statements(d, path)
+        if all(word in words[position] for word in wanted):
+            yield from _statements(d, path)
 
 
 def fold_column(state: ColumnState, stmt, table: str, column: str) -> ColumnState:

@@ -9,8 +9,9 @@ A rule is a module. Its interface (the same for built-in and house rules):
 * optional ``RUNS_LAST`` / ``SILENCEABLE`` (for the rules about ignore directives);
 * optional ``KINDS``: the statement node types (``{"AlterTableStmt"}``) the rule can report on,
   when it judges only the file's own statements of those types: the rule is not run on a
-  file that has none (most rules look for one or two kinds of statement, and running each
-  over every statement of every file was most of a lint run's Python work);
+  file that has none, and ``file.statements_of(KINDS)`` hands it only those statements, in
+  file order (most rules look for one or two kinds of statement, and running each over every
+  statement of every file was most of a lint run's Python work);
 * a docstring with ``Why:``, ``Bad:`` and ``Good:`` sections (``safemig explain``);
 * ``check(file: LintFile) -> Iterable[Violation]``.
 

@@ -59,13 +59,11 @@ def build_file(target: Target, config: Config, text: str, policy: Policy | None 
     return lint_file
 
 
-def _violations(rule: Rule, lint_file: LintFile) -> list:
-    """A rule's violations; a crashing house rule is a configuration problem named precisely (exit 2).
+def _house_violations(rule: Rule, lint_file: LintFile) -> list:
+    """A house rule's violations; a crashing house rule is a configuration problem named precisely (exit 2).
 
     A crashing built-in rule is a bug in safemig and propagates (exit 70, with a crash log).
     """
-    if rule.builtin:
-        return list(rule.check(lint_file))
     try:
         return list(rule.check(lint_file))
     except Exception as exc:
@@ -128,7 +126,7 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
         if rule.kinds is not None and kinds.isdisjoint(rule.kinds):
             continue
         rule_id, severity = rule.id, severities[rule.id]
-        for v in _violations(rule, lint_file):
+        for v in rule.module.check(lint_file) if rule.builtin else _house_violations(rule, lint_file):
             if rule.silenceable and lint_file.ignores and ignore_mod.is_silenced(
                 lint_file.ignores, rule_id, statement_at(v.line)
             ):

@@ -206,9 +206,9 @@ def migration_version(path: Path) -> int | None:
 
 
 @lru_cache(maxsize=256)
-def resolved_dir(directory: Path) -> Path:
-    """``directory.resolve()``, once per run."""
-    return directory.resolve()
+def resolved_dir(directory: str) -> str:
+    """``os.path.realpath(directory)``, once per run."""
+    return os.path.realpath(directory)
 
 
 def history_root(migration: Path) -> Path:
