@@ -36,9 +36,9 @@ class ColumnState:
 
 @dataclass
 class _Directory:
-    files: list[tuple[int, Path]]  # (version, path), in version order
+    files: tuple[tuple[int, str], ...]  # (version, path), in version order
     words: list[set[str]] | None = None  # the lower-cased words of each file, as files is ordered
-    parsed: dict[Path, list] = field(default_factory=dict)
+    parsed: dict[str, list] = field(default_factory=dict)
 
 
 _DIRS: dict[Path, _Directory] = {}
@@ -53,7 +53,7 @@ def consulted(migration: Path) -> bool:
 def _directory(directory: Path) -> _Directory:
     found = _DIRS.get(directory)
     if found is None:
-        found = _DIRS[directory] = _Directory([(version, Path(path)) for version, path in migration_files(directory)])
+        found = _DIRS[directory] = _Directory(migration_files(directory))
     return found
 
 
@@ -64,7 +64,7 @@ def _word_sets(d: _Directory) -> list[set[str]]:
         d.words = []
         for _, path in d.files:
             try:
-                text = path.read_text(encoding="utf-8", errors="replace").lower()
+                text = _read(path).lower()
             except OSError:
                 text = ""
             d.words.append(_words(text))
@@ -89,12 +89,17 @@ def _words(text: str) -> set[str]:
     return words
 
 
-def _statements(d: _Directory, path: Path) -> list:
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+def _statements(d: _Directory, path: str) -> list:
     if path not in d.parsed:
         from safemig.lint.parse import parse_recent
 
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = _read(path)
         except OSError:
             text = ""
         d.parsed[path] = [s for s in parse_recent(text).statements if s.error is None]
