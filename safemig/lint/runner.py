@@ -14,7 +14,7 @@ from safemig.config import Config
 from safemig.errors import MigrationFileError
 from safemig.lint import ignores as ignore_mod
 from safemig.lint.context import LintFile
-from safemig.lint.finding import OFF, Finding, astuple
+from safemig.lint.finding import OFF, Finding
 from safemig.lint.parse import use_orjson
 from safemig.lint.policy import Policy
 from safemig.lint.registry import Rule, all_rules
@@ -105,8 +105,17 @@ def _plan(rules: list[Rule], policy: Policy, role: str, excepted: frozenset[str]
     return plan
 
 
-def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Finding]:
-    """Every finding of the enabled rules on one file, minus what its ignore directives silence."""
+def _row(*fields):
+    return fields
+
+
+def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy, make: Callable = Finding) -> list:
+    """Every finding of the enabled rules on one file, minus what its ignore directives silence.
+
+    ``make`` builds each one from its fields: :class:`Finding`, or in a worker a plain row
+    (``Finding(*row)`` in the main process): building a frozen dataclass twice per finding, and
+    taking it apart in between for pickling, cost more than the rows.
+    """
     parsed = lint_file.parsed
     statement_lines = [(s.line, s.end_line) for s in lint_file.statements]
     lint_file.ignores = (
@@ -131,18 +140,19 @@ def run_rules(lint_file: LintFile, rules: list[Rule], policy: Policy) -> list[Fi
                 lint_file.ignores, rule_id, statement_at(v.line)
             ):
                 continue
-            findings.append(Finding(display, v.line, v.column, rule_id, severity, v.message, v.hint, v.statement))
+            findings.append(make(display, v.line, v.column, rule_id, severity, v.message, v.hint, v.statement))
     return findings
 
 
 def lint_one(
-    target: Target, config: Config, text: str, policy: Policy, rules: list[Rule]
-) -> tuple[list[Finding], bool]:
-    """The findings of one file, and whether a rule read the directory's earlier migrations for them
-    (:func:`safemig.lint.history.consulted`: the cache then keeps a digest of those with them)."""
+    target: Target, config: Config, text: str, policy: Policy, rules: list[Rule], make: Callable = Finding
+) -> tuple[list, bool]:
+    """The findings of one file (built by ``make``, see :func:`run_rules`), and whether a rule read the
+    directory's earlier migrations for them (:func:`safemig.lint.history.consulted`: the cache then
+    keeps a digest of those with them)."""
     import sys
 
-    findings = run_rules(build_file(target, config, text, policy), rules, policy)
+    findings = run_rules(build_file(target, config, text, policy), rules, policy, make)
     history = sys.modules.get("safemig.lint.history")  # imported by the first rule that asks
     return findings, history is not None and history.consulted(target.path)
 
@@ -173,8 +183,7 @@ def _worker_lint(job: tuple) -> tuple[list[tuple], bool]:
     target = Target(
         Path(path), role, version, description, Path(rollback) if rollback else None, name_problem, no_transaction
     )
-    findings, used_history = lint_one(target, _WORKER["config"], text, _WORKER["policy"], _WORKER["rules"])
-    return [astuple(f) for f in findings], used_history
+    return lint_one(target, _WORKER["config"], text, _WORKER["policy"], _WORKER["rules"], _row)
 
 
 def lint_many(
