@@ -187,6 +187,20 @@ def archive_tablespaces(chunks: Iterable[bytes], pg_restore: Binary, where: str)
     return used
 
 
+def check_options(policy: str, locations: Mapping[str, str]) -> None:
+    """Refuse (exit 2) a policy or locations that cannot work, before anything is looked at."""
+    if policy not in POLICIES:
+        raise UsageError(f"unknown tablespace policy {policy!r}", hint=f"one of {', '.join(POLICIES)}")
+    if locations and policy != "create":
+        raise UsageError("--tablespace-location needs --create-tablespaces", hint="add --create-tablespaces")
+    for name, directory in locations.items():
+        if not PurePosixPath(directory).is_absolute():
+            raise UsageError(
+                f"--tablespace-location {name}={directory}: the directory must be an absolute path",
+                hint=f"e.g. --tablespace-location {name}=/srv/postgresql/{name}",
+            )
+
+
 def plan_placement(
     client: Any,
     info: BackupInfo,
@@ -210,16 +224,7 @@ def plan_placement(
     from safemig.backup.roles import fetch_globals
 
     locations = dict(locations or {})
-    if policy not in POLICIES:
-        raise UsageError(f"unknown tablespace policy {policy!r}", hint=f"one of {', '.join(POLICIES)}")
-    if locations and policy != "create":
-        raise UsageError("--tablespace-location needs --create-tablespaces", hint="add --create-tablespaces")
-    for name, directory in locations.items():
-        if not PurePosixPath(directory).is_absolute():
-            raise UsageError(
-                f"--tablespace-location {name}={directory}: the directory must be an absolute path",
-                hint=f"e.g. --tablespace-location {name}=/srv/postgresql/{name}",
-            )
+    check_options(policy, locations)
     if policy == "none":
         return Placement(options=("--no-tablespaces",))
     script: str | None = None

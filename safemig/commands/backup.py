@@ -324,6 +324,10 @@ def restore_command(
                 f"--tablespace-location {given}: expected NAME=DIR", hint="e.g. --tablespace-location fast=/srv/pg/fast"
             )
         locations[name] = directory
+    policy = "none" if no_tablespaces else "create" if create_tablespaces else "keep"
+    from safemig.backup.tablespaces import check_options
+
+    check_options(policy, locations)
     config = load(config_path)
     target = target_database_url or resolve_database_url(config, env=env)
     if _into_own_database(config, env, target_database_url):  # protected envs ask (safemig.protect)
@@ -343,7 +347,7 @@ def restore_command(
             no_owner=no_owner,
             no_privileges=no_privileges,
             create_roles=create_roles,
-            tablespaces="none" if no_tablespaces else "create" if create_tablespaces else "keep",
+            tablespaces=policy,
             tablespace_locations=locations,
         )
     if json_out:

@@ -223,6 +223,12 @@ def test_cli_options_are_checked_before_anything_runs(project, s3, cli, database
     bad = cli("restore", "--env", "prod", "--from", "latest", "--target-database-url", database_url_b,
               "--create-tablespaces", "--tablespace-location", "fast")
     assert bad.exit_code == 2 and "expected NAME=DIR" in bad.stderr
+    relative = cli("restore", "--env", "prod", "--from", "latest", "--target-database-url", database_url_b,
+                   "--create-tablespaces", "--tablespace-location", "fast=data/fast")
+    assert relative.exit_code == 2 and "must be an absolute path" in relative.stderr
+    alone = cli("restore", "--env", "prod", "--from", "latest", "--target-database-url", database_url_b,
+                "--tablespace-location", "fast=/srv/fast")
+    assert alone.exit_code == 2 and "needs --create-tablespaces" in alone.stderr
 
 
 def test_stored_tablespaces_reads_pg_dumpall_output():
@@ -248,3 +254,20 @@ def test_stored_tablespaces_reads_pg_dumpall_output():
     assert (fast.owner, fast.location, fast.roles) == ("app", "/srv/it's", frozenset({"app", "reader"}))
     assert fast.statements[0].startswith("ALTER TABLESPACE") and fast.statements[-1].endswith("'one;\ntwo'")
     assert found["slow"].statements == ()  # a security label's provider may not exist on the target
+
+
+def test_creating_needs_a_superuser_and_says_so_before_anything_is_done(tablespace, project, config, placed, database_url_b, pg_cluster_b, s3):
+    from urllib.parse import urlsplit, urlunsplit
+
+    name, _ = tablespace
+    role = "restorer_" + uuid.uuid4().hex[:6]
+    pg_cluster_b.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'restorer-pw-1'")
+    parts = urlsplit(database_url_b)
+    as_role = urlunsplit(parts._replace(netloc=f"{role}:restorer-pw-1@{parts.hostname}:{parts.port}"))
+    try:
+        run_backup(config, "prod", database_url=project_url())
+        with pytest.raises(DatabaseError, match=f"needs a superuser, and {role} .* is not: nothing was restored"):
+            restore_backup(config, "prod", source="latest", target_url=as_role, tablespaces="create", create_roles=True)
+        assert rows(database_url_b, "SELECT count(*) FROM pg_class WHERE relname = 'events'") == [(0,)]
+    finally:
+        pg_cluster_b.psql(f"DROP ROLE {role}")
