@@ -163,11 +163,10 @@ def archive_tablespaces(chunks: Iterable[bytes], pg_restore: Binary, where: str)
                     write_all(child.stdin, chunk)
                 except (BrokenPipeError, ValueError):
                     break  # it has the TOC and exited; its status says whether that was fine
-            else:
-                try:
-                    child.stdin.close()
-                except BrokenPipeError:
-                    pass
+            try:
+                child.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
         except BaseException:
             child.kill()
             raise
