@@ -27,8 +27,9 @@ backup without globals) ``pg_restore --schema-only`` reads the archive's TOC fro
 of the object and exits (the data are not downloaded), and the ``SET default_tablespace``
 line before each object's header says where it goes. Why not a mapping ``old=new`` to an
 existing tablespace: pg_restore has no such option (its TOC says where each object goes), and
-moving the objects afterwards (``ALTER ... SET TABLESPACE``) rewrites every table; creating the
-tablespace under the same name elsewhere (``locations``) gives the same placement at no cost.
+moving the objects afterwards (``ALTER ... SET TABLESPACE``) copies every table's and index's
+files again under an ACCESS EXCLUSIVE lock; creating the tablespace under the same name
+elsewhere (``locations``) gives the same placement at no cost.
 """
 
 from __future__ import annotations
@@ -38,13 +39,12 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 from safemig.backup.pgdump import Binary, ChildProcess, child_env, write_all
 from safemig.backup.store import BackupInfo
 from safemig.errors import CheckFailed, DatabaseError, ToolError, UsageError
 
-Policy = Literal["keep", "none", "none-if-missing", "create"]
 POLICIES: tuple[str, ...] = ("keep", "none", "none-if-missing", "create")
 
 # pg_restore's output: ``SET default_tablespace = NAME;`` (fmtId-quoted, '' for the database's
