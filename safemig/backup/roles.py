@@ -140,6 +140,6 @@ def drop_globals(target_url: str, kind: Literal["ROLE", "TABLESPACE"], names: li
                 try:
                     conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(sql.SQL(kind), sql.Identifier(name)))
                 except psycopg.Error:
-                    pass
+                    pass  # e.g. not empty: left for the user
     except psycopg.Error:
-        pass
+        pass  # the restore's own error is the one to report
