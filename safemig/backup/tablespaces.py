@@ -211,8 +211,13 @@ def plan_placement(
     create_roles: bool = False,
     no_owner: bool = False,
     no_privileges: bool = False,
+    head: Iterable[bytes] | None = None,
 ) -> Placement:
     """Decide, before anything is restored or created, what the restore does about tablespaces.
+
+    ``head``: the object's first bytes, already read by the caller and holding the whole TOC
+    (:func:`safemig.backup.verify.toc_from_head`'s ``taken``); without it, when the archive must
+    be looked at, its start is read from S3 again.
 
     Raises :class:`UsageError` (exit 2) for ``"keep"`` when the target lacks a tablespace the
     archive uses, and for ``"create"`` when one cannot be created as asked (no stored
@@ -246,13 +251,16 @@ def plan_placement(
     facts = _target_facts(target_url)
     if stored is not None and set(stored) <= facts.tablespaces:
         return Placement()  # the archive can only use the source's tablespaces: the target has them all
-    from safemig.backup.verify import iter_object
+    if head is not None:
+        used = archive_tablespaces(head, pg_restore, info.uri)
+    else:
+        from safemig.backup.verify import iter_object
 
-    chunks = iter_object(client, info.bucket, info.key, "reading the table of contents of")
-    try:
-        used = archive_tablespaces(chunks, pg_restore, info.uri)
-    finally:
-        chunks.close()
+        chunks = iter_object(client, info.bucket, info.key, "reading the table of contents of")
+        try:
+            used = archive_tablespaces(chunks, pg_restore, info.uri)
+        finally:
+            chunks.close()
     missing = {name: objects for name, objects in used.items() if name not in facts.tablespaces}
     if not missing:
         return Placement()

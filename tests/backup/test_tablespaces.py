@@ -271,3 +271,20 @@ def test_creating_needs_a_superuser_and_says_so_before_anything_is_done(tablespa
         assert rows(database_url_b, "SELECT count(*) FROM pg_class WHERE relname = 'events'") == [(0,)]
     finally:
         pg_cluster_b.psql(f"DROP ROLE {role}")
+
+
+def test_the_chunks_the_toc_was_read_from_are_enough_to_find_the_tablespaces(tablespace, project, config, placed, s3, bucket_name):
+    """A caller that already read the TOC from the head of its download passes those chunks: no second GET."""
+    from safemig.backup.pgdump import pick_binary
+    from safemig.backup.tablespaces import archive_tablespaces
+    from safemig.backup.verify import toc_from_head
+
+    name, _ = tablespace
+    result = run_backup(config, "prod", database_url=project_url())
+    body = s3.get_object(Bucket=bucket_name, Key=result.key)["Body"].read()
+    head = [body[:8192], body[8192:16384]]  # the TOC and the start of the data, not the rest (129 KB)
+    pg_restore = pick_binary("pg_restore", 0, None, purpose="read the archive")
+    assert len(toc_from_head(iter(head), pg_restore, result.uri)) == result.toc_entries  # the whole TOC is there
+    assert archive_tablespaces(head, pg_restore, result.uri) == {
+        name: ["TABLE public.events", "MATERIALIZED VIEW public.tenants", "INDEX public.events_tenant"]
+    }
