@@ -156,6 +156,9 @@ def test_a_refused_restore_drops_the_tablespaces_it_created(
     target_dir = _server_dir(pg_cluster_b, "safemig-ts-b-")
     try:
         run_backup(config, "prod", database_url=project_url())
+        made: list[list[str]] = []
+        real_create = tablespaces_module.create_tablespaces
+        monkeypatch.setattr(tablespaces_module, "create_tablespaces", lambda *a: made.append(real_create(*a)) or made[-1])
         with monkeypatch.context() as patched:
             corrupt_downloads(patched, at_fraction=0.9)
             with pytest.raises(CheckFailed, match="does not match its recorded checksum"):
@@ -163,8 +166,9 @@ def test_a_refused_restore_drops_the_tablespaces_it_created(
                     config, "prod", source="latest", target_url=database_url_b, tablespaces="create",
                     tablespace_locations={name: str(target_dir)},
                 )
+        assert made == [[name]]  # it was created before the damage was found ...
         assert rows(database_url_b, "SELECT count(*) FROM pg_tablespace WHERE spcname = %s", (name,)) == [(0,)]
-        assert list(target_dir.iterdir()) == []  # PostgreSQL's version directory went with it
+        assert list(target_dir.iterdir()) == []  # ... and dropped again, PostgreSQL's version directory with it
     finally:
         _drop_tablespace(pg_cluster_b, name)
         shutil.rmtree(target_dir, ignore_errors=True)
@@ -288,3 +292,25 @@ def test_the_chunks_the_toc_was_read_from_are_enough_to_find_the_tablespaces(tab
     assert archive_tablespaces(head, pg_restore, result.uri) == {
         name: ["TABLE public.events", "MATERIALIZED VIEW public.tenants", "INDEX public.events_tenant"]
     }
+
+
+def test_cli_create_tablespaces_at_a_given_location(tablespace, project, placed, database_url_b, pg_cluster_b, s3, cli):
+    import json
+
+    name, _ = tablespace
+    target_dir = _server_dir(pg_cluster_b, "safemig-ts-b-")
+    try:
+        assert cli("backup", "--env", "prod").exit_code == 0
+        done = cli("restore", "--env", "prod", "--from", "latest", "--target-database-url", database_url_b,
+                   "--create-tablespaces", "--tablespace-location", f"{name}={target_dir}", "--json")
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["tablespaces_created"] == [name]
+        assert rows(database_url_b, "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = %s", (name,)) == [
+            (str(target_dir),)
+        ]
+        assert _placement(database_url_b) == _placement(project_url())
+    finally:
+        with psycopg.connect(database_url_b, autocommit=True) as conn:
+            conn.execute("DROP MATERIALIZED VIEW IF EXISTS tenants; DROP TABLE IF EXISTS events")
+        _drop_tablespace(pg_cluster_b, name)
+        shutil.rmtree(target_dir, ignore_errors=True)
