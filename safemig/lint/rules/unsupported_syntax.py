@@ -1,18 +1,27 @@
-"""Syntax the target PostgreSQL major cannot run (``[lint] pg_version``), though a newer one parses it.
+"""Syntax, functions and settings newer than the target PostgreSQL major (``[lint] pg_version``).
 
-Statements are parsed with the installed pglast's grammar (PostgreSQL 18's); this rule
-knows the syntax added since PostgreSQL 14 that migrations use, and reports it when
-``pg_version`` is older: MERGE and ``UNIQUE NULLS NOT DISTINCT`` (15); ``IS JSON``,
-``JSON_OBJECT``/``JSON_ARRAY`` and their aggregates (16); ``MERGE ... RETURNING``, ``WHEN
-NOT MATCHED BY SOURCE``, ``JSON_TABLE``, ``JSON_QUERY``/``JSON_VALUE``/``JSON_EXISTS``,
-``JSON()``/``JSON_SCALAR``/``JSON_SERIALIZE`` and ``ALTER COLUMN ... SET EXPRESSION`` (17);
-``NOT NULL`` as a table constraint (``ADD CONSTRAINT c NOT NULL col``), virtual generated
-columns, ``NOT ENFORCED`` and ``WITHOUT OVERLAPS`` (18).
+Statements are parsed with the installed pglast's grammar (PostgreSQL 18's), so anything
+PostgreSQL 15 to 18 added parses, and this rule tells what the target cannot run:
+
+* grammar, options and node fields: :data:`FEATURES` (one entry per feature, with the major
+  that added it and the way to write it for older servers);
+* functions: every built-in name the target's ``pg_proc`` lacks (``uuidv7()`` before 18,
+  ``pg_input_is_valid()`` before 16), plus a few new argument lists of old functions
+  (:data:`OVERLOADS`);
+* settings (``SET transaction_timeout`` before 17) and predefined roles (``GRANT pg_maintain``
+  before 17).
+
+The names come from real servers (``safemig/lint/data/since.json``, made by
+``scripts/pg_syntax_data``), and ``tests/lint/test_unsupported_syntax_servers.py`` runs one
+example of every entry on each major 14-18: the rule flags exactly the examples that server
+rejects. ``docs/unsupported-syntax.md`` lists what is covered and what cannot be told from the
+statement alone.
 
 Why:
     The migration parses on a developer's machine and in review, then fails on the
-    production server (``syntax error at or near ...``), possibly after earlier
-    statements of a no-transaction migration already ran.
+    production server (``syntax error at or near ...``, ``function uuidv7() does not exist``,
+    ``unrecognized configuration parameter``), possibly after earlier statements of a
+    no-transaction migration already ran.
 
 Bad:
     ALTER TABLE orders ADD CONSTRAINT orders_currency_not_null NOT NULL currency;
@@ -22,112 +31,710 @@ Good:
         ADD CONSTRAINT orders_currency_not_null CHECK (currency IS NOT NULL) NOT VALID;
 """
 
-import re
+from __future__ import annotations
 
-from safemig.lint import facts
+import json
+import re
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
 
 ID = "unsupported-syntax"
 SEVERITY = "error"
-SUMMARY = "syntax newer than [lint] pg_version (e.g. ADD CONSTRAINT c NOT NULL col before PostgreSQL 18)"
+SUMMARY = "syntax, functions or settings newer than [lint] pg_version (e.g. ADD CONSTRAINT c NOT NULL col before 18)"
 
-_GRAMMAR = 18  # the PostgreSQL major whose grammar the installed pglast parses
+GRAMMAR = 18  # the PostgreSQL major whose grammar the installed pglast parses
+_DATA = Path(__file__).resolve().parent.parent / "data" / "since.json"
 
+
+class Feature(NamedTuple):
+    major: int  # the first PostgreSQL major that runs it
+    name: str  # as the message names it
+    hint: str  # how to write it for an older server
+
+
+# Each key is what a detector below yields; every key has an example statement in
+# tests/lint/unsupported_syntax_cases.py that real servers of each major run or reject.
+FEATURES: dict[str, Feature] = {
+    # --- PostgreSQL 15
+    "merge": Feature(15, "MERGE", "INSERT ... ON CONFLICT, or an UPDATE then an INSERT ... WHERE NOT EXISTS"),
+    "nulls-not-distinct": Feature(
+        15, "UNIQUE ... NULLS NOT DISTINCT", "a unique index on (coalesce(col, <sentinel>)) or a partial unique index"
+    ),
+    "fk-set-columns": Feature(
+        15, "ON DELETE SET NULL / SET DEFAULT (columns)", "ON DELETE SET NULL for all columns, or a trigger"
+    ),
+    "set-access-method": Feature(
+        15, "ALTER TABLE ... SET ACCESS METHOD", "create a new table USING the method and copy"
+    ),
+    "unlogged-sequence": Feature(
+        15, "UNLOGGED sequences (CREATE UNLOGGED SEQUENCE, ALTER SEQUENCE ... SET [UN]LOGGED)", "a logged sequence"
+    ),
+    "grant-parameter": Feature(15, "GRANT ... ON PARAMETER", "ALTER ROLE ... SET, or a superuser"),
+    "security-invoker-view": Feature(
+        15, "views WITH (security_invoker)", "a security-definer view, or the checks in a function"
+    ),
+    "publication-schema": Feature(15, "publications FOR TABLES IN SCHEMA", "list the tables: FOR TABLE a, b"),
+    "publication-columns": Feature(
+        15, "publication column lists and row filters (FOR TABLE t (cols) WHERE ...)", "publish whole tables"
+    ),
+    "copy-header-match": Feature(15, "COPY ... HEADER MATCH", "HEADER true"),
+    "copy-header-text": Feature(15, "COPY ... HEADER in text format", "FORMAT csv, or no HEADER"),
+    "numeric-scale": Feature(
+        15, "numeric(p, s) with a negative scale or a scale above the precision", "a scale between 0 and the precision"
+    ),
+    "createdb-options": Feature(
+        15,
+        "CREATE DATABASE ... STRATEGY / OID / LOCALE_PROVIDER / ICU_LOCALE / COLLATION_VERSION",
+        "the options PostgreSQL 14 has (TEMPLATE, LOCALE, ...)",
+    ),
+    "refresh-collation": Feature(
+        15, "ALTER DATABASE ... REFRESH COLLATION VERSION", "REINDEX, then update pg_database"
+    ),
+    "regexp-replace-start": Feature(
+        15, "regexp_replace(source, pattern, replacement, start [, n])", "regexp_replace(substr(...), ...) or flags 'g'"
+    ),
+    # --- PostgreSQL 16
+    "sql-json-constructors": Feature(
+        16,
+        "SQL/JSON constructors (JSON_OBJECT, JSON_ARRAY, JSON_OBJECTAGG, JSON_ARRAYAGG)",
+        "json_build_object(), json_build_array(), json_object_agg(), json_agg()",
+    ),
+    "is-json": Feature(16, "IS JSON", "a function that tries the cast to json"),
+    "system-user": Feature(16, "SYSTEM_USER", "session_user"),
+    "numeric-literal": Feature(
+        16, "non-decimal or underscored numeric literals (0x1F, 0o17, 0b101, 1_000)", "a plain decimal literal"
+    ),
+    "subquery-alias": Feature(
+        16, "a subquery in FROM without an alias", "give the subquery an alias: (SELECT ...) AS s"
+    ),
+    "xmlserialize-indent": Feature(16, "XMLSERIALIZE(... INDENT)", "XMLSERIALIZE without INDENT"),
+    "column-storage": Feature(
+        16, "STORAGE in a column definition", "ALTER TABLE ... ALTER COLUMN ... SET STORAGE after"
+    ),
+    "set-storage-default": Feature(
+        16, "ALTER COLUMN ... SET STORAGE DEFAULT", "the type's storage by name (PLAIN, MAIN, EXTERNAL, EXTENDED)"
+    ),
+    "grant-role-options": Feature(
+        16,
+        "GRANT role ... WITH INHERIT / SET / ADMIN TRUE|FALSE",
+        "WITH ADMIN OPTION, and the grantee's INHERIT attribute",
+    ),
+    "unnamed-statistics": Feature(16, "CREATE STATISTICS without a name", "name the statistics object"),
+    "reindex-current-db": Feature(16, "REINDEX DATABASE / SYSTEM without a name", "name the current database"),
+    "vacuum-options": Feature(
+        16,
+        "VACUUM/ANALYZE (PROCESS_MAIN / SKIP_DATABASE_STATS / ONLY_DATABASE_STATS / BUFFER_USAGE_LIMIT)",
+        "the options PostgreSQL 15 has",
+    ),
+    "copy-default": Feature(16, "COPY ... DEFAULT", "a column DEFAULT and leave the column out"),
+    "explain-generic-plan": Feature(16, "EXPLAIN (GENERIC_PLAN)", "EXPLAIN with the parameters filled in"),
+    "createdb-icu-rules": Feature(
+        16, "ICU_RULES / rules (CREATE DATABASE, CREATE COLLATION)", "a collation without rules"
+    ),
+    "collation-unicode": Feature(
+        16, 'the predefined collation "unicode"', "an ICU collation created with CREATE COLLATION"
+    ),
+    # --- PostgreSQL 17
+    "merge-returning": Feature(17, "MERGE ... RETURNING (and merge_action())", "a separate SELECT after the MERGE"),
+    "merge-not-matched-by-source": Feature(
+        17, "MERGE ... WHEN NOT MATCHED BY SOURCE", "a separate DELETE/UPDATE of the rows the source lacks"
+    ),
+    "json-table": Feature(17, "JSON_TABLE", "jsonb_to_recordset() / jsonb_array_elements()"),
+    "sql-json-query": Feature(
+        17, "JSON_QUERY / JSON_VALUE / JSON_EXISTS", "the -> / ->> operators, jsonb_path_query()"
+    ),
+    "sql-json-parse": Feature(17, "JSON() / JSON_SCALAR() / JSON_SERIALIZE()", "casts to and from json"),
+    "set-expression": Feature(17, "ALTER COLUMN ... SET EXPRESSION", "drop the generated column and add it again"),
+    "at-local": Feature(17, "AT LOCAL", "AT TIME ZONE current_setting('TimeZone')"),
+    "copy-on-error": Feature(
+        17,
+        "COPY ... ON_ERROR / LOG_VERBOSITY / FORCE_NULL * / FORCE_NOT_NULL *",
+        "load into a staging table of text columns and convert in SQL",
+    ),
+    "explain-serialize-memory": Feature(17, "EXPLAIN (SERIALIZE / MEMORY)", "EXPLAIN without them"),
+    "grant-maintain": Feature(17, "the MAINTAIN privilege", "grant ownership, or run the maintenance as the owner"),
+    "access-method-default": Feature(17, "SET ACCESS METHOD DEFAULT", "name the method: SET ACCESS METHOD heap"),
+    "statistics-default": Feature(17, "SET STATISTICS DEFAULT", "SET STATISTICS -1"),
+    "login-event-trigger": Feature(17, "event triggers ON login", "no equivalent before PostgreSQL 17"),
+    "builtin-collation-provider": Feature(
+        17, "the builtin collation provider (and the pg_c_utf8 collation)", 'the "C" collation, or an ICU one'
+    ),
+    # --- PostgreSQL 18
+    "not-null-constraint": Feature(
+        18,
+        "NOT NULL as a table constraint (CONSTRAINT c NOT NULL col)",
+        "ADD CONSTRAINT c CHECK (col IS NOT NULL) NOT VALID; VALIDATE CONSTRAINT c; ALTER COLUMN col SET NOT NULL",
+    ),
+    "not-null-no-inherit": Feature(18, "NOT NULL ... NO INHERIT on a column", "a CHECK (col IS NOT NULL) NO INHERIT"),
+    "not-enforced": Feature(18, "NOT ENFORCED constraints", "leave the constraint out, or add it NOT VALID"),
+    "alter-constraint-enforce-inherit": Feature(
+        18, "ALTER CONSTRAINT ... [NOT] ENFORCED / [NO] INHERIT", "drop the constraint and add it again"
+    ),
+    "without-overlaps": Feature(
+        18, "WITHOUT OVERLAPS / PERIOD (temporal keys)", "an EXCLUDE USING gist constraint (btree_gist) for the key"
+    ),
+    "virtual-generated": Feature(
+        18,
+        "a virtual generated column (GENERATED ALWAYS AS (...) without STORED)",
+        "add STORED (a rewrite on an existing table), or a view",
+    ),
+    "returning-old-new": Feature(
+        18, "RETURNING old / new (and RETURNING WITH (OLD AS ..., NEW AS ...))", "a data-modifying CTE, or a trigger"
+    ),
+    "vacuum-only": Feature(18, "VACUUM / ANALYZE ONLY", "name the partitions or children"),
+    "copy-reject-limit": Feature(18, "COPY ... REJECT_LIMIT / LOG_VERBOSITY silent", "ON_ERROR ignore without them"),
+    "default-privileges-large-objects": Feature(
+        18, "ALTER DEFAULT PRIVILEGES ... ON LARGE OBJECTS", "GRANT on each large object"
+    ),
+    "foreign-table-like": Feature(18, "CREATE FOREIGN TABLE ... (LIKE ...)", "list the columns"),
+    "publish-generated-columns": Feature(18, "publication option publish_generated_columns", "leave it out"),
+    "collation-unicode-fast": Feature(18, "the predefined collation pg_unicode_fast", 'an ICU collation, or "C"'),
+}
+
+# Storage parameters (WITH (...) of CREATE TABLE / VIEW, ALTER ... SET (...)) by the major that added them.
+_RELOPTIONS = {
+    "security_invoker": "security-invoker-view",
+    "autovacuum_vacuum_max_threshold": "reloption-18",
+    "vacuum_max_eager_freeze_failure_rate": "reloption-18",
+}
+FEATURES["reloption-18"] = Feature(
+    18,
+    "the storage parameters autovacuum_vacuum_max_threshold / vacuum_max_eager_freeze_failure_rate",
+    "leave them out",
+)
+
+# New argument lists of old functions (name, argument count) -> feature: the name alone says nothing.
+OVERLOADS = {
+    ("random", 2): "random-range",
+    ("generate_series", 4): "generate-series-timezone",
+    ("json_strip_nulls", 2): "strip-nulls-option",
+    ("jsonb_strip_nulls", 2): "strip-nulls-option",
+}
+FEATURES["random-range"] = Feature(17, "random(min, max)", "min + floor(random() * (max - min + 1))")
+FEATURES["generate-series-timezone"] = Feature(
+    16, "generate_series(start, stop, step, time zone)", "generate_series over timestamps AT TIME ZONE"
+)
+FEATURES["strip-nulls-option"] = Feature(
+    18, "json[b]_strip_nulls(value, strip_in_arrays)", "json[b]_strip_nulls(value)"
+)
+
+_COPY_OPTIONS = {
+    "default": "copy-default",
+    "on_error": "copy-on-error",
+    "log_verbosity": "copy-on-error",
+    "reject_limit": "copy-reject-limit",
+}
+_VACUUM_OPTIONS = {"process_main", "skip_database_stats", "only_database_stats", "buffer_usage_limit"}
+_EXPLAIN_OPTIONS = {
+    "generic_plan": "explain-generic-plan",
+    "serialize": "explain-serialize-memory",
+    "memory": "explain-serialize-memory",
+}
+_CREATEDB_OPTIONS = {
+    "strategy": "createdb-options",
+    "oid": "createdb-options",
+    "locale_provider": "createdb-options",
+    "icu_locale": "createdb-options",
+    "collation_version": "createdb-options",
+    "icu_rules": "createdb-icu-rules",
+    "builtin_locale": "builtin-collation-provider",
+}
+_COLLATIONS = {
+    "unicode": "collation-unicode",
+    "pg_c_utf8": "builtin-collation-provider",
+    "pg_unicode_fast": "collation-unicode-fast",
+}
 _JSON_NODES = {
-    "JsonIsPredicate": ("IS JSON", 16),
-    "JsonObjectConstructor": ("JSON_OBJECT()", 16),
-    "JsonArrayConstructor": ("JSON_ARRAY()", 16),
-    "JsonArrayQueryConstructor": ("JSON_ARRAY(query)", 16),
-    "JsonObjectAgg": ("JSON_OBJECTAGG()", 16),
-    "JsonArrayAgg": ("JSON_ARRAYAGG()", 16),
-    "JsonTable": ("JSON_TABLE", 17),
-    "JsonFuncExpr": ("JSON_QUERY / JSON_VALUE / JSON_EXISTS", 17),
-    "JsonParseExpr": ("JSON()", 17),
-    "JsonScalarExpr": ("JSON_SCALAR()", 17),
-    "JsonSerializeExpr": ("JSON_SERIALIZE()", 17),
+    "JsonIsPredicate": "is-json",
+    "JsonObjectConstructor": "sql-json-constructors",
+    "JsonArrayConstructor": "sql-json-constructors",
+    "JsonArrayQueryConstructor": "sql-json-constructors",
+    "JsonObjectAgg": "sql-json-constructors",
+    "JsonArrayAgg": "sql-json-constructors",
+    "JsonTable": "json-table",
+    "JsonFuncExpr": "sql-json-query",
+    "JsonParseExpr": "sql-json-parse",
+    "JsonScalarExpr": "sql-json-parse",
+    "JsonSerializeExpr": "sql-json-parse",
+}
+# Function names that are type names: bytea(x) is a cast on every major, though 18 added bytea() functions.
+_NOT_NEW_FUNCTIONS = {"bytea"}
+
+# What makes a statement's expressions worth walking (most statements have none of these): a cheap
+# search of the lower-cased text first, the walk of the tree only when it finds something.
+_EXPRESSION_WORDS = (
+    r"json|merge_action|system_user|\blocal\b|\bindent\b|collate|\(\s*(?:select|values|with|table)\b"
+    r"|\b0[xob]|\d_\d|(?:numeric|decimal)\s*\(|(?:random|generate_series|strip_nulls|regexp_replace)\s*\("
+)
+_LITERAL = re.compile(rb"0[xXoObB][0-9a-fA-F_]|[0-9]+_[0-9]")
+
+
+@lru_cache(maxsize=1)
+def since() -> dict[str, dict[str, int]]:
+    """``{"functions"|"settings"|"roles": {name: first major}}`` from real servers (scripts/pg_syntax_data)."""
+    try:
+        data = json.loads(_DATA.read_text(encoding="utf-8"))
+    except OSError:  # an installation without the data: no names are known to be new
+        return {"functions": {}, "settings": {}, "roles": {}}
+    data["functions"] = {k: v for k, v in data["functions"].items() if k not in _NOT_NEW_FUNCTIONS}
+    return data
+
+
+@lru_cache(maxsize=8)
+def _expression_filter(target: int) -> re.Pattern[str]:
+    """The text search that decides whether to walk a statement's expressions, for ``target``."""
+    names = sorted((n for n, m in since()["functions"].items() if m > target), key=lambda n: (-len(n), n))
+    words = _EXPRESSION_WORDS
+    if names:
+        words += r"|\b(?:" + "|".join(map(re.escape, names)) + r")\s*\("
+    return re.compile(words)
+
+
+# --- detectors: each yields feature keys (or ("function"|"setting"|"role", name)) for one node
+
+
+def _options(items: list | None) -> Iterator[tuple[str, Any]]:
+    for item in items or []:
+        elem = item.get("DefElem")
+        if elem:
+            yield elem.get("defname", ""), elem.get("arg")
+
+
+def _constraint(constraint: dict, table_level: bool) -> Iterator[str]:
+    contype = constraint.get("contype")
+    if contype == "CONSTR_NOTNULL":
+        if table_level or not constraint.get("initially_valid", True):
+            yield "not-null-constraint"
+        elif constraint.get("is_no_inherit"):
+            yield "not-null-no-inherit"
+    elif contype in ("CONSTR_CHECK", "CONSTR_FOREIGN") and not constraint.get("is_enforced"):
+        yield "not-enforced"
+    elif contype == "CONSTR_GENERATED" and constraint.get("generated_kind") == "v":
+        yield "virtual-generated"
+    if constraint.get("without_overlaps") or constraint.get("fk_with_period") or constraint.get("pk_with_period"):
+        yield "without-overlaps"
+    if constraint.get("nulls_not_distinct"):
+        yield "nulls-not-distinct"
+    if constraint.get("fk_del_set_cols"):
+        yield "fk-set-columns"
+    yield from _reloptions(constraint.get("options"))
+
+
+def _type_name(type_name: dict | None) -> Iterator[str]:
+    if not type_name:
+        return
+    names = type_name.get("names") or []
+    if names and names[-1].get("String", {}).get("sval") == "numeric":
+        mods = [m.get("A_Const", {}).get("ival") for m in type_name.get("typmods") or []]
+        if len(mods) == 2 and all(isinstance(m, dict) for m in mods):
+            precision, scale = (m.get("ival", 0) for m in mods)
+            if scale < 0 or scale > precision:
+                yield "numeric-scale"
+
+
+def _collation(clause: dict | None) -> Iterator[str]:
+    names = (clause or {}).get("collname") or []
+    if len(names) == 1:
+        feature = _COLLATIONS.get(names[0].get("String", {}).get("sval", ""))
+        if feature:
+            yield feature
+
+
+def _column(coldef: dict) -> Iterator[str]:
+    for item in coldef.get("constraints") or []:
+        yield from _constraint(item.get("Constraint", {}), table_level=False)
+    if coldef.get("storage_name"):
+        yield "column-storage"
+    yield from _type_name(coldef.get("typeName"))
+    yield from _collation(coldef.get("collClause"))
+
+
+def _reloptions(items: list | None) -> Iterator[str]:
+    for name, _ in _options(items):
+        feature = _RELOPTIONS.get(name)
+        if feature:
+            yield feature
+
+
+def _create_table(node: dict) -> Iterator[str]:
+    for element in node.get("tableElts") or []:
+        if "Constraint" in element:
+            yield from _constraint(element["Constraint"], table_level=True)
+        elif "ColumnDef" in element:
+            yield from _column(element["ColumnDef"])
+    yield from _reloptions(node.get("options"))
+
+
+def _create_foreign_table(node: dict) -> Iterator[str]:
+    base = node.get("base") or {}
+    if any("TableLikeClause" in e for e in base.get("tableElts") or []):
+        yield "foreign-table-like"
+    yield from _create_table(base)
+
+
+def _alter_table(node: dict) -> Iterator[str]:
+    sequence = node.get("objtype") == "OBJECT_SEQUENCE"
+    for item in node.get("cmds") or []:
+        cmd = item.get("AlterTableCmd") or {}
+        subtype, definition = cmd.get("subtype"), cmd.get("def") or {}
+        if subtype == "AT_AddConstraint":
+            yield from _constraint(definition.get("Constraint", {}), table_level=True)
+        elif subtype == "AT_AddColumn":
+            yield from _column(definition.get("ColumnDef", {}))
+        elif subtype == "AT_AlterColumnType":
+            coldef = definition.get("ColumnDef", {})
+            yield from _type_name(coldef.get("typeName"))
+            yield from _collation(coldef.get("collClause"))
+        elif subtype == "AT_SetExpression":
+            yield "set-expression"
+        elif subtype == "AT_SetAccessMethod":
+            yield "set-access-method" if cmd.get("name") else "access-method-default"
+        elif subtype == "AT_SetStatistics" and not definition:
+            yield "statistics-default"
+        elif subtype == "AT_SetStorage" and definition.get("String", {}).get("sval") == "default":
+            yield "set-storage-default"
+        elif subtype == "AT_AlterConstraint":
+            alter = definition.get("ATAlterConstraint", {})
+            if alter.get("alterEnforceability") or alter.get("alterInheritability"):
+                yield "alter-constraint-enforce-inherit"
+        elif subtype in ("AT_SetRelOptions", "AT_ResetRelOptions"):
+            yield from _reloptions(definition.get("List", {}).get("items"))
+        elif sequence and subtype in ("AT_SetLogged", "AT_SetUnLogged"):
+            yield "unlogged-sequence"
+
+
+def _merge(node: dict) -> Iterator[str]:
+    yield "merge"
+    if node.get("returningClause"):
+        yield "merge-returning"
+    for clause in node.get("mergeWhenClauses") or []:
+        if clause.get("MergeWhenClause", {}).get("matchKind") == "MERGE_WHEN_NOT_MATCHED_BY_SOURCE":
+            yield "merge-not-matched-by-source"
+    yield from _returning(node)
+
+
+def _returning(node: dict) -> Iterator[str]:
+    """RETURNING old.* / new.* / WITH (OLD AS o): PostgreSQL 17 knows no relation "old" there."""
+    clause = node.get("returningClause")
+    if not clause:
+        return
+    if clause.get("options"):
+        yield "returning-old-new"
+        return
+    relation = node.get("relation") or {}
+    own = {relation.get("relname"), (relation.get("alias") or {}).get("aliasname")}
+    for target in clause.get("exprs") or []:
+        fields = target.get("ResTarget", {}).get("val", {}).get("ColumnRef", {}).get("fields") or []
+        if len(fields) > 1 and fields[0].get("String", {}).get("sval") in ({"old", "new"} - own):
+            yield "returning-old-new"
+            return
+
+
+def _grant(node: dict) -> Iterator[str]:
+    if node.get("objtype") == "OBJECT_PARAMETER_ACL":
+        yield "grant-parameter"
+    if any(p.get("AccessPriv", {}).get("priv_name") == "maintain" for p in node.get("privileges") or []):
+        yield "grant-maintain"
+
+
+def _grant_role(node: dict, text: str, base: int) -> Iterator[Any]:
+    for item in node.get("granted_roles") or []:
+        name = item.get("AccessPriv", {}).get("priv_name", "")
+        if name in since()["roles"]:
+            yield ("role", name)
+    raw = text.encode("utf-8")
+    for item in node.get("opt") or []:
+        elem = item.get("DefElem", {})
+        if elem.get("defname") in ("inherit", "set"):
+            yield "grant-role-options"
+        elif elem.get("defname") == "admin":  # WITH ADMIN OPTION (old) and WITH ADMIN TRUE (16) make one tree
+            after = raw[elem.get("location", 0) - base :].split(None, 2)
+            if len(after) > 1 and after[1].lower() != b"option":
+                yield "grant-role-options"
+
+
+def _setting(setstmt: dict | None) -> Iterator[Any]:
+    name = (setstmt or {}).get("name", "")
+    if name in since()["settings"]:
+        yield ("setting", name)
+
+
+def _function_options(node: dict) -> Iterator[Any]:
+    for name, arg in _options(node.get("options") or node.get("actions")):
+        if name == "set" and isinstance(arg, dict):
+            yield from _setting(arg.get("VariableSetStmt"))
+
+
+def _copy(node: dict) -> Iterator[str]:
+    options = dict(_options(node.get("options")))
+    header = options.get("header")
+    if header is not None or "header" in options:
+        if (header or {}).get("String", {}).get("sval") == "match":
+            yield "copy-header-match"
+        fmt = (options.get("format") or {}).get("String", {}).get("sval", "text")
+        if fmt == "text":
+            yield "copy-header-text"
+    for name, arg in options.items():
+        if name in _COPY_OPTIONS:
+            yield _COPY_OPTIONS[name]
+        if name in ("force_null", "force_not_null") and isinstance(arg, dict) and "A_Star" in arg:
+            yield "copy-on-error"
+    if (options.get("log_verbosity") or {}).get("String", {}).get("sval") == "silent":
+        yield "copy-reject-limit"
+
+
+def _vacuum(node: dict) -> Iterator[str]:
+    if any(name in _VACUUM_OPTIONS for name, _ in _options(node.get("options"))):
+        yield "vacuum-options"
+    for rel in node.get("rels") or []:
+        if not rel.get("VacuumRelation", {}).get("relation", {}).get("inh"):
+            yield "vacuum-only"
+
+
+def _explain(node: dict) -> Iterator[str]:
+    for name, _ in _options(node.get("options")):
+        if name in _EXPLAIN_OPTIONS:
+            yield _EXPLAIN_OPTIONS[name]
+
+
+def _createdb(node: dict) -> Iterator[str]:
+    for name, arg in _options(node.get("options")):
+        if name in _CREATEDB_OPTIONS:
+            yield _CREATEDB_OPTIONS[name]
+        if name == "locale_provider" and (arg or {}).get("String", {}).get("sval") == "builtin":
+            yield "builtin-collation-provider"
+
+
+def _define(node: dict) -> Iterator[str]:
+    if node.get("kind") != "OBJECT_COLLATION":
+        return
+    for name, arg in _options(node.get("definition")):
+        if name == "rules":
+            yield "createdb-icu-rules"
+        if name == "provider":
+            names = (arg or {}).get("TypeName", {}).get("names") or [{}]
+            if (names[-1].get("String", {}).get("sval") or (arg or {}).get("String", {}).get("sval")) == "builtin":
+                yield "builtin-collation-provider"
+
+
+def _publication(node: dict) -> Iterator[str]:
+    for item in node.get("pubobjects") or []:
+        spec = item.get("PublicationObjSpec", {})
+        if spec.get("pubobjtype", "").startswith("PUBLICATIONOBJ_TABLES_IN"):
+            yield "publication-schema"
+        table = spec.get("pubtable") or {}
+        if table.get("columns") or table.get("whereClause"):
+            yield "publication-columns"
+    if any(name == "publish_generated_columns" for name, _ in _options(node.get("options"))):
+        yield "publish-generated-columns"
+
+
+_Detector = Callable[[dict], Iterator[Any]]
+_BY_KIND: dict[str, _Detector] = {
+    "MergeStmt": _merge,
+    "InsertStmt": _returning,
+    "UpdateStmt": _returning,
+    "DeleteStmt": _returning,
+    "IndexStmt": lambda n: iter(["nulls-not-distinct"] if n.get("nulls_not_distinct") else []),
+    "CreateStmt": _create_table,
+    "CreateForeignTableStmt": _create_foreign_table,
+    "AlterTableStmt": _alter_table,
+    "CreateSeqStmt": lambda n: iter(
+        ["unlogged-sequence"] if n.get("sequence", {}).get("relpersistence") == "u" else []
+    ),
+    "ViewStmt": lambda n: _reloptions(n.get("options")),
+    "VariableSetStmt": _setting,
+    "AlterSystemStmt": lambda n: _setting(n.get("setstmt")),
+    "AlterRoleSetStmt": lambda n: _setting(n.get("setstmt")),
+    "AlterDatabaseSetStmt": lambda n: _setting(n.get("setstmt")),
+    "CreateFunctionStmt": _function_options,
+    "AlterFunctionStmt": _function_options,
+    "GrantStmt": _grant,
+    "AlterDefaultPrivilegesStmt": lambda n: iter(
+        ["default-privileges-large-objects"] if n.get("action", {}).get("objtype") == "OBJECT_LARGEOBJECT" else []
+    ),
+    "CopyStmt": _copy,
+    "VacuumStmt": _vacuum,
+    "ExplainStmt": _explain,
+    "CreatedbStmt": _createdb,
+    "DefineStmt": _define,
+    "CreatePublicationStmt": _publication,
+    "AlterPublicationStmt": _publication,
+    "CreateEventTrigStmt": lambda n: iter(["login-event-trigger"] if n.get("eventname") == "login" else []),
+    "CreateStatsStmt": lambda n: iter([] if n.get("defnames") else ["unnamed-statistics"]),
+    "ReindexStmt": lambda n: iter(
+        ["reindex-current-db"]
+        if n.get("kind") in ("REINDEX_OBJECT_DATABASE", "REINDEX_OBJECT_SYSTEM") and not n.get("name")
+        else []
+    ),
+    "AlterDatabaseRefreshCollStmt": lambda n: iter(["refresh-collation"]),
 }
 
 
-_SQL_JSON = re.compile(r"\bjson(?:_\w+)?\s*\(|\bis\s+(?:not\s+)?json\b", re.IGNORECASE)
+def _function(call: dict, target: int) -> Iterator[Any]:
+    names = [n.get("String", {}).get("sval", "") for n in call.get("funcname") or []]
+    if not names or (len(names) > 1 and names[0] != "pg_catalog"):
+        return  # another schema's function: not a built-in
+    name, nargs = names[-1], len(call.get("args") or [])
+    if name == "timezone" and nargs == 1 and call.get("funcformat") == "COERCE_SQL_SYNTAX":
+        yield "at-local"
+    elif name == "system_user" and call.get("funcformat") == "COERCE_SQL_SYNTAX":
+        yield "system-user"
+    elif name == "regexp_replace" and nargs >= 4:
+        fourth = call["args"][3].get("A_Const", {})
+        if "ival" in fourth:  # regexp_replace(s, p, r, 'g') is the old flags form
+            yield "regexp-replace-start"
+    elif (name, nargs) in OVERLOADS:
+        yield OVERLOADS[name, nargs]
+    elif since()["functions"].get(name, 0) > target:
+        yield ("function", name)
 
 
-def _json_syntax(node) -> list[tuple[str, int]]:
-    found = []
+def _expressions(node: Any, text: str, base: int, target: int) -> Iterator[Any]:
+    """Features used in the expressions anywhere under ``node`` (one walk of the tree)."""
+    raw = None
     stack = [node]
     while stack:
         item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if key in _JSON_NODES:
-                    found.append(_JSON_NODES[key])
-                if isinstance(value, (dict, list)):
-                    stack.append(value)
-        elif isinstance(item, list):
+        if isinstance(item, list):
             stack.extend(item)
-    return found
+            continue
+        if not isinstance(item, dict):
+            continue
+        for key, value in item.items():
+            if key in _JSON_NODES:
+                yield _JSON_NODES[key]
+            elif key == "FuncCall":
+                yield from _function(value, target)
+            elif key == "MergeSupportFunc":
+                yield "merge-returning"
+            elif key == "RangeSubselect" and not value.get("alias"):
+                yield "subquery-alias"
+            elif key == "XmlSerialize" and value.get("indent"):
+                yield "xmlserialize-indent"
+            elif key == "CollateClause":
+                yield from _collation(value)
+            elif key in ("typeName", "TypeName") and isinstance(value, dict):
+                yield from _type_name(value)
+            elif key == "A_Const" and ("ival" in value or "fval" in value):
+                raw = text.encode("utf-8") if raw is None else raw
+                start = value.get("location", -1) - base
+                if 0 <= start < len(raw) and _LITERAL.match(raw, start):
+                    yield "numeric-literal"
+            if isinstance(value, (dict, list)):
+                stack.append(value)
 
 
-def _constraint_syntax(constraint: dict, table_level: bool) -> list[tuple[str, int]]:
-    out = []
-    contype = constraint.get("contype")
-    if contype == "CONSTR_NOTNULL" and table_level:
-        out.append(("NOT NULL as a table constraint (CONSTRAINT c NOT NULL col)", 18))
-    if contype in ("CONSTR_CHECK", "CONSTR_FOREIGN") and not constraint.get("is_enforced"):
-        if not constraint.get("skip_validation") or "initially_valid" not in constraint:
-            out.append(("NOT ENFORCED", 18))
-    if constraint.get("without_overlaps"):
-        out.append(("WITHOUT OVERLAPS", 18))
-    if constraint.get("nulls_not_distinct"):
-        out.append(("NULLS NOT DISTINCT", 15))
-    if contype == "CONSTR_GENERATED" and constraint.get("generated_kind") == "v":
-        out.append(("a virtual generated column (GENERATED ALWAYS AS (...) without STORED)", 18))
-    return out
+def features(stmt, target: int) -> list[Any]:
+    """The features of one parsed statement that are newer than ``target``, each once, in order.
 
-
-def _syntax(stmt) -> list[tuple[str, int]]:
-    """``(feature, first major)`` for each newer feature ``stmt`` uses."""
+    A feature is a key of :data:`FEATURES`, or ``("function"|"setting"|"role", name)``.
+    """
     node, kind = stmt.node, stmt.node_type
-    out: list[tuple[str, int]] = []
-    if kind == "MergeStmt":
-        out.append(("MERGE", 15))
-        if node.get("returningClause") or node.get("returningList"):
-            out.append(("MERGE ... RETURNING", 17))
-        for clause in node.get("mergeWhenClauses") or []:
-            if clause.get("MergeWhenClause", {}).get("matchKind") == "MERGE_WHEN_NOT_MATCHED_BY_SOURCE":
-                out.append(("WHEN NOT MATCHED BY SOURCE", 17))
-                break
-    if kind == "IndexStmt" and node.get("nulls_not_distinct"):
-        out.append(("NULLS NOT DISTINCT", 15))
-    if kind == "CreateStmt":
-        for element in node.get("tableElts") or []:
-            if "Constraint" in element:
-                out += _constraint_syntax(element["Constraint"], table_level=True)
-            for item in element.get("ColumnDef", {}).get("constraints") or []:
-                out += _constraint_syntax(item.get("Constraint", {}), table_level=False)
-    for action in facts.alter_actions(stmt):
-        if action.subtype == "AT_SetExpression":
-            out.append(("ALTER COLUMN ... SET EXPRESSION", 17))
-        elif action.subtype == "AT_AddConstraint":
-            out += _constraint_syntax(action.constraint, table_level=True)
-        elif action.subtype == "AT_AddColumn":
-            for item in action.column_def.get("constraints") or []:
-                out += _constraint_syntax(item.get("Constraint", {}), table_level=False)
-    # cheap first: a case-insensitive regex tried at every position of every statement cost more than the
-    # rest of the rule; most statements never say "json", and most that do are about jsonb columns
-    if "json" in stmt.text.lower() and _SQL_JSON.search(stmt.text):
-        out += _json_syntax(node)
-    return out
+    found: list[Any] = []
+    detector = _BY_KIND.get(kind)
+    if kind == "GrantRoleStmt":
+        found += _grant_role(node, stmt.text, stmt.node_base)
+    elif detector is not None:
+        found += detector(node)
+    text = stmt.text.lower()
+    if _expression_filter(target).search(text):
+        found += _expressions(node, stmt.text, stmt.node_base, target)
+    return [f for f in dict.fromkeys(found) if _major(f) > target]
+
+
+def _major(feature: Any) -> int:
+    if isinstance(feature, tuple):
+        kind, name = feature
+        return since()[kind + "s"].get(name, 0)
+    return FEATURES[feature].major
+
+
+def _describe(feature: Any) -> tuple[int, str, str]:
+    """``(major, what, hint)`` for a finding."""
+    major = _major(feature)
+    if not isinstance(feature, tuple):
+        return major, FEATURES[feature].name, FEATURES[feature].hint
+    kind, name = feature
+    if kind == "function":
+        hint = _FUNCTION_HINTS.get(name, "an expression of built-in functions it has")
+        return (
+            major,
+            f"{name}()",
+            (
+                f"{hint}, or create {name}() in an earlier migration (if an extension or your schema defines it, "
+                "silence this with that reason)"
+            ),
+        )
+    if kind == "setting":
+        return major, f"the setting {name}", "leave it out (an unrecognized configuration parameter there)"
+    return major, f"the predefined role {name}", "grant the privileges it stands for"
+
+
+# How to write the most used new functions without them (the others get a generic hint).
+_FUNCTION_HINTS = {
+    "uuidv7": "gen_random_uuid() (a version-4 UUID)",
+    "uuidv4": "gen_random_uuid()",
+    "casefold": "lower()",
+    "any_value": "min() or max()",
+    "array_sort": "(SELECT array_agg(x ORDER BY x) FROM unnest(arr) AS x)",
+    "array_reverse": "(SELECT array_agg(x ORDER BY i DESC) FROM unnest(arr) WITH ORDINALITY AS u(x, i))",
+    "regexp_like": "the ~ operator",
+    "regexp_count": "(SELECT count(*) FROM regexp_matches(s, pattern, 'g'))",
+    "regexp_substr": "substring(s FROM pattern)",
+    "pg_input_is_valid": "a PL/pgSQL function that tries the cast and catches the error",
+    "random_normal": "a Box-Muller expression of random()",
+    "date_add": "timestamptz + interval",
+    "date_subtract": "timestamptz - interval",
+    "to_bin": "a recursive expression, or ::bit(n)",
+    "json_agg_strict": "json_agg(x) FILTER (WHERE x IS NOT NULL)",
+    "jsonb_agg_strict": "jsonb_agg(x) FILTER (WHERE x IS NOT NULL)",
+}
+
+
+def _own_functions(file, stmt) -> set[str]:
+    """Functions this file creates before ``stmt``: their names are theirs, whatever later majors added."""
+    from safemig.lint import facts
+
+    names = set()
+    for earlier in file.valid_statements:
+        if earlier is stmt:
+            break
+        name = facts.routine_name(earlier)
+        if name:
+            names.add(name)
+    return names
+
+
+def _defined_earlier(file, stmt, name: str) -> bool:
+    from safemig.lint import facts, history
+
+    if name in _own_functions(file, stmt):
+        return True
+    return any(facts.routine_name(s) == name for s in history.earlier_statements(file.path, file.version, name))
 
 
 def check(file):
-    if file.pg_version >= _GRAMMAR:
+    target = file.pg_version
+    if target >= GRAMMAR:
         return
     for stmt in file.valid_statements:
-        for feature, major in dict.fromkeys(_syntax(stmt)):
-            if file.pg_version < major:
-                yield file.violation(
-                    stmt,
-                    f"{feature} needs PostgreSQL {major}; the target ([lint] pg_version) is {file.pg_version}, "
-                    f"which rejects this statement",
-                    f"rewrite it for PostgreSQL {file.pg_version}, or set [lint] pg_version = {major} if every "
-                    f"server that runs the migrations is {major} or newer",
-                )
+        found = features(stmt, target)
+        if stmt.node_type == "DoStmt":  # its body runs now, with the migration
+            from safemig.lint import facts
+
+            for inner in facts.do_block(stmt).statements:
+                found += [f for f in features(inner, target) if f not in found]
+        for feature in found:
+            if isinstance(feature, tuple) and feature[0] == "function" and _defined_earlier(file, stmt, feature[1]):
+                continue
+            major, what, hint = _describe(feature)
+            yield file.violation(
+                stmt,
+                f"{what} needs PostgreSQL {major}; the target ([lint] pg_version) is {target}, which rejects this "
+                "statement",
+                f"for PostgreSQL {target}: {hint}; or set [lint] pg_version = {major} if every server that runs the "
+                f"migrations is {major} or newer",
+            )
