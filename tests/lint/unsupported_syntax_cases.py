@@ -68,6 +68,12 @@ CASES = [
     Case("function:has_parameter_privilege", "SELECT has_parameter_privilege('work_mem', 'SET')"),
     Case("role:pg_checkpoint", "GRANT pg_checkpoint TO app", "CREATE ROLE app;"),
     Case("setting:recursive_worktable_factor", "SET recursive_worktable_factor = 10"),
+    Case(
+        "subscription-15",
+        "CREATE SUBSCRIPTION sub15 CONNECTION 'dbname=none' PUBLICATION p "
+        "WITH (connect = false, disable_on_error = true)",
+    ),
+    Case("relation:pg_ident_file_mappings", "SELECT count(*) FROM pg_ident_file_mappings"),
     # --- 16
     Case("sql-json-constructors", "SELECT json_object('a': 1), json_array(1, 2)"),
     Case("sql-json-constructors", "SELECT json_objectagg(b: a), json_arrayagg(a) FROM t", T),
@@ -117,6 +123,11 @@ CASES = [
     Case("role:pg_create_subscription", "GRANT pg_create_subscription TO app", "CREATE ROLE app;"),
     Case("setting:vacuum_buffer_usage_limit", "SET vacuum_buffer_usage_limit = '1MB'"),
     Case("setting:enable_presorted_aggregate", "SET LOCAL enable_presorted_aggregate = off"),
+    Case(
+        "subscription-16",
+        "CREATE SUBSCRIPTION sub16 CONNECTION 'dbname=none' PUBLICATION p WITH (connect = false, origin = none)",
+    ),
+    Case("relation:pg_stat_io", "SELECT backend_type FROM pg_stat_io"),
     # --- 17
     Case("merge-returning", "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE RETURNING t.id", T + SOURCE),
     Case(
@@ -168,6 +179,19 @@ CASES = [
         "setting:transaction_timeout",
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET transaction_timeout = '1s' AS 'SELECT 1'",
     ),
+    Case("cluster-options", "CLUSTER (VERBOSE)", autocommit=True),
+    Case(
+        "partitioned-exclusion",
+        "CREATE TABLE pe (k int, r int4range, EXCLUDE USING gist (k WITH =, r WITH &&)) PARTITION BY LIST (k)",
+        "CREATE EXTENSION btree_gist;",
+    ),
+    Case("partitioned-access-method", "CREATE TABLE pa (id int) PARTITION BY RANGE (id) USING heap"),
+    Case(
+        "subscription-17",
+        "CREATE SUBSCRIPTION sub17 CONNECTION 'dbname=none' PUBLICATION p WITH (connect = false, failover = true)",
+    ),
+    Case("relation:pg_stat_checkpointer", "SELECT num_timed FROM pg_stat_checkpointer"),
+    Case("relation:pg_wait_events", "SELECT count(*) FROM pg_catalog.pg_wait_events"),
     # --- 18
     Case("not-null-constraint", "ALTER TABLE t ADD CONSTRAINT t_a_not_null NOT NULL a", T),
     Case("not-null-constraint", "ALTER TABLE t ADD CONSTRAINT t_a_not_null NOT NULL a NOT VALID", T),
@@ -230,6 +254,7 @@ CASES = [
     Case("function:has_largeobject_privilege", "SELECT has_largeobject_privilege(1, 'SELECT')"),
     Case("function:pg_get_acl", "SELECT pg_get_acl('pg_class'::regclass, 'pg_class'::regclass, 0)"),
     Case("role:pg_signal_autovacuum_worker", "GRANT pg_signal_autovacuum_worker TO app", "CREATE ROLE app;"),
+    Case("relation:pg_aios", "SELECT count(*) FROM pg_aios"),
     Case("setting:vacuum_truncate", "SET vacuum_truncate = off"),
     Case("setting:log_lock_failures", "SET LOCAL log_lock_failures = on"),
 ]
@@ -265,4 +290,10 @@ OLD = [
     Case("", "CREATE FUNCTION uuidv7() RETURNS uuid LANGUAGE sql AS 'SELECT gen_random_uuid()'"),
     Case("", "GRANT pg_read_all_data TO app", "CREATE ROLE app;"),
     Case("", "ANALYZE t", T),
+    Case("", "CREATE TABLE pk (id int, r int4range) PARTITION BY RANGE (id)"),
+    # 17's "identity columns on partitioned tables": 14-16 create this table too (measured); not a syntax feature
+    Case("", "CREATE TABLE pi (id int GENERATED ALWAYS AS IDENTITY) PARTITION BY RANGE (id)"),
+    Case("", "SELECT count(*) FROM pg_stat_activity, pg_catalog.pg_locks"),
+    Case("", "CREATE SUBSCRIPTION sub14 CONNECTION 'dbname=none' PUBLICATION p WITH (connect = false, binary = true)"),
+    Case("", "CLUSTER VERBOSE", autocommit=True),
 ]

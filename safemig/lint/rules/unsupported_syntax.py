@@ -161,6 +161,13 @@ FEATURES: dict[str, Feature] = {
     "builtin-collation-provider": Feature(
         17, "the builtin collation provider (and the pg_c_utf8 collation)", 'the "C" collation, or an ICU one'
     ),
+    "cluster-options": Feature(17, "CLUSTER (options) without a table", "CLUSTER VERBOSE, or name the table"),
+    "partitioned-exclusion": Feature(
+        17, "an EXCLUDE constraint on a partitioned table", "the constraint on each partition"
+    ),
+    "partitioned-access-method": Feature(
+        17, "USING (an access method) on a partitioned table", "USING on each partition"
+    ),
     # --- PostgreSQL 18
     "not-null-constraint": Feature(
         18,
@@ -219,6 +226,16 @@ FEATURES["generate-series-timezone"] = Feature(
 FEATURES["strip-nulls-option"] = Feature(
     18, "json[b]_strip_nulls(value, strip_in_arrays)", "json[b]_strip_nulls(value)"
 )
+
+# CREATE / ALTER SUBSCRIPTION ... WITH (option) by the major that added it.
+_SUBSCRIPTION_OPTIONS = {"two_phase": "subscription-15", "disable_on_error": "subscription-15",
+                         "origin": "subscription-16", "run_as_owner": "subscription-16",
+                         "password_required": "subscription-16", "failover": "subscription-17"}  # fmt: skip
+FEATURES["subscription-15"] = Feature(15, "subscription options two_phase / disable_on_error", "leave them out")
+FEATURES["subscription-16"] = Feature(
+    16, "subscription options origin / run_as_owner / password_required", "leave them out"
+)
+FEATURES["subscription-17"] = Feature(17, "the subscription option failover", "leave it out")
 
 _COPY_OPTIONS = {
     "default": "copy-default",
@@ -283,11 +300,12 @@ _LITERAL = re.compile(rb"0[xXoObB][0-9a-fA-F_]|[0-9]+_[0-9]")
 
 @lru_cache(maxsize=1)
 def since() -> dict[str, dict[str, int]]:
-    """``{"functions"|"settings"|"roles": {name: first major}}`` from real servers (scripts/pg_syntax_data)."""
+    """``{"functions"|"settings"|"roles"|"relations"|"types": {name: first major}}`` from real servers
+    (scripts/pg_syntax_data); read once, only when a statement needs it."""
     try:
         data = json.loads(_DATA.read_text(encoding="utf-8"))
     except OSError:  # an installation without the data: no names are known to be new
-        return {"functions": {}, "settings": {}, "roles": {}}
+        return {"functions": {}, "settings": {}, "roles": {}, "relations": {}, "types": {}}
     data["functions"] = {k: v for k, v in data["functions"].items() if k not in _NOT_NEW_FUNCTIONS}
     return data
 
@@ -296,6 +314,11 @@ def since() -> dict[str, dict[str, int]]:
 def _call_words(target: int) -> frozenset[bytes]:
     """The words before a "(" that make a statement worth walking, for ``target`` (bytes: see below)."""
     return frozenset(w.encode() for w in _CALL_WORDS | {n for n, m in since()["functions"].items() if m > target})
+
+
+@lru_cache(maxsize=8)
+def _new_relations(target: int) -> tuple[str, ...]:
+    return tuple(name for name, major in since()["relations"].items() if major > target)
 
 
 def _worth_walking(text: str, target: int) -> bool:
@@ -312,6 +335,7 @@ def _worth_walking(text: str, target: int) -> bool:
         or "system_user" in text
         or ("local" in text and _AT_LOCAL.search(text))
         or ("collate" in text and ("unicode" in text or "pg_c_utf8" in text))
+        or ("pg_" in text and any(name in text for name in _new_relations(target)))
         or _maybe_literal(text)
     )
 
@@ -410,12 +434,19 @@ def _reloptions(items: list | None) -> Iterator[str]:
 
 
 def _create_table(node: dict) -> Iterator[str]:
+    partitioned = "partspec" in node
     for element in node.get("tableElts") or []:
         if "Constraint" in element:
-            yield from _constraint(element["Constraint"], table_level=True)
+            constraint = element["Constraint"]
+            yield from _constraint(constraint, table_level=True)
+            if partitioned and constraint.get("contype") == "CONSTR_EXCLUSION":
+                yield "partitioned-exclusion"
         elif "ColumnDef" in element:
             yield from _column(element["ColumnDef"])
-    yield from _reloptions(node.get("options"))
+    if partitioned and node.get("accessMethod"):
+        yield "partitioned-access-method"
+    if node.get("options"):
+        yield from _reloptions(node["options"])
 
 
 def _create_foreign_table(node: dict) -> Iterator[str]:
@@ -592,7 +623,8 @@ _NO_EXPRESSIONS = frozenset(
      "AlterFunctionStmt", "AlterSystemStmt", "AlterRoleSetStmt", "AlterDatabaseSetStmt", "CreatedbStmt",
      "DropdbStmt", "CreatePublicationStmt", "AlterPublicationStmt", "CreateEventTrigStmt", "RefreshMatViewStmt",
      "DropOwnedStmt", "ReassignOwnedStmt", "NotifyStmt", "ListenStmt", "DiscardStmt", "CheckPointStmt",
-     "AlterDatabaseRefreshCollStmt", "CreateStatsStmt", "AlterStatsStmt", "AlterTSConfigurationStmt"}
+     "AlterDatabaseRefreshCollStmt", "CreateStatsStmt", "CreateSubscriptionStmt", "AlterSubscriptionStmt",
+     "AlterStatsStmt", "AlterTSConfigurationStmt"}
 )  # fmt: skip
 
 _Detector = Callable[[dict], Iterator[Any]]
@@ -634,7 +666,15 @@ _BY_KIND: dict[str, _Detector] = {
         else []
     ),
     "AlterDatabaseRefreshCollStmt": lambda n: iter(["refresh-collation"]),
+    "CreateSubscriptionStmt": lambda n: _subscription(n),
+    "AlterSubscriptionStmt": lambda n: _subscription(n),
 }
+
+
+def _subscription(node: dict) -> Iterator[str]:
+    for name, _ in _options(node.get("options")):
+        if name in _SUBSCRIPTION_OPTIONS:
+            yield _SUBSCRIPTION_OPTIONS[name]
 
 
 def _function(call: dict, target: int) -> Iterator[Any]:
@@ -658,7 +698,7 @@ def _function(call: dict, target: int) -> Iterator[Any]:
 
 _WALKED = frozenset(
     {*_JSON_NODES, "FuncCall", "MergeSupportFunc", "RangeSubselect", "XmlSerialize", "CollateClause", "typeName",
-     "TypeName", "A_Const"}
+     "TypeName", "A_Const", "RangeVar"}
 )  # fmt: skip
 
 
@@ -705,6 +745,12 @@ def _expressions(node: Any, text: str, base: int, target: int) -> Iterator[Any]:
                     start = value.get("location", -1) - base
                     if 0 <= start < len(raw) and _LITERAL.match(raw, start):
                         yield "numeric-literal"
+            elif key == "RangeVar":
+                if (
+                    value.get("schemaname", "pg_catalog") == "pg_catalog"
+                    and value.get("relname") in since()["relations"]
+                ):
+                    yield ("relation", value["relname"])
             else:  # typeName / TypeName
                 yield from _type_name(value)
 
@@ -719,6 +765,9 @@ def features(stmt, target: int) -> list[Any]:
     detector = _BY_KIND.get(kind)
     if kind == "GrantRoleStmt":
         found += _grant_role(node, stmt.text, stmt.node_base)
+    elif kind == "ClusterStmt":  # CLUSTER VERBOSE (old) and CLUSTER (VERBOSE) (17) make one tree
+        if node.get("params") and not node.get("relation") and "(" in stmt.text:
+            found.append("cluster-options")
     elif detector is not None:
         found += detector(node)
     if kind == "CreateFunctionStmt":  # the body is a string (read by PostgreSQL when called), unless BEGIN ATOMIC
@@ -754,6 +803,8 @@ def _describe(feature: Any) -> tuple[int, str, str]:
                 "silence this with that reason)"
             ),
         )
+    if kind == "relation":
+        return major, f"the system view {name}", "query what it has (the catalogs and statistics views of that major)"
     if kind == "setting":
         return major, f"the setting {name}", "leave it out (an unrecognized configuration parameter there)"
     return major, f"the predefined role {name}", "grant the privileges it stands for"
