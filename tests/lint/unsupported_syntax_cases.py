@@ -66,6 +66,8 @@ CASES = [
     Case("function:regexp_substr", "SELECT regexp_substr('abc', 'b')"),
     Case("function:regexp_instr", "SELECT regexp_instr('abc', 'b')"),
     Case("function:has_parameter_privilege", "SELECT has_parameter_privilege('work_mem', 'SET')"),
+    Case("gone-function:pg_is_in_backup", "SELECT pg_is_in_backup()"),
+    Case("gone-setting:stats_temp_directory", "SHOW stats_temp_directory"),
     Case("role:pg_checkpoint", "GRANT pg_checkpoint TO app", "CREATE ROLE app;"),
     Case("setting:recursive_worktable_factor", "SET recursive_worktable_factor = 10"),
     Case(
@@ -120,6 +122,8 @@ CASES = [
     Case("function:erf", "SELECT erf(0.5)"),
     Case("function:jsonb_agg_strict", "SELECT jsonb_agg_strict(a) FROM t", T),
     Case("function:json_object_agg_unique", "SELECT json_object_agg_unique(b, a) FROM t", T),
+    Case("gone-setting:force_parallel_mode", "SET force_parallel_mode = off"),
+    Case("gone-setting:vacuum_defer_cleanup_age", "SHOW vacuum_defer_cleanup_age"),
     Case("role:pg_create_subscription", "GRANT pg_create_subscription TO app", "CREATE ROLE app;"),
     Case("setting:vacuum_buffer_usage_limit", "SET vacuum_buffer_usage_limit = '1MB'"),
     Case("setting:enable_presorted_aggregate", "SET LOCAL enable_presorted_aggregate = off"),
@@ -172,6 +176,7 @@ CASES = [
     Case("function:to_regtypemod", "SELECT to_regtypemod('varchar(10)')"),
     Case("function:pg_basetype", "SELECT pg_basetype('int4'::regtype)"),
     Case("function:xmltext", "SELECT xmltext('a < b')"),
+    Case("gone-setting:old_snapshot_threshold", "SHOW old_snapshot_threshold"),
     Case("role:pg_maintain", "GRANT pg_maintain TO app", "CREATE ROLE app;"),
     Case("setting:transaction_timeout", "SET LOCAL transaction_timeout = '5min'"),
     Case("setting:transaction_timeout", "ALTER ROLE app SET transaction_timeout = '5min'", "CREATE ROLE app;"),
@@ -254,6 +259,7 @@ CASES = [
     Case("function:has_largeobject_privilege", "SELECT has_largeobject_privilege(1, 'SELECT')"),
     Case("function:pg_get_acl", "SELECT pg_get_acl('pg_class'::regclass, 'pg_class'::regclass, 0)"),
     Case("role:pg_signal_autovacuum_worker", "GRANT pg_signal_autovacuum_worker TO app", "CREATE ROLE app;"),
+    Case("gone-function:pg_timezone_abbrevs", "SELECT count(*) FROM pg_timezone_abbrevs()"),
     Case("relation:pg_aios", "SELECT count(*) FROM pg_aios"),
     Case("setting:vacuum_truncate", "SET vacuum_truncate = off"),
     Case("setting:log_lock_failures", "SET LOCAL log_lock_failures = on"),
@@ -296,4 +302,5 @@ OLD = [
     Case("", "SELECT count(*) FROM pg_stat_activity, pg_catalog.pg_locks"),
     Case("", "CREATE SUBSCRIPTION sub14 CONNECTION 'dbname=none' PUBLICATION p WITH (connect = false, binary = true)"),
     Case("", "CLUSTER VERBOSE", autocommit=True),
+    Case("", "SELECT count(*) FROM pg_timezone_abbrevs"),  # the view stays; 18 dropped the function of that name
 ]

@@ -299,13 +299,20 @@ _LITERAL = re.compile(rb"0[xXoObB][0-9a-fA-F_]|[0-9]+_[0-9]")
 
 
 @lru_cache(maxsize=1)
-def since() -> dict[str, dict[str, int]]:
+def since() -> dict[str, Any]:
     """``{"functions"|"settings"|"roles"|"relations"|"types": {name: first major}}`` from real servers
     (scripts/pg_syntax_data); read once, only when a statement needs it."""
     try:
         data = json.loads(_DATA.read_text(encoding="utf-8"))
     except OSError:  # an installation without the data: no names are known to be new
-        return {"functions": {}, "settings": {}, "roles": {}, "relations": {}, "types": {}}
+        return {
+            "functions": {},
+            "settings": {},
+            "roles": {},
+            "relations": {},
+            "types": {},
+            "removed": {"functions": {}, "settings": {}},
+        }
     data["functions"] = {k: v for k, v in data["functions"].items() if k not in _NOT_NEW_FUNCTIONS}
     return data
 
@@ -313,7 +320,10 @@ def since() -> dict[str, dict[str, int]]:
 @lru_cache(maxsize=8)
 def _call_words(target: int) -> frozenset[bytes]:
     """The words before a "(" that make a statement worth walking, for ``target`` (bytes: see below)."""
-    return frozenset(w.encode() for w in _CALL_WORDS | {n for n, m in since()["functions"].items() if m > target})
+    data = since()
+    new = {n for n, m in data["functions"].items() if m > target}
+    gone = {n for n, m in data["removed"]["functions"].items() if m <= target}
+    return frozenset(w.encode() for w in _CALL_WORDS | new | gone)
 
 
 @lru_cache(maxsize=8)
@@ -542,6 +552,8 @@ def _setting(setstmt: dict | None) -> Iterator[Any]:
     name = (setstmt or {}).get("name", "")
     if name in since()["settings"]:
         yield ("setting", name)
+    elif name in since()["removed"]["settings"]:
+        yield ("gone-setting", name)
 
 
 def _function_options(node: dict) -> Iterator[Any]:
@@ -616,16 +628,57 @@ def _publication(node: dict) -> Iterator[str]:
 
 # Statements without expressions (names, options and string literals only): their text is not searched.
 _NO_EXPRESSIONS = frozenset(
-    {"DropStmt", "RenameStmt", "CommentStmt", "CreateEnumStmt", "AlterEnumStmt", "GrantStmt", "GrantRoleStmt",
-     "CreateExtensionStmt", "AlterExtensionStmt", "TransactionStmt", "AlterDefaultPrivilegesStmt", "AlterSeqStmt",
-     "CreateSeqStmt", "VariableSetStmt", "CreateSchemaStmt", "AlterOwnerStmt", "CreateRoleStmt", "AlterRoleStmt",
-     "DropRoleStmt", "ReindexStmt", "VacuumStmt", "LockStmt", "TruncateStmt", "ClusterStmt", "AlterObjectSchemaStmt",
-     "AlterFunctionStmt", "AlterSystemStmt", "AlterRoleSetStmt", "AlterDatabaseSetStmt", "CreatedbStmt",
-     "DropdbStmt", "CreatePublicationStmt", "AlterPublicationStmt", "CreateEventTrigStmt", "RefreshMatViewStmt",
-     "DropOwnedStmt", "ReassignOwnedStmt", "NotifyStmt", "ListenStmt", "DiscardStmt", "CheckPointStmt",
-     "AlterDatabaseRefreshCollStmt", "CreateStatsStmt", "CreateSubscriptionStmt", "AlterSubscriptionStmt",
-     "AlterStatsStmt", "AlterTSConfigurationStmt"}
-)  # fmt: skip
+    {
+        "DropStmt",
+        "RenameStmt",
+        "CommentStmt",
+        "CreateEnumStmt",
+        "AlterEnumStmt",
+        "GrantStmt",
+        "GrantRoleStmt",
+        "CreateExtensionStmt",
+        "AlterExtensionStmt",
+        "TransactionStmt",
+        "AlterDefaultPrivilegesStmt",
+        "AlterSeqStmt",
+        "CreateSeqStmt",
+        "VariableSetStmt",
+        "VariableShowStmt",
+        "CreateSchemaStmt",
+        "AlterOwnerStmt",
+        "CreateRoleStmt",
+        "AlterRoleStmt",
+        "DropRoleStmt",
+        "ReindexStmt",
+        "VacuumStmt",
+        "LockStmt",
+        "TruncateStmt",
+        "ClusterStmt",
+        "AlterObjectSchemaStmt",
+        "AlterFunctionStmt",
+        "AlterSystemStmt",
+        "AlterRoleSetStmt",
+        "AlterDatabaseSetStmt",
+        "CreatedbStmt",
+        "DropdbStmt",
+        "CreatePublicationStmt",
+        "AlterPublicationStmt",
+        "CreateEventTrigStmt",
+        "RefreshMatViewStmt",
+        "DropOwnedStmt",
+        "ReassignOwnedStmt",
+        "NotifyStmt",
+        "ListenStmt",
+        "DiscardStmt",
+        "CheckPointStmt",
+        "AlterDatabaseRefreshCollStmt",
+        "CreateStatsStmt",
+        "CreateSubscriptionStmt",
+        "AlterSubscriptionStmt",
+        "AlterStatsStmt",
+        "AlterTSConfigurationStmt",
+    }
+)
 
 _Detector = Callable[[dict], Iterator[Any]]
 _BY_KIND: dict[str, _Detector] = {
@@ -642,6 +695,7 @@ _BY_KIND: dict[str, _Detector] = {
     ),
     "ViewStmt": lambda n: _reloptions(n.get("options")),
     "VariableSetStmt": _setting,
+    "VariableShowStmt": _setting,
     "AlterSystemStmt": lambda n: _setting(n.get("setstmt")),
     "AlterRoleSetStmt": lambda n: _setting(n.get("setstmt")),
     "AlterDatabaseSetStmt": lambda n: _setting(n.get("setstmt")),
@@ -694,6 +748,8 @@ def _function(call: dict, target: int) -> Iterator[Any]:
         yield OVERLOADS[name, nargs]
     elif since()["functions"].get(name, 0) > target:
         yield ("function", name)
+    elif name in since()["removed"]["functions"]:
+        yield ("gone-function", name)
 
 
 _WALKED = frozenset(
@@ -777,14 +833,24 @@ def features(stmt, target: int) -> list[Any]:
         found += _expressions(node, stmt.text, stmt.node_base, target)
     if not found:
         return found
-    return [f for f in dict.fromkeys(found) if _major(f) > target]
+    return [f for f in dict.fromkeys(found) if _applies(f, target)]
 
 
 def _major(feature: Any) -> int:
+    """The first major with ``feature``; for a removed name, the first major without it."""
     if isinstance(feature, tuple):
         kind, name = feature
+        if kind.startswith("gone-"):
+            return since()["removed"][kind[5:] + "s"][name]
         return since()[kind + "s"].get(name, 0)
     return FEATURES[feature].major
+
+
+def _applies(feature: Any, target: int) -> bool:
+    """True when ``target`` cannot run ``feature``: too new for it, or removed by then."""
+    if isinstance(feature, tuple) and feature[0].startswith("gone-"):
+        return target >= _major(feature)
+    return _major(feature) > target
 
 
 def _describe(feature: Any) -> tuple[int, str, str]:
@@ -793,6 +859,9 @@ def _describe(feature: Any) -> tuple[int, str, str]:
     if not isinstance(feature, tuple):
         return major, FEATURES[feature].name, FEATURES[feature].hint
     kind, name = feature
+    if kind.startswith("gone-"):
+        what = f"{name}()" if kind == "gone-function" else f"the setting {name}"
+        return major, what, _REPLACEMENTS.get(name, f"leave it out (see the PostgreSQL {major} release notes)")
     if kind == "function":
         hint = _FUNCTION_HINTS.get(name, "an expression of built-in functions it has")
         return (
@@ -808,6 +877,16 @@ def _describe(feature: Any) -> tuple[int, str, str]:
     if kind == "setting":
         return major, f"the setting {name}", "leave it out (an unrecognized configuration parameter there)"
     return major, f"the predefined role {name}", "grant the privileges it stands for"
+
+
+# What replaced the removed names (the release notes' "Migration" sections).
+_REPLACEMENTS = {
+    "pg_start_backup": "pg_backup_start() (non-exclusive backups only)",
+    "pg_stop_backup": "pg_backup_stop()",
+    "force_parallel_mode": "debug_parallel_query",
+    "lc_collate": "SELECT datcollate FROM pg_database WHERE datname = current_database()",
+    "lc_ctype": "SELECT datctype FROM pg_database WHERE datname = current_database()",
+}
 
 
 # How to write the most used new functions without them (the others get a generic hint).
@@ -855,8 +934,6 @@ def _defined_earlier(file, stmt, name: str) -> bool:
 
 def check(file):
     target = file.pg_version
-    if target >= GRAMMAR:
-        return
     for stmt in file.valid_statements:
         found = features(stmt, target)
         if stmt.node_type == "DoStmt":  # its body runs now, with the migration
@@ -868,6 +945,14 @@ def check(file):
             if isinstance(feature, tuple) and feature[0] == "function" and _defined_earlier(file, stmt, feature[1]):
                 continue
             major, what, hint = _describe(feature)
+            if isinstance(feature, tuple) and feature[0].startswith("gone-"):
+                yield file.violation(
+                    stmt,
+                    f"{what} was removed in PostgreSQL {major}; the target ([lint] pg_version) is {target}, which "
+                    "rejects this statement",
+                    f"for PostgreSQL {target}: {hint}",
+                )
+                continue
             yield file.violation(
                 stmt,
                 f"{what} needs PostgreSQL {major}; the target ([lint] pg_version) is {target}, which rejects this "
