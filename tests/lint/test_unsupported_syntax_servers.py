@@ -130,3 +130,36 @@ def test_every_feature_has_an_example_that_newer_targets_accept():
         assert _flagged(case, major) == [], (case.sql, _flagged(case, major))
     for case in OLD:
         assert _flagged(case, 14) == [], (case.sql, _flagged(case, 14))
+
+
+def coverage_table() -> str:
+    """The docs' table of FEATURES, each with its example (docs/unsupported-syntax.md)."""
+    examples: dict[str, str] = {}
+    for case in CASES:
+        examples.setdefault(case.feature, case.sql)
+    rows = ["| major | feature (key) | example (run on every server) |", "| --- | --- | --- |"]
+    order = list(rule.FEATURES)
+    for key, feature in sorted(rule.FEATURES.items(), key=lambda kv: (kv[1].major, order.index(kv[0]))):
+        sql = examples[key].replace("|", "\\|")
+        sql = sql if len(sql) <= 90 else sql[:87] + "..."
+        rows.append(f"| {feature.major} | {feature.name} (`{key}`) | `{sql}` |")
+    return "\n".join(rows)
+
+
+def test_the_docs_list_every_feature_with_its_example():
+    import os
+
+    from tests.conftest import REPO_ROOT
+
+    doc = REPO_ROOT / "docs" / "unsupported-syntax.md"
+
+    def section(text: str) -> tuple[int, int]:
+        return text.index("-->\n", text.index("<!-- coverage-table")) + 4, text.index("<!-- /coverage-table -->")
+
+    text = doc.read_text(encoding="utf-8")
+    if os.environ.get("SAFEMIG_UPDATE_GOLDEN") == "1":
+        start, end = section(text)
+        doc.write_text(text[:start] + coverage_table() + "\n" + text[end:], encoding="utf-8")
+        text = doc.read_text(encoding="utf-8")
+    start, end = section(text)
+    assert text[start:end] == coverage_table() + "\n", "run with SAFEMIG_UPDATE_GOLDEN=1 and review the diff"
