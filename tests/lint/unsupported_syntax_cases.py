@@ -108,6 +108,19 @@ CASES = [
     Case("createdb-icu-rules", "CREATE COLLATION c_rules (provider = icu, locale = 'und', rules = '&a < g')", icu=True),
     Case("collation-unicode", "SELECT 'a' < 'B' COLLATE \"unicode\"", icu=True),
     Case(
+        "date-trunc-zone-immutable",
+        "CREATE INDEX tz_day ON tz (date_trunc('day', ts, 'Europe/Paris'))",
+        "CREATE TABLE tz (ts timestamptz);",
+    ),
+    Case(
+        "date-trunc-zone-immutable",
+        "CREATE TABLE tg (ts timestamptz, day timestamptz GENERATED ALWAYS AS (date_trunc('day', ts, 'UTC')) STORED)",
+    ),
+    Case(
+        "subscription-16",
+        "CREATE SUBSCRIPTION sub16p CONNECTION 'dbname=none' PUBLICATION p WITH (connect = off, streaming = parallel)",
+    ),
+    Case(
         "generate-series-timezone",
         "SELECT generate_series('2024-01-01'::timestamptz, '2024-01-02', '1 hour', 'Europe/Paris')",
     ),
@@ -302,5 +315,10 @@ OLD = [
     Case("", "SELECT count(*) FROM pg_stat_activity, pg_catalog.pg_locks"),
     Case("", "CREATE SUBSCRIPTION sub14 CONNECTION 'dbname=none' PUBLICATION p WITH (connect = false, binary = true)"),
     Case("", "CLUSTER VERBOSE", autocommit=True),
+    Case(  # the hint of date-trunc-zone-immutable
+        "",
+        "CREATE INDEX tz_day ON tz (date_trunc('day', ts AT TIME ZONE 'Europe/Paris'))",
+        "CREATE TABLE tz (ts timestamptz);",
+    ),
     Case("", "SELECT count(*) FROM pg_timezone_abbrevs"),  # the view stays; 18 dropped the function of that name
 ]

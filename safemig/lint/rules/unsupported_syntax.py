@@ -221,6 +221,10 @@ OVERLOADS = {
     ("jsonb_strip_nulls", 2): "strip-nulls-option",
 }
 FEATURES["random-range"] = Feature(17, "random(min, max)", "min + floor(random() * (max - min + 1))")
+FEATURES["date-trunc-zone-immutable"] = Feature(
+    16, "date_trunc(unit, timestamptz, zone) in an index or a generated column (IMMUTABLE since 16)",
+    "date_trunc(unit, ts AT TIME ZONE zone), immutable on every major (a timestamp without time zone)",
+)  # fmt: skip
 FEATURES["generate-series-timezone"] = Feature(
     16, "generate_series(start, stop, step, time zone)", "generate_series over timestamps AT TIME ZONE"
 )
@@ -234,7 +238,7 @@ _SUBSCRIPTION_OPTIONS = {"two_phase": "subscription-15", "disable_on_error": "su
                          "password_required": "subscription-16", "failover": "subscription-17"}  # fmt: skip
 FEATURES["subscription-15"] = Feature(15, "subscription options two_phase / disable_on_error", "leave them out")
 FEATURES["subscription-16"] = Feature(
-    16, "subscription options origin / run_as_owner / password_required", "leave them out"
+    16, "subscription options origin / run_as_owner / password_required / streaming = parallel", "leave them out"
 )
 FEATURES["subscription-17"] = Feature(17, "the subscription option failover", "leave it out")
 
@@ -385,6 +389,15 @@ def _maybe_literal(text: str) -> bool:
 # --- detectors: each yields feature keys (or ("function"|"setting"|"role", name)) for one node
 
 
+def _word(arg: Any) -> str:
+    """An option's bare-word value: ``parallel`` in (streaming = parallel) is a String or a TypeName."""
+    arg = arg or {}
+    if "TypeName" in arg:
+        names = arg["TypeName"].get("names") or [{}]
+        return names[-1].get("String", {}).get("sval", "")
+    return arg.get("String", {}).get("sval", "")
+
+
 def _options(items: list | None) -> Iterator[tuple[str, Any]]:
     for item in items or []:
         elem = item.get("DefElem")
@@ -410,6 +423,8 @@ def _constraint(constraint: dict, table_level: bool) -> Iterator[str]:
     if contype == "CONSTR_GENERATED":
         if constraint.get("generated_kind") == "v":
             yield "virtual-generated"
+        if _calls_date_trunc_zone(constraint.get("raw_expr")):
+            yield "date-trunc-zone-immutable"
         return
     if contype in ("CONSTR_CHECK", "CONSTR_FOREIGN") and not constraint.get("is_enforced"):
         yield "not-enforced"
@@ -622,7 +637,7 @@ def _createdb(node: dict) -> Iterator[str]:
     for name, arg in _options(node.get("options")):
         if name in _CREATEDB_OPTIONS:
             yield _CREATEDB_OPTIONS[name]
-        if name == "locale_provider" and (arg or {}).get("String", {}).get("sval") == "builtin":
+        if name == "locale_provider" and _word(arg) == "builtin":
             yield "builtin-collation-provider"
 
 
@@ -632,10 +647,8 @@ def _define(node: dict) -> Iterator[str]:
     for name, arg in _options(node.get("definition")):
         if name == "rules":
             yield "createdb-icu-rules"
-        if name == "provider":
-            names = (arg or {}).get("TypeName", {}).get("names") or [{}]
-            if (names[-1].get("String", {}).get("sval") or (arg or {}).get("String", {}).get("sval")) == "builtin":
-                yield "builtin-collation-provider"
+        if name == "provider" and _word(arg) == "builtin":
+            yield "builtin-collation-provider"
 
 
 def _publication(node: dict) -> Iterator[str]:
@@ -710,7 +723,7 @@ _BY_KIND: dict[str, _Detector] = {
     "InsertStmt": _returning,
     "UpdateStmt": _returning,
     "DeleteStmt": _returning,
-    "IndexStmt": lambda n: iter(["nulls-not-distinct"] if n.get("nulls_not_distinct") else []),
+    "IndexStmt": lambda n: _index(n),
     "CreateStmt": _create_table,
     "CreateForeignTableStmt": _create_foreign_table,
     "AlterTableStmt": _alter_table,
@@ -750,9 +763,35 @@ _BY_KIND: dict[str, _Detector] = {
 
 
 def _subscription(node: dict) -> Iterator[str]:
-    for name, _ in _options(node.get("options")):
+    for name, arg in _options(node.get("options")):
         if name in _SUBSCRIPTION_OPTIONS:
             yield _SUBSCRIPTION_OPTIONS[name]
+        elif name == "streaming" and _word(arg) == "parallel":
+            yield "subscription-16"
+
+
+def _index(node: dict) -> Iterator[str]:
+    if node.get("nulls_not_distinct"):
+        yield "nulls-not-distinct"
+    if _calls_date_trunc_zone(node.get("indexParams")) or _calls_date_trunc_zone(node.get("whereClause")):
+        yield "date-trunc-zone-immutable"
+
+
+def _calls_date_trunc_zone(node: Any) -> bool:
+    """date_trunc(unit, timestamptz, zone), IMMUTABLE only since 16: an index or a stored column needs that."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            call = item.get("FuncCall")
+            if call and len(call.get("args") or ()) == 3:
+                names = call.get("funcname") or [{}]
+                if names[-1].get("String", {}).get("sval") == "date_trunc":
+                    return True
+            stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
+    return False
 
 
 def _function(call: dict, target: int) -> Iterator[Any]:
