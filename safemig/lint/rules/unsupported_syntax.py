@@ -319,6 +319,8 @@ _CALL_WORDS = frozenset(
 _SEPARATORS = bytes.maketrans(b"\n\t\r,;=+-*/<>|&!~%^:[]{}.'\"`", b" " * 27)
 # Each starts with a literal, which re finds with a fast scan (a leading \b or class makes it try every
 # position); the walk confirms what they find.
+_SUBQUERY_WORDS = frozenset({b"from", b"join", b"lateral"})  # FROM ( / JOIN ( is a subquery only if
+_SUBQUERY_STARTS = (b"select", b"values", b"with", b"table", b"(")  # one of these follows
 _IS_JSON = re.compile(r"is\s+(?:not\s+)?json\b")
 _AT_LOCAL = re.compile(r"at\s+local\b")
 _UNDERSCORE_DIGIT = re.compile(r"_[0-9]")
@@ -364,10 +366,12 @@ def _worth_walking(text: str, target: int) -> bool:
     if "(" in text:
         # bytes: their translate is a table lookup, 3 times faster than str's over the corpus
         words = _call_words(target)
-        for piece in text.encode().translate(_SEPARATORS).split(b"(")[:-1]:
-            last = piece.rsplit(None, 1)
+        pieces = text.encode().translate(_SEPARATORS).split(b"(")
+        for index in range(len(pieces) - 1):
+            last = pieces[index].rsplit(None, 1)
             if last and last[-1] in words:
-                return True
+                if last[-1] not in _SUBQUERY_WORDS or pieces[index + 1].lstrip().startswith(_SUBQUERY_STARTS):
+                    return True
     return bool(
         ("json" in text and _IS_JSON.search(text))
         or "system_user" in text
@@ -773,8 +777,6 @@ def _subscription(node: dict) -> Iterator[str]:
 def _index(node: dict) -> Iterator[str]:
     if node.get("nulls_not_distinct"):
         yield "nulls-not-distinct"
-    if _calls_date_trunc_zone(node.get("indexParams")) or _calls_date_trunc_zone(node.get("whereClause")):
-        yield "date-trunc-zone-immutable"
 
 
 def _calls_date_trunc_zone(node: Any) -> bool:
@@ -879,20 +881,24 @@ def features(stmt, target: int) -> list[Any]:
 
     A feature is a key of :data:`FEATURES`, or ``("function"|"setting"|"role", name)``.
     """
-    node, kind = stmt.node, stmt.node_type
+    node, kind, low = stmt.node, stmt.node_type, stmt.text.lower()
     found: list[Any] = []
     detector = _BY_KIND.get(kind)
     if kind == "GrantRoleStmt":
         found += _grant_role(node, stmt.text, stmt.node_base)
+    elif kind == "IndexStmt" and "date_trunc" in low:  # the walk only for the few that name it
+        found += _index(node)
+        if _calls_date_trunc_zone(node.get("indexParams")) or _calls_date_trunc_zone(node.get("whereClause")):
+            found.append("date-trunc-zone-immutable")
     elif kind == "ClusterStmt":  # CLUSTER VERBOSE (old) and CLUSTER (VERBOSE) (17) make one tree
         if node.get("params") and not node.get("relation") and "(" in stmt.text:
             found.append("cluster-options")
     elif detector is not None:
         found += detector(node)
     if kind == "CreateFunctionStmt":  # the body is a string (read by PostgreSQL when called), unless BEGIN ATOMIC
-        if node.get("sql_body") and _worth_walking(stmt.text.lower(), target):
+        if node.get("sql_body") and _worth_walking(low, target):
             found += _expressions(node["sql_body"], stmt.text, stmt.node_base, target)
-    elif kind not in _NO_EXPRESSIONS and _worth_walking(stmt.text.lower(), target):
+    elif kind not in _NO_EXPRESSIONS and _worth_walking(low, target):
         found += _expressions(node, stmt.text, stmt.node_base, target)
     if not found:
         return found
