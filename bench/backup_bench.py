@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -319,8 +320,10 @@ def bench_database(
 
 
 def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, jobs: int) -> dict:
-    """``safemig restore --jobs N`` (S3 -> verified local copy -> pg_restore -j N) against
-    ``pg_restore -j N`` from a local file already on disk, into fresh databases, interleaved."""
+    """``safemig restore --jobs N`` from S3 (whichever mode it chooses: streamed in one transaction,
+    or a verified local copy then pg_restore -j N) against ``pg_restore -j N`` from a local file
+    already on disk, into fresh databases, interleaved; wall time, CPU of each process tree, and
+    safemig's phase timeline (--json)."""
     import boto3
 
     url = pg.url(name)
@@ -350,13 +353,18 @@ def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int,
         "safemig_restore": [],
         "safemig_prepare": [],
         "safemig_download": [],
+        "pg_restore_cpu": [],  # user+sys of the whole process tree (pg_restore and its workers)
+        "safemig_restore_cpu": [],  # the same for safemig (its own, pg_restore's, the TOC read's)
     }
+    modes: list[str] = []
+    timelines: list[dict[str, float]] = []
     for i in range(runs):
         for variant in ("pg_restore", "safemig_restore"):
             target = f"{name}_restored"
             pg.drop_database(target)
             pg.create_database(target)
             conninfo = f"host=127.0.0.1 port={pg.port} user={SUPERUSER} dbname={target}"
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             if variant == "pg_restore":
                 t, _, _ = run_timed(
                     [pg_restore, f"-j{jobs}", "--exit-on-error", f"--dbname={conninfo}", str(local)], env=env
@@ -384,6 +392,10 @@ def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int,
                 restored = json.loads(out)
                 times["safemig_prepare"].append(restored["prepare_s"])
                 times["safemig_download"].append(restored["download_s"])
+                modes.append(restored["mode"])
+                timelines.append(restored.get("timeline", {}))
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            times[f"{variant}_cpu"].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             times[variant].append(t)
         print(
             f"  {name} restore run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()),
@@ -401,6 +413,8 @@ def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int,
         "runs": runs,
         "median_s": med,
         "ratio": med["safemig_restore"] / med["pg_restore"],
+        "mode": modes[-1] if modes else "",
+        "timeline": timelines[len(timelines) // 2] if timelines else {},  # of the middle run: phase -> s
     }
 
 
@@ -535,7 +549,13 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
             f" pg_restore from a local file {r['median_s']['pg_restore']:.2f}s, safemig restore from S3"
             f" {r['median_s']['safemig_restore']:.2f}s"
             f" (of which finding/checking/TOC {r['median_s']['safemig_prepare']:.2f}s,"
-            f" verified download {r['median_s']['safemig_download']:.2f}s), {r['ratio']:.3f}x"
+            f" verified download {r['median_s']['safemig_download']:.2f}s), {r['ratio']:.3f}x;"
+            f" mode {r['mode']}, CPU (process trees) pg_restore {r['median_s']['pg_restore_cpu']:.2f}s,"
+            f" safemig {r['median_s']['safemig_restore_cpu']:.2f}s"
+        )
+        print(
+            "    timeline of the middle run (s since restore_backup was called): "
+            + ", ".join(f"{phase} {at:.2f}" for phase, at in r["timeline"].items())
         )
     if report["x4"]:
         x4 = report["x4"]

@@ -32,6 +32,7 @@ class FreezingProxy:
         self.upstream_port = upstream_port
         self.frozen = threading.Event()
         self.forwarded = 0  # bytes client -> upstream
+        self.returned = 0  # bytes upstream -> client (a download's)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._closed = False
@@ -60,6 +61,8 @@ class FreezingProxy:
                 dst.sendall(data)
                 if outbound:
                     self.forwarded += len(data)
+                else:
+                    self.returned += len(data)
         except OSError:
             pass
         finally:
