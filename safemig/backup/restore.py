@@ -555,8 +555,8 @@ def _restore_streamed(
         raise
     finally:
         bound.unwatch(restorer)
-    bound.check()  # stopped by the stall bound: that is the failure to report
     if problem:
+        bound.check()  # stopped by the stall bound: that is the failure to report (exit 0 is a commit, whatever)
         raise ToolError(
             problem,
             hint="the object's checksum matched; pg_restore ran in a single transaction, so nothing was restored:"
@@ -608,7 +608,8 @@ def _restore_streamed_verify_after(
         raise
     finally:
         bound.unwatch(restorer, _DROP_TARGET)
-    bound.check()
+    if problem:
+        bound.check()
     if digest.hexdigest() != info.sha256 or seen != expected:
         raise _mismatch(info, seen, digest.hexdigest(), _DROP_TARGET)
     if problem:
@@ -668,8 +669,8 @@ def _restore_file(
         raise
     finally:
         bound.unwatch(restorer)
-    bound.check()
     if problem:
+        bound.check()
         raise ToolError(
             problem,
             hint="the object's checksum matched, but this restore was not one transaction: the target may hold part"

@@ -67,7 +67,7 @@ def test_frozen_s3_during_a_restore_ends_within_the_stall_timeout_and_commits_no
     project, stored, s3_env, database_url_b, jobs
 ):
     uri, spool = stored
-    proxy = FreezingProxy(s3_env.port)
+    proxy = FreezingProxy(s3_env.port, pace_s=0.004)  # ~16 MB/s: the freeze comes long before the object's end
     try:
         restore = _spawn(
             ["restore", "--env", "prod", "--from", uri, "--target-database-url", database_url_b, "--jobs", str(jobs)],
