@@ -269,12 +269,15 @@ def restore_backup(
         raise UsageError(f"--jobs must be 1 or more, not {jobs}", hint="e.g. --jobs 4")
     settings = load_settings(config)
     with RestoreBound(settings.stall_timeout, f"restoring into {describe(target_url)}", target_url) as bound:
-        checking = bound.submit(lambda: _target_state(target_url))  # psycopg's import and the queries, beside S3's
         # `pg_restore --version` of the first candidate, beside S3's requests (the archive's version is not known yet)
         first = bound.submit(lambda: pick_binary("pg_restore", 0, settings.pg_bin_dir, purpose="read the archive"))
         client = make_client(settings)
-        info, download = _open(client, config, env, source, bound)
+        download, manifest = _start(client, config, env, source, bound)
+        # psycopg's import and the target's queries while S3 answers: started after the GET, since
+        # Python runs one thread at a time and the GET is the longer way to the first restored byte
+        checking = bound.submit(lambda: _target_state(target_url))
         try:
+            info = backup_info(download.bucket, download.key, download.headers(), bound.result(manifest))
             return _restore(
                 client,
                 info,
@@ -297,23 +300,25 @@ def restore_backup(
             download.close()
 
 
-def _open(client: Any, config: Config, env: str, source: str, bound: RestoreBound) -> tuple[BackupInfo, Download]:
-    """The backup's description and its download, started at once. For an ``s3://`` URI the GET
-    and the manifest's read run together; the GET's own headers (size, ETag, version) are what is
-    compared with the manifest, so the bytes restored are those of the object described."""
+def _start(
+    client: Any, config: Config, env: str, source: str, bound: RestoreBound
+) -> tuple[Download, Future[dict[str, Any] | None]]:
+    """The object's GET, under way, and its manifest (being read beside it for an ``s3://`` URI).
+
+    The GET's own headers (size, ETag, version) are what is compared with the manifest, so the
+    bytes restored are those of the object described; no HEAD is needed.
+    """
+    manifest: Future[dict[str, Any] | None]
     if source == "latest":
         found = bound.result(bound.submit(lambda: resolve_source(client, config, env, source)))
         download = Download(client, found.bucket, found.key, "restoring", bound)
-        manifest = found.manifest
+        manifest = Future()
+        manifest.set_result(found.manifest)
     else:
         bucket, key = parse_uri(source)
         download = Download(client, bucket, key, "restoring", bound)
-        manifest = bound.result(bound.submit(lambda: read_manifest(client, bucket, key)))
-    try:
-        return backup_info(download.bucket, download.key, download.headers(), manifest), download
-    except BaseException:
-        download.close()
-        raise
+        manifest = bound.submit(lambda: read_manifest(client, bucket, key))
+    return download, manifest
 
 
 def _restore(
