@@ -256,7 +256,8 @@ def restore_command(
             "--jobs",
             "-j",
             min=1,
-            help="pg_restore parallel jobs; above 1 the object is first downloaded and verified (disk: its size).",
+            help="pg_restore parallel jobs; above 1 the object is first downloaded and verified (disk: its size),"
+            " unless the archive has no work to run side by side (then it streams).",
         ),
     ] = 1,
     no_owner: Annotated[
