@@ -149,3 +149,45 @@ def test_frozen_s3_during_backups_verify_ends_within_the_stall_timeout(project, 
     assert verify.returncode == 3, err  # S3 failed to answer: not a verdict on the backup (that would be 1)
     assert f"no progress for {STALL_S}s" in err and "the backup was not verified" in err, err
     assert took < STALL_S + 15
+
+
+def test_the_rehearsals_streamed_restore_is_bounded_too(project, stored, s3_env, database_url_b, monkeypatch):
+    """restore_backup(verify_before_commit=False), as the deploy's rehearsal calls it, with S3 frozen
+    mid-stream: RestoreStalled (exit 3) within the bound, saying the target must be dropped."""
+    import threading
+
+    from safemig.backup import restore_backup
+    from safemig.backup.fetch import RestoreStalled
+    from safemig.config import load_config
+
+    uri, _ = stored
+    proxy = FreezingProxy(s3_env.port, pace_s=0.004)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+
+    def without_events_rows(lines: list[str]) -> list[str]:  # data left out: the rehearsal's streamed mode
+        return [line for line in lines if not (" TABLE DATA " in line and " events " in line)]
+
+    frozen_at: list[float] = []
+
+    def freeze_once_restoring() -> None:
+        _wait_for(lambda: _restore_sessions(database_url_b) > 0)
+        proxy.frozen.set()
+        frozen_at.append(time.monotonic())
+
+    threading.Thread(target=freeze_once_restoring, daemon=True).start()
+    try:
+        with pytest.raises(RestoreStalled) as caught:
+            restore_backup(
+                load_config(project / "safemig.toml"),
+                "prod",
+                source=uri,
+                target_url=database_url_b,
+                select=without_events_rows,
+                verify_before_commit=False,
+            )
+    finally:
+        proxy.close()
+    assert caught.value.exit_code == 3
+    assert f"no progress for {STALL_S}s" in caught.value.message and "must be dropped" in caught.value.message
+    assert frozen_at and time.monotonic() - frozen_at[0] < STALL_S + 15
+    _wait_for(lambda: _restore_sessions(database_url_b) == 0, timeout=10)
