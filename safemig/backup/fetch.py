@@ -19,7 +19,6 @@ import queue
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -63,7 +62,7 @@ class RestoreBound:
         self.what = what
         self.timeout = timeout
         self.target_url = target_url
-        self.application_name = f"safemig-restore-{uuid.uuid4().hex[:12]}"
+        self.application_name = f"safemig-restore-{os.urandom(6).hex()}"
         self.consequence = "nothing was restored"
         self._children: list[ChildProcess] = []
         self._watchdog = Watchdog(timeout, self._stop)
