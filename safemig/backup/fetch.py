@@ -78,12 +78,16 @@ class RestoreBound:
 
     def __enter__(self) -> RestoreBound:
         self._watchdog.__enter__()
-        threading.Thread(target=self._probe_loop, name="restore-probe", daemon=True).start()
+        self._prober = threading.Thread(target=self._probe_loop, name="restore-probe", daemon=True)
+        self._prober.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._watchdog.__exit__()
+        # its connection to the target closes before the caller goes on (a DROP DATABASE without
+        # FORCE right after a restore must not see it); bounded, in case that server froze
+        self._prober.join(timeout=2.0)
 
     @property
     def tick(self) -> float:
