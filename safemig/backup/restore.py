@@ -35,12 +35,13 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safemig.backup import tablespaces as spaces
 from safemig.backup import toc as tocs
 from safemig.backup.fetch import Download, RestoreBound, kill_tree
 from safemig.backup.pgdump import (
@@ -135,6 +136,8 @@ class RestoreResult:
     jobs: int = 1
     entries: int = 0  # TOC entries restored
     roles_created: tuple[str, ...] = ()
+    tablespaces_created: tuple[str, ...] = ()
+    tablespaces_omitted: tuple[str, ...] = ()  # missing on the target: restored into its default tablespace
     prepare_s: float = 0.0  # finding the backup, checking the target, reading the TOC
     download_s: float = 0.0  # the verified local copy (spool mode), before pg_restore starts
     timeline: dict[str, float] = field(default_factory=dict)  # phase -> seconds since the call
@@ -152,6 +155,8 @@ class RestoreResult:
             "jobs": self.jobs,
             "entries": self.entries,
             "roles_created": list(self.roles_created),
+            "tablespaces_created": list(self.tablespaces_created),
+            "tablespaces_omitted": list(self.tablespaces_omitted),
             "prepare_s": round(self.prepare_s, 3),
             "download_s": round(self.download_s, 3),
             "timeline": dict(self.timeline),
@@ -237,6 +242,8 @@ def restore_backup(
     select: tocs.Select | None = None,
     create_roles: bool = False,
     verify_before_commit: bool = True,
+    tablespaces: str = "keep",
+    tablespace_locations: Mapping[str, str] | None = None,
 ) -> RestoreResult:
     """Restore ``source`` (``latest`` or ``s3://...``) into ``target_url``'s database.
 
@@ -251,6 +258,11 @@ def restore_backup(
     instead, and the checksum is checked once the whole object was read, after pg_restore may
     have committed. Only for a target the caller owns, reads nothing from before this returns,
     and drops on any error (the rehearsal's scratch database); never for a user's database.
+    ``tablespaces``: what to do about tablespaces the archive's objects use and the target
+    lacks, checked before anything is done: ``"keep"`` refuses (exit 2), ``"none"`` restores
+    with ``--no-tablespaces``, ``"none-if-missing"`` does that only when some are missing (and
+    says which), ``"create"`` creates them from the stored globals, in ``tablespace_locations``
+    (name -> directory) where given (:mod:`safemig.backup.tablespaces`).
 
     Refuses (exit 1) an object without a recorded checksum, a non-empty target without
     ``clean``, and any byte stream whose size or SHA-256 differs from the recorded ones; in
@@ -294,7 +306,10 @@ def restore_backup(
                 select=select,
                 create_roles=create_roles,
                 verify_before_commit=verify_before_commit,
-                options=(["--no-owner"] if no_owner else []) + (["--no-privileges"] if no_privileges else []),
+                no_owner=no_owner,
+                no_privileges=no_privileges,
+                tablespaces=tablespaces,
+                tablespace_locations=tablespace_locations,
             )
         finally:
             download.close()
@@ -338,7 +353,10 @@ def _restore(
     select: tocs.Select | None,
     create_roles: bool,
     verify_before_commit: bool,
-    options: list[str],
+    no_owner: bool,
+    no_privileges: bool,
+    tablespaces: str,
+    tablespace_locations: Mapping[str, str] | None,
 ) -> RestoreResult:
     from safemig.db import describe
 
@@ -364,16 +382,34 @@ def _restore(
             hint="restore into a fresh database (createdb NAME), or pass --clean --confirm-clean to drop and replace"
             " what the backup contains",
         )
+    placement = bound.result(
+        bound.submit(
+            lambda: spaces.plan_placement(
+                client,
+                info,
+                pg_restore,
+                target_url,
+                policy=tablespaces,
+                locations=tablespace_locations,
+                create_roles=create_roles,
+                no_owner=no_owner,
+                no_privileges=no_privileges,
+                head=head,
+            )
+        )
+    )
     mode = _mode(toc, _choose(toc, select, clean), target, jobs, verify_before_commit)
     roles: list[str] = []
     if create_roles:
         from safemig.backup.roles import create_missing_roles
 
         roles = bound.result(bound.submit(lambda: create_missing_roles(client, info, target_url)))
+    created: list[str] = []
     prepared = time.monotonic() - began
     started = time.monotonic()
     bound.mark("restore started")
     try:
+        created = spaces.create_tablespaces(target_url, placement)
         size, download_s, entries = _run_restore(
             info,
             settings,
@@ -385,12 +421,15 @@ def _restore(
             mode=mode,
             select=select,
             clean=clean,
-            options=options,
+            options=(["--no-owner"] if no_owner else [])
+            + (["--no-privileges"] if no_privileges else [])
+            + list(placement.options),
             jobs=jobs,
             progress=progress,
             bound=bound,
         )
     except BaseException:
+        spaces.drop_tablespaces(target_url, created)  # empty unless a restore that was not one transaction failed
         if roles:
             from safemig.backup.roles import drop_roles
 
@@ -408,6 +447,8 @@ def _restore(
         jobs=jobs if mode == "spool" else 1,
         entries=entries,
         roles_created=tuple(roles),
+        tablespaces_created=tuple(created),
+        tablespaces_omitted=placement.omitted,
         prepare_s=prepared,
         download_s=download_s,
         timeline={**bound.timeline, "done": round(time.monotonic() - began, 3)},
