@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -318,9 +319,25 @@ def bench_database(
     }
 
 
-def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, jobs: int) -> dict:
-    """``safemig restore --jobs N`` (S3 -> verified local copy -> pg_restore -j N) against
-    ``pg_restore -j N`` from a local file already on disk, into fresh databases, interleaved."""
+def child_restore_forced(mode: str, uri: str, target_url: str, jobs: str) -> None:
+    """``--child restore-forced``: ``safemig restore --json`` with the mode forced (``stream`` or
+    ``spool``) instead of chosen from the TOC: how the other choice would have done."""
+    import safemig.backup.restore as restore_module
+    from safemig.cli import main as cli_main
+
+    restore_module._mode = lambda *_args, **_kwargs: mode  # type: ignore[assignment]
+    sys.argv = ["safemig", "restore", "--env", "bench", "--from", uri, "--target-database-url", target_url]
+    sys.argv += ["--jobs", jobs, "--json"]
+    cli_main()
+
+
+def bench_restore(
+    pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, jobs: int, other: bool = False
+) -> dict:
+    """``safemig restore --jobs N`` from S3 (whichever mode it chooses: streamed in one transaction,
+    or a verified local copy then pg_restore -j N) against ``pg_restore -j N`` from a local file
+    already on disk, into fresh databases, interleaved; wall time, CPU of each process tree, and
+    safemig's phase timeline (--json)."""
     import boto3
 
     url = pg.url(name)
@@ -350,17 +367,33 @@ def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int,
         "safemig_restore": [],
         "safemig_prepare": [],
         "safemig_download": [],
+        "pg_restore_cpu": [],  # user+sys of the whole process tree (pg_restore and its workers)
+        "safemig_restore_cpu": [],  # the same for safemig (its own, pg_restore's, the TOC read's)
     }
+    modes: list[str] = []
+    timelines: list[dict[str, float]] = []
+    if other:
+        times.update({"safemig_other": [], "safemig_other_cpu": []})
     for i in range(runs):
-        for variant in ("pg_restore", "safemig_restore"):
+        for variant in ("pg_restore", "safemig_restore") + (("safemig_other",) if other else ()):
             target = f"{name}_restored"
             pg.drop_database(target)
             pg.create_database(target)
             conninfo = f"host=127.0.0.1 port={pg.port} user={SUPERUSER} dbname={target}"
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             if variant == "pg_restore":
                 t, _, _ = run_timed(
                     [pg_restore, f"-j{jobs}", "--exit-on-error", f"--dbname={conninfo}", str(local)], env=env
                 )
+            elif variant == "safemig_other":  # the mode safemig did not choose, forced
+                forced = "spool" if modes[-1] == "stream" else "stream"
+                t, _, out = run_timed(
+                    [sys.executable, __file__, "--child", "restore-forced", forced, backup["uri"], pg.url(target)]
+                    + ["--restore-jobs", str(jobs)],
+                    env=env,
+                    cwd=project,
+                )
+                other_mode = json.loads(out)["mode"]
             else:
                 t, _, out = run_timed(
                     [
@@ -384,6 +417,10 @@ def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int,
                 restored = json.loads(out)
                 times["safemig_prepare"].append(restored["prepare_s"])
                 times["safemig_download"].append(restored["download_s"])
+                modes.append(restored["mode"])
+                timelines.append(restored.get("timeline", {}))
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            times[f"{variant}_cpu"].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             times[variant].append(t)
         print(
             f"  {name} restore run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()),
@@ -401,6 +438,9 @@ def bench_restore(pg: LocalCluster, name: str, s3env: dict[str, str], runs: int,
         "runs": runs,
         "median_s": med,
         "ratio": med["safemig_restore"] / med["pg_restore"],
+        "mode": modes[-1] if modes else "",
+        "other_mode": other_mode if other else "",
+        "timeline": timelines[len(timelines) // 2] if timelines else {},  # of the middle run: phase -> s
     }
 
 
@@ -458,11 +498,16 @@ def main() -> None:
     parser.add_argument("--skip-backup", action="store_true", help="only the restore comparison")
     parser.add_argument("--skip-restore", action="store_true", help="skip the restore comparison")
     parser.add_argument("--restore-jobs", type=int, default=2)
+    parser.add_argument(
+        "--restore-other-mode", action="store_true", help="also time the restore mode safemig did not choose, forced"
+    )
     parser.add_argument("--child", nargs=4, metavar=("MODE", "CONNINFO", "LEVEL", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.child[0] == "deploy":
             child_deploy_path(args.child[3])
+        elif args.child[0] == "restore-forced":
+            child_restore_forced(args.child[1], args.child[2], args.child[3], str(args.restore_jobs))
         else:
             child_upload(*args.child)
         return
@@ -507,7 +552,9 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
             if not args.skip_restore:
                 print(f"{name}: restore, -j{args.restore_jobs}, {args.runs} runs", flush=True)
                 report["restores"].append(
-                    bench_restore(pg, name, s3.env, args.runs, args.compression, args.restore_jobs)
+                    bench_restore(
+                        pg, name, s3.env, args.runs, args.compression, args.restore_jobs, args.restore_other_mode
+                    )
                 )
         if not args.skip_levels:
             for name in ("bench_pgbench", "bench_md5"):
@@ -535,7 +582,19 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
             f" pg_restore from a local file {r['median_s']['pg_restore']:.2f}s, safemig restore from S3"
             f" {r['median_s']['safemig_restore']:.2f}s"
             f" (of which finding/checking/TOC {r['median_s']['safemig_prepare']:.2f}s,"
-            f" verified download {r['median_s']['safemig_download']:.2f}s), {r['ratio']:.3f}x"
+            f" verified download {r['median_s']['safemig_download']:.2f}s), {r['ratio']:.3f}x;"
+            f" mode {r['mode']}, CPU (process trees) pg_restore {r['median_s']['pg_restore_cpu']:.2f}s,"
+            f" safemig {r['median_s']['safemig_restore_cpu']:.2f}s"
+        )
+        if r["other_mode"]:
+            print(
+                f"    forced {r['other_mode']}: {r['median_s']['safemig_other']:.2f}s"
+                f" ({r['median_s']['safemig_other'] / r['median_s']['pg_restore']:.3f}x),"
+                f" CPU {r['median_s']['safemig_other_cpu']:.2f}s"
+            )
+        print(
+            "    timeline of the middle run (s since restore_backup was called): "
+            + ", ".join(f"{phase} {at:.2f}" for phase, at in r["timeline"].items())
         )
     if report["x4"]:
         x4 = report["x4"]

@@ -19,11 +19,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from safemig.backup.fetch import Download, RestoreBound
 from safemig.backup.pgdump import pick_binary
 from safemig.backup.restore import check_restorable, resolve_source, restore_backup
 from safemig.backup.settings import load_settings
 from safemig.backup.store import make_client
-from safemig.backup.verify import ArchiveCheck, iter_object
+from safemig.backup.verify import ArchiveCheck
 from safemig.config import Config
 from safemig.errors import CheckFailed, ToolError
 
@@ -59,33 +60,47 @@ def verify_backup(config: Config, env: str, source: str, *, scratch_url: str | N
     settings = load_settings(config)
     client = make_client(settings)
     started = time.monotonic()
-    info = resolve_source(client, config, env, source)
-    check_restorable(info)
-    dump_version = info.metadata.get("pg-dump-version", "")
-    major = int(dump_version.split(".")[0]) if dump_version.split(".")[0].isdigit() else 0
-    pg_restore = pick_binary("pg_restore", major, settings.pg_bin_dir, purpose=f"read a pg_dump {dump_version} archive")
-    check = ArchiveCheck(pg_restore)
-    digest = hashlib.sha256()
-    seen = 0
-    try:
-        for chunk in iter_object(client, info.bucket, info.key, "verifying"):
-            digest.update(chunk)
-            seen += len(chunk)
-            check.feed(chunk)
-    except BaseException:
-        check.kill()
-        raise
-    if seen != info.recorded_size or digest.hexdigest() != info.sha256:
-        check.kill()
-        raise CheckFailed(
-            f"{info.uri} does not match its recorded checksum ({seen} bytes, SHA-256 {digest.hexdigest()};"
-            f" recorded {info.recorded_size} bytes, {info.sha256})",
-            hint="the object was changed or damaged in storage: do not rely on it; take a new backup",
+    with RestoreBound(settings.stall_timeout, f"verifying a backup of env {env}") as bound:
+        bound.consequence = "the backup was not verified (nothing was changed)"
+        info = bound.result(bound.submit(lambda: resolve_source(client, config, env, source)))
+        check_restorable(info)
+        bound.what = f"the download of {info.uri} for its verification"
+        dump_version = info.metadata.get("pg-dump-version", "")
+        major = int(dump_version.split(".")[0]) if dump_version.split(".")[0].isdigit() else 0
+        pg_restore = pick_binary(
+            "pg_restore", major, settings.pg_bin_dir, purpose=f"read a pg_dump {dump_version} archive"
         )
-    try:
-        check.conclude(info.uri)
-    except ToolError as exc:  # the bytes are the recorded ones, and they are not a readable archive
-        raise CheckFailed(exc.message, hint="the backup is unusable: take a new one") from None
+        check = ArchiveCheck(pg_restore)
+        bound.watch(check.child, bound.consequence)
+        digest = hashlib.sha256()
+        seen = 0
+        download = Download(client, info.bucket, info.key, "verifying", bound)
+        try:
+            for chunk in download:
+                digest.update(chunk)
+                seen += len(chunk)
+                check.feed(chunk)
+                bound.beat()
+            bound.check()  # the archive check stopped by the bound ended the stream as if it were whole
+        except BaseException:
+            check.kill()
+            raise
+        finally:
+            download.close()
+        try:
+            if seen != info.recorded_size or digest.hexdigest() != info.sha256:
+                check.kill()
+                raise CheckFailed(
+                    f"{info.uri} does not match its recorded checksum ({seen} bytes, SHA-256 {digest.hexdigest()};"
+                    f" recorded {info.recorded_size} bytes, {info.sha256})",
+                    hint="the object was changed or damaged in storage: do not rely on it; take a new backup",
+                )
+            check.conclude(info.uri)
+        except ToolError as exc:  # the bytes are the recorded ones, and they are not a readable archive
+            bound.check()
+            raise CheckFailed(exc.message, hint="the backup is unusable: take a new one") from None
+        finally:
+            bound.unwatch(check.child, bound.consequence)
     restored_into = _scratch_restore(config, env, info.uri, scratch_url) if scratch_url else None
     return VerifyResult(
         uri=info.uri,

@@ -36,12 +36,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from safemig.backup import tablespaces as spaces
 from safemig.backup import toc as tocs
+from safemig.backup.fetch import Download, RestoreBound, kill_tree
 from safemig.backup.pgdump import (
     Binary,
     ChildProcess,
@@ -53,8 +55,16 @@ from safemig.backup.pgdump import (
 )
 from safemig.backup.progress import transfer_progress
 from safemig.backup.settings import BackupSettings, load_settings
-from safemig.backup.store import BackupInfo, head_backup, list_env_backups, make_client, parse_uri
-from safemig.backup.verify import iter_object, list_archive, read_toc, toc_from_head
+from safemig.backup.store import (
+    BackupInfo,
+    backup_info,
+    head_backup,
+    list_env_backups,
+    make_client,
+    parse_uri,
+    read_manifest,
+)
+from safemig.backup.verify import toc_from_head
 from safemig.config import Config
 from safemig.errors import CheckFailed, DatabaseError, ToolError, UsageError
 
@@ -130,6 +140,7 @@ class RestoreResult:
     tablespaces_omitted: tuple[str, ...] = ()  # missing on the target: restored into its default tablespace
     prepare_s: float = 0.0  # finding the backup, checking the target, reading the TOC
     download_s: float = 0.0  # the verified local copy (spool mode), before pg_restore starts
+    timeline: dict[str, float] = field(default_factory=dict)  # phase -> seconds since the call
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +159,7 @@ class RestoreResult:
             "tablespaces_omitted": list(self.tablespaces_omitted),
             "prepare_s": round(self.prepare_s, 3),
             "download_s": round(self.download_s, 3),
+            "timeline": dict(self.timeline),
         }
 
 
@@ -235,7 +247,8 @@ def restore_backup(
 ) -> RestoreResult:
     """Restore ``source`` (``latest`` or ``s3://...``) into ``target_url``'s database.
 
-    ``jobs``: pg_restore's parallel jobs (more than 1 restores from a verified local copy).
+    ``jobs``: pg_restore's parallel jobs (more than 1 restores from a verified local copy, unless
+    the archive's TOC shows they cannot run anything side by side: then it streams, in one job).
     ``no_owner`` / ``no_privileges``: pg_restore's ``--no-owner`` / ``--no-privileges``, for a
     target without the backup's roles. ``select`` receives the archive's ``pg_restore -l``
     lines and returns those to restore (kept in the archive's order, passed with ``-L``).
@@ -254,7 +267,12 @@ def restore_backup(
     Refuses (exit 1) an object without a recorded checksum, a non-empty target without
     ``clean``, and any byte stream whose size or SHA-256 differs from the recorded ones; in
     every refusal nothing is committed, except with ``verify_before_commit=False``, where the
-    target may hold part of the restore and must be dropped.
+    target may hold part of the restore and must be dropped. ``backup.stall_timeout`` without
+    progress on the download or in pg_restore stops it (exit 3, :class:`RestoreStalled`).
+
+    One GET serves everything: its headers describe the object (no HEAD), the TOC is read from
+    its first bytes, and the rest follows into pg_restore or the local copy. The target's
+    checks and the manifest's read run beside it.
     """
     from safemig.db import describe
 
@@ -262,10 +280,101 @@ def restore_backup(
     if jobs < 1:
         raise UsageError(f"--jobs must be 1 or more, not {jobs}", hint="e.g. --jobs 4")
     settings = load_settings(config)
-    client = make_client(settings)
-    info = resolve_source(client, config, env, source)
+    with RestoreBound(settings.stall_timeout, f"restoring into {describe(target_url)}", target_url) as bound:
+        # `pg_restore --version` of the first candidate, beside S3's requests (the archive's version is not known yet)
+        first = bound.submit(lambda: pick_binary("pg_restore", 0, settings.pg_bin_dir, purpose="read the archive"))
+        client = make_client(settings)
+        download, manifest = _start(client, config, env, source, bound)
+        # psycopg's import and the target's queries while S3 answers: started after the GET, since
+        # Python runs one thread at a time and the GET is the longer way to the first restored byte
+        checking = bound.submit(lambda: _target_state(target_url))
+        try:
+            info = backup_info(download.bucket, download.key, download.headers(), bound.result(manifest))
+            return _restore(
+                client,
+                info,
+                download,
+                checking,
+                first,
+                bound,
+                settings,
+                target_url,
+                began,
+                clean=clean,
+                progress=progress,
+                jobs=jobs,
+                select=select,
+                create_roles=create_roles,
+                verify_before_commit=verify_before_commit,
+                no_owner=no_owner,
+                no_privileges=no_privileges,
+                tablespaces=tablespaces,
+                tablespace_locations=tablespace_locations,
+            )
+        finally:
+            download.close()
+
+
+def _start(
+    client: Any, config: Config, env: str, source: str, bound: RestoreBound
+) -> tuple[Download, Future[dict[str, Any] | None]]:
+    """The object's GET, under way, and its manifest (being read beside it for an ``s3://`` URI).
+
+    The GET's own headers (size, ETag, version) are what is compared with the manifest, so the
+    bytes restored are those of the object described; no HEAD is needed.
+    """
+    manifest: Future[dict[str, Any] | None]
+    if source == "latest":
+        found = bound.result(bound.submit(lambda: resolve_source(client, config, env, source)))
+        download = Download(client, found.bucket, found.key, "restoring", bound)
+        manifest = Future()
+        manifest.set_result(found.manifest)
+    else:
+        bucket, key = parse_uri(source)
+        download = Download(client, bucket, key, "restoring", bound)
+        manifest = bound.submit(lambda: read_manifest(client, bucket, key))
+    return download, manifest
+
+
+def _restore(
+    client: Any,
+    info: BackupInfo,
+    download: Download,
+    checking: Future[_Target],
+    first: Future[Binary],
+    bound: RestoreBound,
+    settings: BackupSettings,
+    target_url: str,
+    began: float,
+    *,
+    clean: bool,
+    progress: bool,
+    jobs: int,
+    select: tocs.Select | None,
+    create_roles: bool,
+    verify_before_commit: bool,
+    no_owner: bool,
+    no_privileges: bool,
+    tablespaces: str,
+    tablespace_locations: Mapping[str, str] | None,
+) -> RestoreResult:
+    from safemig.db import describe
+
+    bound.mark("object described")
     check_restorable(info)
-    target = _target_state(target_url)
+    bound.what = f"the download of {info.uri} or pg_restore into {describe(target_url)}"
+    dump_version = info.metadata.get("pg-dump-version", "")
+    pg_restore = bound.result(first)  # pick_binary's first choice for any version ...
+    if pg_restore.major < _major(dump_version):  # ... and the full search only when it is too old
+        pg_restore = pick_binary(
+            "pg_restore", _major(dump_version), settings.pg_bin_dir, purpose=f"read a pg_dump {dump_version} archive"
+        )
+    chunks = _checked_chunks(iter(download), info, _NOTHING_RESTORED if verify_before_commit else _DROP_TARGET)
+    head: list[bytes] = []  # the chunks the TOC was read from: fed to pg_restore (or the local copy) first
+    toc = toc_from_head(chunks, pg_restore, info.uri, head)
+    bound.mark("toc read")
+    target = bound.result(checking)
+    bound.mark("target checked")
     if target.objects and not clean:
         raise CheckFailed(
             f"target database {target.database} at {describe(target_url)} is not empty"
@@ -273,64 +382,43 @@ def restore_backup(
             hint="restore into a fresh database (createdb NAME), or pass --clean --confirm-clean to drop and replace"
             " what the backup contains",
         )
-    dump_version = info.metadata.get("pg-dump-version", "")
-    pg_restore = pick_binary(
-        "pg_restore", _major(dump_version), settings.pg_bin_dir, purpose=f"read a pg_dump {dump_version} archive"
+    placement = bound.result(
+        bound.submit(
+            lambda: spaces.plan_placement(
+                client,
+                info,
+                pg_restore,
+                target_url,
+                policy=tablespaces,
+                locations=tablespace_locations,
+                create_roles=create_roles,
+                no_owner=no_owner,
+                no_privileges=no_privileges,
+                head=head,
+            )
+        )
     )
-    placement = spaces.plan_placement(
-        client,
-        info,
-        pg_restore,
-        target_url,
-        policy=tablespaces,
-        locations=tablespace_locations,
-        create_roles=create_roles,
-        no_owner=no_owner,
-        no_privileges=no_privileges,
-    )
-    mode = "spool"
-    toc: list[str] = []
-    opened: Generator[bytes, None, None] | None = None  # verify_before_commit=False: the GET the TOC was read from ...
-    head: list[bytes] = []  # ... and the chunks it took, fed to pg_restore first
-    if jobs == 1:  # one transaction from the stream, if the TOC says it fits; else the local copy
-        if verify_before_commit:
-            toc = read_toc(client, info.bucket, info.key, pg_restore)
-        else:
-            opened = _checked_chunks(client, info, "restoring", _DROP_TARGET)
-            try:
-                toc = toc_from_head(opened, pg_restore, info.uri, head)
-            except BaseException:
-                opened.close()
-                raise
-        chosen = _choose(toc, select, clean)
-        if not _drops_data(toc, chosen) and tocs.lock_slots(chosen) <= target.lock_slots * _LOCK_SHARE:
-            mode = "stream"
-        elif not verify_before_commit:
-            mode = "stream-verify-after"
-    if opened is not None and mode != "stream-verify-after":
-        opened.close()  # the one-transaction stream opens its own download, from the start
-        opened = None
-
+    mode = _mode(toc, _choose(toc, select, clean), target, jobs, verify_before_commit)
     roles: list[str] = []
     if create_roles:
         from safemig.backup.roles import create_missing_roles
 
-        roles = create_missing_roles(client, info, target_url)
+        roles = bound.result(bound.submit(lambda: create_missing_roles(client, info, target_url)))
     created: list[str] = []
     prepared = time.monotonic() - began
     started = time.monotonic()
+    bound.mark("restore started")
     try:
         created = spaces.create_tablespaces(target_url, placement)
         size, download_s, entries = _run_restore(
-            client,
             info,
             settings,
             pg_restore,
             target,
             target_url,
-            stream_toc=toc if mode != "spool" else None,
-            streamed_chunks=itertools.chain(head, opened) if opened is not None else None,
-            single_transaction=mode == "stream",
+            toc=toc,
+            chunks=itertools.chain(head, chunks),
+            mode=mode,
             select=select,
             clean=clean,
             options=(["--no-owner"] if no_owner else [])
@@ -338,10 +426,9 @@ def restore_backup(
             + list(placement.options),
             jobs=jobs,
             progress=progress,
+            bound=bound,
         )
     except BaseException:
-        if opened is not None:
-            opened.close()
         spaces.drop_tablespaces(target_url, created)  # empty unless a restore that was not one transaction failed
         if roles:
             from safemig.backup.roles import drop_roles
@@ -357,14 +444,28 @@ def restore_backup(
         duration_s=time.monotonic() - started,
         cleaned=clean,
         mode=mode,
-        jobs=jobs,
+        jobs=jobs if mode == "spool" else 1,
         entries=entries,
         roles_created=tuple(roles),
         tablespaces_created=tuple(created),
         tablespaces_omitted=placement.omitted,
         prepare_s=prepared,
         download_s=download_s,
+        timeline={**bound.timeline, "done": round(time.monotonic() - began, 3)},
     )
+
+
+def _mode(toc: list[str], chosen: list[str], target: _Target, jobs: int, verify_before_commit: bool) -> str:
+    """``stream`` when one transaction can hold the restore, every data block is wanted, and ``-j``
+    would not run anything side by side (``jobs`` 1, or the TOC has a single piece of heavy work
+    per phase: then the download overlaps the restore instead of preceding it); else ``spool``,
+    or ``stream-verify-after`` for a caller that drops the target on failure."""
+    fits = not _drops_data(toc, chosen) and tocs.lock_slots(chosen) <= target.lock_slots * _LOCK_SHARE
+    if fits and (jobs == 1 or not tocs.parallel_work(chosen)):
+        return "stream"
+    if jobs == 1 and not verify_before_commit:
+        return "stream-verify-after"
+    return "spool"
 
 
 def _choose(toc: list[str], select: tocs.Select | None, clean: bool) -> list[str]:
@@ -379,66 +480,63 @@ def _drops_data(toc: list[str], chosen: list[str]) -> bool:
 
 
 def _run_restore(
-    client: Any,
     info: BackupInfo,
     settings: BackupSettings,
     pg_restore: Binary,
     target: _Target,
     target_url: str,
     *,
-    stream_toc: list[str] | None,
-    single_transaction: bool,
-    streamed_chunks: Iterator[bytes] | None,
+    toc: list[str],
+    chunks: Iterator[bytes],
+    mode: str,
     select: tocs.Select | None,
     clean: bool,
     options: list[str],
     jobs: int,
     progress: bool,
+    bound: RestoreBound,
 ) -> tuple[int, float, int]:
     """(bytes restored, seconds spent on the verified local copy before pg_restore started, TOC entries).
 
-    ``stream_toc``: the TOC read from the stream's start when the restore is streamed (in one
-    transaction, the last chunk held back, if ``single_transaction``; else checked after);
-    ``None`` for the verified local copy, whose own TOC is read.
+    ``toc``: read from the head of ``chunks`` (the object from its first byte), which are the
+    bytes then streamed into pg_restore or written to the local copy and hashed: the list given
+    to pg_restore describes exactly the bytes verified.
     """
+    from psycopg.conninfo import make_conninfo
+
     conninfo, password = conninfo_without_password(target_url)
+    # pg_restore's sessions carry the bound's name: its progress probe and its stop find them
+    conninfo = make_conninfo(conninfo, application_name=bound.application_name)
     where = f"restoring into {target.database}"
     with tempfile.TemporaryDirectory(prefix="safemig-restore-", dir=settings.spool_dir) as workdir:
-
-        def args_for(toc: list[str]) -> tuple[list[str], int]:
-            chosen = _choose(toc, select, clean)
-            args = [pg_restore.path, "--exit-on-error", "--no-password", *options]
-            if chosen != toc:
-                list_file = Path(workdir) / "restore.list"
-                list_file.write_text("\n".join(chosen) + "\n")
-                args.append(f"--use-list={list_file}")
-            if clean:
-                args += ["--clean", "--if-exists"]
-            return [*args, f"--dbname={conninfo}"], len(chosen)
-
-        if stream_toc is not None:  # fed from S3
-            args, entries = args_for(stream_toc)
-            if single_transaction:
-                return (*_restore_streamed(client, info, args, password, where, progress), entries)
-            assert streamed_chunks is not None  # opened by restore_backup for this mode
-            return _restore_streamed_verify_after(streamed_chunks, info, args, password, where, progress), 0.0, entries
-        spool, seen, downloaded = _download_verified(client, info, progress, Path(workdir))
-        args, entries = args_for(list_archive(pg_restore, spool))  # the TOC of the verified copy
-        _restore_file(args, spool, password, where, jobs)
-        return seen, downloaded, entries
+        chosen = _choose(toc, select, clean)
+        args = [pg_restore.path, "--exit-on-error", "--no-password", *options]
+        if chosen != toc:
+            list_file = Path(workdir) / "restore.list"
+            list_file.write_text("\n".join(chosen) + "\n")
+            args.append(f"--use-list={list_file}")
+        if clean:
+            args += ["--clean", "--if-exists"]
+        args.append(f"--dbname={conninfo}")
+        if mode == "stream":
+            return _restore_streamed(chunks, info, args, password, where, progress, bound), 0.0, len(chosen)
+        if mode == "stream-verify-after":
+            seen = _restore_streamed_verify_after(chunks, info, args, password, where, progress, bound)
+            return seen, 0.0, len(chosen)
+        spool, seen, downloaded = _download_verified(chunks, info, progress, Path(workdir), bound)
+        _restore_file(args, spool, password, where, jobs, bound)
+        return seen, downloaded, len(chosen)
 
 
 _NOTHING_RESTORED = "nothing was restored"
 _DROP_TARGET = "the target was restored into before the checksum was known and must be dropped"
 
 
-def _checked_chunks(
-    client: Any, info: BackupInfo, action: str, consequence: str = _NOTHING_RESTORED
-) -> Generator[bytes, None, None]:
-    """The object's bytes; raises :class:`CheckFailed` as soon as more than the recorded size arrives."""
+def _checked_chunks(chunks: Iterator[bytes], info: BackupInfo, consequence: str) -> Generator[bytes, None, None]:
+    """``chunks``; raises :class:`CheckFailed` as soon as more than the recorded size arrives."""
     limit = info.recorded_size if info.recorded_size is not None else info.size
     seen = 0
-    for chunk in iter_object(client, info.bucket, info.key, action):
+    for chunk in chunks:
         seen += len(chunk)
         if seen > limit:
             raise CheckFailed(
@@ -459,15 +557,25 @@ def _mismatch(info: BackupInfo, seen: int, digest: str, consequence: str = _NOTH
 
 
 def _restore_streamed(
-    client: Any, info: BackupInfo, args: list[str], password: str | None, where: str, progress: bool
-) -> tuple[int, float]:
-    """One transaction, fed from S3; the last chunk goes in only once the whole object hashed right."""
+    chunks: Iterator[bytes],
+    info: BackupInfo,
+    args: list[str],
+    password: str | None,
+    where: str,
+    progress: bool,
+    bound: RestoreBound,
+) -> int:
+    """One transaction, fed from S3; the last chunk goes in only once the whole object hashed right.
+
+    Returns the bytes read.
+    """
     restorer = ChildProcess([*args, "--single-transaction"], env=child_env(password), stdin=-1)
+    enlarge_pipe(restorer.stdin.fileno())
+    bound.watch(restorer, "pg_restore was stopped and its single transaction rolled back: nothing was restored")
     digest = hashlib.sha256()
     seen = 0
     held: bytes | None = None
     failed = False  # pg_restore stopped reading: go on hashing, to tell damage (1) from its own failure (3)
-    chunks = _checked_chunks(client, info, "restoring")
     try:
         with transfer_progress(f"s3 -> pg_restore ({where})", progress) as advance:
             for chunk in chunks:
@@ -475,32 +583,42 @@ def _restore_streamed(
                 seen += len(chunk)
                 advance(len(chunk))
                 if held is not None and not failed:
-                    failed = not _feed(restorer, held)
+                    failed = not _feed(restorer, held, bound)
                 held = chunk
+        bound.mark("last byte read")
         if digest.hexdigest() != info.sha256 or (info.recorded_size is not None and seen != info.recorded_size):
             raise _mismatch(info, seen, digest.hexdigest())
         if held is not None and not failed:
-            failed = not _feed(restorer, held)
+            failed = not _feed(restorer, held, bound)
         if not failed:
             try:
                 restorer.stdin.close()
             except BrokenPipeError:
                 pass
+        problem = restorer.failure(where)
     except BaseException:
         restorer.kill()  # its transaction was never committed: the target is untouched
         raise
-    problem = restorer.failure(where)
+    finally:
+        bound.unwatch(restorer)
     if problem:
+        bound.check()  # stopped by the stall bound: that is the failure to report (exit 0 is a commit, whatever)
         raise ToolError(
             problem,
             hint="the object's checksum matched; pg_restore ran in a single transaction, so nothing was restored:"
             " fix the cause and retry",
         )
-    return seen, 0.0
+    return seen
 
 
 def _restore_streamed_verify_after(
-    chunks: Iterator[bytes], info: BackupInfo, args: list[str], password: str | None, where: str, progress: bool
+    chunks: Iterator[bytes],
+    info: BackupInfo,
+    args: list[str],
+    password: str | None,
+    where: str,
+    progress: bool,
+    bound: RestoreBound,
 ) -> int:
     """Fed from S3 into one pg_restore that commits as it goes; the checksum is checked afterwards.
 
@@ -513,6 +631,7 @@ def _restore_streamed_verify_after(
     expected = info.recorded_size if info.recorded_size is not None else info.size
     restorer = ChildProcess(args, env=child_env(password), stdin=-1)
     enlarge_pipe(restorer.stdin.fileno())
+    bound.watch(restorer, f"pg_restore was stopped; {_DROP_TARGET}")
     digest = hashlib.sha256()
     seen = 0
     reading = True  # pg_restore still reads its stdin
@@ -523,7 +642,7 @@ def _restore_streamed_verify_after(
                 seen += len(chunk)
                 advance(len(chunk))
                 if reading:
-                    reading = _feed(restorer, chunk)
+                    reading = _feed(restorer, chunk, bound)
         if reading:
             try:
                 restorer.stdin.close()
@@ -533,6 +652,10 @@ def _restore_streamed_verify_after(
     except BaseException:
         restorer.kill()
         raise
+    finally:
+        bound.unwatch(restorer, _DROP_TARGET)
+    if problem:
+        bound.check()
     if digest.hexdigest() != info.sha256 or seen != expected:
         raise _mismatch(info, seen, digest.hexdigest(), _DROP_TARGET)
     if problem:
@@ -544,11 +667,11 @@ def _restore_streamed_verify_after(
     return seen
 
 
-def _download_verified(client: Any, info: BackupInfo, progress: bool, workdir: Path) -> tuple[Path, int, float]:
-    """Download to a private file, hashing exactly the bytes written; refuse it unless it matches.
-
-    Returns the file, its size and the seconds it took.
-    """
+def _download_verified(
+    chunks: Iterator[bytes], info: BackupInfo, progress: bool, workdir: Path, bound: RestoreBound
+) -> tuple[Path, int, float]:
+    """Write ``chunks`` (the object) to a private file, hashing exactly the bytes written; refuse it
+    unless it matches. Returns the file, its size and the seconds it took."""
     expected = info.recorded_size if info.recorded_size is not None else info.size
     free = shutil.disk_usage(workdir).free
     if free < expected + _SPOOL_MARGIN:
@@ -564,25 +687,36 @@ def _download_verified(client: Any, info: BackupInfo, progress: bool, workdir: P
     fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb", buffering=0) as out:
         with transfer_progress(f"s3 -> {spool}", progress) as advance:
-            for chunk in _checked_chunks(client, info, "downloading"):
+            for chunk in chunks:
                 write_all(out, chunk)
                 digest.update(chunk)
                 seen += len(chunk)
                 advance(len(chunk))
     if digest.hexdigest() != info.sha256 or seen != expected:
         raise _mismatch(info, seen, digest.hexdigest())
+    bound.mark("local copy verified")
     return spool, seen, time.monotonic() - started
 
 
-def _restore_file(args: list[str], spool: Path, password: str | None, where: str, jobs: int) -> None:
+def _restore_file(
+    args: list[str], spool: Path, password: str | None, where: str, jobs: int, bound: RestoreBound
+) -> None:
     """``pg_restore [-j N]`` from the verified local copy (not one transaction: it did not fit, or -j)."""
     restorer = ChildProcess([*args, f"--jobs={jobs}", str(spool)], env=child_env(password))
+    bound.watch(
+        restorer,
+        "pg_restore was stopped; this restore was not one transaction, so the target may hold part of the backup:"
+        " drop and recreate it (or restore with --clean --confirm-clean)",
+    )
     try:
         problem = restorer.failure(where)
     except BaseException:
-        restorer.kill()
+        kill_tree(restorer)
         raise
+    finally:
+        bound.unwatch(restorer)
     if problem:
+        bound.check()
         raise ToolError(
             problem,
             hint="the object's checksum matched, but this restore was not one transaction: the target may hold part"
@@ -590,13 +724,14 @@ def _restore_file(args: list[str], spool: Path, password: str | None, where: str
         )
 
 
-def _feed(restorer: ChildProcess, chunk: bytes) -> bool:
+def _feed(restorer: ChildProcess, chunk: bytes, bound: RestoreBound) -> bool:
     """Write ``chunk`` into pg_restore; ``False`` if it stopped reading (it failed, or never needed more)."""
     try:
         write_all(restorer.stdin, chunk)
-        return True
     except (BrokenPipeError, ValueError):
         return False
+    bound.beat()
+    return True
 
 
 def _major(version: str) -> int:

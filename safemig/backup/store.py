@@ -277,6 +277,12 @@ def _info(bucket: str, key: str, head: dict[str, Any], manifest: dict[str, Any] 
     )
 
 
+def backup_info(bucket: str, key: str, response: dict[str, Any], manifest: dict[str, Any] | None) -> BackupInfo:
+    """Describe a backup from a GetObject's response headers (the same fields as HeadObject's) and its
+    manifest: the restore reads both at once instead of a HEAD before the GET."""
+    return _info(bucket, key, response, manifest)
+
+
 def read_manifest(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
     """The dump's manifest, or ``None`` when there is none (the backup was never verified)."""
     from botocore.exceptions import BotoCoreError, ClientError

@@ -130,3 +130,21 @@ def order_for_clean(toc: list[str]) -> list[str]:
 def lock_slots(toc: Iterable[str]) -> int:
     """A generous estimate of the lock-table slots a single-transaction restore of ``toc`` needs."""
     return sum(_LOCKING.get(desc(line), 0) for line in toc)
+
+
+# What pg_restore -j runs side by side: the data of different tables, then the index and
+# constraint builds (and materialized view refreshes) once their tables are loaded.
+_DATA_WORK = {"TABLE DATA", "BLOBS", "BLOB", "LARGE OBJECT"}
+_POST_WORK = {"INDEX", "CONSTRAINT", "FK CONSTRAINT", "MATERIALIZED VIEW DATA"}
+
+
+def parallel_work(toc: Iterable[str]) -> bool:
+    """Whether ``pg_restore -j N`` could run two pieces of heavy work at once for ``toc``.
+
+    Not with a single data entry and at most one index or constraint (one big table, say): the
+    jobs would wait for each other, and a stream that overlaps the download with the restore
+    beats a local copy downloaded first. The TOC of a streamed archive has no data sizes, so
+    two entries of any size count.
+    """
+    kinds = [desc(line) for line in toc]
+    return sum(k in _DATA_WORK for k in kinds) >= 2 or sum(k in _POST_WORK for k in kinds) >= 2

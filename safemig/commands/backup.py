@@ -256,7 +256,8 @@ def restore_command(
             "--jobs",
             "-j",
             min=1,
-            help="pg_restore parallel jobs; above 1 the object is first downloaded and verified (disk: its size).",
+            help="pg_restore parallel jobs; above 1 the object is first downloaded and verified (disk: its size),"
+            " unless the archive has no work to run side by side (then it streams).",
         ),
     ] = 1,
     no_owner: Annotated[
@@ -354,11 +355,11 @@ def restore_command(
         output.print_json(result.as_dict())
         return
     output.success(f"restored {result.uri} into {result.database} ({result.target})")
-    how = (
-        "streamed in one transaction"
-        if result.mode == "stream"
-        else f"verified local copy, pg_restore -j {result.jobs}"
-    )
+    how = {
+        "stream": "streamed in one transaction"
+        + (f"; --jobs {jobs} would run nothing side by side in this archive" if jobs > 1 else ""),
+        "spool": f"verified local copy, pg_restore -j {result.jobs}",
+    }.get(result.mode, result.mode)
     output.echo(f"  {human_size(result.size)} in {result.duration_s:.1f}s ({how}), sha256 {result.sha256} verified")
     if result.roles_created:
         output.echo(f"  roles created: {', '.join(result.roles_created)}")

@@ -28,10 +28,12 @@ class FreezingProxy:
     """A TCP proxy on 127.0.0.1 in front of moto that can freeze: it keeps every connection
     open (and accepts new ones) but stops passing bytes, like an S3 endpoint that hangs."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, pace_s: float = 0.0) -> None:
         self.upstream_port = upstream_port
+        self.pace_s = pace_s  # a pause after every 64 KiB towards the client: a slower link (~64 KiB / pace_s)
         self.frozen = threading.Event()
         self.forwarded = 0  # bytes client -> upstream
+        self.returned = 0  # bytes upstream -> client (a download's)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._closed = False
@@ -60,6 +62,10 @@ class FreezingProxy:
                 dst.sendall(data)
                 if outbound:
                     self.forwarded += len(data)
+                else:
+                    self.returned += len(data)
+                    if self.pace_s:
+                        time.sleep(self.pace_s)
         except OSError:
             pass
         finally:

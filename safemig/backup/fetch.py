@@ -1,0 +1,323 @@
+"""The restore side's download and its stall bound: no S3 or pg_restore that stops can hang a restore.
+
+* :class:`Download` - one ``GetObject`` read by a daemon thread into a short queue. The
+  caller waits for chunks in ticks, so a frozen S3 (a socket that stays open and silent)
+  cannot pin it for botocore's read timeout times its retries, and an abandoned read does
+  not keep the process alive at exit (``concurrent.futures`` would join such a thread).
+* :class:`RestoreBound` - ``backup.stall_timeout`` for the restore, like the backup's: a
+  :class:`~safemig.backup.watchdog.Watchdog` fed by every chunk from S3, every chunk
+  pg_restore accepted, and, while pg_restore works without reading from us (its indexes, a
+  restore from the local copy), a probe of its progress (see :meth:`RestoreBound._probe`).
+  When nothing moved for that long it stops pg_restore (and its ``-j`` workers) and ends its
+  sessions on the server; the waiting thread then raises :class:`RestoreStalled` (exit 3).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from safemig.backup.pgdump import ChildProcess
+from safemig.backup.store import storage_error
+from safemig.backup.watchdog import DaemonPool, Watchdog, run_bounded
+from safemig.errors import ExternalError, SafemigError
+
+CHUNK = 1024 * 1024
+_AHEAD = 8  # chunks read ahead of the consumer (8 MiB)
+_END = object()
+T = TypeVar("T")
+# pg_restore's sessions that are working: active and not waiting for a lock another session
+# holds, nor for pg_restore itself (which then reads nothing from us either).
+_SESSIONS = """
+SELECT count(*) FILTER (WHERE state = 'active' AND coalesce(wait_event_type, '') NOT IN ('Lock', 'Client'))
+FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()
+"""
+
+
+class RestoreStalled(ExternalError):
+    """No progress on the download or in pg_restore for ``backup.stall_timeout`` (exit 3)."""
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}min"
+    return f"{seconds:g}s"
+
+
+class RestoreBound:
+    """The stall bound of one restore (or verification): what moves, and what to stop when nothing does.
+
+    ``target_url``: the database pg_restore restores into (its sessions are probed and, on a
+    stall, ended); ``None`` when no restore runs (``backups verify``'s archive read).
+    """
+
+    def __init__(self, timeout: float, what: str, target_url: str | None = None) -> None:
+        self.what = what
+        self.timeout = timeout
+        self.target_url = target_url
+        self.application_name = f"safemig-restore-{os.urandom(6).hex()}"
+        self.consequence = "nothing was restored"
+        self._children: list[ChildProcess] = []
+        self._watchdog = Watchdog(timeout, self._stop)
+        self._io: dict[int, int] = {}
+        self._monitor: Any = None  # a connection to the target, opened on the first probe that needs it
+        self._probing = threading.Event()
+        self._done = threading.Event()
+        self._began = time.monotonic()
+        self.timeline: dict[str, float] = {}  # phase -> seconds since the bound was made (bench, --json)
+
+    def mark(self, phase: str) -> None:
+        self.timeline.setdefault(phase, round(time.monotonic() - self._began, 3))
+
+    def __enter__(self) -> RestoreBound:
+        self._watchdog.__enter__()
+        self._prober = threading.Thread(target=self._probe_loop, name="restore-probe", daemon=True)
+        self._prober.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._watchdog.__exit__()
+        # its connection to the target closes before the caller goes on (a DROP DATABASE without
+        # FORCE right after a restore must not see it); bounded, in case that server froze
+        self._prober.join(timeout=2.0)
+
+    @property
+    def tick(self) -> float:
+        return self._watchdog.tick
+
+    @property
+    def stalled(self) -> bool:
+        return self._watchdog.stalled.is_set()
+
+    def beat(self) -> None:
+        self._watchdog.beat()
+
+    def watch(self, child: ChildProcess, consequence: str) -> None:
+        """``child`` (pg_restore) is stopped on a stall; ``consequence`` is what the error then says."""
+        self._children.append(child)
+        self.consequence = consequence
+        self._probing.set()
+
+    def unwatch(self, child: ChildProcess, consequence: str = "nothing was restored") -> None:
+        if child in self._children:
+            self._children.remove(child)
+        self.consequence = consequence
+        if not self._children:
+            self._probing.clear()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` in a daemon thread (a frozen server cannot pin the process); see :meth:`result`."""
+        pool = DaemonPool(1, "restore-step")
+        future = pool.submit(fn)
+        pool.shutdown()
+        return future
+
+    def result(self, future: Future[T]) -> T:
+        """``future``'s result, waited for in ticks that a stall interrupts."""
+        return self._watchdog.wait(future, self.check)
+
+    def check(self) -> None:
+        """Raise :class:`RestoreStalled` once the watchdog fired."""
+        if self.stalled:
+            raise self.error()
+
+    def error(self) -> RestoreStalled:
+        return RestoreStalled(
+            f"no progress for {format_duration(self.timeout)} on {self.what} (backup.stall_timeout):"
+            f" {self.consequence}",
+            hint="check S3's reachability and the target server (a lock held by another session stops pg_restore);"
+            " raise backup.stall_timeout for a slow link",
+        )
+
+    def _stop(self) -> None:
+        """The stall: pg_restore and its workers go, then their sessions on the server (bounded)."""
+        for child in list(self._children):
+            kill_tree(child)
+        if self.target_url and self._children:
+            run_bounded(self._terminate_sessions, min(10.0, self.timeout))
+
+    def _terminate_sessions(self) -> None:
+        """A killed pg_restore's session may still run a statement (an index build) until it next
+        writes to the client: end it, so its transaction is rolled back now."""
+        import psycopg
+
+        from safemig.db import connect
+
+        try:
+            url = self.target_url or ""
+            with connect(url, autocommit=True, application_name="safemig restore", connect_timeout=5) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                    (self.application_name,),
+                )
+        except (psycopg.Error, SafemigError):
+            pass  # best effort: the session also ends once it notices its client is gone
+
+    def _probe_loop(self) -> None:
+        while not self._done.wait(self.tick):
+            if not self._probing.is_set():
+                continue
+            if self.target_url and self._monitor is None:
+                self._sessions_working()  # connect now, not first when pg_restore went quiet
+            if self._probe():
+                self.beat()
+        if self._monitor is not None:
+            try:
+                self._monitor.close()
+            except Exception:  # noqa: BLE001 - closing a connection at the end; nothing to report
+                pass
+
+    def _probe(self) -> bool:
+        """Did pg_restore move since the last tick: bytes read or written by it or its workers
+        (``/proc/PID/io``), or one of its sessions working on the server (not waiting for a lock
+        or for pg_restore)? A probe that cannot tell counts as no progress."""
+        moved = False
+        for child in list(self._children):
+            for pid in _tree(child.proc.pid):
+                total = _io_bytes(pid)
+                if total is not None and total != self._io.get(pid):
+                    self._io[pid] = total
+                    moved = True
+        if moved or not self.target_url:
+            return moved
+        return self._sessions_working()
+
+    def _sessions_working(self) -> bool:
+        import psycopg
+
+        from safemig.db import connect
+
+        try:
+            if self._monitor is None:
+                self._monitor = connect(
+                    self.target_url or "",
+                    autocommit=True,
+                    application_name="safemig restore (progress)",
+                    connect_timeout=min(10.0, self.timeout),
+                )
+            row = self._monitor.execute(_SESSIONS, (self.application_name,)).fetchone()
+            return bool(row and row[0])
+        except (psycopg.Error, SafemigError):
+            self._monitor = None
+            return False
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (pg_restore -j forks its workers), from /proc."""
+    found = [pid]
+    for parent in found:
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        found += [int(c) for c in children if c.isdigit()]
+    return found
+
+
+def _io_bytes(pid: int) -> int | None:
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/io").read_text().splitlines() if ":" in line)
+        return int(fields["rchar"]) + int(fields["wchar"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def kill_tree(child: ChildProcess) -> None:
+    """SIGKILL ``child`` and its descendants (pg_restore -j's workers), then reap it."""
+    for pid in reversed(_tree(child.proc.pid)[1:]):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    child.kill()
+
+
+class Download:
+    """One ``GetObject``, read ahead by a daemon thread; iterate for the chunks (1 MiB).
+
+    :meth:`headers` is the response without its body (size, ETag, version, metadata). S3
+    failures become :class:`~safemig.errors.StorageError`; once ``bound`` stalled, waiting
+    raises :class:`RestoreStalled`. Every chunk received counts as progress.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, action: str, bound: RestoreBound) -> None:
+        self.bucket, self.key, self.action = bucket, key, action
+        self._bound = bound
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_AHEAD)
+        self._closed = threading.Event()
+        self._headers: dict[str, Any] | None = None
+        self._ended = False
+        threading.Thread(target=self._read, args=(client,), name="s3-get", daemon=True).start()
+
+    def _read(self, client: Any) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        body = None
+        try:
+            got = client.get_object(Bucket=self.bucket, Key=self.key)
+            body = got["Body"]
+            self._bound.beat()
+            self._put({k: v for k, v in got.items() if k != "Body"})
+            while not self._closed.is_set():
+                chunk = body.read(CHUNK)
+                self._bound.beat()
+                if not chunk:
+                    self._put(_END)
+                    return
+                self._put(chunk)
+        except (ClientError, BotoCoreError, OSError) as exc:  # a cut connection, a read timeout, a 404
+            self._put(storage_error(exc, self.action, self.bucket, self.key))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            self._put(exc)
+        finally:
+            if body is not None:
+                try:
+                    body.close()
+                except Exception:  # noqa: BLE001 - closing an abandoned response
+                    pass
+
+    def _put(self, item: Any) -> None:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _take(self) -> Any:
+        while True:
+            self._bound.check()
+            try:
+                item = self._queue.get(timeout=self._bound.tick)
+            except queue.Empty:
+                continue
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            return item
+
+    def headers(self) -> dict[str, Any]:
+        if self._headers is None:
+            self._headers = self._take()
+        return self._headers
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.headers()
+        while not self._ended:
+            item = self._take()
+            if item is _END:
+                self._ended = True
+                return
+            yield item
+
+    def close(self) -> None:
+        """Stop reading (the thread ends after its current read; a frozen one is abandoned)."""
+        self._closed.set()
