@@ -10,7 +10,9 @@ the env's own database change it directly; on a *protected* env (one that names 
 2. ask for the env's name to be typed on a terminal, and without a terminal need ``--yes``
    (a CI job that has not said so is refused, exit 2, before anything is contacted).
 
-``--database-url`` names no env and is never protected: the guard keys on the env named.
+``--database-url`` names no env and is never protected: the guard keys on the env named. A
+``restore --target-database-url`` that names the env's own database (:func:`same_database`)
+is guarded as the restore into it is.
 This module decides; it never prints. The caller passes ``ask`` (a prompt, or None when
 stdin is not a terminal: :func:`terminal_ask`) and shows the notes :func:`guard` returns.
 """
@@ -130,3 +132,41 @@ def guard_env(
     for note in guard(settings, action, yes=yes, override=override, ask=ask or terminal_ask()):
         warn(note)
     return is_protected(settings)
+
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
+
+
+def _address(url: str) -> tuple[str, str, str]:
+    """(host, port, database) of a libpq URL or conninfo, with libpq's environment defaults applied.
+
+    libpq's own parser (through psycopg) reads the URL, so percent-encoding, ``?host=`` and
+    multi-host lists are read as libpq reads them; a socket directory and the loopback names
+    count as one local host, since the guard must not be dodged by spelling ``localhost`` as
+    ``127.0.0.1``.
+    """
+    import os
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from safemig.pgurl import libpq_url
+
+    params = conninfo_to_dict(libpq_url(url))
+    host = str(params.get("host") or os.environ.get("PGHOST", ""))
+    host = "local" if host.startswith("/") or host in _LOCAL_HOSTS else host.lower()
+    port = str(params.get("port") or os.environ.get("PGPORT", "5432"))
+    user = str(params.get("user") or os.environ.get("PGUSER", ""))
+    dbname = str(params.get("dbname") or os.environ.get("PGDATABASE", "") or user)
+    return host, port, dbname
+
+
+def same_database(a: str, b: str) -> bool:
+    """Do two URLs name the same database (same host, port and database name, as libpq reads them)?
+
+    A false "no" would let a restore into a protected env's database skip its guard, so equal
+    addresses are judged the same whatever the user or the other parameters say.
+    """
+    try:
+        return _address(a) == _address(b)
+    except Exception:  # an unreadable URL: the connection will report it; never guess "different" silently
+        return a == b

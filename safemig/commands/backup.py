@@ -10,11 +10,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from safemig.commands.common import ConfigOption, DatabaseUrlOption, JsonOption, QuietOption, load
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safemig.config import Config
 
 RequiredEnvOption = Annotated[
     str, typer.Option("--env", "-e", help="Environment name from [envs.NAME] in the config.", show_default=False)
@@ -204,6 +207,21 @@ def backups_command(
         )
 
 
+def _into_own_database(config: Config, env: str, target_database_url: str | None) -> bool:
+    """Is the restore's target the env's own database (no ``--target-database-url``, or one naming it)?"""
+    if target_database_url is None:
+        return True
+    from safemig.config import resolve_database_url
+    from safemig.errors import ConfigError
+    from safemig.protect import same_database
+
+    try:
+        own = resolve_database_url(config, env=env)
+    except ConfigError:  # the env's URL is not set here (e.g. its variable): the target cannot be it by name
+        return False
+    return same_database(target_database_url, own)
+
+
 def restore_command(
     env: RequiredEnvOption,
     source: Annotated[
@@ -275,7 +293,7 @@ def restore_command(
         )
     config = load(config_path)
     target = target_database_url or resolve_database_url(config, env=env)
-    if target_database_url is None:  # into the env's own database: protected envs ask (safemig.protect)
+    if _into_own_database(config, env, target_database_url):  # protected envs ask (safemig.protect)
         from safemig.protect import Override, guard_env
 
         override = Override(outside_window, reason)

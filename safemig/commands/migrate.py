@@ -26,6 +26,7 @@ from safemig.commands.common import (
 if TYPE_CHECKING:  # pragma: no cover
     from safemig.config import Config
     from safemig.migrations.engine import ApplySettings, Observer
+    from safemig.migrations.operations import RunReport
     from safemig.migrations.operations import Source as MigrationSource
 
 TargetOption = Annotated[
@@ -381,18 +382,32 @@ def run_command(
     from safemig.migrations.files import display_path
 
     inv = _invocation(ctx, config, source, env)
-    _protect(inv, "apply pending migrations to", yes=yes, outside_window=outside_window, reason=reason, dry_run=dry_run)
-    report = operations.run(
-        inv.connection(database_url, connect_timeout, lock_wait),
-        inv.source,
-        target_version=target_version,
-        out_of_order=inv.out_of_order(allow_out_of_order),
-        ignore_missing=ignore_missing,
-        dry_run=dry_run,
-        settings=_settings(inv.config, inv.env, lock_timeout, statement_timeout, lock_retries),
-        observer=_observer(verbose, "Applying", "Applied"),
-        on_warning=_warn,
-    )
+
+    def run(dry: bool) -> RunReport:
+        return operations.run(
+            inv.connection(database_url, connect_timeout, lock_wait),
+            inv.source,
+            target_version=target_version,
+            out_of_order=inv.out_of_order(allow_out_of_order),
+            ignore_missing=ignore_missing,
+            dry_run=dry,
+            settings=_settings(inv.config, inv.env, lock_timeout, statement_timeout, lock_retries),
+            observer=_observer(verbose, "Applying", "Applied"),
+            on_warning=_warn,
+        )
+
+    action = "apply pending migrations to"
+    if not dry_run and _askable_protected(inv, yes):
+        # Nothing pending changes nothing: no prompt, no window. The preview takes no lock and
+        # writes nothing; the real run below plans again under the migration lock.
+        preview = run(True)
+        if not preview.plan:
+            _nothing_to_apply(preview)
+            return
+        versions = [m.version for m in preview.plan]
+        action = f"apply {len(versions)} pending migration{'' if len(versions) == 1 else 's'} ({_span(versions)}) to"
+    _protect(inv, action, yes=yes, outside_window=outside_window, reason=reason, dry_run=dry_run)
+    report = run(dry_run)
     if dry_run:
         for migration in report.plan:
             statements = parse(migration.sql, display_path(migration.path), no_transaction=migration.no_transaction)
@@ -405,14 +420,37 @@ def run_command(
         output.echo(f"Dry run: {len(report.plan)} migration(s) would be applied; nothing was changed.")
         return
     if not report.applied:
-        at = (
-            f"version {report.newest_applied}"
-            if report.newest_applied is not None
-            else "no version (nothing applied, no migrations pending)"
-        )
-        output.echo(f"Nothing to apply: the database is at {at}.")
+        _nothing_to_apply(report)
         return
     output.echo(f"{len(report.applied)} migration(s) applied; the database is at version {report.newest_applied}.")
+
+
+def _askable_protected(inv: _Invocation, yes: bool) -> bool:
+    """A protected ``--env`` that the guard would not refuse outright (``--yes``, or a terminal to ask on).
+
+    Without either, :func:`_protect` refuses before anything is contacted, so there is nothing to preview.
+    """
+    from safemig import protect
+
+    if not inv.env or not protect.is_protected(inv.config.env(inv.env)):
+        return False
+    return yes or protect.terminal_ask() is not None
+
+
+def _span(versions: list[int]) -> str:
+    """``version 4`` or ``versions 4-7`` for the confirmation's wording."""
+    return f"version {versions[0]}" if len(versions) == 1 else f"versions {versions[0]}-{versions[-1]}"
+
+
+def _nothing_to_apply(report: RunReport) -> None:
+    from safemig import output
+
+    at = (
+        f"version {report.newest_applied}"
+        if report.newest_applied is not None
+        else "no version (nothing applied, no migrations pending)"
+    )
+    output.echo(f"Nothing to apply: the database is at {at}.")
 
 
 def info_command(

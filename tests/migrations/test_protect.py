@@ -16,7 +16,7 @@ import pytest
 
 from safemig.config import load_config
 from safemig.errors import CheckFailed, UsageError
-from safemig.protect import Override, guard, is_protected
+from safemig.protect import Override, guard, is_protected, same_database
 from safemig.window import DAY_NAMES
 from tests.migrations.conftest import scalar
 
@@ -156,11 +156,26 @@ def test_on_a_terminal_the_env_name_must_be_typed(guarded, database_url, cli, mo
     shown = answer(monkeypatch, "prd")
     wrong = cli("migrate", "run", "--env", "prod", cwd=guarded.root)
     assert wrong.exit_code == 1 and "confirmation 'prd' is not 'prod'" in wrong.stderr
-    assert "Type the env's name (prod) to apply pending migrations to it" in shown[0]
+    assert "Type the env's name (prod) to apply 2 pending migrations (versions 1-2) to it" in shown[0]
     assert applied(database_url) == 0
     answer(monkeypatch, "vault")
     assert cli("migrate", "mark-applied", "1", "--reason", "made by hand", "--env", "vault", cwd=guarded.root).exit_code == 0
     assert applied(database_url) == 1 and scalar(database_url, "SELECT to_regclass('a') IS NULL")
+
+
+def test_with_nothing_pending_a_protected_run_neither_asks_nor_judges_the_window(guarded, database_url, cli, monkeypatch):
+    assert cli("migrate", "run", "--env", "prod", "--yes", "--target-version", "1", cwd=guarded.root).exit_code == 0
+    text = CONFIG.replace('staging = "staging"\n', f'staging = "staging"\nmaintenance_window = "{closed_window()}"\n')
+    (guarded.root / "safemig.toml").write_text(text)
+    shown = answer(monkeypatch, "prod")
+    one = cli("migrate", "run", "--env", "prod", "--outside-window", "--reason", "r", cwd=guarded.root)
+    assert one.exit_code == 0 and "Type the env's name (prod) to apply 1 pending migration (version 2) to it" in shown[0]
+    shown.clear()
+    for extra in ([], ["--yes"]):  # a closed window and nothing to change: no refusal, no prompt
+        again = cli("migrate", "run", "--env", "prod", *extra, cwd=guarded.root)
+        assert again.exit_code == 0 and "Nothing to apply: the database is at version 2." in again.stdout, again.output
+        assert "outside the maintenance window" not in again.output
+    assert shown == [] and applied(database_url) == 2
 
 
 def test_the_real_prompt_reads_the_terminal(guarded, database_url, cli, monkeypatch):
@@ -239,6 +254,11 @@ def test_restore_into_the_envs_own_database_is_protected_elsewhere_not(guarded, 
     assert cli("backup", "--env", "prod", cwd=guarded.root).exit_code == 0
     own = cli("restore", "--env", "prod", "--from", "latest", "--clean", "--confirm-clean", cwd=guarded.root)
     assert own.exit_code == 2 and "no terminal to confirm on: refusing to restore a backup into it" in own.stderr
+    # the env's own database named by another spelling of its URL is still its own database
+    spelled = database_url.replace("127.0.0.1", "localhost")
+    assert same_database(spelled, database_url) and not same_database(database_url_b, database_url)
+    aliased = cli("restore", "--env", "prod", "--from", "latest", "--target-database-url", spelled, cwd=guarded.root)
+    assert aliased.exit_code == 2 and "no terminal to confirm on: refusing to restore a backup into it" in aliased.stderr
     elsewhere = cli("restore", "--env", "prod", "--from", "latest", "--target-database-url", database_url_b, cwd=guarded.root)
     assert elsewhere.exit_code == 0, elsewhere.output
     assert "gated path" not in elsewhere.output
