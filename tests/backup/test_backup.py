@@ -6,6 +6,7 @@ as a subprocess with pg_dump streaming into moto's HTTP server.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -451,6 +452,7 @@ def test_each_binary_is_asked_its_version_once_per_process(project, database_url
     first = run_backup(config, "prod", database_url=database_url)
     second = run_backup(config, "prod", database_url=database_url)
     assert first.toc_entries == second.toc_entries > 0
+    assert gc.isenabled()  # paused only while the backup starts
     assert sorted(log.read_text().split()) == sorted(str(bin_dir / name) for name in ("pg_dump", "pg_dumpall", "pg_restore"))
 
 
