@@ -118,7 +118,9 @@ def _scratch_restore(config: Config, env: str, uri: str, server_url: str) -> str
     try:
         scratch = make_conninfo(server_url, dbname=name)
         try:
-            restore_backup(config, env, source=uri, target_url=scratch, no_owner=True, no_privileges=True)
+            restore_backup(
+                config, env, source=uri, target_url=scratch, no_owner=True, no_privileges=True, tablespaces="none"
+            )
         except ToolError as exc:
             raise CheckFailed(f"restoring {uri} into a scratch database failed: {exc.message}", hint=exc.hint) from None
     finally:

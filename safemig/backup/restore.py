@@ -35,11 +35,12 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safemig.backup import tablespaces as spaces
 from safemig.backup import toc as tocs
 from safemig.backup.pgdump import (
     Binary,
@@ -125,6 +126,8 @@ class RestoreResult:
     jobs: int = 1
     entries: int = 0  # TOC entries restored
     roles_created: tuple[str, ...] = ()
+    tablespaces_created: tuple[str, ...] = ()
+    tablespaces_omitted: tuple[str, ...] = ()  # missing on the target: restored into its default tablespace
     prepare_s: float = 0.0  # finding the backup, checking the target, reading the TOC
     download_s: float = 0.0  # the verified local copy (spool mode), before pg_restore starts
 
@@ -141,6 +144,8 @@ class RestoreResult:
             "jobs": self.jobs,
             "entries": self.entries,
             "roles_created": list(self.roles_created),
+            "tablespaces_created": list(self.tablespaces_created),
+            "tablespaces_omitted": list(self.tablespaces_omitted),
             "prepare_s": round(self.prepare_s, 3),
             "download_s": round(self.download_s, 3),
         }
@@ -225,6 +230,8 @@ def restore_backup(
     select: tocs.Select | None = None,
     create_roles: bool = False,
     verify_before_commit: bool = True,
+    tablespaces: str = "keep",
+    tablespace_locations: Mapping[str, str] | None = None,
 ) -> RestoreResult:
     """Restore ``source`` (``latest`` or ``s3://...``) into ``target_url``'s database.
 
@@ -238,6 +245,11 @@ def restore_backup(
     instead, and the checksum is checked once the whole object was read, after pg_restore may
     have committed. Only for a target the caller owns, reads nothing from before this returns,
     and drops on any error (the rehearsal's scratch database); never for a user's database.
+    ``tablespaces``: what to do about tablespaces the archive's objects use and the target
+    lacks, checked before anything is done: ``"keep"`` refuses (exit 2), ``"none"`` restores
+    with ``--no-tablespaces``, ``"none-if-missing"`` does that only when some are missing (and
+    says which), ``"create"`` creates them from the stored globals, in ``tablespace_locations``
+    (name -> directory) where given (:mod:`safemig.backup.tablespaces`).
 
     Refuses (exit 1) an object without a recorded checksum, a non-empty target without
     ``clean``, and any byte stream whose size or SHA-256 differs from the recorded ones; in
@@ -264,6 +276,17 @@ def restore_backup(
     dump_version = info.metadata.get("pg-dump-version", "")
     pg_restore = pick_binary(
         "pg_restore", _major(dump_version), settings.pg_bin_dir, purpose=f"read a pg_dump {dump_version} archive"
+    )
+    placement = spaces.plan_placement(
+        client,
+        info,
+        pg_restore,
+        target_url,
+        policy=tablespaces,
+        locations=tablespace_locations,
+        create_roles=create_roles,
+        no_owner=no_owner,
+        no_privileges=no_privileges,
     )
     mode = "spool"
     toc: list[str] = []
@@ -293,9 +316,11 @@ def restore_backup(
         from safemig.backup.roles import create_missing_roles
 
         roles = create_missing_roles(client, info, target_url)
+    created: list[str] = []
     prepared = time.monotonic() - began
     started = time.monotonic()
     try:
+        created = spaces.create_tablespaces(target_url, placement)
         size, download_s, entries = _run_restore(
             client,
             info,
@@ -308,13 +333,16 @@ def restore_backup(
             single_transaction=mode == "stream",
             select=select,
             clean=clean,
-            options=(["--no-owner"] if no_owner else []) + (["--no-privileges"] if no_privileges else []),
+            options=(["--no-owner"] if no_owner else [])
+            + (["--no-privileges"] if no_privileges else [])
+            + list(placement.options),
             jobs=jobs,
             progress=progress,
         )
     except BaseException:
         if opened is not None:
             opened.close()
+        spaces.drop_tablespaces(target_url, created)  # empty unless a restore that was not one transaction failed
         if roles:
             from safemig.backup.roles import drop_roles
 
@@ -332,6 +360,8 @@ def restore_backup(
         jobs=jobs,
         entries=entries,
         roles_created=tuple(roles),
+        tablespaces_created=tuple(created),
+        tablespaces_omitted=placement.omitted,
         prepare_s=prepared,
         download_s=download_s,
     )

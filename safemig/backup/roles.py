@@ -4,8 +4,8 @@ pg_dump holds no roles, so a restore onto a new server fails on ``ALTER ... OWNE
 app_owner`` (role does not exist). The backup therefore stores the cluster's globals beside the
 dump (without password hashes unless ``backup.role_passwords = true``), and ``restore
 --create-roles`` creates the roles the target lacks, with their attributes, memberships and
-settings, in one transaction. Roles that exist on the target are never altered. Tablespaces
-in the globals are not created (they need directories on the target's host).
+settings, in one transaction. Roles that exist on the target are never altered. The
+tablespaces in the same script are :mod:`safemig.backup.tablespaces`' business.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from typing import Any
+from typing import Any, Literal
 
 from safemig.backup.pgdump import Binary, child_env
 from safemig.backup.store import BackupInfo, storage_error
@@ -48,6 +48,11 @@ def _unquote(name: str) -> str:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
+def stored_roles(script: str) -> set[str]:
+    """The names of the roles a globals script creates."""
+    return {_unquote(m["name"]) for line in script.splitlines() if (m := _CREATE.match(line))}
+
+
 def plan(script: str, existing: set[str]) -> tuple[list[str], list[str]]:
     """(roles to create, statements creating them) for the roles of ``script`` not in ``existing``."""
     lines = script.splitlines()
@@ -66,7 +71,7 @@ def plan(script: str, existing: set[str]) -> tuple[list[str], list[str]]:
 
 
 def fetch_globals(client: Any, info: BackupInfo) -> str:
-    """The roles script stored beside ``info``, checked against the SHA-256 in its manifest."""
+    """The globals script (roles, tablespaces) stored beside ``info``, checked against the SHA-256 in its manifest."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     stored = info.globals
@@ -82,7 +87,7 @@ def fetch_globals(client: Any, info: BackupInfo) -> str:
         raise storage_error(exc, "reading", info.bucket, key) from None
     if hashlib.sha256(body).hexdigest() != stored.get("sha256"):
         raise CheckFailed(
-            f"s3://{info.bucket}/{key} does not match its recorded checksum: no role was created",
+            f"s3://{info.bucket}/{key} does not match its recorded checksum: no role or tablespace was created",
             hint="the object was changed or damaged in storage; restore with --no-owner --no-privileges instead",
         )
     return body.decode("utf-8")
@@ -113,6 +118,15 @@ def create_missing_roles(client: Any, info: BackupInfo, target_url: str) -> list
 
 def drop_roles(target_url: str, names: list[str]) -> None:
     """Undo :func:`create_missing_roles` after a refused restore (they own nothing yet); best effort."""
+    drop_globals(target_url, "ROLE", names)
+
+
+def drop_globals(target_url: str, kind: Literal["ROLE", "TABLESPACE"], names: list[str]) -> None:
+    """Drop cluster-wide objects a refused restore created, newest first, each on its own; best effort.
+
+    One that cannot go (a tablespace holding what a restore that was not one transaction left)
+    stays for the user; the restore's own error is the one reported.
+    """
     import psycopg
     from psycopg import sql
 
@@ -122,7 +136,10 @@ def drop_roles(target_url: str, names: list[str]) -> None:
         return
     try:
         with connect(target_url, autocommit=True, application_name="safemig restore") as conn:
-            for name in names:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+            for name in reversed(names):
+                try:
+                    conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(sql.SQL(kind), sql.Identifier(name)))
+                except psycopg.Error:
+                    pass  # e.g. not empty: left for the user
     except psycopg.Error:
         pass  # the restore's own error is the one to report

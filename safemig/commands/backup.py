@@ -271,6 +271,29 @@ def restore_command(
             "--create-roles", help="First create the backup's roles the target's server lacks (stored beside the dump)."
         ),
     ] = False,
+    no_tablespaces: Annotated[
+        bool,
+        typer.Option(
+            "--no-tablespaces", help="Put everything in the target's default tablespace (pg_restore --no-tablespaces)."
+        ),
+    ] = False,
+    create_tablespaces: Annotated[
+        bool,
+        typer.Option(
+            "--create-tablespaces",
+            help="First create the tablespaces the backup's objects use and the target's server lacks (superuser;"
+            " their directories must exist there).",
+        ),
+    ] = False,
+    tablespace_location: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tablespace-location",
+            metavar="NAME=DIR",
+            help="With --create-tablespaces: create tablespace NAME in DIR instead of its directory on the source.",
+            show_default=False,
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Into a protected env's own database: do not ask.")] = False,
     outside_window: Annotated[
         bool, typer.Option("--outside-window", help="Into a protected env's own database outside its window.")
@@ -291,6 +314,20 @@ def restore_command(
             "--clean replaces data in the target database and needs --confirm-clean as well",
             hint="add --confirm-clean if that is what you want",
         )
+    if no_tablespaces and create_tablespaces:
+        raise UsageError("--no-tablespaces and --create-tablespaces contradict each other", hint="pass one of them")
+    locations: dict[str, str] = {}
+    for given in tablespace_location or []:
+        name, sep, directory = given.partition("=")
+        if not sep or not name or not directory:
+            raise UsageError(
+                f"--tablespace-location {given}: expected NAME=DIR", hint="e.g. --tablespace-location fast=/srv/pg/fast"
+            )
+        locations[name] = directory
+    policy = "none" if no_tablespaces else "create" if create_tablespaces else "keep"
+    from safemig.backup.tablespaces import check_options
+
+    check_options(policy, locations)
     config = load(config_path)
     target = target_database_url or resolve_database_url(config, env=env)
     if _into_own_database(config, env, target_database_url):  # protected envs ask (safemig.protect)
@@ -310,6 +347,8 @@ def restore_command(
             no_owner=no_owner,
             no_privileges=no_privileges,
             create_roles=create_roles,
+            tablespaces=policy,
+            tablespace_locations=locations,
         )
     if json_out:
         output.print_json(result.as_dict())
@@ -323,6 +362,8 @@ def restore_command(
     output.echo(f"  {human_size(result.size)} in {result.duration_s:.1f}s ({how}), sha256 {result.sha256} verified")
     if result.roles_created:
         output.echo(f"  roles created: {', '.join(result.roles_created)}")
+    if result.tablespaces_created:
+        output.echo(f"  tablespaces created: {', '.join(result.tablespaces_created)}")
 
 
 def prune_command(

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from safemig.local.postgres import DEFAULT_PASSWORD
+from tests.backup.test_tablespaces import tablespace  # noqa: F401 - a fixture: a tablespace on prod's server
 from tests.deploy.test_pipeline import _gate_verdicts, _scratch_databases
 
 VALIDATE = (
@@ -255,16 +256,31 @@ def test_a_policy_naming_a_role_the_staging_server_lacks_still_restores_and_the_
     try:
         result = project.deploy()
         assert result.exit_code == 0, result.output
-        assert f"policies name role(s) {role}: the restore creates them" in result.stdout
+        assert "the restore creates them" not in result.stdout  # one note, said once they exist
         record = project.records()[-1]
         created = record["rehearsal"]["ran_on"]["roles_created"]
         assert created == [role]  # exactly the roles policies name: no other role of prod's server
-        assert f"created role(s) {role} (NOLOGIN)" in result.stdout
+        assert result.stdout.count(f"role(s) {role}") == 1 and f"created role(s) {role} (NOLOGIN)" in result.stdout
         left = project.query(project.staging_url, "SELECT rolname FROM pg_roles")
         assert not set(created) & {r[0] for r in left}  # all dropped again
         assert _scratch_databases(project) == []
     finally:
         _run(project.prod_url, f"DROP POLICY readers ON items; DROP ROLE {role}")
+
+
+def test_a_tablespace_the_staging_server_lacks_is_left_out_of_the_rehearsal_restore(tablespace, project):
+    """prod's table lives in a tablespace staging's server does not have: the rehearsal restores it into
+    the scratch database's default tablespace (it checks schema and data, not placement) and says so."""
+    name, _ = tablespace
+    project.apply_directly(project.prod_url, [1])
+    _run(project.prod_url, f"ALTER TABLE items SET TABLESPACE {name}; INSERT INTO items VALUES (1, 'one')")
+    result = project.deploy()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count(f"server lacks tablespace(s) {name} that prod's objects are in") == 1
+    (record,) = project.records()
+    ran_on = record["rehearsal"]["ran_on"]
+    assert ran_on["tablespaces_omitted"] == [name] and ran_on["row_counts"] == {"public.items": 1}
+    assert _scratch_databases(project) == []
 
 
 def test_a_failing_dry_run_writes_no_record_and_shows_the_rehearsal_it_would_run(project):
