@@ -16,6 +16,13 @@ ratios compare runs on the same machine at the same moment:
 * ``multipart_checked``                 the same plus the in-stream ``pg_restore -f /dev/null``
                                         archive check safemig runs (its cost, isolated);
 
+Beside each wall time, the CPU time (user+sys) of the variant's whole process tree (pg_dump,
+aws or safemig, and safemig's pg_restore/pg_dumpall children) and of the S3 server (moto, in
+this process's threads): on a shared machine wall times are noisy, CPU seconds much less so.
+``--also-tree DIR`` runs safemig and the deploy path a second time from another checkout
+(``PYTHONPATH=DIR``, e.g. ``git worktree add /tmp/base main``), interleaved: an A/B of two
+versions in the same run.
+
 on two databases: ``bench_pgbench`` (``pgbench -i -s 70``, 1 GB, compresses ~36:1) and
 ``bench_md5`` (3M rows of md5 hex text, ~390 MB, compresses ~1.8:1), plus a pg_dump
 compression-level sweep and, with ``--x4``, the peak memory at 4x the size
@@ -42,7 +49,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# --also-tree: the deploy-path child runs this script with the other checkout's safemig
+sys.path.insert(0, os.environ.get("SAFEMIG_BENCH_TREE") or str(REPO))
 
 from safemig.local.postgres import SUPERUSER, LocalCluster, find_pg_bin  # noqa: E402
 
@@ -149,6 +157,11 @@ def run_timed(
     return elapsed, peak, out[0] if out else ""
 
 
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -232,7 +245,13 @@ def child_deploy_path(key_label: str) -> None:
 
 
 def bench_database(
-    pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, variants: bool
+    pg: LocalCluster,
+    name: str,
+    s3env: dict[str, str],
+    runs: int,
+    compression: str,
+    variants: bool,
+    also_tree: Path | None = None,
 ) -> dict:
     """All backup variants on one database, ``runs`` times each, interleaved; returns the medians."""
     import boto3
@@ -261,50 +280,87 @@ def bench_database(
 
     pg_dump = find_pg_bin("pg_dump")
     names = ["pg_dump", "aws_cp", "safemig", "safemig_dump_upload", "safemig_verify", "deploy_path"]
+    if also_tree:
+        names += ["safemig@other", "deploy_path@other"]
     if variants:
         names += ["multipart", "multipart_checked", "transfer_manager"]
     times: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {}  # user+sys of the variant's process tree
+    server_cpu: dict[str, list[float]] = {}  # user+sys of this process meanwhile: moto's S3 server
     peaks: list[int] = []
     size = 0
+
+    def measured(variant: str, args: list[str] | str, **kwargs) -> tuple[float, int, str]:
+        tree, here = cpu_seconds(resource.RUSAGE_CHILDREN), cpu_seconds(resource.RUSAGE_SELF)
+        t, peak, out = run_timed(args, **kwargs)
+        cpu.setdefault(variant, []).append(cpu_seconds(resource.RUSAGE_CHILDREN) - tree)
+        server_cpu.setdefault(variant, []).append(cpu_seconds(resource.RUSAGE_SELF) - here)
+        times[variant].append(t)
+        return t, peak, out
+
+    def safemig_backup(variant: str, run_env: dict[str, str]) -> None:
+        nonlocal size
+        _, peak, out = measured(
+            variant,
+            [sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"],
+            env=run_env,
+            cwd=project,
+        )
+        result = json.loads(out)
+        size = result["size"]
+        if variant == "safemig":
+            times["safemig_dump_upload"].append(result["dump_s"])
+            times["safemig_verify"].append(result["verify_s"])
+            peaks.append(peak)
+        clean()
+
+    def deploy_path(variant: str, run_env: dict[str, str], i: int) -> None:
+        measured(
+            variant, [sys.executable, __file__, "--child", "deploy", "", "", f"deploy {i}"], env=run_env, cwd=project
+        )
+        clean()
+
+    other_env = {**env, "PYTHONPATH": str(also_tree), "SAFEMIG_BENCH_TREE": str(also_tree)} if also_tree else env
     for i in range(runs):
-        t, _, _ = run_timed(f"{pg_dump} -Fc -Z{compression} --dbname='{conninfo}' > /dev/null", env=env, shell=True)
-        times["pg_dump"].append(t)
-        t, _, _ = run_timed(
+        measured("pg_dump", f"{pg_dump} -Fc -Z{compression} --dbname='{conninfo}' > /dev/null", env=env, shell=True)
+        measured(
+            "aws_cp",
             f"set -o pipefail; {pg_dump} -Fc -Z{compression} --dbname='{conninfo}' | {AWS_CLI} s3 cp - s3://{BUCKET}/cp/{i}.dump",
             env=env,
             shell=True,
         )
-        times["aws_cp"].append(t)
         clean()
-        t, peak, out = run_timed(
-            [sys.executable, "-m", "safemig.cli", "backup", "--env", "bench", "--json"], env=env, cwd=project
-        )
-        result = json.loads(out)
-        size = result["size"]
-        times["safemig"].append(t)
-        times["safemig_dump_upload"].append(result["dump_s"])
-        times["safemig_verify"].append(result["verify_s"])
-        peaks.append(peak)
-        clean()
-        t, _, _ = run_timed(
-            [sys.executable, __file__, "--child", "deploy", "", "", f"deploy {i}"], env=env, cwd=project
-        )
-        times["deploy_path"].append(t)
-        clean()
+        # the two versions alternate which goes first, so neither always follows the other's load
+        order = [("", env), ("@other", other_env)] if also_tree else [("", env)]
+        for suffix, run_env in order if i % 2 == 0 else order[::-1]:
+            safemig_backup("safemig" + suffix, run_env)
+        for suffix, run_env in order[::-1] if i % 2 == 0 else order:
+            deploy_path("deploy_path" + suffix, run_env, i)
         for mode in ("multipart", "multipart_checked", "transfer_manager") if variants else ():
-            t, _, _ = run_timed(
-                [sys.executable, __file__, "--child", mode, conninfo, compression, f"{mode}/{i}.dump"], env=env
+            measured(
+                mode, [sys.executable, __file__, "--child", mode, conninfo, compression, f"{mode}/{i}.dump"], env=env
             )
-            times[mode].append(t)
             clean()
-        print(f"  {name} run {i + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()), flush=True)
+        print(
+            f"  {name} run {i + 1}/{runs}: "
+            + ", ".join(
+                f"{k} {v[-1]:.1f}s" + (f" ({cpu[k][-1]:.2f}+{server_cpu[k][-1]:.2f} cpu-s)" if k in cpu else "")
+                for k, v in times.items()
+            ),
+            flush=True,
+        )
     med = {k: median(v) for k, v in times.items()}
+    med_cpu = {k: median(v) for k, v in cpu.items()}
+    med_server = {k: median(v) for k, v in server_cpu.items()}
     ratios = {
         "safemig / aws s3 cp": med["safemig"] / med["aws_cp"],
         "deploy path / aws s3 cp": med["deploy_path"] / med["aws_cp"],
         "safemig / pg_dump": med["safemig"] / med["pg_dump"],
         "aws s3 cp / pg_dump": med["aws_cp"] / med["pg_dump"],
     }
+    if also_tree:
+        ratios["other safemig / aws s3 cp"] = med["safemig@other"] / med["aws_cp"]
+        ratios["other deploy path / aws s3 cp"] = med["deploy_path@other"] / med["aws_cp"]
     for mode in ("multipart", "multipart_checked", "transfer_manager") if variants else ():
         ratios[f"{mode} / pg_dump"] = med[mode] / med["pg_dump"]
     return {
@@ -314,6 +370,8 @@ def bench_database(
         "compression": compression,
         "runs": runs,
         "median_s": med,
+        "median_cpu_s": med_cpu,
+        "median_s3_server_cpu_s": med_server,
         "peak_rss_mb": max(peaks) / 1024,
         "ratios": ratios,
     }
@@ -501,6 +559,9 @@ def main() -> None:
     parser.add_argument(
         "--restore-other-mode", action="store_true", help="also time the restore mode safemig did not choose, forced"
     )
+    parser.add_argument(
+        "--also-tree", type=Path, help="also time safemig from this checkout (PYTHONPATH), interleaved: an A/B"
+    )
     parser.add_argument("--child", nargs=4, metavar=("MODE", "CONNINFO", "LEVEL", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -547,7 +608,7 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
             if not args.skip_backup:
                 print(f"{name} ({db_size(pg, name)}), -Z{args.compression}, {args.runs} runs", flush=True)
                 report["databases"].append(
-                    bench_database(pg, name, s3.env, args.runs, args.compression, args.upload_variants)
+                    bench_database(pg, name, s3.env, args.runs, args.compression, args.upload_variants, args.also_tree)
                 )
             if not args.skip_restore:
                 print(f"{name}: restore, -j{args.restore_jobs}, {args.runs} runs", flush=True)
@@ -572,7 +633,10 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
             f" median of {db['runs']}):"
         )
         for key, value in db["median_s"].items():
-            print(f"    {key:<22} {value:7.2f}s")
+            spent = db["median_cpu_s"].get(key)
+            server = db["median_s3_server_cpu_s"].get(key)
+            cpu_text = f"   cpu {spent:5.2f}s (+ S3 server {server:4.2f}s)" if spent is not None else ""
+            print(f"    {key:<22} {value:7.2f}s{cpu_text}")
         for key, value in db["ratios"].items():
             print(f"    {key:<32} {value:.3f}x")
         print(f"    peak RSS of safemig          {db['peak_rss_mb']:.0f} MB")

@@ -68,18 +68,89 @@ def child_env(password: str | None) -> dict[str, str]:
     return env
 
 
-def _version_of(path: str) -> Binary:
+class _Probe:
+    """``PATH --version`` started now, read on :meth:`result` (probes of several binaries overlap)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.error: OSError | None = None
+        self._lock = threading.Lock()
+        self._found: Binary | ToolError | None = None
+        try:
+            self.proc: subprocess.Popen[str] | None = subprocess.Popen(
+                [path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
+        except OSError as exc:
+            self.proc, self.error = None, exc
+
+    def result(self) -> Binary:
+        with self._lock:
+            if self._found is None:
+                try:
+                    self._found = self._read()
+                except ToolError as exc:
+                    self._found = exc
+        if isinstance(self._found, ToolError):
+            raise ToolError(self._found.message, hint=self._found.hint)
+        return self._found
+
+    def _read(self) -> Binary:
+        if self.proc is None:
+            assert self.error is not None
+            raise ToolError(f"cannot run {self.path}: {self.error.strerror}", hint="check backup.pg_bin_dir or PATH")
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            out = ""
+        match = _VERSION.search(out)
+        if not match:
+            raise ToolError(
+                f"{self.path} --version printed {out.strip()!r}, not a PostgreSQL version",
+                hint="point backup.pg_bin_dir at PostgreSQL's bin directory",
+            )
+        return Binary(path=self.path, major=int(match.group("major")), version=match.group("full"))
+
+
+# Versions already read in this process, by path and file identity: a deploy picks pg_dump,
+# pg_restore and pg_dumpall in gate 3 and pg_restore again in gate 4, ~30 ms of process start each.
+_VERSIONS: dict[tuple[str, int, int, int], _Probe] = {}
+_VERSIONS_LOCK = threading.Lock()
+
+
+def _identity(path: str) -> tuple[str, int, int, int]:
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except OSError as exc:
-        raise ToolError(f"cannot run {path}: {exc.strerror}", hint="check backup.pg_bin_dir or PATH") from None
-    match = _VERSION.search(out)
-    if not match:
-        raise ToolError(
-            f"{path} --version printed {out.strip()!r}, not a PostgreSQL version",
-            hint="point backup.pg_bin_dir at PostgreSQL's bin directory",
-        )
-    return Binary(path=path, major=int(match.group("major")), version=match.group("full"))
+        st = os.stat(path)
+    except OSError:
+        return (path, 0, 0, 0)  # the probe reports why it cannot run
+    return (path, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _probe(path: str) -> _Probe:
+    key = _identity(path)
+    with _VERSIONS_LOCK:
+        probe = _VERSIONS.get(key)
+        if probe is None or probe.proc is None:  # a program that could not start is tried again
+            probe = _VERSIONS[key] = _Probe(path)
+    return probe
+
+
+def _version_of(path: str) -> Binary:
+    return _probe(path).result()
+
+
+def probe_binaries(names: list[str], pg_bin_dir: str | None = None) -> None:
+    """Start ``--version`` of each of ``names``' first candidate at once, so that the
+    :func:`pick_binary` calls that follow wait for one process start, not one per binary in
+    turn (the other candidates are only read if the first is too old)."""
+    for name in names:
+        try:
+            paths = _candidates(name, pg_bin_dir)
+        except ConfigError:
+            continue  # pick_binary reports it
+        if paths:
+            _probe(paths[0])
 
 
 def _candidates(name: str, pg_bin_dir: str | None) -> list[str]:

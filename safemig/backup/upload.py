@@ -12,8 +12,14 @@ MD5s (:attr:`Uploaded.etag_matches`): where S3's ETag is the MD5 scheme (no SSE-
 proves S3 assembled exactly the bytes hashed, without reading them back.
 
 Memory: at most ``concurrency`` parts are in flight plus the one being filled, whatever the
-size of the source. The part size is fixed up front (S3 rejects parts under 5 MiB only at
-completion, allows 10,000 parts, and some S3-compatible stores want equal parts).
+size of the source (one read buffer, reused; each part is copied out of it to be sent). The
+part size is fixed up front (S3 rejects parts under 5 MiB only at completion, allows 10,000
+parts, and some S3-compatible stores want equal parts).
+
+Start-up: the client may be handed over as a :class:`~concurrent.futures.Future` still being
+built (botocore takes ~0.2 s to load). Reading the source starts at once, so pg_dump is never
+held up on a full pipe meanwhile; the upload is created, and the parts sent, once the client
+is there.
 """
 
 from __future__ import annotations
@@ -77,38 +83,40 @@ def stream_to_s3(
 ) -> Uploaded:
     """Upload everything ``source`` yields to ``s3://bucket/key``; return size and checksum.
 
-    ``finish`` is called after the source's end and before completion; it raises to
-    refuse the object (e.g. pg_dump exited non-zero). ``on_chunk`` sees every chunk as it
-    is read (progress, the archive check), ``on_part`` every part number sent (tests use it
-    to inject failures). With a ``watchdog``, every chunk and stored part counts as progress,
-    and once it fired the error ``stalled()`` builds is raised (and the upload aborted).
+    ``client`` is an S3 client or a Future of one. ``finish`` is called after the source's
+    end and before completion; it raises to refuse the object (e.g. pg_dump exited non-zero).
+    ``on_chunk`` sees every chunk as it is read (progress, the archive check), ``on_part``
+    every part number sent (tests use it to inject failures). With a ``watchdog``, every chunk
+    and stored part counts as progress, and once it fired the error ``stalled()`` builds is
+    raised (and the upload aborted).
     """
     pool = DaemonPool(concurrency, "s3-part")
     sender = _Sender(client, pool, bucket, key, watchdog, stalled)
+    sender.start(extra_args)
     try:
-        create = sender.call(
-            lambda: client.create_multipart_upload(Bucket=bucket, Key=key, **extra_args), "starting the upload to"
-        )
-        upload_id = create["UploadId"]
-    except BaseException:
-        pool.shutdown()
-        raise
-    try:
-        return sender.send_all(source, upload_id, part_size, concurrency, finish, on_chunk, on_part)
+        return sender.send_all(source, part_size, concurrency, finish, on_chunk, on_part)
     except BaseException as exc:
         wait_s = min(_ABORT_WAIT_S, watchdog.timeout) if watchdog is not None else _ABORT_WAIT_S
         # S3: a part still uploading during the abort may succeed after it; let those end first
         # (bounded: against a frozen S3 they never do)
         sender.settle(wait_s)
-        aborted = abort(client, bucket, key, upload_id, wait_s=wait_s)
+        not_started = sender.creation_error()
+        if not_started is not None:  # no upload exists: its own error, nothing to abort
+            raise not_started from None
+        upload_id = sender.upload_id()
+        if upload_id is not None:
+            aborted = abort(sender.client, bucket, key, upload_id, wait_s=wait_s)
+        else:  # never created, unless S3 is still answering the request that creates it
+            aborted = sender.created.done()
         if isinstance(exc, SafemigError):
             where = f"s3://{bucket}/{key}"
+            upload = f"the upload {upload_id[:16]}..." if upload_id else "an upload being created"
             if aborted:
                 exc.hint = f"{exc.hint or ''} (the upload was aborted: nothing was stored)".strip()
             else:
                 exc.hint = (
-                    f"{exc.hint or ''} (the upload {upload_id[:16]}... to {where} could not be aborted: its parts"
-                    " stay in S3 until the bucket's AbortIncompleteMultipartUpload lifecycle rule removes them"
+                    f"{exc.hint or ''} ({upload} to {where} could not be aborted: its"
+                    " parts stay in S3 until the bucket's AbortIncompleteMultipartUpload lifecycle rule removes them"
                     " (see README, section backup); no object was created)"
                 ).strip()
         raise
@@ -140,15 +148,47 @@ class _Sender:
     """The parts' side of the upload: daemon threads sending, the caller's thread reading."""
 
     def __init__(self, client: Any, pool: DaemonPool, bucket: str, key: str, watchdog, stalled) -> None:
-        self.client, self.pool, self.bucket, self.key = client, pool, bucket, key
+        self._client, self.pool, self.bucket, self.key = client, pool, bucket, key
         self.watchdog: Watchdog | None = watchdog
         self.stalled = stalled
         self.etags: dict[int, str] = {}
         self.md5s: dict[int, bytes] = {}
         self.in_flight: set[Future] = set()
+        self.created: Future[str] = Future()
+
+    @property
+    def client(self) -> Any:
+        """The S3 client (resolved: only used once the upload was created with it)."""
+        return self._client.result() if isinstance(self._client, Future) else self._client
+
+    def start(self, extra_args: dict[str, Any]) -> None:
+        """Create the multipart upload in a worker, as soon as the client exists."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        def create() -> str:
+            try:
+                client = self.client
+                return str(client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **extra_args)["UploadId"])
+            except (ClientError, BotoCoreError) as exc:
+                raise storage_error(exc, "starting the upload to", self.bucket, self.key) from None
+
+        self.created = self.pool.submit(create)
+        self.in_flight.add(self.created)
+
+    def creation_error(self) -> BaseException | None:
+        """Why the upload could not be created (the client or CreateMultipartUpload failed), if it failed."""
+        if not self.created.done() or self.created.cancelled():
+            return None
+        return self.created.exception()
+
+    def upload_id(self) -> str | None:
+        """The upload's id, or None when it was not (or not yet) created."""
+        if not self.created.done() or self.created.cancelled() or self.created.exception() is not None:
+            return None
+        return self.created.result()
 
     def settle(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for the parts being sent to end (their outcome no longer matters)."""
+        """Wait up to ``timeout`` s for the requests being sent to end (their outcome no longer matters)."""
         from concurrent.futures import wait
 
         running = {future for future in self.in_flight if not future.done()}
@@ -158,6 +198,9 @@ class _Sender:
     def check(self) -> None:
         if self.watchdog is not None and self.watchdog.stalled.is_set():
             raise self.stalled() if self.stalled else Stalled(f"no progress uploading to s3://{self.bucket}/{self.key}")
+        failed = self.creation_error()
+        if failed is not None:
+            raise failed
 
     def call(self, fn: Callable[[], Any], action: str) -> Any:
         """Run one S3 request in a worker, waiting for it in a way a stall can interrupt."""
@@ -177,9 +220,10 @@ class _Sender:
             return future.result()
         return self.watchdog.wait(future, self.check)
 
-    def _send(self, upload_id: str, number: int, body: bytes) -> None:
+    def _send(self, number: int, body: bytes) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        upload_id = self.created.result()  # created first: the pool takes jobs in order
         md5 = hashlib.md5(body, usedforsecurity=False).digest()
         try:
             response = self.client.upload_part(
@@ -218,26 +262,25 @@ class _Sender:
         view.release()
         return filled
 
-    def send_all(self, source, upload_id, part_size, concurrency, finish, on_chunk, on_part) -> Uploaded:
+    def send_all(self, source, part_size, concurrency, finish, on_chunk, on_part) -> Uploaded:
         digest = hashlib.sha256()
         total = 0
         pending: set[Future] = set()
 
         def reap(block: bool) -> None:
-            nonlocal pending
-            for future in list(pending):
-                if future.done():
-                    pending.discard(future)
-                    future.result()  # re-raises the part's StorageError here, in the reading thread
+            for future in [f for f in pending if f.done()]:
+                pending.discard(future)
+                future.result()  # re-raises the part's StorageError here, in the reading thread
             if block and pending:
                 first = next(iter(pending))
                 self._wait(first)
                 pending.discard(first)
+                first.result()
 
         number = 0
+        buf = bytearray(part_size)  # one read buffer, filled again for every part
         try:
             while True:
-                buf = bytearray(part_size)
                 filled = self._fill(source, buf, digest, on_chunk)
                 if filled == 0 and number > 0:
                     break
@@ -253,11 +296,11 @@ class _Sender:
                     reap(block=True)
                 if on_part is not None:
                     on_part(number)
-                # botocore documents Body as bytes or a seekable file, not bytearray: moto 5.2.5's
-                # in-process mock rejects a bytearray. One copy of the part is cheap beside sending it.
-                body = bytes(buf) if filled == part_size else bytes(buf[:filled])
-                del buf
-                future = self.pool.submit(self._send, upload_id, number, body)
+                # botocore documents Body as bytes or a seekable file, not bytearray: moto's in-process
+                # mock rejects a bytearray. The copy (~2 ms per 8 MiB) frees the read buffer at once.
+                body = bytes(buf) if filled == part_size else bytes(memoryview(buf)[:filled])
+                future = self.pool.submit(self._send, number, body)
+                del body
                 pending.add(future)
                 self.in_flight.add(future)
                 reap(block=False)
@@ -267,6 +310,7 @@ class _Sender:
             finish()  # the producer's verdict comes before the object exists
             while pending:
                 reap(block=True)
+            upload_id = self._wait(self.created)
         finally:
             for future in pending:
                 future.cancel()

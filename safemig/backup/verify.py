@@ -132,6 +132,50 @@ def read_toc(client: Any, bucket: str, key: str, pg_restore: Binary) -> list[str
         chunks.close()
 
 
+class TocCheck:
+    """``pg_restore --list`` over the head of a stream: the archive's table of contents.
+
+    pg_restore exits once it has read the TOC (the first bytes of a custom-format archive);
+    from then on :meth:`feed` costs nothing. Fed the bytes being uploaded, it lists the stored
+    object without a download, once S3's ETag proved the object is those bytes.
+    """
+
+    def __init__(self, pg_restore: Binary) -> None:
+        self._out = tempfile.TemporaryFile()
+        try:
+            self.child = ChildProcess(
+                [pg_restore.path, "--list"], env=child_env(None), stdin=-1, stdout=self._out.fileno()
+            )
+        except BaseException:
+            self._out.close()
+            raise
+        self._feed = _Feed(self.child)
+
+    @property
+    def reading(self) -> bool:
+        """False once pg_restore stopped reading (it has the TOC, or it failed)."""
+        return self._feed.open
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        self._feed.write(chunk)
+
+    def conclude(self, where: str) -> list[str]:
+        """The TOC's lines; :class:`ToolError` unless pg_restore listed it and exited 0."""
+        self._feed.close()
+        try:
+            problem = self.child.failure("listing the archive's table of contents")
+            if problem:
+                raise ToolError(f"{where}: {problem}", hint="the object is not a pg_dump archive pg_restore can read")
+            self._out.seek(0)
+            return entries(self._out.read().decode("utf-8", "replace"))
+        finally:
+            self._out.close()
+
+    def kill(self) -> None:
+        self.child.kill()
+        self._out.close()
+
+
 def toc_from_head(
     chunks: Iterator[bytes], pg_restore: Binary, where: str, taken: list[bytes] | None = None
 ) -> list[str]:
@@ -140,25 +184,18 @@ def toc_from_head(
     ``taken`` receives every chunk taken from ``chunks``, so that a caller can feed the same
     bytes (then the rest of ``chunks``) to a restore: one download for the TOC and the data.
     """
-    with tempfile.TemporaryFile() as toc_out:
-        lister = ChildProcess([pg_restore.path, "--list"], env=child_env(None), stdin=-1, stdout=toc_out.fileno())
-        feed = _Feed(lister)
-        try:
-            for chunk in chunks:
-                if taken is not None:
-                    taken.append(chunk)
-                feed.write(chunk)
-                if not feed.open:
-                    break
-        except BaseException:
-            lister.kill()
-            raise
-        feed.close()
-        problem = lister.failure("listing the archive's table of contents")
-        if problem:
-            raise ToolError(f"{where}: {problem}", hint="the object is not a pg_dump archive pg_restore can read")
-        toc_out.seek(0)
-        return entries(toc_out.read().decode("utf-8", "replace"))
+    lister = TocCheck(pg_restore)
+    try:
+        for chunk in chunks:
+            if taken is not None:
+                taken.append(chunk)
+            lister.feed(chunk)
+            if not lister.reading:
+                break
+    except BaseException:
+        lister.kill()
+        raise
+    return lister.conclude(where)
 
 
 def list_archive(pg_restore: Binary, path: Path) -> list[str]:

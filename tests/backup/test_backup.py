@@ -6,6 +6,7 @@ as a subprocess with pg_dump streaming into moto's HTTP server.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -17,7 +18,9 @@ import pytest
 from moto import mock_aws
 
 from safemig.backup import list_backups, restore_backup, run_backup
+from safemig.backup.pgdump import pick_binary
 from safemig.backup.settings import load_settings
+from safemig.backup.verify import list_archive
 from safemig.config import load_config
 from safemig.errors import ConfigError, StorageError, ToolError
 from safemig.local.postgres import free_port
@@ -49,7 +52,7 @@ def big(project, database_url, bucket_name):
 
 
 def test_backup_streams_in_parts_records_metadata_and_restores_identically(
-    big, database_url, database_url_b, s3, bucket_name, pg_major
+    big, database_url, database_url_b, s3, bucket_name, pg_major, tmp_path
 ):
     result = run_backup(big, "prod", database_url=database_url, label="release 2.1 — hotfix")
 
@@ -70,6 +73,10 @@ def test_backup_streams_in_parts_records_metadata_and_restores_identically(
     assert b"CREATE ROLE postgres" in roles and b"SCRAM-SHA-256" not in roles  # no password hashes by default
     assert hashlib.sha256(roles).hexdigest() == manifest["globals"]["sha256"]
     assert open_uploads(s3, bucket_name) == []
+    stored = tmp_path / "stored.dump"
+    stored.write_bytes(body)
+    listed = list_archive(pick_binary("pg_restore", pg_major, purpose="test"), stored)
+    assert result.toc_entries == len(listed) > 0  # the TOC read from the stream is the stored object's
 
     [info] = list_backups(big, "prod")
     assert info.verified and info.newest_version == 2 and info.label == "release 2.1 — hotfix"
@@ -403,6 +410,66 @@ def test_sighup_under_nohup_does_not_stop_the_backup(project, s3_env, database_u
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert len([k for k in keys(s3, bucket_name) if k.endswith(".dump")]) == 1 and open_uploads(s3, bucket_name) == []
+
+
+def _wrapped_bin(tmp_path, **bodies: str):
+    """A bin dir of pg_dump/pg_restore/pg_dumpall: the real ones, or a bash wrapper for the named ones."""
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir(exist_ok=True)
+    for name in ("pg_dump", "pg_restore", "pg_dumpall"):
+        real = shutil.which(name)
+        if name in bodies:
+            (wrappers / name).write_text(f"#!/bin/bash\nREAL={real}\n{bodies[name]}\n")
+            (wrappers / name).chmod(0o755)
+        else:
+            (wrappers / name).symlink_to(real)
+    return wrappers
+
+
+def test_pg_dumpall_failing_beside_the_dump_refuses_the_backup(big, project, database_url, s3, bucket_name, tmp_path):
+    """The roles are dumped while pg_dump runs; their failure still means no object and no open upload."""
+    bin_dir = _wrapped_bin(
+        tmp_path,
+        pg_dumpall='if [ "$1" = --version ]; then exec $REAL --version; fi\necho "pg_dumpall: error: query failed: permission denied for table pg_authid" >&2\nexit 1',
+    )
+    write_config(project, bucket_name, part_size_mb=5, compression=0, pg_bin_dir=str(bin_dir))
+    with pytest.raises(ToolError) as caught:
+        run_backup(load_config(project / "safemig.toml"), "prod", database_url=database_url)
+    assert caught.value.exit_code == 3
+    assert "pg_dumpall --globals-only exited with status 1" in caught.value.message and "pg_authid" in caught.value.message
+    assert "the upload was aborted" in caught.value.hint
+    assert pg_dump_children() == []
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
+
+
+def test_each_binary_is_asked_its_version_once_per_process(project, database_url, s3, bucket_name, tmp_path):
+    """pg_dump, pg_restore and pg_dumpall --version run once (together), not before every backup."""
+    log = tmp_path / "versions.log"
+    probe = f'if [ "$1" = --version ]; then echo "$0" >> {log}; fi\nexec $REAL "$@"'
+    bin_dir = _wrapped_bin(tmp_path, pg_dump=probe, pg_restore=probe, pg_dumpall=probe)
+    write_config(project, bucket_name, part_size_mb=5, pg_bin_dir=str(bin_dir))
+    config = load_config(project / "safemig.toml")
+    first = run_backup(config, "prod", database_url=database_url)
+    second = run_backup(config, "prod", database_url=database_url)
+    assert first.toc_entries == second.toc_entries > 0
+    assert gc.isenabled()  # paused only while the backup starts
+    assert sorted(log.read_text().split()) == sorted(str(bin_dir / name) for name in ("pg_dump", "pg_dumpall", "pg_restore"))
+
+
+def test_s3_client_that_cannot_be_built_stops_pg_dump_and_stores_nothing(project, config, database_url, s3, bucket_name, monkeypatch):
+    """The client is built while pg_dump already runs: its failure is reported as is, and pg_dump stopped."""
+    import safemig.backup.run as run_module
+
+    def broken_client(settings):
+        raise StorageError("cannot create an S3 client: Invalid endpoint: htp:/x", hint="check AWS_ENDPOINT_URL")
+
+    monkeypatch.setattr(run_module, "make_client", broken_client)
+    with pytest.raises(StorageError) as caught:
+        run_backup(config, "prod", database_url=database_url)
+    assert caught.value.message == "cannot create an S3 client: Invalid endpoint: htp:/x"
+    assert caught.value.hint == "check AWS_ENDPOINT_URL"  # no upload was created: nothing said about aborting one
+    assert pg_dump_children() == []
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
 
 
 def test_lock_wait_timeout_is_passed_to_pg_dump(project, bucket_name):
