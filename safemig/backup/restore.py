@@ -371,7 +371,11 @@ def _restore(
         )
     chunks = _checked_chunks(iter(download), info, _NOTHING_RESTORED if verify_before_commit else _DROP_TARGET)
     head: list[bytes] = []  # the chunks the TOC was read from: fed to pg_restore (or the local copy) first
-    toc = toc_from_head(chunks, pg_restore, info.uri, head)
+    try:
+        toc = toc_from_head(chunks, pg_restore, info.uri, head)
+    except ToolError:
+        _refuse_if_damaged(head, chunks, info)  # a damaged object is exit 1, whichever byte the damage hit
+        raise
     bound.mark("toc read")
     target = bound.result(checking)
     bound.mark("target checked")
@@ -545,6 +549,23 @@ def _checked_chunks(chunks: Iterator[bytes], info: BackupInfo, consequence: str)
                 hint=_CHANGED_HINT,
             )
         yield chunk
+
+
+def _refuse_if_damaged(head: list[bytes], rest: Iterator[bytes], info: BackupInfo) -> None:
+    """pg_restore could not read the TOC: raise the checksum mismatch if the object is not what was stored.
+
+    A byte damaged in the first part of the object (with thousands of tables the TOC is most of
+    it) stops ``pg_restore --list`` before any data is read; whether that is damage (exit 1) or
+    an archive pg_restore cannot read (exit 3) is for the checksum to say, so the rest of the
+    object is read and hashed. Nothing was restored either way.
+    """
+    digest = hashlib.sha256()
+    seen = 0
+    for chunk in itertools.chain(head, rest):
+        digest.update(chunk)
+        seen += len(chunk)
+    if digest.hexdigest() != info.sha256 or (info.recorded_size is not None and seen != info.recorded_size):
+        raise _mismatch(info, seen, digest.hexdigest())
 
 
 def _mismatch(info: BackupInfo, seen: int, digest: str, consequence: str = _NOTHING_RESTORED) -> CheckFailed:

@@ -93,6 +93,26 @@ def test_bytes_damaged_mid_stream_are_refused_with_exit_1_and_nothing_committed(
     assert not table_exists(database_url_b) and not table_exists(database_url_b, "bulk")
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_byte_damaged_in_the_header_is_damage_exit_1_not_an_unreadable_archive(
+    project, bucket_name, database_url, database_url_b, s3, monkeypatch, jobs
+):
+    """Damage where the TOC is (with 7,000 tables it is most of the object) stops ``pg_restore --list``
+    before any data: the checksum still decides, exit 1 and nothing restored, not exit 3."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bulk AS SELECT i, md5(i::text) || md5(random()::text) AS t FROM generate_series(1, 60000) AS i")
+    config = load_config(project / "safemig.toml")
+    result = run_backup(config, "prod", database_url=database_url)
+    corrupt_downloads(monkeypatch, at_fraction=5.5 / result.size)  # byte 5: the format version after "PGDMP"
+    with pytest.raises(CheckFailed) as caught:
+        restore_backup(config, "prod", source=result.uri, target_url=database_url_b, jobs=jobs)
+    assert caught.value.exit_code == 1
+    assert "does not match its recorded checksum" in caught.value.message and "nothing was restored" in caught.value.message
+    assert not table_exists(database_url_b) and not table_exists(database_url_b, "bulk")
+
+
 @pytest.mark.parametrize("at_fraction", [0.3, 0.97])
 def test_streamed_verify_after_hashes_the_whole_object_and_refuses_damage_pg_restore_never_read(
     project, bucket_name, database_url, database_url_b, s3, monkeypatch, at_fraction
