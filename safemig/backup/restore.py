@@ -538,7 +538,7 @@ _DROP_TARGET = "the target was restored into before the checksum was known and m
 
 def _checked_chunks(chunks: Iterator[bytes], info: BackupInfo, consequence: str) -> Generator[bytes, None, None]:
     """``chunks``; raises :class:`CheckFailed` as soon as more than the recorded size arrives."""
-    limit = info.recorded_size if info.recorded_size is not None else info.size
+    limit = info.expected_size
     seen = 0
     for chunk in chunks:
         seen += len(chunk)
@@ -564,14 +564,19 @@ def _refuse_if_damaged(head: list[bytes], rest: Iterator[bytes], info: BackupInf
     for chunk in itertools.chain(head, rest):
         digest.update(chunk)
         seen += len(chunk)
-    if digest.hexdigest() != info.sha256 or (info.recorded_size is not None and seen != info.recorded_size):
+    if not _intact(info, seen, digest):
         raise _mismatch(info, seen, digest.hexdigest())
+
+
+def _intact(info: BackupInfo, seen: int, digest: Any) -> bool:
+    """Are the ``seen`` bytes hashed into ``digest`` the object as stored: its recorded SHA-256 and size?"""
+    return digest.hexdigest() == info.sha256 and seen == info.expected_size
 
 
 def _mismatch(info: BackupInfo, seen: int, digest: str, consequence: str = _NOTHING_RESTORED) -> CheckFailed:
     return CheckFailed(
         f"{info.uri} does not match its recorded checksum ({seen} bytes, SHA-256 {digest};"
-        f" recorded {info.recorded_size if info.recorded_size is not None else info.size} bytes, {info.sha256}):"
+        f" recorded {info.expected_size} bytes, {info.sha256}):"
         f" {consequence}",
         hint=_CHANGED_HINT,
     )
@@ -607,7 +612,7 @@ def _restore_streamed(
                     failed = not _feed(restorer, held, bound)
                 held = chunk
         bound.mark("last byte read")
-        if digest.hexdigest() != info.sha256 or (info.recorded_size is not None and seen != info.recorded_size):
+        if not _intact(info, seen, digest):
             raise _mismatch(info, seen, digest.hexdigest())
         if held is not None and not failed:
             failed = not _feed(restorer, held, bound)
@@ -649,7 +654,6 @@ def _restore_streamed_verify_after(
     own failure (damage may be its cause). ``chunks``: the object from its first byte (the TOC
     was read from the same download). Returns the bytes read.
     """
-    expected = info.recorded_size if info.recorded_size is not None else info.size
     restorer = ChildProcess(args, env=child_env(password), stdin=-1)
     enlarge_pipe(restorer.stdin.fileno())
     bound.watch(restorer, f"pg_restore was stopped; {_DROP_TARGET}")
@@ -677,7 +681,7 @@ def _restore_streamed_verify_after(
         bound.unwatch(restorer, _DROP_TARGET)
     if problem:
         bound.check()
-    if digest.hexdigest() != info.sha256 or seen != expected:
+    if not _intact(info, seen, digest):
         raise _mismatch(info, seen, digest.hexdigest(), _DROP_TARGET)
     if problem:
         raise ToolError(
@@ -693,7 +697,7 @@ def _download_verified(
 ) -> tuple[Path, int, float]:
     """Write ``chunks`` (the object) to a private file, hashing exactly the bytes written; refuse it
     unless it matches. Returns the file, its size and the seconds it took."""
-    expected = info.recorded_size if info.recorded_size is not None else info.size
+    expected = info.expected_size
     free = shutil.disk_usage(workdir).free
     if free < expected + _SPOOL_MARGIN:
         raise ToolError(
@@ -713,7 +717,7 @@ def _download_verified(
                 digest.update(chunk)
                 seen += len(chunk)
                 advance(len(chunk))
-    if digest.hexdigest() != info.sha256 or seen != expected:
+    if not _intact(info, seen, digest):
         raise _mismatch(info, seen, digest.hexdigest())
     bound.mark("local copy verified")
     return spool, seen, time.monotonic() - started

@@ -221,6 +221,11 @@ class BackupInfo:
         return bool(self.sha256) and self.problem is None
 
     @property
+    def expected_size(self) -> int:
+        """The object's size as recorded at backup time, or S3's for a backup that recorded none."""
+        return self.recorded_size if self.recorded_size is not None else self.size
+
+    @property
     def status(self) -> str:
         if not self.sha256:
             return "unverified"
