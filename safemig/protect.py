@@ -166,7 +166,11 @@ def same_database(a: str, b: str) -> bool:
     A false "no" would let a restore into a protected env's database skip its guard, so equal
     addresses are judged the same whatever the user or the other parameters say.
     """
+    import psycopg
+
+    from safemig.errors import ConfigError
+
     try:
         return _address(a) == _address(b)
-    except Exception:  # an unreadable URL: the connection will report it; never guess "different" silently
+    except (psycopg.Error, ConfigError):  # an unreadable URL: the connection reports it; compare the text
         return a == b
