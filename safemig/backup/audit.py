@@ -4,8 +4,9 @@ Three levels, each including the ones before:
 
 1. the object is what its manifest recorded (size, ETag, version) and its bytes hash to the
    recorded SHA-256;
-2. ``pg_restore -f /dev/null`` reads every block of the archive (fed the same bytes as they
-   are hashed), so each data block decompresses and the archive is complete;
+2. every block of the archive is read and inflated (fed the same bytes as they are hashed) by
+   :class:`~safemig.backup.verify.ArchiveCheck` (safemig's reader; ``pg_restore -f /dev/null``
+   for lz4/zstd), so each data block decompresses and the archive is complete;
 3. with ``scratch_url``: a real restore into a scratch database created on that server (and
    dropped afterwards), with ``--no-owner --no-privileges`` so the server needs none of the
    backup's roles.
@@ -71,7 +72,7 @@ def verify_backup(config: Config, env: str, source: str, *, scratch_url: str | N
             "pg_restore", major, settings.pg_bin_dir, purpose=f"read a pg_dump {dump_version} archive"
         )
         check = ArchiveCheck(pg_restore)
-        bound.watch(check.child, bound.consequence)
+        watched = None  # pg_restore, once the header sent an lz4/zstd archive to it
         digest = hashlib.sha256()
         seen = 0
         download = Download(client, info.bucket, info.key, "verifying", bound)
@@ -80,6 +81,9 @@ def verify_backup(config: Config, env: str, source: str, *, scratch_url: str | N
                 digest.update(chunk)
                 seen += len(chunk)
                 check.feed(chunk)
+                if watched is None and check.child is not None:
+                    watched = check.child
+                    bound.watch(watched, bound.consequence)
                 bound.beat()
             bound.check()  # the archive check stopped by the bound ended the stream as if it were whole
         except BaseException:
@@ -100,7 +104,8 @@ def verify_backup(config: Config, env: str, source: str, *, scratch_url: str | N
             bound.check()
             raise CheckFailed(exc.message, hint="the backup is unusable: take a new one") from None
         finally:
-            bound.unwatch(check.child, bound.consequence)
+            if watched is not None:
+                bound.unwatch(watched, bound.consequence)
     restored_into = _scratch_restore(config, env, info.uri, scratch_url) if scratch_url else None
     return VerifyResult(
         uri=info.uri,

@@ -8,10 +8,12 @@ The steps, each refusing to go on when the previous one did not fully succeed:
 2. start pg_dump, then, beside it: ``pg_dumpall --globals-only`` (the roles, no password hashes
    unless ``backup.role_passwords``) and the S3 client. Nothing is stored yet;
 3. stream ``pg_dump -Fc`` into a multipart upload (memory bounded, SHA-256 on the fly, each
-   part sent with its Content-MD5) and, at the same time, into ``pg_restore -f /dev/null``
-   (every block of the archive read; skipped with ``archive_read=False``) and into
+   part sent with its Content-MD5) and, at the same time, into the archive reader
+   (:mod:`safemig.backup.archive` in a thread: every block read and inflated, what
+   ``pg_restore -f /dev/null`` checks; pg_restore itself for lz4/zstd; skipped with
+   ``archive_read=False``) and into
    ``pg_restore --list`` (the table of contents, from the first bytes). The upload completes
-   only after pg_dump and pg_dumpall exited 0 and pg_restore read it all, otherwise it is
+   only after pg_dump and pg_dumpall exited 0 and the archive was read to its end, otherwise it is
    aborted. A stall (``backup.stall_timeout`` without progress) stops pg_dump and aborts the
    upload;
 4. prove S3 holds those bytes: the multipart ETag S3 returned must equal the one computed from
@@ -194,7 +196,7 @@ def run_backup(
 ) -> BackupResult:
     """Back ``env``'s database up into S3 and verify it (see the module docstring for the steps).
 
-    ``archive_read=False`` skips the in-stream ``pg_restore`` read of every block: for a caller
+    ``archive_read=False`` skips the in-stream read of every block: for a caller
     that restores the backup right away (the deploy's rehearsal), whose restore is that read.
     """
     with _StartupGC() as gc_pause:
@@ -438,6 +440,6 @@ def _run_backup(
         verify_s=finished - dumped,
         toc_entries=checked.toc_entries,
         pg_dump=pg_dump.path,
-        verified_by="pg_restore read every block in-stream; " * archive_read
+        verified_by=(f"{archive.read_by}; " if archive is not None else "")
         + ("S3 ETag = parts' MD5s" if how == "etag" else "read back and re-hashed"),
     )

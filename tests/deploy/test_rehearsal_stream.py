@@ -100,7 +100,7 @@ def test_the_rehearsal_streams_a_selective_restore_and_records_how(project):
     assert ran_on["scope"]["data"] == "touched" and "public.audit" not in ran_on["scope"]["relations"]
     assert ran_on["row_counts"] == {"public.items": ITEMS_ROWS}
     assert _scratch_databases(project) == []
-    assert record["backup"]["verified_by"].startswith("pg_restore read every block in-stream")  # gate 3 read it
+    assert record["backup"]["verified_by"].startswith("every block read and inflated in-stream")  # gate 3 read it
 
 
 def test_with_all_data_the_backup_leaves_the_block_read_to_the_rehearsals_restore_and_says_so(project):

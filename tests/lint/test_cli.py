@@ -78,7 +78,7 @@ def test_repository_sample_migrations_lint_clean(cli):
     assert " error " not in result.stdout and "0 error(s)" in result.stdout or "no problems" in result.stdout
 
 
-def test_lint_imports_neither_boto3_nor_psycopg_nor_sqlglot(project):
+def test_lint_imports_neither_boto3_nor_psycopg_nor_sqlglot_nor_isal(project):
     project.write("migrations/006_rename_total.sql", DANGEROUS)
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "safemig.cli", "lint", "--no-cache"],
                           cwd=project.root, capture_output=True, text=True, timeout=120)
@@ -86,6 +86,8 @@ def test_lint_imports_neither_boto3_nor_psycopg_nor_sqlglot(project):
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "pglast" in imported and "safemig.lint.runner" in imported  # the measurement works
     assert not {m for m in imported if m.split(".")[0] in ("boto3", "botocore", "psycopg", "psycopg_binary")}
+    # isal (and the backup's archive reader that imports it) only for a backup or its verification
+    assert not {m for m in imported if m.split(".")[0] == "isal" or m == "safemig.backup.archive"}
     # the built-in rules read PostgreSQL's tree; sqlglot is loaded only for a rule that asks for stmt.ast
     assert not {m for m in imported if m.split(".")[0] == "sqlglot"}
     # orjson (and the uuid and platform modules it loads) only for runs over many files
@@ -96,7 +98,7 @@ def test_fast_path_handles_hook_forms_without_typer(project):
     project.write("migrations/006_rename_total.sql", DANGEROUS)
     code = ("import sys; from safemig.commands.lint import fast_main; "
             "rc = fast_main(['--no-cache', '-f', 'json', 'migrations/006_rename_total.sql']); "
-            "print(rc, [m for m in ('typer', 'pydantic', 'rich', 'boto3', 'psycopg') if m in sys.modules])")
+            "print(rc, [m for m in ('typer', 'pydantic', 'rich', 'boto3', 'psycopg', 'isal') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True, timeout=120)
     assert proc.stdout.splitlines()[-1] == "1 []", proc.stdout + proc.stderr
     assert '"rule": "rename"' in proc.stdout
