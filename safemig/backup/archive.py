@@ -423,15 +423,8 @@ class _Walk:
     def _stream(self, new_inflater: Callable[[], Any] | None, errors: tuple, what: str) -> int:
         """One length-prefixed chunk sequence (``_CustomReadFunc`` until a zero length), inflated."""
         src = self.src
-        inflater = new_inflater() if new_inflater is not None else None
+        stream = _Inflate(new_inflater(), errors, what) if new_inflater is not None else None
         total = 0
-        sink: Callable[[Any], object] | None = None
-        if inflater is not None:
-            decompress = inflater.decompress
-
-            def sink(piece: Any) -> None:
-                self.inflated += len(decompress(piece))
-
         while True:
             at = src.position
             length = src.read_int()
@@ -439,25 +432,74 @@ class _Walk:
                 break
             if length < 0:
                 raise ArchiveMalformed(f"chunk length {length} at byte {at} in {what}")
-            if inflater is not None:
-                if inflater.eof:
-                    raise ArchiveMalformed(f"data after the end of the compressed stream at byte {at} in {what}")
-                try:
-                    src.feed(length, sink)
-                except errors as exc:
-                    raise ArchiveMalformed(
-                        f"the compressed chunk at byte {at} of {what} does not inflate: {exc}"
-                    ) from None
-                if inflater.unused_data:
-                    raise ArchiveMalformed(
-                        f"data after the end of the compressed stream in the chunk at byte {at} of {what}"
-                    )
+            if stream is not None:
+                stream.at = src.position
+                src.feed(length, stream.add)
             else:
                 src.skip(length)
             total += length
-        if inflater is not None and not inflater.eof:
-            raise ArchiveMalformed(f"the compressed stream of {what} ends before its end (incomplete data)")
+        if stream is not None:
+            stream.end()
+            self.inflated += stream.inflated
         return total
+
+
+class _Inflate:
+    """One block's compressed stream, inflated in batches of its chunks' payloads.
+
+    pg_dump writes 4 KiB chunks; one call into the inflater per chunk cost ~10% more CPU on
+    barely compressible text (a 186 MB dump), and each call is a GIL hand-off. But a call that
+    inflates more than a few hundred KiB is slower again (its output buffer grows and is
+    faulted in: 2.9x the CPU at 16 KiB in, 560 KiB out, on pgbench data), so a batch holds as
+    much input as last inflated to about 256 KiB, between 4 and 64 KiB. Batching changes
+    nothing in what is accepted: the stream must inflate, end (adler32 checked) and have
+    nothing after it.
+    """
+
+    MIN_BATCH, MAX_BATCH, OUTPUT = 4 * 1024, 64 * 1024, 256 * 1024
+
+    def __init__(self, inflater: Any, errors: tuple, what: str) -> None:
+        self._inflater = inflater
+        self._errors = errors
+        self._what = what
+        self._pending: list[Any] = []
+        self._size = 0
+        self._first = 0
+        self.at = 0  # archive offset of the piece being added
+        self.inflated = 0
+        self._batch = self.MIN_BATCH
+
+    def add(self, piece: Any) -> None:
+        if not self._pending:
+            self._first = self.at
+        self._pending.append(piece)
+        self._size += len(piece)
+        self.at += len(piece)
+        if self._size >= self._batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        where = f"bytes {self._first}-{self.at - 1} of {self._what}"
+        if self._inflater.eof:
+            raise ArchiveMalformed(f"data after the end of the compressed stream, at {where}")
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending = []
+        self._size = 0
+        try:
+            produced = len(self._inflater.decompress(data))
+            self.inflated += produced
+            self._batch = max(self.MIN_BATCH, min(self.MAX_BATCH, len(data) * self.OUTPUT // max(produced, 1)))
+        except self._errors as exc:
+            raise ArchiveMalformed(f"the compressed data at {where} do not inflate: {exc}") from None
+        if self._inflater.unused_data:
+            raise ArchiveMalformed(f"data after the end of the compressed stream, at {where}")
+
+    def end(self) -> None:
+        self._flush()
+        if not self._inflater.eof:
+            raise ArchiveMalformed(f"the compressed stream of {self._what} ends before its end (incomplete data)")
 
 
 def walk(chunks: Any) -> Summary:

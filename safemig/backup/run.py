@@ -177,6 +177,11 @@ def check_compression(settings: BackupSettings, pg_dump: Binary, where: str) -> 
         )
 
 
+def _data_bytes(archive: ArchiveCheck) -> dict[str, int]:
+    assert archive.summary is not None
+    return {str(dump_id): size for dump_id, size in archive.summary.block_bytes.items()}
+
+
 def _format_duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds / 60:g}min"
@@ -398,6 +403,9 @@ def _run_backup(
                     "archive_read": archive_read,
                     "stored": how,
                 },
+                # compressed bytes of each TOC entry's data block, by dump ID (the number that starts
+                # its `pg_restore -l` line): for a restore to choose its mode by bytes (docs/backup.md)
+                **({"data_bytes": _data_bytes(archive)} if archive is not None and archive.summary else {}),
                 "globals": {
                     "key": globals_key_,
                     "sha256": hashlib.sha256(roles).hexdigest(),

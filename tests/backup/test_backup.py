@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import boto3
 import pytest
@@ -69,6 +71,11 @@ def test_backup_streams_in_parts_records_metadata_and_restores_identically(
     manifest = json.loads(s3.get_object(Bucket=bucket_name, Key=result.key + ".manifest.json")["Body"].read())
     assert manifest["sha256"] == result.sha256 and manifest["size"] == result.size
     assert manifest["etag"] == head["ETag"].strip('"') and manifest["verified"]["stored"] == "etag"
+    # each data block's compressed size, by the dump ID of its `pg_restore -l` line
+    listed = subprocess.run(["pg_restore", "-l"], input=body, capture_output=True, check=True).stdout.decode()
+    data_ids = {line.split(";")[0] for line in listed.splitlines() if " TABLE DATA " in line}
+    assert data_ids and data_ids == set(manifest["data_bytes"])
+    assert 0 < sum(manifest["data_bytes"].values()) < result.size
     roles = s3.get_object(Bucket=bucket_name, Key=result.key + ".globals.sql")["Body"].read()
     assert b"CREATE ROLE postgres" in roles and b"SCRAM-SHA-256" not in roles  # no password hashes by default
     assert hashlib.sha256(roles).hexdigest() == manifest["globals"]["sha256"]
@@ -143,6 +150,33 @@ def test_truncated_output_with_exit_0_is_caught_by_the_archive_check(big, projec
         run_backup(load_config(project / "safemig.toml"), "prod", database_url=database_url)
     assert caught.value.exit_code == 3
     assert "not a readable archive: the archive ends at byte" in caught.value.message
+    assert "inside the data block of TOC entry" in caught.value.message and "\n" not in caught.value.message
+    assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
+
+
+def test_a_damaged_byte_in_compressed_data_fails_the_backup_naming_the_block(big, project, database_url, s3, bucket_name, tmp_path):
+    """Same length, exit 0, every length and ID intact: only inflating the block (and zlib's checksum) can tell."""
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    real = shutil.which("pg_dump")
+    flip = (
+        "import sys; data = sys.stdin.buffer.read(); at = len(data) - 3000;"
+        " sys.stdout.buffer.write(data[:at] + bytes([data[at] ^ 0x55]) + data[at + 1:])"
+    )
+    (wrappers / "pg_dump").write_text(
+        f'#!/bin/bash\nif [ "$1" = --version ]; then exec {real} --version; fi\n'
+        f'{real} "$@" | {sys.executable} -c "{flip}"\nexit 0\n'
+    )
+    (wrappers / "pg_dump").chmod(0o755)
+    (wrappers / "pg_restore").symlink_to(shutil.which("pg_restore"))
+    (wrappers / "pg_dumpall").symlink_to(shutil.which("pg_dumpall"))
+    write_config(project, bucket_name, part_size_mb=5, compression=1, pg_bin_dir=str(wrappers))
+    with pytest.raises(ToolError) as caught:
+        run_backup(load_config(project / "safemig.toml"), "prod", database_url=database_url)
+    assert caught.value.exit_code == 3
+    message = caught.value.message
+    assert "not a readable archive" in message and "\n" not in message
+    assert "TABLE DATA public." in message  # the block named by its TOC entry
     assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
 
 
