@@ -29,8 +29,11 @@ What it mirrors (PostgreSQL's src/bin/pg_dump, archive versions 1.12-1.16, writt
 Where it is stricter than pg_restore (which skips what it is not looking for): the blocks must
 be exactly those of the TOC entries that have data, in TOC order (a pipe-fed pg_restore needs
 that order too, but passes over a block that no entry claims, and never notices a block whose
-entry the TOC says has no data: a restore would silently leave that table empty), and nothing
-may follow the last block. lz4 and zstd archives (pg_dump 16+) are not read here: the caller
+entry the TOC says has no data: a restore would silently leave that table empty), nothing may
+follow the last block, and the header's integer size, offset size, compression algorithm and
+version are what pg_dump writes. Not copied: pg_restore 18's refusal of an entry type it cannot
+print an ``ALTER ... OWNER`` for (the list changes with each major; a wrong copy would refuse
+real backups). lz4 and zstd archives (pg_dump 16+) are not read here: the caller
 keeps pg_restore's read for them (:func:`read_header` tells which).
 """
 
@@ -246,21 +249,24 @@ def _header(src: _Bytes) -> Header:
         raise ArchiveMalformed("no PGDMP magic at the start: not a pg_dump custom-format archive")
     major, minor, rev = src.take(3)
     version = (major, minor, rev)
-    if not MIN_VERSION <= version <= MAX_VERSION:
+    if not MIN_VERSION <= version <= MAX_VERSION or rev:
         raise ArchiveMalformed(
-            f"archive version {major}.{minor}-{rev} in the header (this reader knows 1.12-1.16, pg_dump 9.5-18)"
+            f"archive version {major}.{minor}-{rev} in the header (this reader knows 1.12-1.16, pg_dump 9.5-18)",
+            stricter=bool(rev) and MIN_VERSION <= (major, minor, 0) <= MAX_VERSION,  # pg_restore 18 ignores the rev
         )
     int_size, off_size, fmt = src.take(3)
     if int_size != 4:
-        raise ArchiveMalformed(f"integer size {int_size} in the header (pg_dump writes 4)")
+        # pg_restore reads other sizes (a warning above 4): an archive of misread integers
+        raise ArchiveMalformed(f"integer size {int_size} in the header (pg_dump writes 4)", stricter=True)
     if not 1 <= off_size <= 16:
-        raise ArchiveMalformed(f"offset size {off_size} in the header (pg_dump writes 8)")
+        raise ArchiveMalformed(f"offset size {off_size} in the header (pg_dump writes 8)", stricter=True)
     if fmt != 1:
         raise ArchiveMalformed(f"format {fmt} in the header (1 is pg_dump's custom format)")
     if version >= (1, 15, 0):
         algorithm = src.take(1)[0]
         if algorithm not in _ALGORITHMS:
-            raise ArchiveMalformed(f"unknown compression algorithm {algorithm} in the header")
+            # pg_restore warns, and fails at the first data block (an archive without data passes)
+            raise ArchiveMalformed(f"unknown compression algorithm {algorithm} in the header", stricter=True)
         compression = _ALGORITHMS[algorithm]
     else:
         level = src.read_int()

@@ -176,7 +176,7 @@ def test_a_damaged_byte_in_compressed_data_fails_the_backup_naming_the_block(big
     assert caught.value.exit_code == 3
     message = caught.value.message
     assert "not a readable archive" in message and "\n" not in message
-    assert "TABLE DATA public." in message  # the block named by its TOC entry
+    assert "TABLE DATA public." in message, message  # the block named by its TOC entry
     assert keys(s3, bucket_name) == [] and open_uploads(s3, bucket_name) == []
 
 
