@@ -177,9 +177,18 @@ def check_compression(settings: BackupSettings, pg_dump: Binary, where: str) -> 
         )
 
 
-def _data_bytes(archive: ArchiveCheck) -> dict[str, int]:
+_LARGEST_BLOCKS = 100  # every listing reads each manifest: 7,000 tables must not make it 130 KB
+
+
+def _data_bytes(archive: ArchiveCheck) -> dict[str, Any]:
     assert archive.summary is not None
-    return {str(dump_id): size for dump_id, size in archive.summary.block_bytes.items()}
+    sizes = archive.summary.block_bytes
+    largest = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:_LARGEST_BLOCKS]
+    return {
+        "total": sum(sizes.values()),
+        "blocks": len(sizes),
+        "largest": {str(dump_id): size for dump_id, size in sorted(largest)},
+    }
 
 
 def _format_duration(seconds: float) -> str:
@@ -403,8 +412,9 @@ def _run_backup(
                     "archive_read": archive_read,
                     "stored": how,
                 },
-                # compressed bytes of each TOC entry's data block, by dump ID (the number that starts
-                # its `pg_restore -l` line): for a restore to choose its mode by bytes (docs/backup.md)
+                # the compressed bytes of the data blocks: total, count, and the largest blocks' by dump
+                # ID (the number that starts an entry's `pg_restore -l` line), for a restore to choose
+                # its mode by bytes (docs/backup.md)
                 **({"data_bytes": _data_bytes(archive)} if archive is not None and archive.summary else {}),
                 "globals": {
                     "key": globals_key_,

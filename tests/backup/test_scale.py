@@ -4,6 +4,7 @@ damaged object."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import psycopg
@@ -43,6 +44,10 @@ def test_thousands_of_tables_restore_and_a_damaged_copy_commits_nothing(
     assert settings == {"max_locks_per_transaction": "64", "max_connections": "100"}  # the defaults
     result = run_backup(config, "prod", database_url=database_url)
     assert result.toc_entries > 3 * TABLES
+    # every listing reads each manifest: the data sizes it records stay bounded (the largest 100 blocks)
+    manifest = s3.get_object(Bucket=bucket_name, Key=result.key + ".manifest.json")["Body"].read()
+    sizes = json.loads(manifest)["data_bytes"]
+    assert len(manifest) < 20_000 and sizes["blocks"] >= TABLES and len(sizes["largest"]) == 100
 
     # The premise, checked rather than estimated: plain pg_restore cannot do it in one transaction.
     archive = tmp_path / "prod.dump"
