@@ -94,6 +94,7 @@ class RestoreBound:
         self._monitor_tried = threading.Event()
         self._blind: str | None = None  # why the probe cannot look at the target now (None: it can)
         self._evidence = ""  # what the probe saw when the stall was called
+        self._said: tuple[str, str] | None = None  # (what, consequence) when the stall was called
         self._probing = threading.Event()
         self._done = threading.Event()
         self._began = time.monotonic()
@@ -219,9 +220,9 @@ class RestoreBound:
 
     def error(self) -> RestoreStalled:
         seen = f" ({self._evidence})" if self._evidence else ""
+        what, consequence = self._said or (self.what, self.consequence)
         return RestoreStalled(
-            f"no progress for {format_duration(self.timeout)} on {self.what}{seen} (backup.stall_timeout):"
-            f" {self.consequence}",
+            f"no progress for {format_duration(self.timeout)} on {what}{seen} (backup.stall_timeout): {consequence}",
             hint="check S3's reachability and the target server (a lock held by another session stops pg_restore);"
             " raise backup.stall_timeout for a slow link",
         )
@@ -229,6 +230,7 @@ class RestoreBound:
     def _stop(self) -> None:
         """The stall: pg_restore and its workers go, then their sessions on the server (bounded);
         a step's statement (roles, tablespaces) is cancelled."""
+        self._said = (self.what, self.consequence)  # what the error says, whatever is unwatched after
         if not self._evidence:
             stopped = self._stopped()
             if stopped:
