@@ -144,24 +144,24 @@ class RestoreBound:
 
     @contextmanager
     def watching(
-        self, doing: str, consequence: str = "nothing was restored"
+        self, what: str, consequence: str = "nothing was restored"
     ) -> Iterator[Callable[[ChildProcess], None]]:
         """While the block runs, the children handed to the yielded callable are stopped on a stall,
-        and the error names ``doing`` (e.g. the TOC read: ``pg_restore --list``)."""
-        what = self.what
+        and the error says the stall was on ``what`` (e.g. the TOC read: ``pg_restore --list``)."""
+        before = self.what
         started: list[ChildProcess] = []
 
         def watch(child: ChildProcess) -> None:
             started.append(child)
             self.watch(child, consequence)
 
-        self.what = f"{doing} ({what})"
+        self.what = what
         try:
             yield watch
         finally:
             for child in started:
                 self.unwatch(child, consequence)
-            self.what = what
+            self.what = before
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         """Run ``fn`` in a daemon thread (a frozen server cannot pin the process); see :meth:`result`."""

@@ -374,7 +374,8 @@ def _restore(
     chunks = _checked_chunks(iter(download), info, _NOTHING_RESTORED if verify_before_commit else _DROP_TARGET)
     head: list[bytes] = []  # the chunks the TOC was read from: fed to pg_restore (or the local copy) first
     try:
-        with bound.watching("reading the archive's table of contents (pg_restore --list)") as lister_started:
+        reading = f"the download of {info.uri} or pg_restore --list reading its table of contents"
+        with bound.watching(reading) as lister_started:
             toc = toc_from_head(chunks, pg_restore, info.uri, head, started=lister_started)
     except ToolError:
         bound.check()  # pg_restore --list was stopped by the stall bound

@@ -285,7 +285,7 @@ def _used(
 
     watching: Any = nullcontext(None)
     if bound is not None:
-        watching = bound.watching("reading the archive's table of contents (pg_restore --schema-only)")
+        watching = bound.watching(f"pg_restore --schema-only reading the table of contents of {info.uri}")
     with watching as started:
         if head is not None:
             return archive_tablespaces(head, pg_restore, info.uri, started)
