@@ -43,6 +43,11 @@ _SESSIONS = """
 SELECT count(*) FILTER (WHERE state = 'active' AND coalesce(wait_event_type, '') NOT IN ('Lock', 'Client'))
 FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()
 """
+_BLOCKERS = """
+SELECT w.pid, b.pid, b.state, b.application_name
+FROM pg_stat_activity w CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid)
+JOIN pg_stat_activity b ON b.pid = bp.pid WHERE w.pid = ANY(%s)
+"""
 _TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
 _MONITOR_SETTINGS = (
     "SELECT set_config('idle_session_timeout', '0', false), set_config('statement_timeout', %s, false),"
@@ -95,6 +100,8 @@ class RestoreBound:
         self._blind: str | None = None  # why the probe cannot look at the target now (None: it can)
         self._evidence = ""  # what the probe saw when the stall was called
         self._said: tuple[str, str] | None = None  # (what, consequence) when the stall was called
+        self._cancelled = 0  # step statements cancelled by the stall
+        self._waits: dict[int, str] = {}  # a step's backend pid -> the lock it waited for when cancelled
         self._probing = threading.Event()
         self._done = threading.Event()
         self._began = time.monotonic()
@@ -179,12 +186,16 @@ class RestoreBound:
 
         On a stall its statement is cancelled (see :meth:`_stop`); the step is then given a
         moment to end, so that its own error (naming what it waited for) is the one raised and
-        what it did is known: it either undid its work or returned it, for the caller to undo.
+        what it did is known: it either undid its work or returned it, for the caller to undo
+        (the next step, or the restore's next wait, raises the stall).
         """
+        self.check()
         future = self.submit(fn)
         try:
             return self.result(future)
         except RestoreStalled:
+            if not self._cancelled:
+                raise  # nothing of the step's was running on the server (an S3 request, say)
             try:
                 return future.result(timeout=min(10.0, self.timeout))
             except TimeoutError:
@@ -207,6 +218,8 @@ class RestoreBound:
         why = stall_reason(exc)
         if why is None:
             return None
+        if self._waits and "due to user request" in why:  # cancelled by the stall while it waited for a lock
+            why = next(iter(self._waits.values()))
         return RestoreStalled(
             f"no progress for {format_duration(self.timeout)} on {doing} (backup.stall_timeout): {why}: {consequence}",
             hint="find the session holding the lock (pg_locks, pg_stat_activity) and end it, then retry;"
@@ -237,10 +250,27 @@ class RestoreBound:
                 self._evidence = f"pg_restore (pid {stopped}) is stopped"
         for child in list(self._children):
             kill_tree(child)
+        if self._sessions:
+            run_bounded(self._note_waits, min(5.0, self.timeout))
         for conn in list(self._sessions):
+            self._cancelled += 1
             run_bounded(conn.cancel_safe, min(10.0, self.timeout))
         if self.target_url and self._children:
             run_bounded(self._terminate_sessions, min(10.0, self.timeout))
+
+    def _note_waits(self) -> None:
+        """Before a step's statement is cancelled: which session's lock it waits for, if any (the error says)."""
+        import psycopg
+
+        if self._monitor is None:
+            return
+        try:
+            pids = [conn.info.backend_pid for conn in list(self._sessions)]
+            for pid, blocker, state, app in self._monitor.execute(_BLOCKERS, (pids,)).fetchall():
+                by = f"session {blocker} ({state}" + (f", application_name {app!r})" if app else ")")
+                self._waits[pid] = f"waited that long for a lock held by {by}"
+        except psycopg.Error:
+            pass  # the error then says the statement was cancelled, without the lock
 
     def _terminate_sessions(self) -> None:
         """A killed pg_restore's session may still run a statement (an index build) until it next
@@ -272,6 +302,7 @@ class RestoreBound:
                 continue
             moved = self._probe()
             if moved or (moved is None and self._blind_but_waiting_on_the_server()):
+                self._evidence = ""  # a process stopped and continued is no longer evidence
                 self.beat()
         if self._monitor is not None:
             try:
