@@ -56,8 +56,10 @@ _MONITOR_SETTINGS = (
 # the steps' sessions: lock and statement waits end at the bound; a vanished client ends the statement
 _STEP_SETTINGS = (
     "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false),"
-    " set_config('idle_session_timeout', '0', false), set_config('client_connection_check_interval', '1s', false)"
+    " set_config('idle_session_timeout', '0', false)"
 )
+_PG_MAX_MS = 2147483647  # the largest lock_timeout/statement_timeout PostgreSQL takes
+_CLIENT_CHECK = "SET client_connection_check_interval = '1s'"
 
 
 class RestoreStalled(ExternalError):
@@ -203,8 +205,8 @@ class RestoreBound:
 
     @contextmanager
     def session(self, url: str, *, autocommit: bool = True, purpose: str = "safemig restore") -> Iterator[Any]:
-        """A connection to ``url`` whose waits end at the bound: ``lock_timeout`` and
-        ``statement_timeout`` are ``stall_timeout``, and a stall cancels its statement.
+        """A connection to ``url`` whose waits end at the bound: ``lock_timeout`` is ``stall_timeout``
+        (``statement_timeout`` twice that), and a stall cancels its statement.
 
         For the steps around pg_restore that run SQL of their own (creating or dropping roles
         and tablespaces, the checks before): a lock another session holds on ``pg_authid`` or
@@ -412,10 +414,21 @@ def _bounded_session(
 
     conn = connect(url, autocommit=autocommit, application_name=purpose, connect_timeout=min(10.0, timeout))
     try:
-        limit = f"{int(max(1.0, timeout) * 1000)}ms"
-        conn.execute(_STEP_SETTINGS, (limit, limit))
+        import psycopg
+
+        # a lock waited for that long is the stall; a statement running twice as long (not waiting) a backstop
+        limit = int(max(1.0, timeout) * 1000)
+        conn.execute(_STEP_SETTINGS, (f"{min(limit, _PG_MAX_MS)}ms", f"{min(2 * limit, _PG_MAX_MS)}ms"))
         if not autocommit:
             conn.commit()  # set_config in a transaction would be undone by a later rollback
+        try:
+            conn.execute(_CLIENT_CHECK)
+        except psycopg.Error:  # a server on a platform without POLLRDHUP (macOS) refuses it
+            if not autocommit:
+                conn.rollback()
+        else:
+            if not autocommit:
+                conn.commit()
         if registry is not None:
             registry.append(conn)
         yield conn

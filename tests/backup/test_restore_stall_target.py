@@ -347,6 +347,7 @@ def test_a_role_creation_blocked_by_another_sessions_lock_ends_within_the_bound_
         assert isinstance(failure, RestoreStalled), failure
         assert f"no progress for {STALL_S}s on creating the backup's roles" in failure.message, failure.message
         assert "no role was created, nothing was restored" in failure.message
+        assert "lock" in failure.message  # the lock it waited for (by lock_timeout, or named before the cancel)
         assert took < STALL_S + 15
         time.sleep(1.0)  # what would have gone on after the stall has had time to
         assert not _role_exists(database_url_b, owner)
@@ -395,6 +396,7 @@ def test_a_tablespace_creation_blocked_by_another_sessions_lock_ends_within_the_
         assert isinstance(failure, RestoreStalled), failure
         assert f"no progress for {STALL_S}s on creating tablespace {name}" in failure.message, failure.message
         assert "nothing was restored" in failure.message and "could not be dropped" not in failure.message
+        assert "lock" in failure.message
         assert took < STALL_S + 15
         time.sleep(1.0)
         with psycopg.connect(database_url_b) as conn:
