@@ -368,7 +368,7 @@ class RestoreBound:
             return False
         try:
             # a server-wide idle_session_timeout must not end it between ticks; no probe waits long
-            conn.execute(_MONITOR_SETTINGS, (f"{int(max(1.0, self.timeout) * 1000)}ms",))
+            conn.execute(_MONITOR_SETTINGS, (f"{min(int(max(1.0, self.timeout) * 1000), _PG_MAX_MS)}ms",))
         except psycopg.Error:
             pass  # an older server without idle_session_timeout: the probe still works
         self._monitor, self._blind = conn, None
