@@ -359,12 +359,15 @@ def test_a_role_creation_blocked_by_another_sessions_lock_ends_within_the_bound_
         pg_cluster.psql(f"DROP ROLE IF EXISTS {owner}")
 
 
+@pytest.mark.parametrize("role_locked", [False, True], ids=["role-free", "role-locked"])
 def test_a_tablespace_creation_blocked_by_another_sessions_lock_ends_within_the_bound_and_leaves_nothing(
-    tablespace, project, placed, database_url, database_url_b, pg_cluster, pg_cluster_b, s3, bucket_name  # noqa: F811
+    tablespace, project, placed, database_url, database_url_b, pg_cluster, pg_cluster_b, s3, bucket_name, role_locked  # noqa: F811
 ):
     """Another session holds a SHARE lock on the target's ``pg_tablespace`` (reads pass, CREATE
     TABLESPACE waits): exit 3 within the bound, naming the tablespace; no tablespace, nothing in
-    its directory, and the role this restore created first dropped again."""
+    its directory, and the role this restore created first dropped again. If a third session
+    holds a lock on that role (an open ``COMMENT ON ROLE``), its drop waits at most the bound too,
+    and the error names the role left behind."""
     name, _ = tablespace
     owner = "stall_ts_owner_" + uuid.uuid4().hex[:6]
     pg_cluster.psql(f"CREATE ROLE {owner}")
@@ -376,6 +379,7 @@ def test_a_tablespace_creation_blocked_by_another_sessions_lock_ends_within_the_
         config = load_config(project / "safemig.toml")
         uri = run_backup(config, "prod", database_url=database_url).uri
         blocker = psycopg.connect(database_url_b)
+        role_blocker = psycopg.connect(database_url_b)
         try:
             blocker.execute("LOCK TABLE pg_tablespace IN SHARE MODE")
             began = time.monotonic()
@@ -385,24 +389,34 @@ def test_a_tablespace_creation_blocked_by_another_sessions_lock_ends_within_the_
                     tablespace_locations={name: str(target_dir)}, create_roles=True,
                 )
             )
-            thread.join(timeout=STALL_S + 20)
+            if role_locked:  # once the restore created the role, and while it waits for pg_tablespace
+                _wait_for(lambda: _role_exists(database_url_b, owner), timeout=STALL_S + 10)
+                role_blocker.execute(f"COMMENT ON ROLE {owner} IS 'held by another session'")
+            thread.join(timeout=3 * STALL_S + 30)
             took = time.monotonic() - began
             hung = thread.is_alive()
             blocker.rollback()
+            role_blocker.rollback()
         finally:
             blocker.close()
+            role_blocker.close()
         assert not hung, "the restore hung behind the other session's lock"
         (failure,) = outcome
         assert isinstance(failure, RestoreStalled), failure
         assert f"no progress for {STALL_S}s on creating tablespace {name}" in failure.message, failure.message
-        assert "nothing was restored" in failure.message and "could not be dropped" not in failure.message
-        assert "lock" in failure.message
-        assert took < STALL_S + 15
+        assert "nothing was restored" in failure.message and "lock" in failure.message
         time.sleep(1.0)
         with psycopg.connect(database_url_b) as conn:
             assert conn.execute("SELECT count(*) FROM pg_tablespace WHERE spcname = %s", (name,)).fetchone() == (0,)
         assert list(target_dir.iterdir()) == []  # no half-made version directory
-        assert not _role_exists(database_url_b, owner)  # created for the restore, dropped again
+        if role_locked:  # the drop waited for the role's lock for the bound, then said what is left
+            assert f"role(s) {owner} created by this restore could not be dropped again" in failure.message
+            assert _role_exists(database_url_b, owner)
+            assert took < 2 * STALL_S + 20
+        else:
+            assert "could not be dropped" not in failure.message
+            assert not _role_exists(database_url_b, owner)  # created for the restore, dropped again
+            assert took < STALL_S + 15
     finally:
         shutil.rmtree(target_dir, ignore_errors=True)
         with psycopg.connect(database_url, autocommit=True) as conn:
