@@ -540,3 +540,21 @@ def test_duration_settings_are_validated(project, bucket_name):
             load_settings(load_config(project / "safemig.toml"))
     write_config(project, bucket_name, stall_timeout=90)
     assert load_settings(load_config(project / "safemig.toml")).stall_timeout == 90.0
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize(
+    "compression, read_by",
+    [("lz4", "pg_restore read every block"), ("gzip:5", "every block read and inflated"), ("none", "every block read")],
+)
+def test_each_compression_method_is_read_to_its_end_in_stream(
+    project, database_url, s3, bucket_name, pg_major, compression, read_by
+):
+    """gzip and uncompressed archives by safemig's reader, lz4 (pg_dump 16+) by pg_restore -f /dev/null."""
+    if pg_major < 16:
+        pytest.skip("METHOD[:LEVEL] compression needs pg_dump 16 or newer")
+    write_config(project, bucket_name, compression=compression)
+    result = run_backup(load_config(project / "safemig.toml"), "prod", database_url=database_url)
+    assert result.verified_by.startswith(read_by), result.verified_by
+    manifest = json.loads(s3.get_object(Bucket=bucket_name, Key=result.key + ".manifest.json")["Body"].read())
+    assert ("data_bytes" in manifest) == (compression != "lz4")
