@@ -47,9 +47,9 @@ from safemig.backup.fetch import Download, RestoreBound, kill_tree
 from safemig.backup.pgdump import (
     Binary,
     ChildProcess,
+    SocketStdin,
     child_env,
     conninfo_without_password,
-    enlarge_pipe,
     pick_binary,
     write_all,
 )
@@ -595,8 +595,7 @@ def _restore_streamed(
 
     Returns the bytes read.
     """
-    restorer = ChildProcess([*args, "--single-transaction"], env=child_env(password), stdin=-1)
-    enlarge_pipe(restorer.stdin.fileno())
+    restorer, stdin = _start_fed([*args, "--single-transaction"], password)
     bound.watch(restorer, "pg_restore was stopped and its single transaction rolled back: nothing was restored")
     digest = hashlib.sha256()
     seen = 0
@@ -609,23 +608,20 @@ def _restore_streamed(
                 seen += len(chunk)
                 advance(len(chunk))
                 if held is not None and not failed:
-                    failed = not _feed(restorer, held, bound)
+                    failed = not _feed(stdin, held, bound)
                 held = chunk
         bound.mark("last byte read")
         if not _intact(info, seen, digest):
             raise _mismatch(info, seen, digest.hexdigest())
         if held is not None and not failed:
-            failed = not _feed(restorer, held, bound)
-        if not failed:
-            try:
-                restorer.stdin.close()
-            except BrokenPipeError:
-                pass
+            failed = not _feed(stdin, held, bound)
+        stdin.close()
         problem = restorer.failure(where)
     except BaseException:
         restorer.kill()  # its transaction was never committed: the target is untouched
         raise
     finally:
+        stdin.close()
         bound.unwatch(restorer)
     if problem:
         bound.check()  # stopped by the stall bound: that is the failure to report (exit 0 is a commit, whatever)
@@ -654,8 +650,7 @@ def _restore_streamed_verify_after(
     own failure (damage may be its cause). ``chunks``: the object from its first byte (the TOC
     was read from the same download). Returns the bytes read.
     """
-    restorer = ChildProcess(args, env=child_env(password), stdin=-1)
-    enlarge_pipe(restorer.stdin.fileno())
+    restorer, stdin = _start_fed(args, password)
     bound.watch(restorer, f"pg_restore was stopped; {_DROP_TARGET}")
     digest = hashlib.sha256()
     seen = 0
@@ -667,17 +662,14 @@ def _restore_streamed_verify_after(
                 seen += len(chunk)
                 advance(len(chunk))
                 if reading:
-                    reading = _feed(restorer, chunk, bound)
-        if reading:
-            try:
-                restorer.stdin.close()
-            except BrokenPipeError:
-                pass
+                    reading = _feed(stdin, chunk, bound)
+        stdin.close()
         problem = restorer.failure(where)
     except BaseException:
         restorer.kill()
         raise
     finally:
+        stdin.close()
         bound.unwatch(restorer, _DROP_TARGET)
     if problem:
         bound.check()
@@ -749,11 +741,23 @@ def _restore_file(
         )
 
 
-def _feed(restorer: ChildProcess, chunk: bytes, bound: RestoreBound) -> bool:
-    """Write ``chunk`` into pg_restore; ``False`` if it stopped reading (it failed, or never needed more)."""
+def _start_fed(args: list[str], password: str | None) -> tuple[ChildProcess, SocketStdin]:
+    """pg_restore reading its stdin from a socket we write into (:class:`SocketStdin`: not a pipe)."""
+    stdin = SocketStdin()
     try:
-        write_all(restorer.stdin, chunk)
-    except (BrokenPipeError, ValueError):
+        restorer = ChildProcess(args, env=child_env(password), stdin=stdin.child_fd)
+    except BaseException:
+        stdin.close()
+        raise
+    stdin.started()
+    return restorer, stdin
+
+
+def _feed(stdin: SocketStdin, chunk: bytes, bound: RestoreBound) -> bool:
+    """Write all of ``chunk`` into pg_restore; ``False`` if it stopped reading (it failed, or never needed more)."""
+    try:
+        stdin.write_all(chunk)
+    except ConnectionError:  # BrokenPipeError, ConnectionResetError: pg_restore is gone
         return False
     bound.beat()
     return True
