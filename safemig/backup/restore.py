@@ -55,6 +55,7 @@ from safemig.backup.pgdump import (
 )
 from safemig.backup.progress import transfer_progress
 from safemig.backup.settings import BackupSettings, load_settings
+from safemig.backup.startgc import StartupGC
 from safemig.backup.store import (
     BackupInfo,
     backup_info,
@@ -280,7 +281,10 @@ def restore_backup(
     if jobs < 1:
         raise UsageError(f"--jobs must be 1 or more, not {jobs}", hint="e.g. --jobs 4")
     settings = load_settings(config)
-    with RestoreBound(settings.stall_timeout, f"restoring into {describe(target_url)}", target_url) as bound:
+    with (
+        StartupGC() as gc_pause,  # resumed once pg_restore starts: botocore's and psycopg's loading are behind
+        RestoreBound(settings.stall_timeout, f"restoring into {describe(target_url)}", target_url) as bound,
+    ):
         # `pg_restore --version` of the first candidate, beside S3's requests (the archive's version is not known yet)
         first = bound.submit(lambda: pick_binary("pg_restore", 0, settings.pg_bin_dir, purpose="read the archive"))
         client = make_client(settings)
@@ -300,6 +304,7 @@ def restore_backup(
                 settings,
                 target_url,
                 began,
+                gc_pause,
                 clean=clean,
                 progress=progress,
                 jobs=jobs,
@@ -346,6 +351,7 @@ def _restore(
     settings: BackupSettings,
     target_url: str,
     began: float,
+    gc_pause: StartupGC,
     *,
     clean: bool,
     progress: bool,
@@ -412,6 +418,7 @@ def _restore(
     prepared = time.monotonic() - began
     started = time.monotonic()
     bound.mark("restore started")
+    gc_pause.resume()
     try:
         created = spaces.create_tablespaces(target_url, placement)
         size, download_s, entries = _run_restore(
