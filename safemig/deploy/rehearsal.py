@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from safemig.deploy import inplace
 from safemig.deploy.context import DeployContext
 from safemig.deploy.gates import GateContext, Reporter
 from safemig.deploy.locks import LockRecorder, StatementLocks, strongest_per_relation
@@ -174,6 +175,7 @@ def rehearse_on_restore(
             + (" …" if len(scope.relations) > 8 else "")
         )
     result.ran_on["roles_created"] = []
+    result.ran_on["tablespaces_created"] = []
     started = time.monotonic()
     try:
         # Before the restore, which would fail on a policy's TO naming a missing role. Recorded at
@@ -186,6 +188,7 @@ def rehearse_on_restore(
                 f"created role(s) {', '.join(result.ran_on['roles_created'])} (NOLOGIN) on {staging_env}'s server "
                 "for the policies that name them (dropped again after the rehearsal)"
             )
+        cannot_place = _tablespaces_in_place(ctx, staging_env, gate, result)
         with scratch.scratch_database(
             ctx.staging, ctx.staging_url, name, encoding=encoding, keep=ctx.options.keep_rehearsal, warn=gate.warn
         ) as url:
@@ -224,6 +227,12 @@ def rehearse_on_restore(
                     f"{staging_env}'s server lacks tablespace(s) {', '.join(restored.tablespaces_omitted)} that"
                     f" {ctx.env}'s objects are in: restored into the scratch database's default tablespace"
                     " (the rehearsal checks schema and data, not placement)"
+                    + (
+                        f"; they cannot be created in place there ({cannot_place}), so a migration that names"
+                        f" one fails here: create it on {staging_env}'s server"
+                        if cannot_place
+                        else ""
+                    )
                 )
             result.timed("restore", started)
             with closing(db.connect(url, autocommit=True, application_name="safemig deploy (rehearsal)")) as conn:
@@ -238,15 +247,50 @@ def rehearse_on_restore(
                 steps = _Steps(f"rehearsal on {name} (a restore of {backup_uri})", f"{ctx.env} is untouched")
                 _exercise(ctx, conn, url, name, gate, reporter, result, steps)
             if ctx.options.keep_rehearsal:
-                gate.warn(f"rehearsal database kept (--keep-rehearsal): {mask_url(url)}; drop it when done")
+                kept = result.ran_on["tablespaces_created"]
+                gate.warn(
+                    f"rehearsal database kept (--keep-rehearsal): {mask_url(url)}; drop it when done"
+                    + (f", then the tablespace(s) {', '.join(kept)} it is in" if kept else "")
+                )
             started = time.monotonic()
         result.timed("drop", started)
-    finally:  # after the scratch database is gone: nothing depends on the roles any more
+    finally:  # after the scratch database is gone: nothing depends on the roles or tablespaces any more
         if result.ran_on["roles_created"] and not ctx.options.keep_rehearsal:
             from safemig.backup.roles import drop_roles
 
             drop_roles(ctx.staging_url, result.ran_on["roles_created"])
+        if result.ran_on["tablespaces_created"] and not ctx.options.keep_rehearsal:
+            left = inplace.drop(ctx.staging_url, result.ran_on["tablespaces_created"])
+            if left:
+                gate.warn(
+                    f"could not drop the in-place tablespace(s) {', '.join(left)} the rehearsal created on"
+                    f" {staging_env}'s server: drop them there (DROP TABLESPACE) once nothing is in them"
+                )
     return result
+
+
+def _tablespaces_in_place(ctx: DeployContext, staging_env: str, gate: GateContext, result: RehearsalResult) -> str:
+    """Create, in place, the tablespaces prod's server has and staging's lacks (:mod:`safemig.deploy.inplace`),
+    recording each in ``ran_on["tablespaces_created"]`` as it exists; return why they could not be
+    created ("" when none is missing or all were), for the note on what the restore left out."""
+    import psycopg
+
+    assert ctx.staging is not None
+    names = inplace.missing(ctx.prod, ctx.staging)
+    if not names:
+        return ""
+    why = inplace.why_not(ctx.staging)
+    if why:
+        return why
+    try:
+        inplace.create(ctx.staging, names, result.ran_on["tablespaces_created"])
+    except psycopg.Error as exc:
+        return f"creating one failed: {exc.diag.message_primary or exc}"
+    gate.note(
+        f"created tablespace(s) {', '.join(names)} in place on {staging_env}'s server (inside its data directory),"
+        f" as {ctx.env}'s server has them, for the rehearsal's restore and migrations (dropped again after it)"
+    )
+    return ""
 
 
 def _policy_roles_missing(ctx: DeployContext, staging_env: str, gate: GateContext) -> list[str]:

@@ -268,19 +268,73 @@ def test_a_policy_naming_a_role_the_staging_server_lacks_still_restores_and_the_
         _run(project.prod_url, f"DROP POLICY readers ON items; DROP ROLE {role}")
 
 
-def test_a_tablespace_the_staging_server_lacks_is_left_out_of_the_rehearsal_restore(tablespace, project):
-    """prod's table lives in a tablespace staging's server does not have: the rehearsal restores it into
-    the scratch database's default tablespace (it checks schema and data, not placement) and says so."""
+_IN_TABLESPACE = "CREATE TABLE IF NOT EXISTS audit (id bigint) TABLESPACE {name};\n"
+
+
+def _spaces(url: str, name: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT spcname FROM pg_tablespace WHERE spcname = %s", (name,))]
+
+
+def test_a_tablespace_the_staging_server_lacks_is_created_in_place_for_the_rehearsal(tablespace, project, pg_major):
+    """prod's table lives in a tablespace staging's server lacks, and a pending migration names it: as a
+    superuser on 15+, the rehearsal creates it in place, restores prod's placement, runs the migration,
+    and drops the tablespace again; prod gets the migration."""
+    if pg_major < 15:
+        pytest.skip("in-place tablespaces are PostgreSQL 15's")
     name, _ = tablespace
     project.apply_directly(project.prod_url, [1])
     _run(project.prod_url, f"ALTER TABLE items SET TABLESPACE {name}; INSERT INTO items VALUES (1, 'one')")
+    project.migration("004_audit.sql", _IN_TABLESPACE.format(name=name))
+    project.rollback("004_rollback_audit.sql", "DROP TABLE IF EXISTS audit;\n")
     result = project.deploy()
     assert result.exit_code == 0, result.output
-    assert result.stdout.count(f"server lacks tablespace(s) {name} that prod's objects are in") == 1
+    assert result.stdout.count(f"created tablespace(s) {name} in place on staging's server") == 1
+    assert "restored into the scratch database's default tablespace" not in result.stdout
     (record,) = project.records()
     ran_on = record["rehearsal"]["ran_on"]
-    assert ran_on["tablespaces_omitted"] == [name] and ran_on["row_counts"] == {"public.items": 1}
+    assert ran_on["tablespaces_created"] == [name] and "tablespaces_omitted" not in ran_on
+    assert [a["version"] for a in record["rehearsal"]["applied"]] == [2, 3, 4]
+    assert _spaces(project.staging_url, name) == []  # dropped again
     assert _scratch_databases(project) == []
+    placed = project.query(
+        project.prod_url,
+        "SELECT t.spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.relname = 'audit'",
+    )
+    assert placed == [(name,)]
+
+
+def test_without_a_superuser_the_tablespace_is_left_out_and_a_migration_naming_it_fails_with_why(
+    tablespace, project, pg_cluster_b
+):
+    """staging's role may not create tablespaces: the restore leaves placement out and says why it could
+    not create them; the migration that names one fails the rehearsal, prod untouched."""
+    name, _ = tablespace
+    role = "rehearser_" + uuid.uuid4().hex[:6]
+    password = uuid.uuid4().hex
+    pg_cluster_b.psql(f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{password}'")
+    try:
+        database = project.staging_url.rsplit("/", 1)[1]
+        project.staging_url = pg_cluster_b.url(database, user=role, password=password)
+        project.apply_directly(project.prod_url, [1])
+        _run(project.prod_url, f"ALTER TABLE items SET TABLESPACE {name}; INSERT INTO items VALUES (1, 'one')")
+        before = _ledger(project, project.prod_url)
+        project.migration("004_audit.sql", _IN_TABLESPACE.format(name=name))
+        project.rollback("004_rollback_audit.sql", "DROP TABLE IF EXISTS audit;\n")
+        result = project.deploy()
+        assert result.exit_code == 1, result.output
+        assert f"server lacks tablespace(s) {name} that prod's objects are in" in result.stdout
+        assert f"(role {role} is not a superuser, which creating a tablespace needs)" in result.stdout
+        assert "applying 004_audit.sql" in result.stderr and f'tablespace "{name}" does not exist' in result.stderr
+        assert _ledger(project, project.prod_url) == before
+        (record,) = project.records()
+        assert record["rehearsal"]["ran_on"]["tablespaces_omitted"] == [name]
+        assert record["rehearsal"]["ran_on"]["tablespaces_created"] == []
+        assert _scratch_databases(project) == []
+    finally:
+        for db in pg_cluster_b.psql(f"SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = '{role}')").split():
+            pg_cluster_b.psql(f'DROP DATABASE IF EXISTS "{db}"')
+        pg_cluster_b.psql(f"DROP ROLE IF EXISTS {role}")
 
 
 def test_a_failing_dry_run_writes_no_record_and_shows_the_rehearsal_it_would_run(project):
