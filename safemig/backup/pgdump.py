@@ -315,6 +315,10 @@ class SocketStdin:
 
     def __init__(self) -> None:
         self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:  # best effort, like enlarge_pipe: 1 MiB in flight (the kernel caps it at net.core.wmem_max)
+            self._ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1024 * 1024)
+        except OSError:
+            pass
         self._flags = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE as an error, even where SIGPIPE is not ignored
         self.closed = False
 
