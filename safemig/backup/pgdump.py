@@ -304,7 +304,7 @@ class SocketStdin:
     producer faster than pg_restore (S3 usually is) copies one page per wake-up: 50,000-77,000
     context switches for the md5 bench's 186 MB archive, ~0.27 s of CPU more than the same
     bytes through a socket (measured, bench/README.md). A Unix socket wakes its writer only once
-    three quarters of its send buffer drained (1,900 switches). pg_restore reads a socket as it
+    three quarters of its send buffer drained (1,900 switches with the default buffer). pg_restore reads a socket as it
     reads a pipe (a stream it cannot seek).
 
     :meth:`write_all` sends every byte or raises (``sendall`` resumes after a partial send, e.g.
