@@ -67,7 +67,7 @@ from safemig.backup.store import (
 )
 from safemig.backup.verify import toc_from_head
 from safemig.config import Config
-from safemig.errors import CheckFailed, DatabaseError, ToolError, UsageError
+from safemig.errors import CheckFailed, DatabaseError, SafemigError, ToolError, UsageError
 
 # A single-transaction restore may use at most this share of the target's shared lock table
 # (max_locks_per_transaction x (max_connections + max_prepared_transactions)): the rest is
@@ -142,6 +142,7 @@ class RestoreResult:
     prepare_s: float = 0.0  # finding the backup, checking the target, reading the TOC
     download_s: float = 0.0  # the verified local copy (spool mode), before pg_restore starts
     timeline: dict[str, float] = field(default_factory=dict)  # phase -> seconds since the call
+    notes: tuple[str, ...] = ()  # what the stall bound could not watch (its probe lost its session)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +162,7 @@ class RestoreResult:
             "prepare_s": round(self.prepare_s, 3),
             "download_s": round(self.download_s, 3),
             "timeline": dict(self.timeline),
+            "notes": list(self.notes),
         }
 
 
@@ -378,8 +380,11 @@ def _restore(
     chunks = _checked_chunks(iter(download), info, _NOTHING_RESTORED if verify_before_commit else _DROP_TARGET)
     head: list[bytes] = []  # the chunks the TOC was read from: fed to pg_restore (or the local copy) first
     try:
-        toc = toc_from_head(chunks, pg_restore, info.uri, head)
+        reading = f"the download of {info.uri} or pg_restore --list reading its table of contents"
+        with bound.watching(reading) as lister_started:
+            toc = toc_from_head(chunks, pg_restore, info.uri, head, started=lister_started)
     except ToolError:
+        bound.check()  # pg_restore --list was stopped by the stall bound
         _refuse_if_damaged(head, chunks, info)  # a damaged object is exit 1, whichever byte the damage hit
         raise
     bound.mark("toc read")
@@ -392,20 +397,19 @@ def _restore(
             hint="restore into a fresh database (createdb NAME), or pass --clean --confirm-clean to drop and replace"
             " what the backup contains",
         )
-    placement = bound.result(
-        bound.submit(
-            lambda: spaces.plan_placement(
-                client,
-                info,
-                pg_restore,
-                target_url,
-                policy=tablespaces,
-                locations=tablespace_locations,
-                create_roles=create_roles,
-                no_owner=no_owner,
-                no_privileges=no_privileges,
-                head=head,
-            )
+    placement = bound.step(
+        lambda: spaces.plan_placement(
+            client,
+            info,
+            pg_restore,
+            target_url,
+            policy=tablespaces,
+            locations=tablespace_locations,
+            create_roles=create_roles,
+            no_owner=no_owner,
+            no_privileges=no_privileges,
+            head=head,
+            bound=bound,
         )
     )
     mode = _mode(toc, _choose(toc, select, clean), target, jobs, verify_before_commit)
@@ -413,14 +417,14 @@ def _restore(
     if create_roles:
         from safemig.backup.roles import create_missing_roles
 
-        roles = bound.result(bound.submit(lambda: create_missing_roles(client, info, target_url)))
+        roles = bound.step(lambda: create_missing_roles(client, info, target_url, bound))
     created: list[str] = []
     prepared = time.monotonic() - began
     started = time.monotonic()
     bound.mark("restore started")
     gc_pause.resume()
     try:
-        created = spaces.create_tablespaces(target_url, placement)
+        created = bound.step(lambda: spaces.create_tablespaces(target_url, placement, bound))
         size, download_s, entries = _run_restore(
             info,
             settings,
@@ -439,12 +443,14 @@ def _restore(
             progress=progress,
             bound=bound,
         )
-    except BaseException:
-        spaces.drop_tablespaces(target_url, created)  # empty unless a restore that was not one transaction failed
-        if roles:
-            from safemig.backup.roles import drop_roles
+    except BaseException as exc:
+        from safemig.backup.roles import undo_created
 
-            drop_roles(target_url, roles)  # nothing owns them: the refused restore committed nothing
+        # tablespaces: none unless a restore that was not one transaction failed; roles own nothing, since the
+        # refused restore committed nothing; each wait bounded (the bound itself may be what fired)
+        left = undo_created(target_url, roles, created, settings.stall_timeout)
+        if left and isinstance(exc, SafemigError):
+            exc.message = f"{exc.message}; {left}"
         raise
     return RestoreResult(
         uri=info.uri,
@@ -463,6 +469,7 @@ def _restore(
         prepare_s=prepared,
         download_s=download_s,
         timeline={**bound.timeline, "done": round(time.monotonic() - began, 3)},
+        notes=tuple(bound.notes),
     )
 
 

@@ -13,11 +13,16 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from typing import Any, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
 
 from safemig.backup.pgdump import Binary, child_env
 from safemig.backup.store import BackupInfo, storage_error
-from safemig.errors import CheckFailed, DatabaseError, ToolError
+from safemig.errors import CheckFailed, DatabaseError, SafemigError, ToolError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safemig.backup.fetch import RestoreBound
 
 _CREATE = re.compile(r'^CREATE ROLE (?P<name>"(?:[^"]|"")+"|[^\s;]+);$')
 _ROLE_LINE = re.compile(r'^ALTER ROLE (?P<name>"(?:[^"]|"")+"|[^\s;]+) ')
@@ -93,21 +98,42 @@ def fetch_globals(client: Any, info: BackupInfo) -> str:
     return body.decode("utf-8")
 
 
-def create_missing_roles(client: Any, info: BackupInfo, target_url: str) -> list[str]:
-    """Create the backup's roles the target's server lacks (one transaction); return their names."""
+def create_missing_roles(
+    client: Any, info: BackupInfo, target_url: str, bound: RestoreBound | None = None
+) -> list[str]:
+    """Create the backup's roles the target's server lacks (one transaction); return their names.
+
+    Under ``bound`` (the restore's stall bound) a wait for a lock another session holds on
+    ``pg_authid`` (a transaction creating the same role, say) ends at ``stall_timeout`` with
+    :class:`~safemig.backup.fetch.RestoreStalled`; the transaction is rolled back, so no role is
+    left half-made or made after the restore gave up.
+    """
     import psycopg
 
-    from safemig.db import connect, describe, error_text
+    from safemig.db import describe, error_text
 
     script = fetch_globals(client, info)
-    with connect(target_url, application_name="safemig restore") as conn:
+    with target_session(target_url, bound, autocommit=False) as conn:
         try:
             existing = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
             names, statements = plan(script, existing)
             for statement in statements:
                 conn.execute(statement.encode())
+                if bound is not None:
+                    bound.beat()
             conn.commit()
         except psycopg.Error as exc:
+            stalled = (
+                bound.step_error(
+                    exc,
+                    f"creating the backup's roles on {describe(target_url)}",
+                    "no role was created, nothing was restored",
+                )
+                if bound is not None
+                else None
+            )
+            if stalled is not None:
+                raise stalled from None
             raise DatabaseError(
                 f"cannot create the backup's roles on {describe(target_url)}: {error_text(exc)}",
                 hint="the restoring role needs CREATEROLE (superuser for SUPERUSER/REPLICATION/BYPASSRLS roles);"
@@ -116,30 +142,84 @@ def create_missing_roles(client: Any, info: BackupInfo, target_url: str) -> list
     return names
 
 
-def drop_roles(target_url: str, names: list[str]) -> None:
-    """Undo :func:`create_missing_roles` after a refused restore (they own nothing yet); best effort."""
-    drop_globals(target_url, "ROLE", names)
+@contextmanager
+def target_session(url: str, bound: RestoreBound | None, *, autocommit: bool) -> Iterator[Any]:
+    """A connection for a step of the restore: under ``bound`` when there is one (its waits end at
+    ``stall_timeout``, a stall cancels its statement), else a plain one."""
+    from safemig.db import connect
+
+    if bound is not None:
+        with bound.session(url, autocommit=autocommit) as conn:
+            yield conn
+        return
+    with connect(url, autocommit=autocommit, application_name="safemig restore") as conn:
+        yield conn
 
 
-def drop_globals(target_url: str, kind: Literal["ROLE", "TABLESPACE"], names: list[str]) -> None:
+def drop_roles(target_url: str, names: list[str], timeout: float | None = None) -> list[str]:
+    """Undo :func:`create_missing_roles` after a refused restore (they own nothing yet); best effort.
+
+    Returns the roles left. ``timeout``: each wait (a lock, a statement) ends after that long.
+    """
+    return drop_globals(target_url, "ROLE", names, timeout)
+
+
+def drop_globals(
+    target_url: str, kind: Literal["ROLE", "TABLESPACE"], names: list[str], timeout: float | None = None
+) -> list[str]:
     """Drop cluster-wide objects a refused restore created, newest first, each on its own; best effort.
 
-    One that cannot go (a tablespace holding what a restore that was not one transaction left)
-    stays for the user; the restore's own error is the one reported.
+    One that cannot go (a tablespace holding what a restore that was not one transaction left,
+    a lock another session holds) stays for the user, and is returned; the restore's own error
+    is the one reported. ``timeout`` (the restore's ``stall_timeout``): how long a lock or a
+    statement may be waited for, and, doubled, for all of it (a frozen server).
     """
+    if not names:
+        return []
+    left = list(names)
+    if timeout is None:
+        _drop_each(target_url, kind, left, None)
+        return left
+    from safemig.backup.watchdog import run_bounded
+
+    run_bounded(lambda: _drop_each(target_url, kind, left, timeout), 2 * timeout + 10.0)
+    return list(left)
+
+
+def _drop_each(target_url: str, kind: str, left: list[str], timeout: float | None) -> None:
+    """Drop each of ``left`` (newest first), removing from it the ones dropped."""
     import psycopg
     from psycopg import sql
 
+    from safemig.backup.fetch import bounded_session
     from safemig.db import connect
 
-    if not names:
-        return
     try:
-        with connect(target_url, autocommit=True, application_name="safemig restore") as conn:
-            for name in reversed(names):
+        if timeout is None:
+            opened: Any = connect(target_url, autocommit=True, application_name="safemig restore")
+        else:
+            opened = bounded_session(target_url, timeout)
+        with opened as conn:
+            for name in reversed(list(left)):
                 try:
                     conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(sql.SQL(kind), sql.Identifier(name)))
+                    left.remove(name)
                 except psycopg.Error:
-                    pass  # e.g. not empty: left for the user
-    except psycopg.Error:
+                    pass  # e.g. not empty, or locked: left for the user
+    except (psycopg.Error, SafemigError):
         pass  # the restore's own error is the one to report
+
+
+def undo_created(target_url: str, roles: list[str], tablespaces: list[str], timeout: float) -> str:
+    """Drop what a failed restore created, tablespaces first (created roles may own them), each wait
+    bounded by ``timeout``; return a sentence naming what could not be dropped ("" if nothing)."""
+    said = []
+    spaces_left = drop_globals(target_url, "TABLESPACE", tablespaces, timeout)
+    if spaces_left:
+        said.append(f"tablespace(s) {', '.join(spaces_left)}")
+    roles_left = drop_globals(target_url, "ROLE", roles, timeout)
+    if roles_left:
+        said.append(f"role(s) {', '.join(roles_left)}")
+    if not said:
+        return ""
+    return f"{' and '.join(said)} created by this restore could not be dropped again: drop them by hand"

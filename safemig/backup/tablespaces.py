@@ -36,14 +36,17 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safemig.backup.pgdump import Binary, ChildProcess, child_env, write_all
 from safemig.backup.store import BackupInfo
 from safemig.errors import CheckFailed, DatabaseError, ToolError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safemig.backup.fetch import RestoreBound
 
 POLICIES: tuple[str, ...] = ("keep", "none", "none-if-missing", "create")
 
@@ -147,17 +150,22 @@ def stored_tablespaces(script: str) -> dict[str, StoredTablespace]:
     }
 
 
-def archive_tablespaces(chunks: Iterable[bytes], pg_restore: Binary, where: str) -> dict[str, list[str]]:
+def archive_tablespaces(
+    chunks: Iterable[bytes], pg_restore: Binary, where: str, started: Callable[[ChildProcess], None] | None = None
+) -> dict[str, list[str]]:
     """The tablespaces the archive's objects are placed in -> those objects ("TABLE public.a").
 
     ``pg_restore --schema-only`` over the object's first bytes: it reads the TOC (every
     definition is there), needs no data block, and exits; feeding stops when it does.
+    ``started`` is handed that pg_restore (the stall bound stops it if it stops moving).
     """
     with tempfile.TemporaryFile() as out:
         child = ChildProcess(
             [pg_restore.path, "--schema-only", "--file=-"], env=child_env(None), stdin=-1, stdout=out.fileno()
         )
         try:
+            if started is not None:
+                started(child)
             for chunk in chunks:
                 try:
                     write_all(child.stdin, chunk)
@@ -212,6 +220,7 @@ def plan_placement(
     no_owner: bool = False,
     no_privileges: bool = False,
     head: Iterable[bytes] | None = None,
+    bound: RestoreBound | None = None,
 ) -> Placement:
     """Decide, before anything is restored or created, what the restore does about tablespaces.
 
@@ -224,6 +233,8 @@ def plan_placement(
     statement, a location not absolute or naming a tablespace the backup does not have, an
     owner or grantee the target lacks without ``--create-roles``/``--no-owner``/
     ``--no-privileges``); :class:`DatabaseError` (exit 3) when the restoring role is no superuser.
+    Under ``bound`` its query of the target and its pg_restore end at ``stall_timeout``
+    (:class:`~safemig.backup.fetch.RestoreStalled`).
     """
     from safemig.backup.roles import fetch_globals
 
@@ -248,19 +259,10 @@ def plan_placement(
         )
     if stored == {}:
         return Placement()  # the source had no tablespace of its own: nothing can be missing
-    facts = _target_facts(target_url)
+    facts = _target_facts(target_url, bound)
     if stored is not None and set(stored) <= facts.tablespaces:
         return Placement()  # the archive can only use the source's tablespaces: the target has them all
-    if head is not None:
-        used = archive_tablespaces(head, pg_restore, info.uri)
-    else:
-        from safemig.backup.verify import iter_object
-
-        chunks = iter_object(client, info.bucket, info.key, "reading the table of contents of")
-        try:
-            used = archive_tablespaces(chunks, pg_restore, info.uri)
-        finally:
-            chunks.close()
+    used = _used(client, info, pg_restore, head, bound)
     missing = {name: objects for name, objects in used.items() if name not in facts.tablespaces}
     if not missing:
         return Placement()
@@ -275,6 +277,27 @@ def plan_placement(
     return _creation(names, stored, locations, facts, coming, no_owner, no_privileges, info, target_url)
 
 
+def _used(
+    client: Any, info: BackupInfo, pg_restore: Binary, head: Iterable[bytes] | None, bound: RestoreBound | None
+) -> dict[str, list[str]]:
+    """The archive's tablespaces, from ``head`` or the object's start; its pg_restore watched by ``bound``."""
+    from contextlib import nullcontext
+
+    watching: Any = nullcontext(None)
+    if bound is not None:
+        watching = bound.watching(f"pg_restore --schema-only reading the table of contents of {info.uri}")
+    with watching as started:
+        if head is not None:
+            return archive_tablespaces(head, pg_restore, info.uri, started)
+        from safemig.backup.verify import iter_object
+
+        chunks = iter_object(client, info.bucket, info.key, "reading the table of contents of")
+        try:
+            return archive_tablespaces(chunks, pg_restore, info.uri, started)
+        finally:
+            chunks.close()
+
+
 @dataclass(frozen=True)
 class _Facts:
     tablespaces: set[str]
@@ -283,17 +306,25 @@ class _Facts:
     user: str
 
 
-def _target_facts(url: str) -> _Facts:
+def _target_facts(url: str, bound: RestoreBound | None = None) -> _Facts:
     import psycopg
 
-    from safemig.db import connect, describe, error_text
+    from safemig.backup.roles import target_session
+    from safemig.db import describe, error_text
 
-    with connect(url, autocommit=True, application_name="safemig restore") as conn:
+    with target_session(url, bound, autocommit=True) as conn:
         try:
             spaces = {row[0] for row in conn.execute("SELECT spcname FROM pg_tablespace").fetchall()}
             roles = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
             row = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         except psycopg.Error as exc:
+            stalled = (
+                bound.step_error(exc, f"reading the tablespaces of {describe(url)}", "nothing was restored")
+                if bound is not None
+                else None
+            )
+            if stalled is not None:
+                raise stalled from None
             raise DatabaseError(f"cannot inspect {describe(url)}: {error_text(exc)}") from None
     assert row is not None  # the session's own role
     return _Facts(spaces, roles, bool(row[1]), row[0])
@@ -376,23 +407,28 @@ def _creation(
     )
 
 
-def create_tablespaces(target_url: str, placement: Placement) -> list[str]:
+def create_tablespaces(target_url: str, placement: Placement, bound: RestoreBound | None = None) -> list[str]:
     """Create ``placement.to_create`` on the target's server; return their names.
 
     ``CREATE TABLESPACE`` cannot run inside a transaction block, so each runs on its own; if one
     fails, those created before it are dropped again (they are empty) and the error says what
     to do. The stored ``ALTER TABLESPACE ... SET``, ``COMMENT`` and grants follow each one
     (grants not with ``no_privileges``; owned by the restoring role with ``no_owner``).
+    Under ``bound`` a wait for a lock another session holds on ``pg_tablespace`` ends at
+    ``stall_timeout`` (:class:`~safemig.backup.fetch.RestoreStalled`, the ones created dropped).
+    A wait for a lock happens before PostgreSQL touches the directory, so none is left half-made.
     """
     import psycopg
     from psycopg import sql
 
-    from safemig.db import connect, describe, error_text
+    from safemig.backup.roles import target_session
+    from safemig.db import describe, error_text
 
     created: list[str] = []
     if not placement.to_create:
         return created
-    with connect(target_url, autocommit=True, application_name="safemig restore") as conn:
+    timeout = bound.timeout if bound is not None else None
+    with target_session(target_url, bound, autocommit=True) as conn:
         for space in placement.to_create:
             location = placement.locations.get(space.name, space.location)
             statement = sql.SQL("CREATE TABLESPACE {}").format(sql.Identifier(space.name))
@@ -406,21 +442,36 @@ def create_tablespaces(target_url: str, placement: Placement) -> list[str]:
                     if placement.no_privileges and re.match(r"\s*(GRANT|REVOKE)\s", extra):
                         continue
                     conn.execute(extra.encode())
+                if bound is not None:
+                    bound.beat()
             except psycopg.Error as exc:
-                drop_tablespaces(target_url, created)
+                left = drop_tablespaces(target_url, created, timeout)
+                undone = "nothing was restored" + (
+                    f"; tablespace(s) {', '.join(left)} created by this restore could not be dropped again:"
+                    " drop them by hand"
+                    if left
+                    else ""
+                )
+                doing = f"creating tablespace {space.name} at {location} on {describe(target_url)}"
+                stalled = bound.step_error(exc, doing, undone) if bound is not None else None
+                if stalled is not None:
+                    raise stalled from None
                 raise DatabaseError(
                     f"cannot create tablespace {space.name} at {location} on {describe(target_url)}:"
-                    f" {error_text(exc)}: nothing was restored",
+                    f" {error_text(exc)}: {undone}",
                     hint=_DIRECTORY_HINT,
                 ) from None
     return created
 
 
-def drop_tablespaces(target_url: str, names: list[str]) -> None:
-    """Undo :func:`create_tablespaces` after a refused restore; best effort (a partial restore may use them)."""
+def drop_tablespaces(target_url: str, names: list[str], timeout: float | None = None) -> list[str]:
+    """Undo :func:`create_tablespaces` after a refused restore; best effort (a partial restore may use them).
+
+    Returns the ones left; ``timeout`` bounds each wait (see :func:`safemig.backup.roles.drop_globals`).
+    """
     from safemig.backup.roles import drop_globals
 
-    drop_globals(target_url, "TABLESPACE", names)
+    return drop_globals(target_url, "TABLESPACE", names, timeout)
 
 
 def _unquote(name: str) -> str:

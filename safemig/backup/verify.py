@@ -20,7 +20,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,15 +177,22 @@ class TocCheck:
 
 
 def toc_from_head(
-    chunks: Iterator[bytes], pg_restore: Binary, where: str, taken: list[bytes] | None = None
+    chunks: Iterator[bytes],
+    pg_restore: Binary,
+    where: str,
+    taken: list[bytes] | None = None,
+    started: Callable[[ChildProcess], None] | None = None,
 ) -> list[str]:
     """``pg_restore -l`` of the archive whose bytes ``chunks`` yields, reading only as far as it needs.
 
     ``taken`` receives every chunk taken from ``chunks``, so that a caller can feed the same
     bytes (then the rest of ``chunks``) to a restore: one download for the TOC and the data.
+    ``started`` is handed the ``pg_restore --list`` process (a restore's stall bound stops it).
     """
     lister = TocCheck(pg_restore)
     try:
+        if started is not None:
+            started(lister.child)
         for chunk in chunks:
             if taken is not None:
                 taken.append(chunk)

@@ -370,6 +370,8 @@ def restore_command(
         output.echo(f"  roles created: {', '.join(result.roles_created)}")
     if result.tablespaces_created:
         output.echo(f"  tablespaces created: {', '.join(result.tablespaces_created)}")
+    for note in result.notes:
+        output.warn(note)
 
 
 def prune_command(
