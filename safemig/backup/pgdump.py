@@ -202,15 +202,26 @@ class ChildProcess:
     """A running pg_dump/pg_restore whose stderr is drained in the background."""
 
     def __init__(
-        self, args: list[str], *, env: dict[str, str], stdin: int | None = None, stdout: int | None = None
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str],
+        stdin: int | SocketStdin | None = None,
+        stdout: int | None = None,
     ) -> None:
+        """``stdin``: ``subprocess.PIPE`` (-1), a file descriptor, or a :class:`SocketStdin` (then
+        :attr:`stdin_socket`; the caller writes into it and closes it)."""
         self.name = Path(args[0]).name
+        self.stdin_socket = stdin if isinstance(stdin, SocketStdin) else None
+        given = stdin.child_fd if isinstance(stdin, SocketStdin) else stdin
         try:
-            self.proc = subprocess.Popen(args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, bufsize=0)
+            self.proc = subprocess.Popen(args, stdin=given, stdout=stdout, stderr=subprocess.PIPE, env=env, bufsize=0)
         except OSError as exc:
             raise ToolError(
                 f"cannot start {self.name}: {exc.strerror}", hint="check backup.pg_bin_dir or PATH"
             ) from None
+        if self.stdin_socket is not None:
+            self.stdin_socket.started()
         self._tail: collections.deque[bytes] = collections.deque()
         self._tail_size = 0
         self._drainer = threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True)
@@ -309,8 +320,10 @@ class SocketStdin:
 
     :meth:`write_all` sends every byte or raises (``sendall`` resumes after a partial send, e.g.
     when either process was stopped and continued); ``BrokenPipeError`` or
-    ``ConnectionResetError`` once the child stopped reading. Create it, pass :attr:`child_fd`
-    as the child's ``stdin``, then call :meth:`started` to close the parent's copy of that end.
+    ``ConnectionResetError`` once the child stopped reading. Pass it as :class:`ChildProcess`'s
+    ``stdin`` (or pass :attr:`child_fd` to a child, then call :meth:`started` to close the
+    parent's copy of that end). :meth:`unread` is what a pipe's ``FIONREAD`` tells: whether the
+    child has read everything written so far (the stall probe asks).
     """
 
     def __init__(self) -> None:
@@ -332,6 +345,20 @@ class SocketStdin:
 
     def write_all(self, data: bytes | memoryview) -> None:
         self._ours.sendall(data, self._flags)
+
+    def unread(self) -> int | None:
+        """Bytes written that the child has not read yet (0: it read all; Linux's ``SIOCOUTQ``,
+        counted in the kernel's buffer units), or ``None`` once closed or where it cannot be asked."""
+        if self.closed:
+            return None
+        try:
+            import fcntl
+            import struct
+            import termios
+
+            return int(struct.unpack("i", fcntl.ioctl(self._ours.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+        except (OSError, ValueError, ImportError, AttributeError):
+            return None
 
     def close(self) -> None:
         """End of input: the child reads EOF. Idempotent; a child already gone is no error."""

@@ -759,11 +759,10 @@ def _start_fed(args: list[str], password: str | None) -> tuple[ChildProcess, Soc
     """pg_restore reading its stdin from a socket we write into (:class:`SocketStdin`: not a pipe)."""
     stdin = SocketStdin()
     try:
-        restorer = ChildProcess(args, env=child_env(password), stdin=stdin.child_fd)
+        restorer = ChildProcess(args, env=child_env(password), stdin=stdin)
     except BaseException:
         stdin.close()
         raise
-    stdin.started()
     return restorer, stdin
 
 

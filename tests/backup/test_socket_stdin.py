@@ -62,3 +62,26 @@ def test_a_reader_that_exits_makes_the_writer_fail_instead_of_hanging():
             stdin.write_all(b"x" * 1024 * 1024)
     stdin.close()
     stdin.close()  # idempotent
+
+
+def test_unread_tells_whether_the_child_read_everything_as_the_stall_probe_asks():
+    """What a pipe's FIONREAD told the stall probe (fetch._waits_for_input): bytes still unread."""
+    from safemig.backup.fetch import _waits_for_input
+    from safemig.backup.pgdump import ChildProcess
+
+    stdin = SocketStdin()
+    go = "import sys, time; time.sleep(float(sys.argv[1])); sys.stdin.buffer.read(); print('done')"
+    child = ChildProcess([sys.executable, "-c", go, "1.5"], env=dict(os.environ), stdin=stdin, stdout=-1)
+    try:
+        stdin.write_all(b"y" * 65536)
+        assert (stdin.unread() or 0) > 0 and not _waits_for_input(child)  # written, not yet read
+        deadline = time.monotonic() + 30
+        while stdin.unread() != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stdin.unread() == 0 and _waits_for_input(child)  # it read everything and waits for more
+        stdin.close()
+        assert stdin.unread() is None and not _waits_for_input(child)  # end of input: it works on its own
+        assert child.proc.wait(timeout=30) == 0
+    finally:
+        stdin.close()
+        child.kill()
