@@ -19,7 +19,7 @@ ratios compare runs on the same machine at the same moment:
 Beside each wall time, the CPU time (user+sys) of the variant's whole process tree (pg_dump,
 aws or safemig, and safemig's pg_restore/pg_dumpall children) and of the S3 server (moto, in
 this process's threads): on a shared machine wall times are noisy, CPU seconds much less so.
-``--also-tree DIR`` runs safemig and the deploy path a second time from another checkout
+``--also-tree DIR`` runs safemig, the deploy path and the restore a second time from another checkout
 (``PYTHONPATH=DIR``, e.g. ``git worktree add /tmp/base main``), interleaved: an A/B of two
 versions in the same run.
 
@@ -390,12 +390,20 @@ def child_restore_forced(mode: str, uri: str, target_url: str, jobs: str) -> Non
 
 
 def bench_restore(
-    pg: LocalCluster, name: str, s3env: dict[str, str], runs: int, compression: str, jobs: int, other: bool = False
+    pg: LocalCluster,
+    name: str,
+    s3env: dict[str, str],
+    runs: int,
+    compression: str,
+    jobs: int,
+    other: bool = False,
+    also_tree: Path | None = None,
 ) -> dict:
     """``safemig restore --jobs N`` from S3 (whichever mode it chooses: streamed in one transaction,
     or a verified local copy then pg_restore -j N) against ``pg_restore -j N`` from a local file
     already on disk, into fresh databases, interleaved; wall time, CPU of each process tree, and
-    safemig's phase timeline (--json)."""
+    safemig's phase timeline (--json). ``also_tree``: the same ``safemig restore`` from another
+    checkout too (``safemig_restore@other``), interleaved with the others: an A/B."""
     import boto3
 
     url = pg.url(name)
@@ -430,10 +438,16 @@ def bench_restore(
     }
     modes: list[str] = []
     timelines: list[dict[str, float]] = []
+    other_timelines: list[dict[str, float]] = []
     if other:
         times.update({"safemig_other": [], "safemig_other_cpu": []})
+    other_tree_env = {**env, "PYTHONPATH": str(also_tree)} if also_tree else env
+    if also_tree:
+        times.update({"safemig_restore@other": [], "safemig_restore@other_cpu": []})
+    variants = ("pg_restore", "safemig_restore") + (("safemig_other",) if other else ())
+    variants += ("safemig_restore@other",) if also_tree else ()
     for i in range(runs):
-        for variant in ("pg_restore", "safemig_restore") + (("safemig_other",) if other else ()):
+        for variant in variants:
             target = f"{name}_restored"
             pg.drop_database(target)
             pg.create_database(target)
@@ -452,7 +466,7 @@ def bench_restore(
                     cwd=project,
                 )
                 other_mode = json.loads(out)["mode"]
-            else:
+            else:  # safemig_restore, and the same from the other checkout
                 t, _, out = run_timed(
                     [
                         sys.executable,
@@ -469,14 +483,17 @@ def bench_restore(
                         str(jobs),
                         "--json",
                     ],
-                    env=env,
+                    env=other_tree_env if variant == "safemig_restore@other" else env,
                     cwd=project,
                 )
                 restored = json.loads(out)
-                times["safemig_prepare"].append(restored["prepare_s"])
-                times["safemig_download"].append(restored["download_s"])
-                modes.append(restored["mode"])
-                timelines.append(restored.get("timeline", {}))
+                if variant == "safemig_restore@other":
+                    other_timelines.append(restored.get("timeline", {}))
+                else:
+                    times["safemig_prepare"].append(restored["prepare_s"])
+                    times["safemig_download"].append(restored["download_s"])
+                    modes.append(restored["mode"])
+                    timelines.append(restored.get("timeline", {}))
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             times[f"{variant}_cpu"].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             times[variant].append(t)
@@ -499,6 +516,8 @@ def bench_restore(
         "mode": modes[-1] if modes else "",
         "other_mode": other_mode if other else "",
         "timeline": timelines[len(timelines) // 2] if timelines else {},  # of the middle run: phase -> s
+        "timeline@other": other_timelines[len(other_timelines) // 2] if other_timelines else {},
+        "ratio@other": med["safemig_restore@other"] / med["pg_restore"] if also_tree else None,
     }
 
 
@@ -614,7 +633,14 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
                 print(f"{name}: restore, -j{args.restore_jobs}, {args.runs} runs", flush=True)
                 report["restores"].append(
                     bench_restore(
-                        pg, name, s3.env, args.runs, args.compression, args.restore_jobs, args.restore_other_mode
+                        pg,
+                        name,
+                        s3.env,
+                        args.runs,
+                        args.compression,
+                        args.restore_jobs,
+                        args.restore_other_mode,
+                        args.also_tree,
                     )
                 )
         if not args.skip_levels:
@@ -660,6 +686,12 @@ def run(pg: LocalCluster, args: argparse.Namespace) -> None:
             "    timeline of the middle run (s since restore_backup was called): "
             + ", ".join(f"{phase} {at:.2f}" for phase, at in r["timeline"].items())
         )
+        if r["ratio@other"] is not None:
+            print(
+                f"    the other checkout (--also-tree): {r['median_s']['safemig_restore@other']:.2f}s"
+                f" ({r['ratio@other']:.3f}x), CPU {r['median_s']['safemig_restore@other_cpu']:.2f}s; timeline "
+                + ", ".join(f"{phase} {at:.2f}" for phase, at in r["timeline@other"].items())
+            )
     if report["x4"]:
         x4 = report["x4"]
         print(f"  {x4['database']} ({x4['db_size']}): {x4['seconds']:.1f}s, peak RSS {x4['peak_rss_mb']:.0f} MB")

@@ -148,6 +148,20 @@ def test_lint_fast_path_and_typer_surface_agree(tmp_path):
         assert fast_main([name, "x"]) is None, name
 
 
+def test_command_modules_names_every_top_level_command_and_its_module():
+    """`safemig CMD` builds only COMMAND_MODULES[CMD]'s commands: the map must name each command
+    the modules register, with the module that registers it."""
+    import typer
+
+    from safemig.cli import COMMAND_MODULES, build_app
+
+    everything = set(typer.main.get_command(build_app()).commands)  # type: ignore[attr-defined]
+    assert everything == set(COMMAND_MODULES)
+    for module in set(COMMAND_MODULES.values()):
+        registered = set(typer.main.get_command(build_app(module)).commands)  # type: ignore[attr-defined]
+        assert registered == {name for name, owner in COMMAND_MODULES.items() if owner == module}, module
+
+
 def test_lint_gives_the_same_answer_on_both_paths(tmp_path):
     migrations = tmp_path / "docker" / "migrations"
     migrations.mkdir(parents=True)

@@ -455,6 +455,8 @@ def _state(pid: int) -> str:
 
 def _waits_for_input(child: ChildProcess) -> bool:
     """Has ``child`` read all we wrote into its stdin (so it waits for more, or works on what it has)?"""
+    if child.stdin_socket is not None:  # a streamed restore feeds pg_restore through a socket, not a pipe
+        return child.stdin_socket.unread() == 0
     stdin = child.proc.stdin
     if stdin is None or stdin.closed:
         return False

@@ -47,14 +47,15 @@ from safemig.backup.fetch import Download, RestoreBound, kill_tree
 from safemig.backup.pgdump import (
     Binary,
     ChildProcess,
+    SocketStdin,
     child_env,
     conninfo_without_password,
-    enlarge_pipe,
     pick_binary,
     write_all,
 )
 from safemig.backup.progress import transfer_progress
 from safemig.backup.settings import BackupSettings, load_settings
+from safemig.backup.startgc import StartupGC
 from safemig.backup.store import (
     BackupInfo,
     backup_info,
@@ -282,7 +283,10 @@ def restore_backup(
     if jobs < 1:
         raise UsageError(f"--jobs must be 1 or more, not {jobs}", hint="e.g. --jobs 4")
     settings = load_settings(config)
-    with RestoreBound(settings.stall_timeout, f"restoring into {describe(target_url)}", target_url) as bound:
+    with (
+        StartupGC() as gc_pause,  # resumed once pg_restore starts: botocore's and psycopg's loading are behind
+        RestoreBound(settings.stall_timeout, f"restoring into {describe(target_url)}", target_url) as bound,
+    ):
         # `pg_restore --version` of the first candidate, beside S3's requests (the archive's version is not known yet)
         first = bound.submit(lambda: pick_binary("pg_restore", 0, settings.pg_bin_dir, purpose="read the archive"))
         client = make_client(settings)
@@ -302,6 +306,7 @@ def restore_backup(
                 settings,
                 target_url,
                 began,
+                gc_pause,
                 clean=clean,
                 progress=progress,
                 jobs=jobs,
@@ -348,6 +353,7 @@ def _restore(
     settings: BackupSettings,
     target_url: str,
     began: float,
+    gc_pause: StartupGC,
     *,
     clean: bool,
     progress: bool,
@@ -416,6 +422,7 @@ def _restore(
     prepared = time.monotonic() - began
     started = time.monotonic()
     bound.mark("restore started")
+    gc_pause.resume()
     try:
         created = bound.step(lambda: spaces.create_tablespaces(target_url, placement, bound))
         size, download_s, entries = _run_restore(
@@ -602,8 +609,7 @@ def _restore_streamed(
 
     Returns the bytes read.
     """
-    restorer = ChildProcess([*args, "--single-transaction"], env=child_env(password), stdin=-1)
-    enlarge_pipe(restorer.stdin.fileno())
+    restorer, stdin = _start_fed([*args, "--single-transaction"], password)
     bound.watch(restorer, "pg_restore was stopped and its single transaction rolled back: nothing was restored")
     digest = hashlib.sha256()
     seen = 0
@@ -616,23 +622,20 @@ def _restore_streamed(
                 seen += len(chunk)
                 advance(len(chunk))
                 if held is not None and not failed:
-                    failed = not _feed(restorer, held, bound)
+                    failed = not _feed(stdin, held, bound)
                 held = chunk
         bound.mark("last byte read")
         if not _intact(info, seen, digest):
             raise _mismatch(info, seen, digest.hexdigest())
         if held is not None and not failed:
-            failed = not _feed(restorer, held, bound)
-        if not failed:
-            try:
-                restorer.stdin.close()
-            except BrokenPipeError:
-                pass
+            failed = not _feed(stdin, held, bound)
+        stdin.close()
         problem = restorer.failure(where)
     except BaseException:
         restorer.kill()  # its transaction was never committed: the target is untouched
         raise
     finally:
+        stdin.close()
         bound.unwatch(restorer)
     if problem:
         bound.check()  # stopped by the stall bound: that is the failure to report (exit 0 is a commit, whatever)
@@ -661,8 +664,7 @@ def _restore_streamed_verify_after(
     own failure (damage may be its cause). ``chunks``: the object from its first byte (the TOC
     was read from the same download). Returns the bytes read.
     """
-    restorer = ChildProcess(args, env=child_env(password), stdin=-1)
-    enlarge_pipe(restorer.stdin.fileno())
+    restorer, stdin = _start_fed(args, password)
     bound.watch(restorer, f"pg_restore was stopped; {_DROP_TARGET}")
     digest = hashlib.sha256()
     seen = 0
@@ -674,17 +676,14 @@ def _restore_streamed_verify_after(
                 seen += len(chunk)
                 advance(len(chunk))
                 if reading:
-                    reading = _feed(restorer, chunk, bound)
-        if reading:
-            try:
-                restorer.stdin.close()
-            except BrokenPipeError:
-                pass
+                    reading = _feed(stdin, chunk, bound)
+        stdin.close()
         problem = restorer.failure(where)
     except BaseException:
         restorer.kill()
         raise
     finally:
+        stdin.close()
         bound.unwatch(restorer, _DROP_TARGET)
     if problem:
         bound.check()
@@ -756,11 +755,22 @@ def _restore_file(
         )
 
 
-def _feed(restorer: ChildProcess, chunk: bytes, bound: RestoreBound) -> bool:
-    """Write ``chunk`` into pg_restore; ``False`` if it stopped reading (it failed, or never needed more)."""
+def _start_fed(args: list[str], password: str | None) -> tuple[ChildProcess, SocketStdin]:
+    """pg_restore reading its stdin from a socket we write into (:class:`SocketStdin`: not a pipe)."""
+    stdin = SocketStdin()
     try:
-        write_all(restorer.stdin, chunk)
-    except (BrokenPipeError, ValueError):
+        restorer = ChildProcess(args, env=child_env(password), stdin=stdin)
+    except BaseException:
+        stdin.close()
+        raise
+    return restorer, stdin
+
+
+def _feed(stdin: SocketStdin, chunk: bytes, bound: RestoreBound) -> bool:
+    """Write all of ``chunk`` into pg_restore; ``False`` if it stopped reading (it failed, or never needed more)."""
+    try:
+        stdin.write_all(chunk)
+    except ConnectionError:  # BrokenPipeError, ConnectionResetError: pg_restore is gone
         return False
     bound.beat()
     return True

@@ -30,7 +30,6 @@ with pg_dump's or pg_restore's stderr or the S3 error, redacted; an interruption
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import time
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from safemig.backup.pgdump import (
 from safemig.backup.progress import transfer_progress
 from safemig.backup.roles import dump_globals
 from safemig.backup.settings import BackupSettings, choose_part_size, load_settings
+from safemig.backup.startgc import StartupGC
 from safemig.backup.store import (
     backup_key,
     delete_all_versions,
@@ -213,35 +213,8 @@ def run_backup(
     ``archive_read=False`` skips the in-stream read of every block: for a caller
     that restores the backup right away (the deploy's rehearsal), whose restore is that read.
     """
-    with _StartupGC() as gc_pause:
+    with StartupGC() as gc_pause:
         return _run_backup(config, env, database_url, label, progress, settings, on_part, archive_read, gc_pause)
-
-
-class _StartupGC:
-    """The cyclic garbage collector paused while the backup starts, back on once the S3 client exists.
-
-    Loading psycopg and botocore's S3 model makes tens of thousands of long-lived objects, and
-    the collector walks them again and again meanwhile (~0.03-0.05 s of CPU, part of it before
-    pg_dump starts). Only the start-up: the stream's requests may make cycles, and a long backup
-    must not pile them up.
-    """
-
-    def __init__(self) -> None:
-        self._paused = False
-
-    def __enter__(self) -> _StartupGC:
-        if gc.isenabled():
-            gc.disable()
-            self._paused = True
-        return self
-
-    def resume(self, *_: object) -> None:
-        if self._paused:
-            self._paused = False
-            gc.enable()
-
-    def __exit__(self, *exc: object) -> None:
-        self.resume()
 
 
 def _run_backup(
@@ -253,7 +226,7 @@ def _run_backup(
     settings: BackupSettings | None,
     on_part: Any,
     archive_read: bool,
-    gc_pause: _StartupGC,
+    gc_pause: StartupGC,
 ) -> BackupResult:
     settings = settings or load_settings(config)
     started = time.monotonic()

@@ -329,12 +329,17 @@ def restore_command(
     from safemig.backup.tablespaces import check_options
 
     check_options(policy, locations)
+    from safemig.protect import Override, guard_env, is_protected
+
+    override = Override(outside_window, reason)
+    override.check()
     config = load(config_path)
     target = target_database_url or resolve_database_url(config, env=env)
-    if _into_own_database(config, env, target_database_url):  # protected envs ask (safemig.protect)
-        from safemig.protect import Override, guard_env
-
-        override = Override(outside_window, reason)
+    # Only a protected env asks (safemig.protect), so only then is it worth comparing the target
+    # with the env's own database: that comparison reads URLs with libpq, whose import (psycopg,
+    # ~0.07 s) would otherwise come before the restore's first request to S3 (restore_backup
+    # imports it in a thread while that request is under way).
+    if is_protected(config.env(env)) and _into_own_database(config, env, target_database_url):
         guard_env(config, env, "restore a backup into", yes=yes, override=override, warn=output.warn)
     with _sigterm_as_interrupt():
         result = restore_backup(

@@ -56,20 +56,10 @@ def create(staging: Any, names: list[str], created: list[str]) -> None:
         staging.execute("RESET allow_in_place_tablespaces")
 
 
-def drop(staging_url: str, names: list[str]) -> list[str]:
-    """Drop the tablespaces :func:`create` made; return those still there (something else was
-    put in one meanwhile, or the server could not be reached), for the caller to name."""
-    import psycopg
-
+def drop(staging_url: str, names: list[str], timeout: float) -> list[str]:
+    """Drop the tablespaces :func:`create` made, each wait bounded by ``timeout``; return those
+    still there (something else was put in one meanwhile, a lock held, the server gone), for
+    the caller to name."""
     from safemig.backup.roles import drop_globals
-    from safemig.db import connect
 
-    if not names:
-        return []
-    drop_globals(staging_url, "TABLESPACE", names)
-    try:
-        with connect(staging_url, autocommit=True, application_name="safemig deploy (rehearsal)") as conn:
-            rows = conn.execute("SELECT spcname FROM pg_tablespace WHERE spcname = ANY(%s)", (names,)).fetchall()
-    except psycopg.Error:
-        return list(names)
-    return sorted(r[0] for r in rows)
+    return drop_globals(staging_url, "TABLESPACE", names, timeout)

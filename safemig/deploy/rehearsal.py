@@ -255,18 +255,30 @@ def rehearse_on_restore(
             started = time.monotonic()
         result.timed("drop", started)
     finally:  # after the scratch database is gone: nothing depends on the roles or tablespaces any more
-        if result.ran_on["roles_created"] and not ctx.options.keep_rehearsal:
-            from safemig.backup.roles import drop_roles
-
-            drop_roles(ctx.staging_url, result.ran_on["roles_created"])
-        if result.ran_on["tablespaces_created"] and not ctx.options.keep_rehearsal:
-            left = inplace.drop(ctx.staging_url, result.ran_on["tablespaces_created"])
-            if left:
-                gate.warn(
-                    f"could not drop the in-place tablespace(s) {', '.join(left)} the rehearsal created on"
-                    f" {staging_env}'s server: drop them there (DROP TABLESPACE) once nothing is in them"
-                )
+        if not ctx.options.keep_rehearsal:
+            _drop_created(ctx, staging_env, gate, result)
     return result
+
+
+def _drop_created(ctx: DeployContext, staging_env: str, gate: GateContext, result: RehearsalResult) -> None:
+    """Drop the tablespaces, then the roles, the rehearsal created on staging's server, each wait
+    bounded by ``backup.stall_timeout`` (a lock another session holds must not hang the deploy);
+    what is left is named in a warning."""
+    from safemig.backup.roles import drop_roles
+    from safemig.backup.settings import load_settings
+
+    assert ctx.staging_url is not None
+    spaces, roles = result.ran_on["tablespaces_created"], result.ran_on["roles_created"]
+    if not spaces and not roles:
+        return
+    timeout = load_settings(ctx.config).stall_timeout
+    left = [f"tablespace {n}" for n in inplace.drop(ctx.staging_url, spaces, timeout)]
+    left += [f"role {n}" for n in drop_roles(ctx.staging_url, roles, timeout)]
+    if left:
+        gate.warn(
+            f"could not drop {', '.join(left)} that the rehearsal created on {staging_env}'s server:"
+            " drop them there by hand (DROP TABLESPACE / DROP ROLE)"
+        )
 
 
 def _tablespaces_in_place(ctx: DeployContext, staging_env: str, gate: GateContext, result: RehearsalResult) -> str:
