@@ -30,11 +30,13 @@ Where it is stricter than pg_restore (which skips what it is not looking for): t
 be exactly those of the TOC entries that have data, in TOC order (a pipe-fed pg_restore needs
 that order too, but passes over a block that no entry claims, and never notices a block whose
 entry the TOC says has no data: a restore would silently leave that table empty), nothing may
-follow the last block, and the header's integer size, offset size, compression algorithm and
-version are what pg_dump writes. Not copied: pg_restore 18's refusal of an entry type it cannot
-print an ``ALTER ... OWNER`` for (the list changes with each major; a wrong copy would refuse
-real backups). lz4 and zstd archives (pg_dump 16+) are not read here: the caller
-keeps pg_restore's read for them (:func:`read_header` tells which).
+follow the last block (true of pg_dump's output through a pipe, which is what safemig reads; a
+pg_dump 17+ writing to a seekable file appends a second copy of the TOC, refused here), and the
+header's integer size, offset size, compression algorithm and version are what pg_dump writes.
+Not copied: pg_restore 18's refusal of an entry type it cannot print an ``ALTER ... OWNER`` for
+(the list changes with each major; a wrong copy would refuse real backups). lz4 and zstd
+archives (pg_dump 16+) are not read here: the caller keeps pg_restore's read for them
+(:func:`read_header` tells which).
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ def _header(src: _Bytes) -> Header:
     if not MIN_VERSION <= version <= MAX_VERSION or rev:
         raise ArchiveMalformed(
             f"archive version {major}.{minor}-{rev} in the header (this reader knows 1.12-1.16, pg_dump 9.5-18)",
-            stricter=bool(rev) and MIN_VERSION <= (major, minor, 0) <= MAX_VERSION,  # pg_restore 18 ignores the rev
+            stricter=bool(rev) and MIN_VERSION <= (major, minor, 0) <= MAX_VERSION,  # pg_restore 14-18 ignore the rev
         )
     int_size, off_size, fmt = src.take(3)
     if int_size != 4:

@@ -424,7 +424,7 @@ def _restore(
     bound.mark("restore started")
     gc_pause.resume()
     try:
-        created = bound.step(lambda: spaces.create_tablespaces(target_url, placement, bound))
+        bound.step(lambda: spaces.create_tablespaces(target_url, placement, bound, created))
         size, download_s, entries = _run_restore(
             info,
             settings,
@@ -522,6 +522,7 @@ def _run_restore(
     """
     from psycopg.conninfo import make_conninfo
 
+    bound.check()  # a stall that fired as the last step ended: the watchdog fires once, so say it now
     conninfo, password = conninfo_without_password(target_url)
     # pg_restore's sessions carry the bound's name: its progress probe and its stop find them
     conninfo = make_conninfo(conninfo, application_name=bound.application_name)

@@ -407,8 +407,14 @@ def _creation(
     )
 
 
-def create_tablespaces(target_url: str, placement: Placement, bound: RestoreBound | None = None) -> list[str]:
+def create_tablespaces(
+    target_url: str, placement: Placement, bound: RestoreBound | None = None, created: list[str] | None = None
+) -> list[str]:
     """Create ``placement.to_create`` on the target's server; return their names.
+
+    ``created``: the caller's list, which holds each name as soon as it exists and, after a
+    failure, those that could not be dropped again; so a caller that gave up waiting for this
+    (a stall) still knows what to undo and to name.
 
     ``CREATE TABLESPACE`` cannot run inside a transaction block, so each runs on its own; if one
     fails, those created before it are dropped again (they are empty) and the error says what
@@ -424,7 +430,7 @@ def create_tablespaces(target_url: str, placement: Placement, bound: RestoreBoun
     from safemig.backup.roles import target_session
     from safemig.db import describe, error_text
 
-    created: list[str] = []
+    created = [] if created is None else created
     if not placement.to_create:
         return created
     timeout = bound.timeout if bound is not None else None
@@ -446,6 +452,7 @@ def create_tablespaces(target_url: str, placement: Placement, bound: RestoreBoun
                     bound.beat()
             except psycopg.Error as exc:
                 left = drop_tablespaces(target_url, created, timeout)
+                created[:] = left
                 undone = "nothing was restored" + (
                     f"; tablespace(s) {', '.join(left)} created by this restore could not be dropped again:"
                     " drop them by hand"

@@ -92,15 +92,20 @@ class ArchiveCheck:
         self._feed: _Feed | None = None
         self.child: ChildProcess | None = None  # pg_restore, for lz4/zstd archives
         self.summary: Summary | None = None  # the reader's findings, once concluded
+        self._killed = False
 
     @property
     def read_by(self) -> str:
         """Who read every block, for the record (meaningful once concluded)."""
         if self._feed is not None:
             return "pg_restore read every block in-stream"
+        if self.summary is not None and self.summary.header.compression == "none":
+            return "every block read in-stream (uncompressed: no checksum inside the archive)"
         return "every block read and inflated in-stream (zlib's checksum checked)"
 
     def feed(self, chunk: bytes | memoryview) -> None:
+        if self._killed:
+            return  # the backup is being stopped: start no reader or pg_restore now
         if self._reader is not None:
             self._reader.feed(chunk)
         elif self._feed is not None:
@@ -141,6 +146,12 @@ class ArchiveCheck:
             try:
                 self.summary = self._reader.conclude()
             except ArchiveMalformed as exc:
+                if exc.stricter:  # pg_restore itself may accept it: say so rather than blame the dump
+                    hint = (
+                        "safemig's archive reader is stricter than pg_restore here (docs/backup.md, 'The archive"
+                        " reader'); if pg_dump wrote this unchanged, please report it; compression = \"lz4\" or"
+                        ' "zstd" (pg_dump 16+) has pg_restore read the archive instead'
+                    )
                 raise ToolError(f"{where}: not a readable archive: {exc.message}", hint=hint) from None
             return
         assert self._feed is not None and self.child is not None
@@ -150,6 +161,7 @@ class ArchiveCheck:
             raise ToolError(f"{where}: {problem}", hint=hint)
 
     def kill(self) -> None:
+        self._killed = True
         if self._reader is not None:
             self._reader.kill()
         if self.child is not None:

@@ -45,6 +45,7 @@ def why_not(staging: Any) -> str | None:
 def create(staging: Any, names: list[str], created: list[str]) -> None:
     """``CREATE TABLESPACE name LOCATION ''`` for each name, appending each to ``created`` as soon
     as it exists (so that a caller's cleanup drops what was made before a failure)."""
+    import psycopg
     from psycopg import sql
 
     staging.execute("SET allow_in_place_tablespaces = on")
@@ -53,7 +54,10 @@ def create(staging: Any, names: list[str], created: list[str]) -> None:
             staging.execute(sql.SQL("CREATE TABLESPACE {} LOCATION ''").format(sql.Identifier(name)))
             created.append(name)
     finally:
-        staging.execute("RESET allow_in_place_tablespaces")
+        try:
+            staging.execute("RESET allow_in_place_tablespaces")
+        except psycopg.Error:
+            pass  # the session is gone or aborted: the setting went with it; the first error is the one to tell
 
 
 def drop(staging_url: str, names: list[str], timeout: float) -> list[str]:

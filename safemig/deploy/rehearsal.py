@@ -39,7 +39,7 @@ from safemig.deploy.locks import LockRecorder, StatementLocks, strongest_per_rel
 from safemig.deploy.observers import ReportingObserver
 from safemig.deploy.record import applied_dict
 from safemig.deploy.settings import apply_settings
-from safemig.errors import CheckFailed, SafemigError
+from safemig.errors import CheckFailed, DatabaseError, SafemigError
 from safemig.migrations.files import Migration
 from safemig.redact import mask_url
 
@@ -287,17 +287,25 @@ def _tablespaces_in_place(ctx: DeployContext, staging_env: str, gate: GateContex
     created ("" when none is missing or all were), for the note on what the restore left out."""
     import psycopg
 
+    from safemig.db import error_text
+
     assert ctx.staging is not None
-    names = inplace.missing(ctx.prod, ctx.staging)
+    try:
+        names = inplace.missing(ctx.prod, ctx.staging)
+        why = inplace.why_not(ctx.staging) if names else None
+    except psycopg.Error as exc:
+        raise DatabaseError(
+            f"cannot compare the tablespaces of {ctx.env}'s and {staging_env}'s servers: {error_text(exc)}",
+            hint=f"check that both servers are up; {ctx.env} is untouched",
+        ) from None
     if not names:
         return ""
-    why = inplace.why_not(ctx.staging)
     if why:
         return why
     try:
         inplace.create(ctx.staging, names, result.ran_on["tablespaces_created"])
     except psycopg.Error as exc:
-        return f"creating one failed: {exc.diag.message_primary or exc}"
+        return f"creating one failed: {error_text(exc)}"
     gate.note(
         f"created tablespace(s) {', '.join(names)} in place on {staging_env}'s server (inside its data directory),"
         f" as {ctx.env}'s server has them, for the rehearsal's restore and migrations (dropped again after it)"

@@ -545,7 +545,11 @@ def test_duration_settings_are_validated(project, bucket_name):
 @pytest.mark.compat
 @pytest.mark.parametrize(
     "compression, read_by",
-    [("lz4", "pg_restore read every block"), ("gzip:5", "every block read and inflated"), ("none", "every block read")],
+    [
+        ("lz4", "pg_restore read every block in-stream; "),
+        ("gzip:5", "every block read and inflated in-stream (zlib's checksum checked); "),
+        ("none", "every block read in-stream (uncompressed: no checksum inside the archive); "),
+    ],
 )
 def test_each_compression_method_is_read_to_its_end_in_stream(
     project, database_url, s3, bucket_name, pg_major, compression, read_by

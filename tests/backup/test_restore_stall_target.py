@@ -423,3 +423,46 @@ def test_a_tablespace_creation_blocked_by_another_sessions_lock_ends_within_the_
             conn.execute("ALTER TABLE events OWNER TO CURRENT_USER")
         pg_cluster_b.psql(f"DROP ROLE IF EXISTS {owner}")
         pg_cluster.psql(f"DROP ROLE IF EXISTS {owner}")
+
+
+def test_a_tablespace_created_before_a_stall_is_named_when_its_own_drop_is_blocked_too(pg_cluster, database_url):
+    """The second CREATE TABLESPACE waits for another session's lock on pg_tablespace, the stall
+    cancels it, and the first one's drop waits for the same lock past the step's grace: the
+    caller's list still holds the first, so the restore's undo drops it or names it; it never
+    goes unnamed (on the old code the caller's list stayed empty)."""
+    from safemig.backup.fetch import RestoreBound
+    from safemig.backup.roles import undo_created
+    from safemig.backup.tablespaces import Placement, StoredTablespace, create_tablespaces
+
+    first, second = ("ts_" + uuid.uuid4().hex[:8] for _ in range(2))
+    dirs = [_server_dir(pg_cluster, "safemig-ts-stall-") for _ in range(2)]
+    placement = Placement(
+        to_create=(
+            StoredTablespace(first, None, str(dirs[0]), ("SELECT pg_sleep(1)",)),  # time to take the lock
+            StoredTablespace(second, None, str(dirs[1])),
+        )
+    )
+    locker = psycopg.connect(database_url)
+
+    def lock_soon() -> None:
+        time.sleep(0.4)  # while the first one's extra statement sleeps
+        locker.execute("LOCK TABLE pg_tablespace IN SHARE MODE")
+
+    created: list[str] = []
+    try:
+        threading.Thread(target=lock_soon, daemon=True).start()
+        with pytest.raises(RestoreStalled):
+            with RestoreBound(STALL_S, "restoring into the test database", database_url) as bound:
+                bound.step(lambda: create_tablespaces(database_url, placement, bound, created))
+        assert created == [first]  # its drop is blocked by the lock: still the caller's to undo
+        left = undo_created(database_url, [], created, STALL_S)
+        assert first in left and "could not be dropped again" in left
+        locker.rollback()
+        assert undo_created(database_url, [], created, STALL_S) == ""
+        assert pg_cluster.psql(f"SELECT count(*) FROM pg_tablespace WHERE spcname IN ('{first}', '{second}')").strip() == "0"
+    finally:
+        locker.close()
+        for name in (first, second):
+            pg_cluster.psql(f'DROP TABLESPACE IF EXISTS "{name}"')
+        for path in dirs:
+            shutil.rmtree(path, ignore_errors=True)
