@@ -14,11 +14,9 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import queue
 import signal
-import struct
 import termios
 import threading
 import time
@@ -28,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from safemig.backup.pgdump import ChildProcess
+from safemig.backup.pgdump import ChildProcess, queued_bytes
 from safemig.backup.store import storage_error
 from safemig.backup.watchdog import DaemonPool, Watchdog, run_bounded
 from safemig.errors import ExternalError, SafemigError
@@ -460,11 +458,7 @@ def _waits_for_input(child: ChildProcess) -> bool:
     stdin = child.proc.stdin
     if stdin is None or stdin.closed:
         return False
-    try:
-        pending = struct.unpack("i", fcntl.ioctl(stdin.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-    except (OSError, ValueError):
-        return False
-    return pending == 0
+    return queued_bytes(stdin.fileno(), termios.FIONREAD) == 0
 
 
 def _tree(pid: int) -> list[int]:

@@ -351,14 +351,10 @@ class SocketStdin:
         counted in the kernel's buffer units), or ``None`` once closed or where it cannot be asked."""
         if self.closed:
             return None
-        try:
-            import fcntl
-            import struct
-            import termios
+        import termios
 
-            return int(struct.unpack("i", fcntl.ioctl(self._ours.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
-        except (OSError, ValueError, ImportError, AttributeError):
-            return None
+        request = getattr(termios, "TIOCOUTQ", None)  # Linux's SIOCOUTQ; not on every platform
+        return None if request is None else queued_bytes(self._ours.fileno(), request)
 
     def close(self) -> None:
         """End of input: the child reads EOF. Idempotent; a child already gone is no error."""
@@ -371,3 +367,16 @@ class SocketStdin:
             pass
         self._ours.close()
         self._theirs.close()
+
+
+def queued_bytes(fd: int, request: int) -> int | None:
+    """The kernel's count of bytes queued on ``fd`` (``termios.FIONREAD``: unread in a pipe;
+    ``TIOCOUTQ``/``SIOCOUTQ``: sent on a socket, not yet read by its peer), or ``None`` where it
+    cannot be asked (a closed descriptor)."""
+    import fcntl
+    import struct
+
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, request, b"\0\0\0\0"))[0])
+    except (OSError, ValueError):
+        return None

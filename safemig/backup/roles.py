@@ -123,17 +123,8 @@ def create_missing_roles(
                     bound.beat()
             conn.commit()
         except psycopg.Error as exc:
-            stalled = (
-                bound.step_error(
-                    exc,
-                    f"creating the backup's roles on {describe(target_url)}",
-                    "no role was created, nothing was restored",
-                )
-                if bound is not None
-                else None
-            )
-            if stalled is not None:
-                raise stalled from None
+            doing = f"creating the backup's roles on {describe(target_url)}"
+            raise_if_stalled(bound, exc, doing, "no role was created, nothing was restored")
             raise DatabaseError(
                 f"cannot create the backup's roles on {describe(target_url)}: {error_text(exc)}",
                 hint="the restoring role needs CREATEROLE (superuser for SUPERUSER/REPLICATION/BYPASSRLS roles);"
@@ -154,6 +145,22 @@ def target_session(url: str, bound: RestoreBound | None, *, autocommit: bool) ->
         return
     with connect(url, autocommit=autocommit, application_name="safemig restore") as conn:
         yield conn
+
+
+def raise_if_stalled(bound: RestoreBound | None, exc: BaseException, doing: str, consequence: str) -> None:
+    """Raise the :class:`~safemig.backup.fetch.RestoreStalled` that ``exc`` (from a
+    :func:`target_session`) stands for, if it was the bound that ended the statement; else return."""
+    stalled = bound.step_error(exc, doing, consequence) if bound is not None else None
+    if stalled is not None:
+        raise stalled from None
+
+
+def left_behind(tablespaces: list[str], roles: list[str], by: str = "this restore") -> str:
+    """The sentence naming what ``by`` created and could not drop again ("" if nothing)."""
+    said = [f"{kind}(s) {', '.join(names)}" for kind, names in (("tablespace", tablespaces), ("role", roles)) if names]
+    if not said:
+        return ""
+    return f"{' and '.join(said)} created by {by} could not be dropped again: drop them by hand"
 
 
 def drop_roles(target_url: str, names: list[str], timeout: float | None = None) -> list[str]:
@@ -210,16 +217,10 @@ def _drop_each(target_url: str, kind: str, left: list[str], timeout: float | Non
         pass  # the restore's own error is the one to report
 
 
-def undo_created(target_url: str, roles: list[str], tablespaces: list[str], timeout: float) -> str:
-    """Drop what a failed restore created, tablespaces first (created roles may own them), each wait
-    bounded by ``timeout``; return a sentence naming what could not be dropped ("" if nothing)."""
-    said = []
+def undo_created(
+    target_url: str, roles: list[str], tablespaces: list[str], timeout: float, by: str = "this restore"
+) -> str:
+    """Drop what a failed restore (or ``by``) created, tablespaces first (created roles may own them),
+    each wait bounded by ``timeout``; return a sentence naming what could not be dropped ("" if nothing)."""
     spaces_left = drop_globals(target_url, "TABLESPACE", tablespaces, timeout)
-    if spaces_left:
-        said.append(f"tablespace(s) {', '.join(spaces_left)}")
-    roles_left = drop_globals(target_url, "ROLE", roles, timeout)
-    if roles_left:
-        said.append(f"role(s) {', '.join(roles_left)}")
-    if not said:
-        return ""
-    return f"{' and '.join(said)} created by this restore could not be dropped again: drop them by hand"
+    return left_behind(spaces_left, drop_globals(target_url, "ROLE", roles, timeout), by)

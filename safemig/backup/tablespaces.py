@@ -309,7 +309,7 @@ class _Facts:
 def _target_facts(url: str, bound: RestoreBound | None = None) -> _Facts:
     import psycopg
 
-    from safemig.backup.roles import target_session
+    from safemig.backup.roles import raise_if_stalled, target_session
     from safemig.db import describe, error_text
 
     with target_session(url, bound, autocommit=True) as conn:
@@ -318,13 +318,7 @@ def _target_facts(url: str, bound: RestoreBound | None = None) -> _Facts:
             roles = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
             row = conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         except psycopg.Error as exc:
-            stalled = (
-                bound.step_error(exc, f"reading the tablespaces of {describe(url)}", "nothing was restored")
-                if bound is not None
-                else None
-            )
-            if stalled is not None:
-                raise stalled from None
+            raise_if_stalled(bound, exc, f"reading the tablespaces of {describe(url)}", "nothing was restored")
             raise DatabaseError(f"cannot inspect {describe(url)}: {error_text(exc)}") from None
     assert row is not None  # the session's own role
     return _Facts(spaces, roles, bool(row[1]), row[0])
@@ -427,7 +421,7 @@ def create_tablespaces(
     import psycopg
     from psycopg import sql
 
-    from safemig.backup.roles import target_session
+    from safemig.backup.roles import left_behind, raise_if_stalled, target_session
     from safemig.db import describe, error_text
 
     created = [] if created is None else created
@@ -453,16 +447,9 @@ def create_tablespaces(
             except psycopg.Error as exc:
                 left = drop_tablespaces(target_url, created, timeout)
                 created[:] = left
-                undone = "nothing was restored" + (
-                    f"; tablespace(s) {', '.join(left)} created by this restore could not be dropped again:"
-                    " drop them by hand"
-                    if left
-                    else ""
-                )
+                undone = "; ".join(filter(None, ("nothing was restored", left_behind(left, []))))
                 doing = f"creating tablespace {space.name} at {location} on {describe(target_url)}"
-                stalled = bound.step_error(exc, doing, undone) if bound is not None else None
-                if stalled is not None:
-                    raise stalled from None
+                raise_if_stalled(bound, exc, doing, undone)
                 raise DatabaseError(
                     f"cannot create tablespace {space.name} at {location} on {describe(target_url)}:"
                     f" {error_text(exc)}: {undone}",

@@ -59,11 +59,3 @@ def create(staging: Any, names: list[str], created: list[str]) -> None:
         except psycopg.Error:
             pass  # the session is gone or aborted: the setting went with it; the first error is the one to tell
 
-
-def drop(staging_url: str, names: list[str], timeout: float) -> list[str]:
-    """Drop the tablespaces :func:`create` made, each wait bounded by ``timeout``; return those
-    still there (something else was put in one meanwhile, a lock held, the server gone), for
-    the caller to name."""
-    from safemig.backup.roles import drop_globals
-
-    return drop_globals(staging_url, "TABLESPACE", names, timeout)

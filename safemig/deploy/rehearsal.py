@@ -264,21 +264,16 @@ def _drop_created(ctx: DeployContext, staging_env: str, gate: GateContext, resul
     """Drop the tablespaces, then the roles, the rehearsal created on staging's server, each wait
     bounded by ``backup.stall_timeout`` (a lock another session holds must not hang the deploy);
     what is left is named in a warning."""
-    from safemig.backup.roles import drop_roles
+    from safemig.backup.roles import undo_created
     from safemig.backup.settings import load_settings
 
     assert ctx.staging_url is not None
     spaces, roles = result.ran_on["tablespaces_created"], result.ran_on["roles_created"]
     if not spaces and not roles:
         return
-    timeout = load_settings(ctx.config).stall_timeout
-    left = [f"tablespace {n}" for n in inplace.drop(ctx.staging_url, spaces, timeout)]
-    left += [f"role {n}" for n in drop_roles(ctx.staging_url, roles, timeout)]
+    left = undo_created(ctx.staging_url, roles, spaces, load_settings(ctx.config).stall_timeout, by="the rehearsal")
     if left:
-        gate.warn(
-            f"could not drop {', '.join(left)} that the rehearsal created on {staging_env}'s server:"
-            " drop them there by hand (DROP TABLESPACE / DROP ROLE)"
-        )
+        gate.warn(f"on {staging_env}'s server, {left} (DROP TABLESPACE / DROP ROLE)")
 
 
 def _tablespaces_in_place(ctx: DeployContext, staging_env: str, gate: GateContext, result: RehearsalResult) -> str:
